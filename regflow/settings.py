@@ -1,0 +1,62 @@
+"""One settings object, read from REGFLOW_* environment variables.
+
+Built by a cached function, never at import time, so tests can point it elsewhere
+and call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository root: plans, authorities and templates ship beside the code.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGFLOW_", extra="ignore")
+
+    home: Path = PROJECT_ROOT / ".regflow"
+    database_url: str | None = None
+    plans_dir: Path = PROJECT_ROOT / "data" / "plans"
+    authorities_file: Path = PROJECT_ROOT / "data" / "authorities.yaml"
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    apprise_config: Path | None = None
+    timezone: str = "Asia/Shanghai"
+    deployment: str = "emergency-response/emergency-response"
+    # How long a human-step command waits for the flow run to reach its suspension.
+    resume_wait_seconds: float = 60.0
+    # Outbox delivery: the watcher's poll interval and the retry backoff (seconds).
+    outbox_poll_seconds: float = 1.0
+    outbox_claim_seconds: float = 120.0
+    outbox_backoff_base: float = 5.0
+    outbox_backoff_cap: float = 600.0
+    max_text_chars: int = 20_000
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'regflow.db'}"
+
+    @property
+    def apprise_config_path(self) -> Path:
+        return self.apprise_config or self.home / "apprise.yml"
+
+    @property
+    def ui_url(self) -> str:
+        """The Prefect UI's base address, from Prefect's own settings."""
+        explicit = os.environ.get("PREFECT_UI_URL")
+        if explicit:
+            return explicit.rstrip("/")
+        api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+        return api[: -len("/api")] if api.endswith("/api") else api
+
+    def flow_run_url(self, flow_run_id: object) -> str:
+        return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

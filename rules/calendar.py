@@ -1,0 +1,67 @@
+"""Chinese working days: the `chinese_calendar` library plus an operator override file.
+
+A day with no data (a year the library does not cover and the override does not
+declare) raises CalendarUnavailable: never silently treat a holiday as a workday.
+
+Override file (YAML)::
+
+    years: [2027]              # years the file fully covers (weekends + lists below)
+    holidays: [2027-01-01]     # statutory holidays (days off)
+    workdays: [2027-02-07]     # make-up workdays (调休) falling on weekends
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import chinese_calendar
+import yaml
+
+from regflow.errors import CalendarUnavailable, InvalidPlan
+
+
+@dataclass(frozen=True)
+class WorkCalendar:
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+    workdays: frozenset[dt.date] = field(default_factory=frozenset)
+    years: frozenset[int] = field(default_factory=frozenset)
+
+    def is_workday(self, day: dt.date) -> bool:
+        if day in self.workdays:
+            return True
+        if day in self.holidays:
+            return False
+        if day.year in self.years:
+            return day.weekday() < 5
+        try:
+            return chinese_calendar.is_workday(day)
+        except NotImplementedError as exc:
+            raise CalendarUnavailable(
+                f"no holiday calendar for {day.year}: add the year to the calendar override file "
+                "(REGFLOW_CALENDAR_OVERRIDE) once the State Council publishes it"
+            ) from exc
+
+    def next_workday_on_or_after(self, day: dt.date) -> dt.date:
+        while not self.is_workday(day):
+            day += dt.timedelta(days=1)
+        return day
+
+
+def load_calendar(path: Path | None) -> WorkCalendar:
+    if path is None or not path.exists():
+        return WorkCalendar()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return WorkCalendar(
+            holidays=frozenset(_dates(raw.get("holidays", []))),
+            workdays=frozenset(_dates(raw.get("workdays", []))),
+            years=frozenset(int(y) for y in raw.get("years", [])),
+        )
+    except (yaml.YAMLError, TypeError, ValueError) as exc:
+        raise InvalidPlan(f"{path}: not a valid calendar override: {exc}") from exc
+
+
+def _dates(values: list) -> list[dt.date]:
+    return [v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)) for v in values]

@@ -1,0 +1,91 @@
+"""Statutory periods and their due times.
+
+Counting rules (RULES.md): the starting day is not counted; "within N" includes N;
+day-based periods end at the end of the last day in local time; a period whose last
+day is not a working day ends on the next working day. Minute and hour periods are
+exact. Every due time comes with the rule in words, so a person can check it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import pendulum
+
+from regflow.errors import InvalidInput
+from rules.calendar import WorkCalendar
+
+Unit = Literal["m", "h", "d", "wd"]
+_PATTERN = re.compile(r"^\s*(\d{1,5})\s*(m|min|minutes?|h|hours?|d|days?|wd|working days?)\s*$", re.I)
+_CANON = {"min": "m", "minute": "m", "minutes": "m", "hour": "h", "hours": "h", "day": "d",
+          "days": "d", "working day": "wd", "working days": "wd"}
+_WORDS = {"m": ("分钟", "minutes"), "h": ("小时", "hours"), "d": ("日", "calendar days"),
+          "wd": ("个工作日", "working days")}
+
+
+@dataclass(frozen=True)
+class Period:
+    amount: int
+    unit: Unit
+
+    @classmethod
+    def parse(cls, text: str | int) -> Period:
+        match = _PATTERN.match(str(text))
+        if not match:
+            raise InvalidInput(
+                f"invalid period {text!r}: use a number and a unit, e.g. 30m, 2h, 10d, 15wd"
+            )
+        unit = match.group(2).lower()
+        return cls(int(match.group(1)), _CANON.get(unit, unit))  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    def words(self) -> tuple[str, str]:
+        zh, en = _WORDS[self.unit]
+        return f"{self.amount} {zh}", f"{self.amount} {en}"
+
+
+@dataclass(frozen=True)
+class Due:
+    at: dt.datetime  # UTC, timezone-aware
+    rule: str  # the arithmetic in words, zh / en
+
+
+def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar,
+              event: str = "") -> Due:
+    """When `period` counted from `start` runs out."""
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    local = pendulum.instance(start).in_timezone(tz)
+    zh_amount, en_amount = period.words()
+    start_text = local.format("YYYY-MM-DD HH:mm")
+    suffix_zh, suffix_en = "", ""
+    if period.unit in ("m", "h"):
+        delta = {"m": dt.timedelta(minutes=period.amount), "h": dt.timedelta(hours=period.amount)}
+        due_local = local + delta[period.unit]
+    else:
+        day = local.date()
+        if period.unit == "d":
+            last = day + dt.timedelta(days=period.amount)
+            moved = calendar.next_workday_on_or_after(last)
+            if moved != last:
+                suffix_zh = f"，期满日 {last} 非工作日，顺延至 {moved}"
+                suffix_en = f"; {last} is not a working day, moved to {moved}"
+            last = moved
+        else:
+            last, counted = day, 0
+            while counted < period.amount:
+                last += dt.timedelta(days=1)
+                if calendar.is_workday(last):
+                    counted += 1
+        due_local = pendulum.datetime(last.year, last.month, last.day, 23, 59, 59, tz=tz)
+        suffix_zh = "，起算日不计入，截至当日 24 时" + suffix_zh
+        suffix_en = ", start day not counted, until end of day" + suffix_en
+    label_zh = f"{event}：" if event else ""
+    rule = (f"{label_zh}自 {start_text} 起 {zh_amount}{suffix_zh} / "
+            f"{en_amount} from {start_text} ({tz}){suffix_en}")
+    return Due(at=due_local.in_timezone("UTC"), rule=rule)

@@ -1,0 +1,108 @@
+"""What a valid incident trigger is, who hears of it, and how incidents are numbered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pendulum
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from regflow.errors import InvalidInput
+from rules.authorities import AuthorityTree, first_error
+from rules.plans import LevelRules, Level, Scope
+
+# Control characters other than tab and newline never belong in user text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Clocks differ; an occurrence a minute "in the future" is a skewed clock, not a lie.
+CLOCK_SKEW = dt.timedelta(minutes=1)
+
+
+def clean_line(value: str) -> str:
+    value = value.strip()
+    if "\n" in value or "\r" in value or _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def clean_text(value: str) -> str:
+    value = value.replace("\r\n", "\n").strip()
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class TriggerRequest(BaseModel):
+    """The parameters a duty officer gives when triggering an incident."""
+
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=64)
+    level: Level
+    title: str = Field(min_length=1, max_length=200)
+    location: str = Field(min_length=1, max_length=200)
+    authority: str = Field(min_length=1, max_length=32)
+    occurred_at: dt.datetime | None = None
+    reporter: str | None = Field(default=None, max_length=100)
+    drill: bool = False
+
+    _lines = field_validator("plan", "title", "location", "authority", "reporter", mode="before")(
+        lambda v: clean_line(v) if isinstance(v, str) else v
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a time zone (e.g. +08:00)")
+        return value
+
+
+def validate_trigger(data: dict, *, now: dt.datetime) -> TriggerRequest:
+    """Validate trigger parameters; one-line InvalidInput on any problem."""
+    try:
+        request = TriggerRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(first_error(exc)) from exc
+    if request.occurred_at is not None and request.occurred_at > now + CLOCK_SKEW:
+        raise InvalidInput(f"occurred_at: {request.occurred_at.isoformat()} is in the future")
+    return request
+
+
+def parse_when(text: str, *, tz: str) -> dt.datetime:
+    """An ISO 8601 time; without an offset it is read as local time in `tz`."""
+    try:
+        parsed = pendulum.parse(text, tz=tz, strict=True)
+    except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
+        raise InvalidInput(f"malformed date/time {text!r}: use ISO 8601, e.g. 2026-11-26T09:30+08:00") from exc
+    if not isinstance(parsed, dt.datetime):
+        raise InvalidInput(f"malformed date/time {text!r}: a date and a time are needed")
+    return parsed
+
+
+def activation_recipients(rules: LevelRules, tree: AuthorityTree, handling: str) -> list[str]:
+    """Apprise tags (`<authority code>.<role>`) to tell when the plan is activated."""
+    tags: list[str] = []
+    for group in rules.notify:
+        for authority in _scope(group.scope, rules, tree, handling):
+            tags += [f"{authority}.{role}" for role in group.roles]
+    return list(dict.fromkeys(tags))
+
+
+def upward_recipients(rules: LevelRules, tree: AuthorityTree, handling: str) -> list[str]:
+    """Who receives reports: the duty desks of every authority up to `report_up_to`."""
+    return [f"{a}.duty" for a in _scope(Scope.superiors, rules, tree, handling)]
+
+
+def onsite_recipients(rules: LevelRules, handling: str) -> list[str]:
+    return [f"{handling}.{role}" for role in rules.onsite_roles]
+
+
+def _scope(scope: Scope, rules: LevelRules, tree: AuthorityTree, handling: str) -> list[str]:
+    tree.get(handling)
+    if scope is Scope.handling:
+        return [handling]
+    return [a.code for a in tree.chain_up(handling) if a.tier.rank <= rules.report_up_to.rank]
+
+
+def incident_number(year: int, seq: int) -> str:
+    return f"INC-{year}-{seq:06d}"

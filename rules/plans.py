@@ -1,0 +1,140 @@
+"""Emergency plans (预案) as data: a YAML file per plan, validated here.
+
+A plan says, per level (I-IV): who is told on activation, which team goes on site,
+how far up the reports travel, and the deadline of every step. A plan is versioned
+by the hash of its file's content; an incident keeps the version it started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import Enum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from regflow.errors import InvalidPlan, UnknownPlan
+from rules.authorities import Tier, first_error
+from rules.durations import Period
+
+
+_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+
+
+class Level(str, Enum):
+    I = "I"
+    II = "II"
+    III = "III"
+    IV = "IV"
+
+    @property
+    def label(self) -> str:
+        return {"I": "特别重大", "II": "重大", "III": "较大", "IV": "一般"}[self.value]
+
+    @property
+    def label_en(self) -> str:
+        return {"I": "extraordinarily serious", "II": "serious", "III": "relatively serious",
+                "IV": "ordinary"}[self.value]
+
+
+class Scope(str, Enum):
+    handling = "handling"  # the authority handling the incident
+    superiors = "superiors"  # every authority above it, up to the level's report_up_to
+
+
+class Recipients(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: Scope
+    roles: list[str] = Field(min_length=1)
+
+
+# Deadline names a plan must give, with what starts each clock.
+STEP_DEADLINES = {
+    "dispatch": "activation",
+    "arrival": "activation",
+    "initial_report": "activation",
+    "upward_report": "activation",
+    "progress_every": "the previous report",
+    "final_report": "the end of handling",
+    "review": "the final report",
+}
+
+
+class LevelDeadlines(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dispatch: str
+    arrival: str
+    initial_report: str
+    upward_report: str
+    progress_every: str
+    final_report: str
+    review: str
+
+    @field_validator("*")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        Period.parse(value)  # raises with a clear message
+        return value
+
+    def period(self, name: str) -> Period:
+        return Period.parse(getattr(self, name))
+
+
+class LevelRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    report_up_to: Tier
+    notify: list[Recipients] = Field(min_length=1)
+    onsite_roles: list[str] = Field(min_length=1)
+    deadlines: LevelDeadlines
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(pattern=_KEY.pattern)
+    name: str = Field(min_length=1, max_length=200)
+    name_en: str = Field(default="", max_length=200)
+    basis: list[str] = Field(default_factory=list)
+    levels: dict[Level, LevelRules] = Field(min_length=1)
+
+    def rules_for(self, level: Level) -> LevelRules:
+        try:
+            return self.levels[level]
+        except KeyError:
+            have = ", ".join(lv.value for lv in self.levels)
+            raise UnknownPlan(f"plan {self.key!r} has no level {level.value} (it has {have})") from None
+
+
+class LoadedPlan(BaseModel):
+    plan: Plan
+    content_hash: str
+    source: str
+    raw: str
+
+
+def load_plan_file(path: Path) -> LoadedPlan:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InvalidPlan(f"{path}: file not found") from exc
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InvalidPlan(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidPlan(f"{path}: {first_error(exc)}") from exc
+    if plan.key != path.stem:
+        raise InvalidPlan(f"{path}: key: {plan.key!r} must match the file name {path.stem!r}")
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return LoadedPlan(plan=plan, content_hash=digest, source=str(path), raw=raw)
+
+
+def load_plan(plans_dir: Path, key: str) -> LoadedPlan:
+    path = plans_dir / f"{key}.yaml"
+    if not _KEY.match(key) or not path.exists():
+        known = ", ".join(sorted(p.stem for p in plans_dir.glob("*.yaml"))) or "none"
+        raise UnknownPlan(f"unknown plan {key!r} (known plans: {known})")
+    return load_plan_file(path)

@@ -1,0 +1,88 @@
+"""Incidents, their dispatches and reports, and the yearly number counter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from storage.db import UTCDateTime
+
+
+class IncidentBase(SQLModel):
+    number: str = Field(max_length=32, unique=True)
+    plan_key: str = Field(max_length=64)
+    level: str = Field(max_length=4)
+    title: str = Field(max_length=200)
+    location: str = Field(max_length=200)
+    authority_code: str = Field(foreign_key="authority.code", max_length=32, index=True)
+    reporter: str | None = Field(default=None, max_length=100)
+
+
+class Incident(IncidentBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    plan_version_id: int = Field(foreign_key="plan_version.id")
+    status: str = Field(default="active", max_length=20, index=True)  # active | handling_ended | closed
+    occurred_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    triggered_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+    handling_ended_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    flow_run_id: uuid.UUID | None = Field(default=None, unique=True)
+
+
+class Counter(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = 0
+
+
+class Dispatch(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", unique=True)
+    team: str = Field(max_length=500)  # apprise tags of the on-site team
+    dispatched_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+
+
+class Report(SQLModel, table=True):
+    """A written document of the incident: reports, the review, the release notice."""
+
+    __table_args__ = (sa.UniqueConstraint("incident_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    kind: str = Field(max_length=20)  # initial | progress | final | review | release
+    step: str = Field(max_length=40)
+    author: str = Field(max_length=100)
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    document: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # rendered Markdown
+    submitted_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+
+
+def next_number(session: Session, *, name: str) -> int:
+    """The next value of a named counter, allocated inside the caller's transaction."""
+    stmt = sa.update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+    if session.execute(stmt).rowcount == 0:
+        session.add(Counter(name=name, value=1))
+        session.flush()
+        return 1
+    return session.exec(select(Counter.value).where(Counter.name == name)).one()
+
+
+def get_incident(session: Session, *, number: str) -> Incident | None:
+    return session.exec(select(Incident).where(Incident.number == number.strip().upper())).first()
+
+
+def incident_by_run(session: Session, *, flow_run_id: uuid.UUID) -> Incident | None:
+    return session.exec(select(Incident).where(Incident.flow_run_id == flow_run_id)).first()
+
+
+def list_incidents(session: Session, *, open_only: bool = False, limit: int = 200) -> list[Incident]:
+    stmt = select(Incident).order_by(Incident.triggered_at.desc()).limit(limit)
+    if open_only:
+        stmt = stmt.where(Incident.status != "closed")
+    return list(session.exec(stmt).all())
+
+
+def reports_for(session: Session, *, incident_id: int) -> list[Report]:
+    return list(session.exec(select(Report).where(Report.incident_id == incident_id)
+                             .order_by(Report.submitted_at, Report.id)).all())

@@ -1,0 +1,72 @@
+"""Human steps: what an incident is waiting for, and the answer once given.
+
+A step row is opened when the flow reaches it and answered once, from the CLI or
+the Prefect UI form; the conditional update makes "answered twice" impossible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from storage.db import UTCDateTime
+
+
+class Step(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    name: str = Field(max_length=40)  # arrival, initial-report, progress-3, final-report, review
+    status: str = Field(default="awaiting", max_length=12, index=True)  # awaiting | answered
+    opened_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+    answered_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    answered_by: str | None = Field(default=None, max_length=100)
+    source: str | None = Field(default=None, max_length=8)  # cli | ui
+    answer: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    # Set when the flow run has gone past the step; until then the watcher makes sure
+    # an answer given while the run was not yet suspended still reaches it.
+    consumed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+
+
+def get_step(session: Session, *, incident_id: int, name: str) -> Step | None:
+    return session.exec(select(Step).where(Step.incident_id == incident_id, Step.name == name)).first()
+
+
+def open_step(session: Session, *, incident_id: int, name: str, now: dt.datetime) -> Step:
+    step = get_step(session, incident_id=incident_id, name=name)
+    if step is None:
+        step = Step(incident_id=incident_id, name=name, opened_at=now)
+        session.add(step)
+        session.flush()
+    return step
+
+
+def awaiting_step(session: Session, *, incident_id: int) -> Step | None:
+    return session.exec(select(Step).where(Step.incident_id == incident_id, Step.status == "awaiting")
+                        .order_by(Step.opened_at.desc())).first()
+
+
+def claim_answer(session: Session, *, step: Step, answer: dict[str, Any], by: str, source: str,
+                 now: dt.datetime) -> bool:
+    """Record the answer if the step is still awaiting; False if someone answered first."""
+    result = session.execute(
+        sa.update(Step).where(Step.id == step.id, Step.status == "awaiting")
+        .values(status="answered", answer=answer, answered_by=by, source=source, answered_at=now)
+    )
+    session.refresh(step)
+    return result.rowcount == 1
+
+
+def steps_for(session: Session, *, incident_id: int) -> list[Step]:
+    return list(session.exec(select(Step).where(Step.incident_id == incident_id)
+                             .order_by(Step.opened_at, Step.id)).all())
+
+
+def unconsumed_answers(session: Session, *, older_than: dt.datetime, limit: int = 50) -> list[Step]:
+    return list(session.exec(
+        select(Step).where(Step.status == "answered", Step.consumed_at.is_(None),
+                           Step.answered_at < older_than).limit(limit)
+    ).all())
