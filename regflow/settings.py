@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     plans_dir: Path = PROJECT_ROOT / "data" / "plans"
     authorities_file: Path = PROJECT_ROOT / "data" / "authorities.yaml"
     templates_dir: Path = PROJECT_ROOT / "templates"
+    # Holidays for years the calendar library does not know yet (see rules/calendar.py).
+    calendar_override: Path = PROJECT_ROOT / "data" / "calendar-override.yaml"
     apprise_config: Path | None = None
     timezone: str = "Asia/Shanghai"
     deployment: str = "emergency-response/emergency-response"
@@ -34,7 +36,6 @@ class Settings(BaseSettings):
     outbox_claim_seconds: float = 120.0
     outbox_backoff_base: float = 5.0
     outbox_backoff_cap: float = 600.0
-    max_text_chars: int = 20_000
 
     @property
     def db_url(self) -> str:

@@ -46,7 +46,7 @@ class Period:
 
     def words(self) -> tuple[str, str]:
         zh, en = _WORDS[self.unit]
-        return f"{self.amount} {zh}", f"{self.amount} {en}"
+        return f"{self.amount} {zh}", f"{self.amount} {en.removesuffix('s') if self.amount == 1 else en}"
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,6 @@ def _scope(scope: Scope, rules: LevelRules, tree: AuthorityTree, handling: str) 
 
 def incident_number(year: int, seq: int) -> str:
     return f"INC-{year}-{seq:06d}"
+
+# The longest report or note a form accepts (characters); longer text is refused.
+MAX_TEXT = 20_000

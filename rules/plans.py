@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidPlan, UnknownPlan
+from regflow.errors import InvalidInput, InvalidPlan, UnknownPlan
 from rules.authorities import Tier, first_error
 from rules.durations import Period
 
@@ -75,7 +75,10 @@ class LevelDeadlines(BaseModel):
     @field_validator("*")
     @classmethod
     def _period(cls, value: str) -> str:
-        Period.parse(value)  # raises with a clear message
+        try:
+            Period.parse(value)
+        except InvalidInput as exc:  # pydantic reports only ValueError with the field's path
+            raise ValueError(str(exc)) from exc
         return value
 
     def period(self, name: str) -> Period:

@@ -59,13 +59,17 @@ class Report(SQLModel, table=True):
 
 
 def next_number(session: Session, *, name: str) -> int:
-    """The next value of a named counter, allocated inside the caller's transaction."""
-    stmt = sa.update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
-    if session.execute(stmt).rowcount == 0:
-        session.add(Counter(name=name, value=1))
-        session.flush()
-        return 1
-    return session.exec(select(Counter.value).where(Counter.name == name)).one()
+    """The next value of a named counter, allocated inside the caller's transaction.
+
+    Insert-if-absent first, so two first allocations of a new counter cannot both
+    insert; the update then holds the row until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+    stmt = sa.update(Counter).where(Counter.name == name).values(value=Counter.value + 1).returning(Counter.value)
+    return session.execute(stmt).scalar_one()
 
 
 def get_incident(session: Session, *, number: str) -> Incident | None:

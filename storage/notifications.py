@@ -3,8 +3,9 @@
 A row is inserted in the same transaction as the state change that causes it, under
 a unique idempotency key, so a re-executed step cannot queue it twice. Only the
 sender sends: it claims a row (a conditional update, safe with several senders),
-sends, then marks it sent or schedules a retry. Rows name a destination by its
-apprise tag and a fingerprint of its URL, never the URL itself (URLs carry tokens).
+sends, then marks it sent or schedules a retry. A row is addressed to an apprise tag;
+`delivered` lists the fingerprints of the tag's URLs that have it, so a retry skips
+them. URLs themselves are never stored (they carry tokens).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Notification(SQLModel, table=True):
     key: str = Field(max_length=300, unique=True)
     subject: str = Field(max_length=64, index=True)  # incident number
     tag: str = Field(max_length=100)
-    destination: str = Field(max_length=32)
+    delivered: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
     title: str = Field(max_length=300)
     body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     status: str = Field(default="pending", max_length=12)  # pending | sending | retrying | sent
@@ -37,13 +38,13 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
-def enqueue(session: Session, *, key: str, subject: str, tag: str, destination: str, title: str,
-            body: str, now: dt.datetime) -> bool:
+def enqueue(session: Session, *, key: str, subject: str, tag: str, title: str, body: str,
+            now: dt.datetime) -> bool:
     """Queue a message once per key; False if it was already queued."""
     exists = session.exec(select(Notification.id).where(Notification.key == key)).first()
     if exists is not None:
         return False
-    session.add(Notification(key=key, subject=subject, tag=tag, destination=destination, title=title,
+    session.add(Notification(key=key, subject=subject, tag=tag, title=title,
                              body=body, created_at=now, next_attempt_at=now))
     session.flush()
     return True
@@ -73,15 +74,17 @@ def claim(session: Session, *, notification_id: int, now: dt.datetime, until: dt
     return session.get(Notification, notification_id, populate_existing=True)
 
 
-def mark_sent(session: Session, *, notification_id: int, now: dt.datetime) -> None:
+def mark_sent(session: Session, *, notification_id: int, now: dt.datetime, delivered: list[str]) -> None:
     session.execute(sa.update(Notification).where(Notification.id == notification_id)
-                    .values(status="sent", sent_at=now, claimed_until=None, last_error=None))
+                    .values(status="sent", sent_at=now, claimed_until=None, last_error=None,
+                            delivered=delivered))
 
 
-def mark_retry(session: Session, *, notification_id: int, error: str, retry_at: dt.datetime) -> None:
+def mark_retry(session: Session, *, notification_id: int, error: str, retry_at: dt.datetime,
+               delivered: list[str]) -> None:
     session.execute(sa.update(Notification).where(Notification.id == notification_id)
                     .values(status="retrying", next_attempt_at=retry_at, claimed_until=None,
-                            last_error=error[:500]))
+                            last_error=error[:500], delivered=delivered))
 
 
 def notifications_for(session: Session, *, subject: str) -> list[Notification]:

@@ -1,8 +1,8 @@
 """initial schema: authorities, plans, incidents, steps, deadlines, outbox, audit
 
-Revision ID: ecbb95b127b5
+Revision ID: 731d4583937a
 Revises: 
-Create Date: 2026-11-26 15:13:21.861445
+Create Date: 2026-11-26 15:14:19.410167
 """
 from alembic import op
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import sqlmodel
 import storage.db
 
 
-revision = 'ecbb95b127b5'
+revision = '731d4583937a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -50,7 +50,7 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('tag', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('destination', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('delivered', sa.JSON(), nullable=False),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),

@@ -1,0 +1,47 @@
+"""The `regflow` command line.
+
+Exit codes: 0 ok; 1 unexpected; 2 invalid input; 3 not found; 4 step conflict
+(answered twice or out of order); 5 no holiday calendar; 6 platform unavailable.
+Errors are one line on stderr; no traceback for a user's own mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from regflow.cli import admin, incident
+from regflow.cli.output import err
+from regflow.errors import RegflowError
+
+app = typer.Typer(help="regflow: emergency response and enforcement workflows on Prefect.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  add_completion=False)
+app.add_typer(incident.app, name="incident")
+admin.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = app(args=argv, prog_name="regflow", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except RegflowError as exc:
+        err(f"error: {exc}")
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click.ClickException as exc:
+        err(f"error: {exc.format_message()}")
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err("interrupted")
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

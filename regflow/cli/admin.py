@@ -1,0 +1,143 @@
+"""Set-up and service commands: database, authorities, plans, watcher, inbox, up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from regflow.cli.output import console, emit_json
+from regflow.settings import get_settings
+
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+db_app = typer.Typer(help="The application database.", no_args_is_help=True)
+authorities_app = typer.Typer(help="Authorities and their hierarchy.", no_args_is_help=True)
+plans_app = typer.Typer(help="Emergency plans (预案).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(authorities_app, name="authorities")
+    app.add_typer(plans_app, name="plans")
+    app.command()(watch)
+    app.command()(inbox)
+    app.command()(up)
+
+
+@db_app.command()
+def upgrade() -> None:
+    """Create or migrate the schema to the newest version.
+
+    Example: regflow db upgrade
+    """
+    from storage.migrate import current_revision, upgrade as migrate
+
+    migrate()
+    console().print(f"database at revision {current_revision()}")
+
+
+@authorities_app.command("load")
+def authorities_load(file: Optional[Path] = typer.Argument(None, help="YAML file (default: data/authorities.yaml).")) -> None:
+    """Load or update authorities from a YAML file.
+
+    Example: regflow authorities load data/authorities.yaml
+    """
+    from rules.authorities import load_authorities
+    from storage.authorities import upsert_authorities
+    from storage.db import session_scope
+
+    tree = load_authorities(file or get_settings().authorities_file)
+    with session_scope() as session:
+        count = upsert_authorities(session, tree=tree)
+    console().print(f"{count} authorities loaded")
+
+
+@authorities_app.command("list")
+def authorities_list(json_out: bool = JSON) -> None:
+    """List authorities with their superiors.
+
+    Example: regflow authorities list --json
+    """
+    from storage.authorities import load_tree
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        rows = [a.model_dump(mode="json") for a in load_tree(session).authorities]
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("code", "tier", "name", "superior", title="Authorities")
+    for r in rows:
+        table.add_row(r["code"], r["tier"], r["name"], r["superior"] or "")
+    console().print(table)
+
+
+@plans_app.command("list")
+def plans_list(json_out: bool = JSON) -> None:
+    """Validate and list the plan files.
+
+    Example: regflow plans list
+    """
+    from rules.plans import load_plan_file
+
+    rows = []
+    for path in sorted(get_settings().plans_dir.glob("*.yaml")):
+        loaded = load_plan_file(path)
+        rows.append({"key": loaded.plan.key, "name": loaded.plan.name, "levels": [lv.value for lv in loaded.plan.levels],
+                     "version": loaded.content_hash[:12], "file": str(path)})
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("key", "name", "levels", "version", title="Plans")
+    for r in rows:
+        table.add_row(r["key"], r["name"], ",".join(r["levels"]), r["version"])
+    console().print(table)
+
+
+@plans_app.command("check")
+def plans_check(file: Path = typer.Argument(..., help="A plan file to validate.")) -> None:
+    """Validate one plan file; the error names the file, the field and the problem.
+
+    Example: regflow plans check data/plans/product-quality.yaml
+    """
+    from rules.plans import load_plan_file
+
+    loaded = load_plan_file(file)
+    console().print(f"{file}: plan {loaded.plan.key} is valid (version {loaded.content_hash[:12]})")
+
+
+def watch(once: bool = typer.Option(False, help="Run one cycle and exit.")) -> None:
+    """Run the watcher: delivers and retries notifications, hands late answers to runs.
+
+    Example: regflow watch
+    """
+    from regflow.watcher import Watcher
+
+    Watcher().run(once=once)
+
+
+def inbox(
+    http_port: int = typer.Option(8901, help="Loopback HTTP receiver port."),
+    smtp_port: int = typer.Option(8925, help="Loopback SMTP receiver port."),
+    directory: Optional[Path] = typer.Option(None, help="Where to write messages (default: $REGFLOW_HOME/inbox)."),
+) -> None:
+    """Run the demo receivers on loopback; every message lands in a readable file.
+
+    Example: regflow inbox && tail -f .regflow/inbox/messages.log
+    """
+    from regflow.inbox import serve_forever
+
+    serve_forever(directory or get_settings().home / "inbox", http_port=http_port, smtp_port=smtp_port)
+
+
+def up(demo: bool = typer.Option(True, help="Trigger a demo incident once everything is up.")) -> None:
+    """Start the embedded platform: Prefect server, worker, watcher and demo inbox (what `make run` does).
+
+    Example: regflow up
+    """
+    from regflow.devstack import run_platform
+
+    run_platform(demo=demo)

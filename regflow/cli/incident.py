@@ -1,0 +1,250 @@
+"""`regflow incident ...`: trigger incidents and answer their human steps."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from regflow.cli.output import console, emit_json
+from regflow.errors import InvalidInput, NotFound
+from regflow.settings import get_settings
+from rules import lifecycle
+from rules.incidents import MAX_TEXT, parse_when, validate_trigger
+from storage.db import session_scope, utcnow
+
+app = typer.Typer(help="Trigger incidents, record arrival and reports, close and review them.",
+                  no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+BY = typer.Option(None, "--by", help="Who answers (default: $REGFLOW_USER or your login name).")
+
+
+def _who(by: str | None) -> str:
+    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
+
+
+@app.command()
+def trigger(
+    plan: str = typer.Option(..., help="Plan key, e.g. product-quality (see `regflow plans list`)."),
+    level: str = typer.Option(..., help="Response level: I, II, III or IV."),
+    title: str = typer.Option(..., help="Short title of the incident."),
+    location: str = typer.Option(..., help="Where it happened."),
+    authority: str = typer.Option(..., help="Code of the handling authority, e.g. 330106."),
+    occurred_at: Optional[str] = typer.Option(None, help="ISO 8601 time it happened (default: now)."),
+    reporter: Optional[str] = typer.Option(None, help="Who reported it."),
+    json_out: bool = JSON,
+) -> None:
+    """Activate an emergency plan for a new incident and start its flow run.
+
+    Example: regflow incident trigger --plan product-quality --level II --title "电梯困人"
+    --location "西湖区文三路 1 号" --authority 330106
+    """
+    from regflow.runs import start_incident_run
+    from tasks.incidents import trigger as activate
+
+    settings = get_settings()
+    now = utcnow()
+    occurred = parse_when(occurred_at, tz=settings.timezone) if occurred_at else None
+    request = validate_trigger(dict(plan=plan, level=level, title=title, location=location, authority=authority,
+                                    occurred_at=occurred, reporter=reporter), now=now)
+    incident = activate(request, now=now)
+    run_id = start_incident_run(incident)
+    url = settings.flow_run_url(run_id)
+    if json_out:
+        emit_json({"number": incident.number, "flow_run_id": str(run_id), "url": url})
+    else:
+        console().print(f"{incident.number} triggered: {incident.title} (level {incident.level})")
+        console().print(f"flow run: {url}")
+
+
+def _answer(number: str, verb: str, answer: dict[str, Any], json_out: bool) -> None:
+    from regflow.runs import resume_when_suspended
+    from tasks.incidents import answer as record
+
+    settings = get_settings()
+    result = record(number, answer=answer, source="cli", verb=verb, now=utcnow())
+    outcome = "pending"
+    if result.flow_run_id is not None:
+        outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
+                                        wait_seconds=settings.resume_wait_seconds)
+    title = lifecycle.step_named(result.step).title
+    if json_out:
+        emit_json({"number": result.number, "step": result.step, "run": outcome})
+        return
+    console().print(f"{result.number}: {title} recorded.")
+    console().print({"resumed": "The flow run is moving on.",
+                     "consumed": "The flow run has taken it.",
+                     "pending": "The flow run will take it when it reaches this step (the watcher makes sure)."}[outcome])
+
+
+@app.command()
+def arrive(
+    number: str = typer.Argument(..., help="Incident number, e.g. INC-2026-000001."),
+    officer: str = typer.Option(..., help="Officer in charge on site."),
+    note: str = typer.Option("", help="What the team found on arrival."),
+    json_out: bool = JSON,
+) -> None:
+    """Record the on-site team's arrival.
+
+    Example: regflow incident arrive INC-2026-000001 --officer 张三 --note "已封控现场"
+    """
+    _answer(number, "arrive", {"officer": officer, "note": note}, json_out)
+
+
+def _read_text(text: str | None, file: Path | None) -> str:
+    if (text is None) == (file is None):
+        raise InvalidInput("give the report either as --text or as --file, not both or neither")
+    if file is None:
+        return text or ""
+    try:
+        with file.open("r", encoding="utf-8") as handle:
+            content = handle.read(MAX_TEXT * 4 + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {file}: {type(exc).__name__}") from exc
+    if len(content) > MAX_TEXT:
+        raise InvalidInput(f"{file}: the report is longer than {MAX_TEXT} characters")
+    return content
+
+
+@app.command()
+def report(
+    number: str = typer.Argument(..., help="Incident number."),
+    kind: str = typer.Option(..., help="initial, progress or final."),
+    text: Optional[str] = typer.Option(None, help="The report text."),
+    file: Optional[Path] = typer.Option(None, help="Read the report from a UTF-8 text file."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Submit the initial, a progress or the final report.
+
+    Example: regflow incident report INC-2026-000001 --kind initial --file initial.txt
+    """
+    if kind not in ("initial", "progress", "final"):
+        raise InvalidInput(f"--kind must be initial, progress or final, not {kind!r}")
+    _answer(number, f"report:{kind}", {"author": _who(by), "text": _read_text(text, file)}, json_out)
+
+
+@app.command()
+def close(
+    number: str = typer.Argument(..., help="Incident number."),
+    summary: str = typer.Option(..., help="How handling ended."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Declare that handling has ended (the final report then falls due).
+
+    Example: regflow incident close INC-2026-000001 --summary "现场处置完毕，无人员伤亡"
+    """
+    _answer(number, "close", {"author": _who(by), "text": summary}, json_out)
+
+
+@app.command()
+def review(
+    number: str = typer.Argument(..., help="Incident number."),
+    lessons: str = typer.Option(..., help="Assessment, lessons learned and improvements."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Record the post-incident review; drafts the release notice and closes the incident.
+
+    Example: regflow incident review INC-2026-000001 --lessons "响应及时；需加强夜间值守"
+    """
+    _answer(number, "review", {"reviewer": _who(by), "lessons": lessons}, json_out)
+
+
+def overview(number: str) -> dict[str, Any]:
+    from storage.audit import events_for
+    from storage.deadlines import deadlines_for
+    from storage.incidents import get_incident, reports_for
+    from storage.notifications import notifications_for
+    from storage.steps import steps_for
+
+    settings = get_settings()
+    with session_scope() as session:
+        incident = get_incident(session, number=number)
+        if incident is None:
+            raise NotFound(f"no incident {number.strip()!r}")
+        steps = steps_for(session, incident_id=incident.id)
+        answered = {s.name: s.answer or {} for s in steps if s.status == "answered"}
+        awaiting = lifecycle.next_step(answered) if incident.status != "closed" else None
+        return {
+            "number": incident.number, "title": incident.title, "plan": incident.plan_key, "level": incident.level,
+            "location": incident.location, "authority": incident.authority_code, "status": incident.status,
+            "awaiting": awaiting.name if awaiting else None, "triggered_at": incident.triggered_at,
+            "occurred_at": incident.occurred_at, "reporter": incident.reporter,
+            "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
+            "steps": [{"name": s.name, "status": s.status, "answered_at": s.answered_at, "by": s.answered_by,
+                       "source": s.source} for s in steps],
+            "deadlines": [{"name": d.name, "due_at": d.due_at, "status": d.status, "closed_at": d.closed_at,
+                           "rule": d.rule} for d in deadlines_for(session, incident_id=incident.id)],
+            "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
+                               "sent_at": n.sent_at, "last_error": n.last_error}
+                              for n in notifications_for(session, subject=incident.number)],
+            "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
+                        for r in reports_for(session, incident_id=incident.id)],
+            "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+                         for e in events_for(session, subject=incident.number)],
+        }
+
+
+@app.command()
+def show(number: str = typer.Argument(..., help="Incident number."), json_out: bool = JSON) -> None:
+    """Status, steps, deadlines, notifications and timeline of one incident.
+
+    Example: regflow incident show INC-2026-000001
+    """
+    from tasks.render import local_time, time_left
+
+    data = overview(number)
+    if json_out:
+        emit_json(data)
+        return
+    out, now = console(), utcnow()
+    out.print(f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
+              + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""))
+    out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
+    if data["flow_run"]:
+        out.print(f"flow run: {data['flow_run']}")
+    table = Table("deadline", "due (Asia/Shanghai)", "status", "time left", title="Deadlines")
+    for d in data["deadlines"]:
+        left = time_left(d["due_at"], now) if d["status"] == "open" else local_time(d["closed_at"])
+        table.add_row(d["name"], local_time(d["due_at"]), d["status"], left)
+    out.print(table)
+    table = Table("to", "message", "status", "tries", "sent", "error", title="Notifications")
+    for n in data["notifications"]:
+        table.add_row(n["tag"], n["title"], n["status"], str(n["attempts"]), local_time(n["sent_at"]),
+                      n["last_error"] or "")
+    out.print(table)
+    table = Table("at", "who", "what", title="Timeline")
+    for e in data["timeline"]:
+        what = e["action"] + (f" {e['detail'].get('step')}" if e["detail"].get("step") else "")
+        table.add_row(local_time(e["at"]), e["actor"], what)
+    out.print(table)
+
+
+@app.command("list")
+def list_(open_only: bool = typer.Option(False, "--open", help="Only incidents not yet closed."),
+          json_out: bool = JSON) -> None:
+    """Recent incidents, newest first.
+
+    Example: regflow incident list --open
+    """
+    from storage.incidents import list_incidents
+    from tasks.render import local_time
+
+    with session_scope() as session:
+        rows = [{"number": i.number, "level": i.level, "status": i.status, "title": i.title,
+                 "authority": i.authority_code, "triggered_at": i.triggered_at}
+                for i in list_incidents(session, open_only=open_only)]
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("number", "level", "status", "title", "authority", "triggered", title="Incidents")
+    for r in rows:
+        table.add_row(r["number"], r["level"], r["status"], r["title"], r["authority"], local_time(r["triggered_at"]))
+    console().print(table)

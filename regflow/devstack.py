@@ -1,0 +1,177 @@
+"""The embedded platform on one machine, as `make run` starts it.
+
+Prefect server (SQLite) on 127.0.0.1:4200, a process work pool and worker, every
+deployment in prefect.yaml, the watcher and the demo inbox, all children of this
+process: Ctrl-C stops them all. Logs go to $REGFLOW_HOME/logs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from regflow.errors import PlatformUnavailable
+from regflow.settings import PROJECT_ROOT, get_settings
+
+BIN = Path(sys.executable).parent
+ROLES = ("duty", "head", "onsite", "food")
+POOL = "regflow"
+
+
+def platform_env(home: Path, api_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REGFLOW_HOME=str(home), REGFLOW_PROJECT_DIR=str(PROJECT_ROOT), PREFECT_API_URL=api_url,
+        PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLI_PROMPT="false", PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+    )
+    return env
+
+
+def wait_for_api(api_url: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise PlatformUnavailable(f"Prefect API at {api_url} did not come up within {timeout:.0f}s")
+
+
+def deploy_all(env: dict[str, str], log: Path) -> None:
+    """Create the work pool (once) and apply every deployment of prefect.yaml."""
+    with log.open("a") as out:
+        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"],
+                       env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
+        subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
+                       stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def start_worker(env: dict[str, str], log: Path, limit: int = 4) -> subprocess.Popen:
+    # The limit bounds concurrent flow-run processes: each costs ~2-4 s of CPU to
+    # start, and SQLite serialises writers (DESIGN.md decisions 5 and 6).
+    return _spawn([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
+                   "--limit", str(limit)], env, log)
+
+
+def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return _spawn([str(BIN / "regflow"), "watch"], env, log)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("a")
+    return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
+    """Route every authority's roles to the loopback inbox (no secrets involved)."""
+    from rules.authorities import load_authorities
+
+    tree = load_authorities(get_settings().authorities_file)
+    lines = ["# Demo channels written by `make run`: everything goes to the loopback inbox.", "urls:"]
+    for authority in tree.authorities:
+        for role in ROLES:
+            tag = f"{authority.code}.{role}"
+            lines += [f"  - json://127.0.0.1:{http_port}/{authority.code}/{role}:", f"    - tag: {tag}"]
+            if role in ("onsite", "food"):
+                lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost"
+                          f"&to={role}@{authority.code}.demo&mode=insecure:", f"    - tag: {tag}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def prepare_database() -> None:
+    from rules.authorities import load_authorities
+    from storage.authorities import upsert_authorities
+    from storage.db import session_scope
+    from storage.migrate import upgrade
+
+    upgrade()
+    with session_scope() as session:
+        upsert_authorities(session, tree=load_authorities(get_settings().authorities_file))
+
+
+def run_platform(*, demo: bool = True, port: int = 4200) -> None:
+    settings = get_settings()
+    home = settings.home.resolve()
+    logs = home / "logs"
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = platform_env(home, api_url)
+    os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME", "REGFLOW_PROJECT_DIR")})
+    children: list[subprocess.Popen] = []
+    try:
+        print("regflow: preparing the database ...", flush=True)
+        prepare_database()
+        if not settings.apprise_config_path.exists():
+            write_demo_channels(settings.apprise_config_path, http_port=8901, smtp_port=8925)
+        children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
+        print(f"regflow: starting Prefect server on {api_url} (logs in {logs}) ...", flush=True)
+        children.append(_spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port)], env, logs / "server.log"))
+        wait_for_api(api_url)
+        print("regflow: deploying flows ...", flush=True)
+        deploy_all(env, logs / "deploy.log")
+        children.append(start_worker(env, logs / "worker.log"))
+        children.append(start_watcher(env, logs / "watcher.log"))
+        number = _trigger_demo() if demo else None
+        _welcome(api_url, home, number)
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+        print("regflow: a component stopped; see the logs in", logs, flush=True)
+    except KeyboardInterrupt:
+        print("\nregflow: stopping ...", flush=True)
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _trigger_demo() -> str:
+    from regflow.cli import main
+
+    print("regflow: triggering the demo incident ...", flush=True)
+    code = main(["incident", "trigger", "--plan", "product-quality", "--level", "II",
+                 "--title", "电梯困人事件（演示）", "--location", "杭州市西湖区文三路 1 号",
+                 "--authority", "330106", "--reporter", "值班员"])
+    if code != 0:
+        raise PlatformUnavailable("the demo incident could not be triggered")
+    from storage.db import session_scope
+    from storage.incidents import list_incidents
+
+    with session_scope() as session:
+        return list_incidents(session, limit=1)[0].number
+
+
+def _welcome(api_url: str, home: Path, number: str | None) -> None:
+    ui = api_url.removesuffix("/api")
+    print(f"""
+==============================================================================
+ regflow is running.
+   Prefect UI ............ {ui}
+   Demo messages ......... {home / 'inbox' / 'messages.log'}
+   Logs .................. {home / 'logs'}
+""", flush=True)
+    if number:
+        print(f"""   Demo incident ......... {number} (suspended at "arrival" once its run starts)
+
+ Next, in another terminal (source .venv/bin/activate first):
+   regflow incident show {number}
+   regflow incident arrive {number} --officer 张三 --note "已到场"
+   regflow incident report {number} --kind initial --text "初步情况……"
+ or answer the form in the UI: Runs -> "{number} ..." -> Resume.
+""", flush=True)
+    print(" Ctrl-C stops everything.\n==============================================================================", flush=True)

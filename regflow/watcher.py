@@ -1,0 +1,85 @@
+"""The watcher: a long-lived loop of managers that keep every promise while flows sleep.
+
+Managers run in a fixed order, once per cycle, with one clock reading per cycle.
+A manager's failure is logged and the next one still runs. The sender runs last, so
+whatever the others queued goes out in the same cycle. Every manager is safe with
+several watchers at once: each row is claimed by a conditional update before it is
+acted on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from regflow.settings import get_settings
+from storage.db import session_scope, utcnow
+
+log = logging.getLogger("regflow.watcher")
+
+
+@dataclass
+class Manager:
+    name: str
+    update: Callable[[dt.datetime], int]  # acts on what is due at `now`; returns how many
+
+
+def hand_over_answers(now: dt.datetime) -> int:
+    """Resume runs that suspended after their answer was already recorded (an answer
+    given from the CLI while the run was still on its way to the step)."""
+    from regflow.runs import resume_when_suspended
+    from tasks.incidents import pending_answer
+
+    with session_scope() as session:
+        waiting = pending_answer(session, older_than=now - dt.timedelta(seconds=5))
+    resumed = 0
+    for number, step, answer, run_id in waiting:
+        if resume_when_suspended(run_id, number, step, answer, wait_seconds=0) == "resumed":
+            log.info("%s: resumed its run with the recorded answer to %s", number, step)
+            resumed += 1
+    return resumed
+
+
+def send_notifications(now: dt.datetime) -> int:
+    from tasks.notify import deliver_due
+
+    result = deliver_due()
+    if result.retrying:
+        log.warning("%d notification(s) failed; retrying with backoff", result.retrying)
+    return result.sent
+
+
+MANAGERS = [Manager("hand-over-answers", hand_over_answers), Manager("send-notifications", send_notifications)]
+
+
+class Watcher:
+    def __init__(self, managers: list[Manager] | None = None):
+        self.managers = managers or MANAGERS
+        self.stopping = False
+
+    def cycle(self, now: dt.datetime | None = None) -> dict[str, int]:
+        now = now or utcnow()
+        done = {}
+        for manager in self.managers:
+            try:
+                done[manager.name] = manager.update(now)
+            except Exception as exc:  # one manager's trouble must not stop the others
+                log.error("%s failed: %s", manager.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                done[manager.name] = -1
+        return done
+
+    def run(self, *, once: bool = False) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s watcher %(levelname)s %(message)s")
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        interval = get_settings().outbox_poll_seconds
+        log.info("watching (every %.1fs)", interval)
+        while not self.stopping:
+            started = time.monotonic()
+            self.cycle()
+            if once:
+                return
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,93 @@
+"""The Prefect tasks of the emergency-response flow: thin wrappers over
+`tasks.incidents` and `tasks.notify`, retried on transient failures only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from regflow.errors import PlatformUnavailable
+from rules.incidents import validate_trigger
+from storage.db import utcnow
+from tasks import incidents, notify
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry when the database or a service was briefly away, never on bad input."""
+    try:
+        state.result()
+    except PlatformUnavailable:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+RETRY = dict(retries=3, retry_delay_seconds=[1, 5, 15], retry_condition_fn=transient, cache_policy=NO_CACHE)
+
+
+@task(name="activate-plan", **RETRY)
+def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
+    """Create the incident (once per flow run) or adopt the one the CLI created."""
+    run_id = uuid.UUID(flow_run.id)
+    if incident_number:
+        incidents.link_flow_run(incident_number, run_id)
+        return incident_number
+    now = utcnow()
+    request = validate_trigger(params, now=now)
+    incident = incidents.trigger(request, now=now, flow_run_id=run_id)
+    _name_run(run_id, incident.number, incident.title, incident.level, incident.plan_key, incident.authority_code)
+    return incident.number
+
+
+def _name_run(run_id: uuid.UUID, number: str, title: str, level: str, plan: str, authority: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(run_id)
+        tags = list(dict.fromkeys([*current.tags, *run_tags(level, plan, authority)]))
+        client.update_flow_run(run_id, name=f"{number} {title}"[:200], tags=tags)
+
+
+def run_tags(level: str, plan: str, authority: str) -> list[str]:
+    return [f"level:{level}", f"plan:{plan}", f"authority:{authority}"]
+
+
+@task(name="deliver-notifications", **RETRY)
+def deliver_notifications(number: str) -> int:
+    """Send this incident's due messages now; the watcher retries what fails."""
+    result = notify.deliver_due(subject=number)
+    if result.retrying:
+        get_run_logger().warning("%s: %d message(s) failed and will be retried", number, result.retrying)
+    return result.sent
+
+
+@task(name="dispatch-team", **RETRY)
+def dispatch_team(number: str) -> bool:
+    return incidents.dispatch(number, now=utcnow())
+
+
+@task(name="open-step", **RETRY)
+def open_step(number: str, step: str) -> incidents.StepState:
+    return incidents.open_step(number, step, now=utcnow())
+
+
+@task(name="record-answer", **RETRY)
+def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any]:
+    return incidents.answer(number, answer=answer, source="ui", step=step, now=utcnow()).answer
+
+
+@task(name="publish-documents", **RETRY)
+def publish_documents(number: str, step: str) -> int:
+    """Mark the step passed; publish its documents as artifacts the first time."""
+    reports = incidents.consume(number, step, now=utcnow())
+    for report in reports:
+        zh, en = incidents.REPORT_KINDS[report.kind]
+        create_markdown_artifact(key=f"{number.lower()}-{report.step}", markdown=report.document,
+                                 description=f"{number} {zh} / {en}")
+    return len(reports)

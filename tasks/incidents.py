@@ -1,0 +1,407 @@
+"""Incident state changes. Each function is one transaction: the change, its
+deadlines, its outbox rows and its audit event commit together, or none do.
+
+Every function is idempotent by its own key (an incident's flow run, its dispatch,
+a step's name), because a resumed flow runs again from the top.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from regflow.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
+from regflow.settings import get_settings
+from rules import lifecycle
+from rules.authorities import AuthorityTree
+from rules.calendar import load_calendar
+from rules.durations import Due, due_after
+from rules.incidents import (TriggerRequest, activation_recipients, incident_number, onsite_recipients,
+                             upward_recipients)
+from rules.plans import LevelRules, Level, Plan, load_plan
+from storage import audit, deadlines as deadline_rows, notifications as outbox, steps as step_rows
+from storage.authorities import Authority, load_tree
+from storage.db import session_scope
+from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
+from storage.plans import PlanVersion, register_plan
+from tasks.render import render, render_message
+
+DEADLINE_LABELS = {
+    "dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
+    "final_report": "终报", "review": "事后评估",
+}
+REPORT_KINDS = {"initial": ("初报", "initial report"), "progress": ("续报", "progress report"),
+                "final": ("终报", "final report"), "closure": ("处置结束小结", "end of handling"),
+                "review": ("事后评估", "post-incident review"), "release": ("信息发布通稿", "release notice")}
+VERB_TITLES = {"arrive": "到场登记 / arrival", "report:initial": "初报 / initial report",
+               "report:progress": "续报 / progress report", "close": "结束处置 / closing",
+               "report:final": "终报 / final report", "review": "事后评估 / review"}
+
+
+@dataclass
+class Context:
+    """What every change to one incident needs to know, loaded once."""
+
+    incident: Incident
+    plan: Plan
+    level: Level
+    rules: LevelRules
+    authority: Authority
+    tree: AuthorityTree
+
+    def due(self, name: str, start: dt.datetime, period_name: str) -> Due:
+        settings = get_settings()
+        label = DEADLINE_LABELS.get(name) or f"续报 {name.removeprefix('progress-')}"
+        return due_after(start, self.rules.deadlines.period(period_name), tz=settings.timezone,
+                         calendar=load_calendar(settings.calendar_override), event=label)
+
+    def template_vars(self, **more: Any) -> dict[str, Any]:
+        return dict(incident=self.incident, plan=self.plan, level=self.level, authority=self.authority, **more)
+
+
+def _context(session: Session, incident: Incident) -> Context:
+    version = session.get(PlanVersion, incident.plan_version_id)
+    plan = version.plan()
+    level = Level(incident.level)
+    return Context(incident=incident, plan=plan, level=level, rules=plan.rules_for(level),
+                   authority=session.get(Authority, incident.authority_code), tree=load_tree(session))
+
+
+def _load(session: Session, number: str) -> Incident:
+    incident = get_incident(session, number=number)
+    if incident is None:
+        raise NotFound(f"no incident {number.strip()!r}")
+    return incident
+
+
+def _queue(session: Session, ctx: Context, *, purpose: str, tags: list[str], template: str,
+           now: dt.datetime, **variables: Any) -> None:
+    title, body = render_message(template, **ctx.template_vars(**variables))
+    for tag in dict.fromkeys(tags):
+        outbox.enqueue(session, key=f"{ctx.incident.number}:{purpose}:{tag}", subject=ctx.incident.number,
+                       tag=tag, title=title, body=body, now=now)
+
+
+# --- trigger -------------------------------------------------------------------------
+
+
+def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None) -> Incident:
+    """Activate the plan: the incident, its first deadlines, the activation notices."""
+    settings = get_settings()
+    loaded = load_plan(settings.plans_dir, request.plan)
+    loaded.plan.rules_for(request.level)  # refuse a level the plan lacks before writing
+    try:
+        with session_scope() as session:
+            if flow_run_id is not None and (existing := incident_by_run(session, flow_run_id=flow_run_id)):
+                return existing
+            return _activate(session, request, loaded, now=now, flow_run_id=flow_run_id)
+    except IntegrityError:
+        # Two activations of the same flow run raced; the other one won.
+        with session_scope() as session:
+            existing = incident_by_run(session, flow_run_id=flow_run_id) if flow_run_id else None
+            if existing is None:
+                raise
+            return existing
+
+
+def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.datetime,
+              flow_run_id: uuid.UUID | None) -> Incident:
+    authority = session.get(Authority, request.authority)
+    if authority is None:
+        raise UnknownAuthority(f"unknown authority {request.authority!r} (list them with `regflow authorities list`)")
+    version = register_plan(session, loaded=loaded)
+    year = pendulum.instance(now).in_timezone(get_settings().timezone).year
+    incident = Incident(
+        number=incident_number(year, next_number(session, name=f"INC-{year}")),
+        plan_key=request.plan, level=request.level.value, title=request.title, location=request.location,
+        authority_code=request.authority, reporter=request.reporter, plan_version_id=version.id,
+        occurred_at=request.occurred_at or now, triggered_at=now, flow_run_id=flow_run_id,
+    )
+    session.add(incident)
+    session.flush()
+    ctx = _context(session, incident)
+    created = []
+    for name in ("dispatch", "arrival", "initial_report", "upward_report"):
+        due = ctx.due(name, now, name)
+        created.append(deadline_rows.add_deadline(session, incident_id=incident.id, name=name, due_at=due.at,
+                                                  rule=due.rule, now=now))
+    audit.record(session, at=now, actor=request.reporter or "duty-officer", action="incident.triggered",
+                 subject=incident.number, plan=request.plan, plan_version=version.content_hash[:12],
+                 level=request.level.value, authority=request.authority, title=request.title,
+                 flow_run_id=str(flow_run_id) if flow_run_id else None)
+    _queue(session, ctx, purpose="activation", template="activation", now=now, deadlines=created,
+           tags=activation_recipients(ctx.rules, ctx.tree, incident.authority_code))
+    return incident
+
+
+def link_flow_run(number: str, flow_run_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        incident = _load(session, number)
+        if incident.flow_run_id is None:
+            incident.flow_run_id = flow_run_id
+            session.add(incident)
+
+
+def dispatch(number: str, *, now: dt.datetime) -> bool:
+    """Send the on-site team; False if it was already sent."""
+    with session_scope() as session:
+        incident = _load(session, number)
+        if _has_dispatch(session, incident.id):
+            return False
+        ctx = _context(session, incident)
+        team = onsite_recipients(ctx.rules, incident.authority_code)
+        session.add(Dispatch(incident_id=incident.id, team=",".join(team), dispatched_at=now))
+        deadline_rows.close_deadline(session, incident_id=incident.id, name="dispatch", status="met", now=now)
+        audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
+                     team=team)
+        arrival = next(d for d in deadline_rows.deadlines_for(session, incident_id=incident.id) if d.name == "arrival")
+        _queue(session, ctx, purpose="dispatch", template="dispatch", tags=team, now=now, arrival=arrival)
+        return True
+
+
+def _has_dispatch(session: Session, incident_id: int) -> bool:
+    return session.exec(select(Dispatch.id).where(Dispatch.incident_id == incident_id)).first() is not None
+
+
+# --- human steps ---------------------------------------------------------------------
+
+
+@dataclass
+class StepState:
+    number: str
+    name: str
+    status: str
+    answer: dict[str, Any] | None
+    prompt: str
+    flow_run_id: uuid.UUID | None
+
+
+def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
+    """Mark a step as awaited (once) and say what to enter, why and by when."""
+    spec = lifecycle.step_named(name)
+    with session_scope() as session:
+        incident = _load(session, number)
+        row = step_rows.get_step(session, incident_id=incident.id, name=name)
+        if row is None:
+            row = step_rows.open_step(session, incident_id=incident.id, name=name, now=now)
+            audit.record(session, at=now, actor="regflow", action="step.opened", subject=number, step=name)
+        ctx = _context(session, incident)
+        deadline = _deadline(session, incident.id, spec.deadline)
+        prompt = render("prompts/step.md.j2", **ctx.template_vars(step=spec, deadline=deadline, now=now,
+                                                                  ask=_ASK[spec.form], cli=_cli(spec, number)))
+        return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id)
+
+
+_ASK = {
+    "arrival": "现场处置组到达现场后，填写到场负责人和现场情况。\n\n"
+               "When the on-site team arrives, enter who leads it and what it found.",
+    "report": "填写报告内容；提交后报告将报送上级单位。\n\n"
+              "Write the report; on submission it is sent to the superior authorities.",
+    "progress": "事件仍在处置时提交续报（action = progress）；处置结束时选择 close 并填写小结。\n\n"
+                "While handling goes on, submit a progress report (action = progress); when handling "
+                "has ended, choose close and summarise.",
+    "review": "事后评估：处置评估、经验教训与改进措施。提交后生成信息发布通稿，事件结案。\n\n"
+              "Post-incident review: assessment, lessons, improvements. Submitting it drafts the "
+              "information release notice and closes the incident.",
+}
+
+
+def _cli(spec: lifecycle.StepSpec, number: str) -> str:
+    return {"arrival": f"regflow incident arrive {number} --officer 姓名",
+            "report": f"regflow incident report {number} --kind {spec.report_kind} --text '…'",
+            "progress": f"regflow incident report {number} --kind progress --text '…'  |  "
+                        f"regflow incident close {number} --summary '…'",
+            "review": f"regflow incident review {number} --lessons '…'"}[spec.form]
+
+
+def _deadline(session: Session, incident_id: int, name: str):
+    return next((d for d in deadline_rows.deadlines_for(session, incident_id=incident_id) if d.name == name), None)
+
+
+@dataclass
+class Answered:
+    number: str
+    step: str
+    answer: dict[str, Any]
+    flow_run_id: uuid.UUID | None
+    newly: bool  # False when this call found the step already answered
+
+
+def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, verb: str | None = None,
+           step: str | None = None) -> Answered:
+    """Record a human step's answer and everything that follows from it.
+
+    From the CLI, `verb` says what the person is doing (`arrive`, `report:initial`,
+    `close`, ...), and it must be what the incident awaits. From the flow, `step`
+    names the step it was suspended on, and an earlier answer simply wins.
+    """
+    from flows.forms import FORMS  # the same form classes the UI renders
+
+    with session_scope() as session:
+        incident = _load(session, number)
+        done = {r.name: r for r in step_rows.steps_for(session, incident_id=incident.id) if r.status == "answered"}
+        expected = lifecycle.next_step({name: r.answer or {} for name, r in done.items()})
+        if step is not None and step in done:
+            return Answered(number, step, done[step].answer or {}, incident.flow_run_id, newly=False)
+        if verb is not None:
+            _check_verb(number, verb, expected, done)
+        spec = expected if step is None else lifecycle.step_named(step)
+        if expected is None or spec.name != expected.name:
+            raise StepConflict(f"{number} is not awaiting {spec.title}")
+        if verb in ("close", "report:progress"):
+            answer = {**answer, "action": "close" if verb == "close" else "progress"}
+        try:
+            form = FORMS[spec.form].model_validate(answer)
+        except Exception as exc:
+            raise InvalidInput(_first_error(exc)) from exc
+        data = form.model_dump()
+        row = step_rows.open_step(session, incident_id=incident.id, name=spec.name, now=now)
+        by = _author(spec, data)
+        if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
+            raise StepConflict(f"{spec.title} of {number} was already recorded")
+        ctx = _context(session, incident)
+        _apply(session, ctx, spec, data, by=by, now=now)
+        audit.record(session, at=now, actor=by, action="step.answered", subject=number, step=spec.name,
+                     source=source)
+        return Answered(number, spec.name, data, incident.flow_run_id, newly=True)
+
+
+def _check_verb(number: str, verb: str, expected, done: dict) -> None:
+    if expected is not None and verb in expected.answers:
+        return
+    wanted = VERB_TITLES.get(verb, verb)
+    for name, row in done.items():
+        if verb in lifecycle.step_named(name).answers and verb != "report:progress":
+            when = pendulum.instance(row.answered_at).in_timezone(get_settings().timezone).format("YYYY-MM-DD HH:mm")
+            raise StepConflict(f"{wanted} of {number} was already recorded at {when} by {row.answered_by}")
+    if expected is None:
+        raise StepConflict(f"{number} is closed: no step is awaited")
+    raise StepConflict(f"{number} is awaiting {expected.title}, not {wanted}")
+
+
+def _author(spec: lifecycle.StepSpec, data: dict[str, Any]) -> str:
+    from flows.forms import author_of
+
+    return author_of(spec.form, data)
+
+
+def _first_error(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    from rules.authorities import first_error
+
+    return first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+
+
+def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[str, Any], *, by: str,
+           now: dt.datetime) -> None:
+    """What follows from an answer: deadlines met and opened, documents, notices."""
+    incident, code = ctx.incident, ctx.incident.authority_code
+    desk = [f"{code}.duty"]
+    upward = desk + upward_recipients(ctx.rules, ctx.tree, code)
+    met = lambda name, status="met": deadline_rows.close_deadline(  # noqa: E731
+        session, incident_id=incident.id, name=name, status=status, now=now)
+
+    def add(name: str, period: str):
+        due = ctx.due(name, now, period)
+        return deadline_rows.add_deadline(session, incident_id=incident.id, name=name, due_at=due.at,
+                                          rule=due.rule, now=now)
+
+    def notify(tags, heading, heading_en, text="", next_deadline=None):
+        _queue(session, ctx, purpose=spec.name, template="step", tags=tags, now=now, heading=heading,
+               heading_en=heading_en, by=by, at=now, text=text, next_deadline=next_deadline)
+
+    if spec.form == "arrival":
+        met("arrival")
+        notify(desk + [f"{code}.head"], "现场到达", "Arrival on site", data.get("note", ""))
+    elif spec.form == "report":
+        deadline = _deadline(session, incident.id, spec.deadline)
+        _report(session, ctx, spec, kind=spec.report_kind, text=data["text"], by=by, now=now, deadline=deadline)
+        if spec.report_kind == "initial":
+            met("initial_report"), met("upward_report")
+            nxt = add("progress-1", "progress_every")
+        else:
+            met("final_report")
+            nxt = add("review", "review")
+        zh, en = REPORT_KINDS[spec.report_kind]
+        notify(upward, zh, en.capitalize(), data["text"], nxt)
+    elif spec.form == "progress":
+        n = int(spec.name.removeprefix("progress-"))
+        if data["action"] == "close":
+            met(spec.name, "cancelled")
+            incident.status, incident.handling_ended_at = "handling_ended", now
+            session.add(incident)
+            _report(session, ctx, spec, kind="closure", text=data["text"], by=by, now=now, deadline=None)
+            nxt = add("final_report", "final_report")
+            audit.record(session, at=now, actor=by, action="incident.handling_ended", subject=incident.number)
+            notify(upward, "处置结束", "End of handling", data["text"], nxt)
+        else:
+            deadline = _deadline(session, incident.id, spec.name)
+            _report(session, ctx, spec, kind="progress", text=data["text"], by=by, now=now, deadline=deadline)
+            met(spec.name)
+            nxt = add(f"progress-{n + 1}", "progress_every")
+            notify(upward, f"续报 {n}", f"Progress report {n}", data["text"], nxt)
+    elif spec.form == "review":
+        met("review")
+        _report(session, ctx, spec, kind="review", text=data["lessons"], by=by, now=now,
+                deadline=_deadline(session, incident.id, "review"))
+        _release(session, ctx, now=now)
+        incident.status, incident.closed_at = "closed", now
+        session.add(incident)
+        audit.record(session, at=now, actor=by, action="incident.closed", subject=incident.number)
+        notify(upward + [f"{code}.head"], "事后评估完成，事件结案", "Review done, incident closed")
+
+
+def _report(session: Session, ctx: Context, spec: lifecycle.StepSpec, *, kind: str, text: str, by: str,
+            now: dt.datetime, deadline, step: str | None = None) -> Report:
+    zh, en = REPORT_KINDS[kind]
+    document = render("documents/report.md.j2", **ctx.template_vars(
+        kind_zh=zh, kind_en=en, author=by, at=now, text=text, deadline=deadline))
+    row = Report(incident_id=ctx.incident.id, kind=kind, step=step or spec.name, author=by, text=text,
+                 document=document, submitted_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _release(session: Session, ctx: Context, *, now: dt.datetime) -> Report:
+    reports = {r.kind: r for r in reports_for(session, incident_id=ctx.incident.id)}
+    arrival = step_rows.get_step(session, incident_id=ctx.incident.id, name="arrival")
+    document = render("documents/release.md.j2", **ctx.template_vars(
+        at=now, arrived_at=arrival.answered_at if arrival else None,
+        final_text=reports["final"].text if "final" in reports else ""))
+    row = Report(incident_id=ctx.incident.id, kind="release", step="release", author=ctx.authority.name,
+                 text=document, document=document, submitted_at=now)
+    session.add(row)
+    return row
+
+
+def consume(number: str, name: str, *, now: dt.datetime) -> list[Report]:
+    """The flow has gone past a step: mark it, and return the step's documents the
+    first time only (so artifacts are published once however often the flow re-runs)."""
+    with session_scope() as session:
+        incident = _load(session, number)
+        row = step_rows.get_step(session, incident_id=incident.id, name=name)
+        if row is None or row.consumed_at is not None:
+            return []
+        row.consumed_at = now
+        session.add(row)
+        steps = {name, "release"} if name == "review" else {name}
+        return [r for r in reports_for(session, incident_id=incident.id) if r.step in steps]
+
+
+def pending_answer(session: Session, *, older_than: dt.datetime) -> list[tuple[str, str, dict, uuid.UUID]]:
+    """Answers recorded while their run was not yet suspended: (number, step, answer, run)."""
+    rows = step_rows.unconsumed_answers(session, older_than=older_than)
+    found = []
+    for row in rows:
+        incident = session.get(Incident, row.incident_id)
+        if incident.flow_run_id is not None:
+            found.append((incident.number, row.name, row.answer or {}, incident.flow_run_id))
+    return found

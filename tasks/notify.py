@@ -1,0 +1,158 @@
+"""Notifications: queue them in the outbox, and deliver them through apprise.
+
+Channels are configured the apprise way: a config file whose URLs carry tags
+`<authority code>.<role>` (e.g. `330106.duty`). Tokens stay out of the file:
+`${env:NAME}` takes an environment variable and `${secret:NAME}` a Prefect Secret
+block, substituted when the file is loaded. Whatever was substituted is scrubbed
+from every error we record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apprise
+
+from regflow.errors import InvalidInput
+from regflow.settings import get_settings
+from storage import notifications as outbox
+from storage.db import session_scope, utcnow
+
+log = logging.getLogger("regflow.notify")
+_PLACEHOLDER = re.compile(r"\$\{(env|secret):([A-Za-z0-9_.-]+)\}")
+
+
+@dataclass
+class Channels:
+    servers: apprise.Apprise
+    secrets: tuple[str, ...] = ()
+    urls: tuple[str, ...] = field(default_factory=tuple)
+
+    def destinations(self, tag: str) -> list[tuple[str, object]]:
+        """(fingerprint, apprise plugin) for every URL carrying `tag`."""
+        return [(fingerprint(server.url()), server) for server in self.servers.find(tag=tag)]
+
+    def scrub(self, text: str) -> str:
+        for secret in sorted((*self.secrets, *self.urls), key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def fingerprint(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def _substitute(text: str, path: Path) -> tuple[str, list[str]]:
+    used: list[str] = []
+
+    def value(match: re.Match) -> str:
+        kind, name = match.groups()
+        if kind == "env":
+            found = os.environ.get(name)
+        else:
+            from prefect.blocks.system import Secret
+
+            try:
+                found = Secret.load(name).get()
+            except ValueError:
+                found = None
+        if found is None:
+            raise InvalidInput(f"{path}: {kind} {name!r} is not set")
+        used.append(str(found))
+        return str(found)
+
+    return _PLACEHOLDER.sub(value, text), used
+
+
+_cache: dict[tuple[str, float], Channels] = {}
+
+
+def load_channels(path: Path | None = None) -> Channels:
+    """The configured channels; reloaded when the file changes."""
+    path = path or get_settings().apprise_config_path
+    if not path.exists():
+        return Channels(servers=apprise.Apprise())
+    key = (str(path), path.stat().st_mtime)
+    if key not in _cache:
+        text, secrets = _substitute(path.read_text(encoding="utf-8"), path)
+        config = apprise.AppriseConfig()
+        fmt = "yaml" if path.suffix in (".yml", ".yaml") else "text"
+        if not config.add_config(text, format=fmt):
+            raise InvalidInput(f"{path}: not a valid apprise {fmt} config")
+        servers = apprise.Apprise()
+        servers.add(config)
+        urls = tuple(server.url() for server in servers)
+        _cache.clear()
+        _cache[key] = Channels(servers=servers, secrets=tuple(secrets), urls=urls)
+    return _cache[key]
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    settings = get_settings()
+    seconds = min(settings.outbox_backoff_base * 2 ** max(attempts - 1, 0), settings.outbox_backoff_cap)
+    return dt.timedelta(seconds=seconds)
+
+
+@dataclass
+class Delivery:
+    sent: int = 0
+    retrying: int = 0
+
+
+def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Channels | None = None) -> Delivery:
+    """Send every due outbox row (or those of one incident); safe to run anywhere, at once."""
+    channels = channels or load_channels()
+    settings = get_settings()
+    result = Delivery()
+    with session_scope() as session:
+        ids = outbox.due_ids(session, now=utcnow(), subject=subject, limit=limit)
+    for notification_id in ids:
+        now = utcnow()
+        with session_scope() as session:
+            row = outbox.claim(session, notification_id=notification_id, now=now,
+                               until=now + dt.timedelta(seconds=settings.outbox_claim_seconds))
+            if row is None:
+                continue
+            tag, title, body, attempts, delivered = row.tag, row.title, row.body, row.attempts, list(row.delivered)
+        errors = _send(channels, tag, title, body, delivered)
+        with session_scope() as session:
+            if errors:
+                outbox.mark_retry(session, notification_id=notification_id, error="; ".join(errors),
+                                  retry_at=utcnow() + backoff(attempts), delivered=delivered)
+                result.retrying += 1
+            else:
+                outbox.mark_sent(session, notification_id=notification_id, now=utcnow(), delivered=delivered)
+                result.sent += 1
+    return result
+
+
+def _send(channels: Channels, tag: str, title: str, body: str, delivered: list[str]) -> list[str]:
+    """Deliver to each destination of `tag` not yet delivered; appends to `delivered`."""
+    destinations = channels.destinations(tag)
+    if not destinations:
+        return [f"no channel configured for tag {tag}"]
+    errors = []
+    for fp, server in destinations:
+        if fp in delivered:
+            continue
+        single = apprise.Apprise()
+        single.add(server)
+        try:
+            with apprise.LogCapture(level=logging.WARNING) as captured:
+                ok = single.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+            detail = captured.getvalue().strip().splitlines()
+        except Exception as exc:  # a plugin failure is a failed attempt, never a crash
+            ok, detail = False, [f"{type(exc).__name__}: {exc}"]
+        if ok:
+            delivered.append(fp)
+        else:
+            reason = channels.scrub(detail[-1] if detail else "delivery failed")
+            errors.append(f"{tag}/{fp[:8]}: {reason}"[:240])
+    return errors

@@ -1,0 +1,58 @@
+"""Message, document and form-prompt text, rendered from jinja2 templates.
+
+The sandbox and StrictUndefined mean a template cannot reach Python internals and a
+missing variable is an error, not a blank. User text is passed in as data, never
+compiled as a template.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from pathlib import Path
+
+import pendulum
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from regflow.settings import get_settings
+
+
+@lru_cache(maxsize=4)
+def _environment(templates_dir: Path, tz: str) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
+                               autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                               keep_trailing_newline=True)
+    env.filters["local"] = lambda value: local_time(value, tz)
+    env.filters["left"] = time_left
+    return env
+
+
+def local_time(value: dt.datetime | None, tz: str | None = None) -> str:
+    if value is None:
+        return "-"
+    return pendulum.instance(value).in_timezone(tz or get_settings().timezone).format("YYYY-MM-DD HH:mm")
+
+
+def time_left(due: dt.datetime, now: dt.datetime) -> str:
+    """'还剩 1小时5分 / 1h 5m left' or '已超时 … / overdue by …'."""
+    seconds = int((due - now).total_seconds())
+    span = abs(seconds) // 60
+    days, rest = divmod(span, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    zh = (f"{days}天" if days else "") + (f"{hours}小时" if hours else "") + f"{minutes}分"
+    en = (f"{days}d " if days else "") + (f"{hours}h " if hours else "") + f"{minutes}m"
+    return f"还剩 {zh} / {en} left" if seconds >= 0 else f"已超时 {zh} / overdue by {en}"
+
+
+def render(name: str, **context: object) -> str:
+    settings = get_settings()
+    template = _environment(settings.templates_dir, settings.timezone).get_template(name)
+    return template.render(**context)
+
+
+def render_message(name: str, **context: object) -> tuple[str, str]:
+    """A message template's first line is its title, the rest its body."""
+    text = render(f"messages/{name}.j2", **context)
+    title, _, body = text.partition("\n")
+    return title.strip(), body.strip() + "\n"

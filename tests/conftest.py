@@ -1,0 +1,203 @@
+"""Real parts only: Prefect's test server, SQLite and PostgreSQL, an HTTP and an SMTP
+receiver on loopback for apprise, a real process worker and watcher."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = os.environ.get("REGFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROLES = ("duty", "head", "onsite", "food")
+TOKEN = "tok-" + uuid.uuid4().hex  # a planted secret: it must never show up in what we record
+
+
+def pg_unavailable_reason() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
+        return None
+    except Exception as exc:  # any failure means: skip, saying why
+        return f"PostgreSQL not reachable at {PG_ADMIN} ({type(exc).__name__})"
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("regflow-home")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment(home):
+    os.environ.update(REGFLOW_HOME=str(home), REGFLOW_APPRISE_CONFIG=str(home / "apprise.yml"),
+                      REGFLOW_OUTBOX_BACKOFF_BASE="0.5", REGFLOW_OUTBOX_POLL_SECONDS="0.3",
+                      REGFLOW_RESUME_WAIT_SECONDS="90", REGFLOW_TEST_TOKEN=TOKEN,
+                      PREFECT_SERVER_ANALYTICS_ENABLED="false", REGFLOW_USER="测试员")
+    os.environ.pop("REGFLOW_DATABASE_URL", None)
+    _reset_settings()
+
+
+def _reset_settings():
+    from regflow.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def new_database(backend: str, home: Path) -> tuple[str, callable]:
+    """A fresh, migrated database with the demo authorities; returns (url, drop)."""
+    from rules.authorities import load_authorities
+    from storage.authorities import upsert_authorities
+    from storage.db import engine_for, session_scope
+    from storage.migrate import upgrade
+
+    name = f"regflow_test_{uuid.uuid4().hex[:10]}"
+    if backend == "sqlite":
+        url, drop = f"sqlite:///{home / (name + '.db')}", lambda: None
+    else:
+        reason = pg_unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+        def drop():
+            engine_for(url).dispose()
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    os.environ["REGFLOW_DATABASE_URL"] = url
+    _reset_settings()
+    upgrade(url)
+    with session_scope() as session:
+        upsert_authorities(session, tree=load_authorities(ROOT / "data" / "authorities.yaml"))
+    return url, drop
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database(request, home):
+    url, drop = new_database(request.param, home)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def use_database(database):
+    """Point this process's settings at the session's database of the current backend."""
+    os.environ["REGFLOW_DATABASE_URL"] = database
+    _reset_settings()
+    return database
+
+
+@pytest.fixture(scope="session")
+def receivers(home):
+    from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
+
+    inbox = Inbox(home / "inbox.log")
+    http, smtp = HttpReceiver(inbox).start(), SmtpReceiver(inbox).start()
+    write_channels(home / "apprise.yml", http.port, smtp.port)
+    yield Receivers(inbox, http, smtp)
+    http.stop()
+    smtp.stop()
+
+
+@dataclass
+class Receivers:
+    inbox: object
+    http: object
+    smtp: object
+
+
+def write_channels(path: Path, http_port: int, smtp_port: int) -> None:
+    """Every demo authority's roles: duty and head by HTTP (with a token in the
+    path, as real webhooks have), on-site teams by mail."""
+    from rules.authorities import load_authorities
+
+    lines = ["urls:"]
+    for authority in load_authorities(ROOT / "data" / "authorities.yaml").authorities:
+        for role in ROLES:
+            tag = f"{authority.code}.{role}"
+            if role in ("duty", "head"):
+                lines += [f"  - json://127.0.0.1:{http_port}/{authority.code}/{role}/${{env:REGFLOW_TEST_TOKEN}}:",
+                          f"    - tag: {tag}"]
+            else:
+                lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost&to={role}@{authority.code}.test"
+                          f"&mode=insecure:", f"    - tag: {tag}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+
+
+@pytest.fixture(scope="session")
+def platform(database, receivers, prefect_api, home):
+    """A process worker and a watcher on the session's database, flows deployed
+    from prefect.yaml exactly as `make run` deploys them."""
+    from regflow.devstack import deploy_all, platform_env, start_watcher, start_worker
+
+    backend = "pg" if database.startswith("postgresql") else "sqlite"
+    env = platform_env(home, prefect_api)
+    env.update(REGFLOW_DATABASE_URL=database, PREFECT_HOME=str(home / f"prefect-{backend}"))
+    logs = home / f"logs-{backend}"
+    logs.mkdir(exist_ok=True)
+    deploy_all(env, logs / "deploy.log")
+    worker = start_worker(env, logs / "worker.log")
+    watcher = start_watcher(env, logs / "watcher.log")
+    yield Platform(database, logs)
+    for proc in (worker, watcher):
+        proc.terminate()
+    for proc in (worker, watcher):
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class Platform:
+    database: str
+    logs: Path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str) -> Result:
+    """Run `regflow ARGS` in this process, as a user would from a shell."""
+    from regflow.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def wait_until(predicate, timeout: float = 90.0, interval: float = 0.3, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -1,0 +1,207 @@
+"""The emergency-response lifecycle end to end: a real Prefect server and worker,
+the CLI as a duty officer uses it, the resume call the UI form makes, and the
+loopback receivers counting what was delivered."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+
+from storage.db import session_scope
+from storage.deadlines import deadlines_for
+from storage.incidents import get_incident, reports_for
+from storage.notifications import notifications_for
+from tasks.notify import load_channels
+from tests.conftest import TOKEN, cli, wait_until
+
+
+def run_state(run_id):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def wait_for_pause(run_id, key: str):
+    def paused():
+        run = run_state(run_id)
+        return run if run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key else None
+    return wait_until(paused, timeout=120, what=f"the run to suspend at {key!r}")
+
+
+def trigger(**extra) -> dict:
+    args = {"--plan": "product-quality", "--level": "II", "--title": f"电梯困人 {uuid.uuid4().hex[:6]}",
+            "--location": "杭州市西湖区文三路 1 号", "--authority": "330106", "--reporter": "值班员", **extra}
+    result = cli("incident", "trigger", *[x for kv in args.items() for x in kv], "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receivers):
+    started = trigger()
+    number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
+    assert started["url"].endswith(f"/runs/flow-run/{run_id}")
+
+    # The run suspends at "awaiting arrival", named after the incident, tagged, with its form.
+    run = wait_for_pause(run_id, "arrival")
+    assert run.name.startswith(f"{number} 电梯困人")
+    assert {"level:II", "plan:product-quality", "authority:330106"} <= set(run.tags)
+    with get_client(sync_client=True) as client:
+        prompt = client.read_flow_run_input(run_id, "suspended-arrival-description")
+        schema = json.loads(client.read_flow_run_input(run_id, "suspended-arrival-schema"))
+    assert "截止时间 / Due" in prompt and number in prompt and "regflow incident arrive" in prompt
+    assert set(schema["properties"]) == {"officer", "note"}
+
+    assert cli("incident", "arrive", number, "--officer", "张三", "--note", "已封控").code == 0
+
+    # The initial report through the UI path: the same call the Prefect UI's resume form makes.
+    wait_for_pause(run_id, "initial-report")
+    resume_flow_run(run_id, run_input={"author": "李四", "text": "初报：1 人被困，已救出，无伤亡。"})
+
+    wait_for_pause(run_id, "progress-1")
+    assert cli("incident", "report", number, "--kind", "progress", "--text", "续报：设备已停用。").code == 0
+    wait_for_pause(run_id, "progress-2")
+    assert cli("incident", "close", number, "--summary", "处置结束，现场恢复。").code == 0
+    # Answered ahead: the run is restarting, not yet at the final report.
+    assert cli("incident", "report", number, "--kind", "final", "--text", "终报：事件原因为制动器故障。").code == 0
+    wait_for_pause(run_id, "review")
+    assert cli("incident", "review", number, "--lessons", "响应及时；加强维保检查。").code == 0
+    wait_until(lambda: run_state(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
+
+    # Twice, and out of order: clear one-line refusals.
+    again = cli("incident", "arrive", number, "--officer", "张三")
+    assert again.code == 4 and "already recorded" in again.err and again.err.count("\n") == 1
+    late = cli("incident", "report", number, "--kind", "progress", "--text", "x")
+    assert late.code == 4 and "is closed" in late.err
+
+    with session_scope() as session:
+        incident = get_incident(session, number=number)
+        assert incident.status == "closed"
+        deadlines = {d.name: d.status for d in deadlines_for(session, incident_id=incident.id)}
+        kinds = [r.kind for r in reports_for(session, incident_id=incident.id)]
+        sent = notifications_for(session, subject=number)
+    assert deadlines == {"dispatch": "met", "arrival": "met", "initial_report": "met", "upward_report": "met",
+                         "progress-1": "met", "progress-2": "cancelled", "final_report": "met", "review": "met"}
+    assert kinds == ["initial", "progress", "closure", "final", "review", "release"]
+
+    # Every message delivered exactly once to every destination of its tag, although
+    # the run re-ran from the top after each of its five suspensions.
+    wait_until(lambda: all(n.status == "sent" for n in notifications_for_fresh(number)), what="all sent")
+    channels = load_channels()
+    expected = Counter()
+    for n in notifications_for_fresh(number):
+        for _fp, server in channels.destinations(n.tag):
+            expected[(n.title, _receiver_address(server))] += 1
+    got = Counter((m.title, m.to) for m in receivers.inbox.matching(number))
+    assert got == expected
+    assert max(got.values()) == 1
+    purposes = Counter(n.title.split("】")[0] for n in sent)
+    assert purposes["【应急响应启动"] == 5 and purposes["【出动指令"] == 1
+
+    # Documents are artifacts, published once each.
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=number.lower())))
+    keys = Counter(a.key for a in artifacts)
+    assert set(keys) == {f"{number.lower()}-{s}" for s in
+                         ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")}
+    assert set(keys.values()) == {1}
+
+    shown = cli("incident", "show", number, "--json")
+    data = json.loads(shown.out)
+    assert data["status"] == "closed" and data["awaiting"] is None
+    assert [s["source"] for s in data["steps"]] == ["cli", "ui", "cli", "cli", "cli", "cli"]
+    assert TOKEN not in shown.out
+
+
+def notifications_for_fresh(number):
+    with session_scope() as session:
+        return notifications_for(session, subject=number)
+
+
+def _receiver_address(server) -> str:
+    """Where a receiver files a message from this server: the mail recipient or the HTTP path."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(server.url(privacy=False))
+    return unquote(parts.path.lstrip("/")) if parts.scheme == "mailto" else unquote(parts.path)
+
+
+def test_a_run_triggered_from_the_deployment_form_activates_itself(platform, use_database):
+    """The UI's "Run" form passes the trigger parameters and no incident number."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment("emergency-response/emergency-response", timeout=0, as_subflow=False, parameters=dict(
+        plan="food-safety", level="III", title="学校食堂疑似食物中毒", location="南京市玄武区某小学",
+        authority="320102"))
+    paused = wait_for_pause(run.id, "arrival")
+    number = paused.name.split()[0]
+    assert number.startswith("INC-") and "plan:food-safety" in paused.tags
+    with session_scope() as session:
+        incident = get_incident(session, number=number)
+        assert incident.flow_run_id == run.id and incident.level == "III"
+
+
+def test_answering_before_the_run_reaches_the_step_is_handed_over(platform, use_database):
+    """An answer given while the run is still starting reaches it (the CLI waits, and
+    the watcher hands it over if the CLI gave up)."""
+    started = trigger()
+    number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
+    result = cli("incident", "arrive", number, "--officer", "赵六", "--json")
+    assert result.code == 0 and json.loads(result.out)["run"] in ("resumed", "consumed")
+    wait_for_pause(run_id, "initial-report")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--plan", "no-such-plan"], "unknown plan 'no-such-plan'"),
+    (["--level", "V"], "level: Input should be"),
+    (["--title", ""], "title: String should have at least 1 character"),
+    (["--authority", "999999"], "unknown authority '999999'"),
+    (["--occurred-at", "2999-01-01T00:00+08:00"], "is in the future"),
+    (["--occurred-at", "yesterday-ish"], "malformed date/time 'yesterday-ish'"),
+    (["--title", "长" * 300], "title: String should have at most 200 characters"),
+])
+def test_bad_trigger_input_is_refused_with_nothing_written(use_database, args, message):
+    base = {"--plan": "product-quality", "--level": "II", "--title": "t", "--location": "l", "--authority": "330106"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    before = _counts()
+    result = cli("incident", "trigger", *[x for kv in base.items() for x in kv])
+    assert result.code == 2, result
+    assert message in result.err and result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert _counts() == before
+
+
+def test_oversized_or_malformed_answers_are_refused_with_nothing_written(use_database, tmp_path):
+    from rules.incidents import validate_trigger
+    from storage.db import utcnow
+    from tasks.incidents import trigger as activate
+
+    incident = activate(validate_trigger(dict(plan="product-quality", level="IV", title="t", location="l",
+                                              authority="330108"), now=utcnow()), now=utcnow())
+    number = incident.number
+    before = _counts()
+    assert cli("incident", "arrive", number, "--officer", "x", "--note", "n" * 2001).code == 2
+    assert cli("incident", "arrive", "INC-1999-000001", "--officer", "x").code == 3
+    assert _counts() == before
+    assert cli("incident", "arrive", number, "--officer", "张三").code == 0  # no run yet: recorded, pending
+    big = tmp_path / "big.txt"
+    big.write_text("字" * 20_001, encoding="utf-8")
+    result = cli("incident", "report", number, "--kind", "initial", "--file", str(big))
+    assert result.code == 2 and "longer than 20000 characters" in result.err
+    result = cli("incident", "report", number, "--kind", "initial", "--text", "a", "--file", str(big))
+    assert result.code == 2 and "not both" in result.err
+    result = cli("incident", "report", number, "--kind", "summary", "--text", "a")
+    assert result.code == 2 and "--kind must be initial, progress or final" in result.err
+
+
+def _counts() -> tuple[int, ...]:
+    import sqlalchemy as sa
+
+    with session_scope() as session:
+        return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                     for t in ("incident", "deadline", "notification", "audit_event", "step", "report"))

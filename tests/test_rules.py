@@ -1,0 +1,176 @@
+"""Pure domain rules: no Prefect, no database; milliseconds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from regflow.errors import CalendarUnavailable, InvalidInput, InvalidPlan, UnknownAuthority, UnknownPlan
+from rules import lifecycle
+from rules.authorities import load_authorities
+from rules.calendar import WorkCalendar, load_calendar
+from rules.durations import Period, due_after
+from rules.incidents import activation_recipients, onsite_recipients, upward_recipients, validate_trigger
+from rules.plans import Level, load_plan, load_plan_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TZ = "Asia/Shanghai"
+CAL = WorkCalendar()
+NOW = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc)
+
+
+def sh(*args) -> dt.datetime:
+    return pendulum.datetime(*args, tz=TZ)
+
+
+@pytest.mark.parametrize("text,period", [("30m", Period(30, "m")), ("2h", Period(2, "h")), ("10d", Period(10, "d")),
+                                         ("15wd", Period(15, "wd")), ("15 working days", Period(15, "wd")),
+                                         ("1 hour", Period(1, "h"))])
+def test_periods_parse(text, period):
+    assert Period.parse(text) == period
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-1h", "2 weeks", "1.5h"])
+def test_bad_periods_are_refused_in_one_line(text):
+    with pytest.raises(InvalidInput) as info:
+        Period.parse(text)
+    assert "\n" not in str(info.value)
+
+
+def test_hours_are_exact():
+    due = due_after(sh(2026, 11, 26, 9, 30), Period(2, "h"), tz=TZ, calendar=CAL)
+    assert due.at == sh(2026, 11, 26, 11, 30)
+    assert "2 hours from 2026-11-26 09:30" in due.rule
+
+
+def test_calendar_days_skip_the_start_day_and_end_at_midnight():
+    # 7 d from Mon 2026-11-23 14:00: day 1 is the 24th, day 7 the 30th (a Monday, a workday).
+    due = due_after(sh(2026, 11, 23, 14, 0), Period(7, "d"), tz=TZ, calendar=CAL)
+    assert due.at == sh(2026, 11, 30, 23, 59, 59)
+    assert "start day not counted" in due.rule
+
+
+def test_a_period_ending_in_national_day_moves_to_the_next_working_day():
+    # 10 d from 2026-09-25 ends on 2026-10-05, inside the 1-7 Oct holiday -> Thu 8 Oct.
+    due = due_after(sh(2026, 9, 25, 10, 0), Period(10, "d"), tz=TZ, calendar=CAL)
+    assert due.at == sh(2026, 10, 8, 23, 59, 59)
+    assert "moved to 2026-10-08" in due.rule
+
+
+def test_a_period_ending_in_spring_festival_moves_past_it():
+    # 7 d from 2026-02-12 ends on 2026-02-19, inside the 15-23 Feb holiday -> Tue 24 Feb.
+    due = due_after(sh(2026, 2, 12, 8, 0), Period(7, "d"), tz=TZ, calendar=CAL)
+    assert due.at == sh(2026, 2, 24, 23, 59, 59)
+
+
+def test_working_days_across_mid_autumn_and_national_day_with_make_up_saturday():
+    # From Fri 2026-09-25 (Mid-Autumn): 28, 29, 30 Sep (3); 8, 9 Oct (5); Sat 10 Oct is a
+    # make-up workday (6); 12-16 Oct (11); 19-22 Oct (15).
+    due = due_after(sh(2026, 9, 25, 16, 0), Period(15, "wd"), tz=TZ, calendar=CAL)
+    assert due.at == sh(2026, 10, 22, 23, 59, 59)
+
+
+def test_a_year_without_holiday_data_fails_loudly(tmp_path):
+    with pytest.raises(CalendarUnavailable):
+        due_after(sh(2026, 12, 20, 9, 0), Period(20, "wd"), tz=TZ, calendar=CAL)
+    override = tmp_path / "override.yaml"
+    override.write_text("years: [2027]\nholidays: [2027-01-01]\nworkdays: []\n")
+    due = due_after(sh(2026, 12, 30, 9, 0), Period(2, "wd"), tz=TZ, calendar=load_calendar(override))
+    assert due.at == sh(2027, 1, 4, 23, 59, 59)  # 31 Dec, (1 Jan holiday, weekend), 4 Jan
+
+
+def test_shipped_plans_are_valid_and_cover_all_levels():
+    for path in (ROOT / "data" / "plans").glob("*.yaml"):
+        loaded = load_plan_file(path)
+        assert set(loaded.plan.levels) == set(Level)
+        assert len(loaded.content_hash) == 64
+
+
+def test_product_quality_plan_encodes_the_reporting_rules():
+    plan = load_plan(ROOT / "data" / "plans", "product-quality").plan
+    for level in Level:
+        d = plan.rules_for(level).deadlines
+        assert (d.initial_report, d.upward_report, d.final_report) == ("1h", "2h", "10d")
+    assert plan.rules_for(Level.III).report_up_to.value == "province"
+    assert plan.rules_for(Level.IV).report_up_to.value == "city"
+
+
+def test_an_invalid_plan_names_file_field_and_problem(tmp_path):
+    good = (ROOT / "data" / "plans" / "product-quality.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "product-quality.yaml"
+    bad.write_text(good.replace("arrival: 1h,", "arrival: soon,", 1), encoding="utf-8")
+    with pytest.raises(InvalidPlan) as info:
+        load_plan_file(bad)
+    message = str(info.value)
+    assert str(bad) in message and "levels.I.deadlines.arrival" in message and "soon" in message
+    assert "\n" not in message
+
+
+def test_unknown_plan_and_missing_level(tmp_path):
+    with pytest.raises(UnknownPlan, match="known plans: food-safety, product-quality"):
+        load_plan(ROOT / "data" / "plans", "../etc/passwd")
+    plan = load_plan(ROOT / "data" / "plans", "food-safety").plan
+    only_one = plan.model_copy(update={"levels": {Level.IV: plan.levels[Level.IV]}})
+    with pytest.raises(UnknownPlan, match="has no level I"):
+        only_one.rules_for(Level.I)
+
+
+def test_recipients_follow_the_hierarchy_up_to_the_plans_limit():
+    tree = load_authorities(ROOT / "data" / "authorities.yaml")
+    plan = load_plan(ROOT / "data" / "plans", "product-quality").plan
+    assert activation_recipients(plan.rules_for(Level.IV), tree, "330106") == [
+        "330106.duty", "330100.duty"]
+    assert upward_recipients(plan.rules_for(Level.II), tree, "330106") == [
+        "330100.duty", "330000.duty", "100000.duty"]
+    assert onsite_recipients(plan.rules_for(Level.II), "330106") == ["330106.onsite"]
+    with pytest.raises(UnknownAuthority):
+        tree.chain_up("999999")
+
+
+def test_authority_file_with_a_cycle_or_wrong_tier_is_refused(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("authorities:\n  - {code: '10', tier: national, name: N}\n"
+                    "  - {code: '20', tier: city, superior: '30', name: C}\n"
+                    "  - {code: '30', tier: county, superior: '10', name: X}\n", encoding="utf-8")
+    with pytest.raises(InvalidPlan, match="superior 30 must be of a higher tier"):
+        load_authorities(path)
+
+
+GOOD = dict(plan="product-quality", level="II", title="电梯困人", location="文三路 1 号", authority="330106")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"level": "V"}, "level: Input should be 'I', 'II', 'III' or 'IV'"),
+    ({"title": "   "}, "title: String should have at least 1 character"),
+    ({"title": "x" * 201}, "title: String should have at most 200 characters"),
+    ({"title": "a\nb"}, "title: must be a single line"),
+    ({"location": "a\x07b"}, "location: must be a single line without control characters"),
+    ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.timezone.utc)}, "is in the future"),
+    ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0)}, "must include a time zone"),
+    ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+])
+def test_trigger_validation_refuses_bad_input_in_one_line(change, message):
+    with pytest.raises(InvalidInput) as info:
+        validate_trigger({**GOOD, **change}, now=NOW)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_trigger_validation_accepts_a_past_occurrence_and_trims():
+    request = validate_trigger({**GOOD, "title": "  电梯困人 ", "occurred_at": NOW - dt.timedelta(hours=1)}, now=NOW)
+    assert request.title == "电梯困人" and request.level is Level.II
+
+
+def test_lifecycle_order():
+    assert lifecycle.next_step({}).name == "arrival"
+    answered = {"arrival": {}, "initial-report": {}, "progress-1": {"action": "progress"}}
+    assert lifecycle.next_step(answered).name == "progress-2"
+    answered["progress-2"] = {"action": "close"}
+    assert lifecycle.next_step(answered).name == "final-report"
+    answered.update({"final-report": {}, "review": {}})
+    assert lifecycle.next_step(answered) is None
+    assert lifecycle.following("progress-2", {"action": "close"}).name == "final-report"
+    assert lifecycle.step_named("progress-7").answers == ("report:progress", "close")
