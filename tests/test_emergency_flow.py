@@ -205,3 +205,28 @@ def _counts() -> tuple[int, ...]:
     with session_scope() as session:
         return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
                      for t in ("incident", "deadline", "notification", "audit_event", "step", "report"))
+
+
+def test_the_watcher_hands_over_an_answer_whose_cli_never_resumed_the_run(platform, use_database):
+    """The answer is on record but nobody resumed the suspended run (the CLI was
+    killed right after committing): the watcher resumes it with that answer."""
+    from storage.db import utcnow
+    from tasks.incidents import answer
+
+    started = trigger()
+    number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
+    wait_for_pause(run_id, "arrival")
+    answer(number, answer={"officer": "孙七", "note": ""}, source="cli", verb="arrive", now=utcnow())
+    wait_for_pause(run_id, "initial-report")
+
+
+def test_no_secret_reaches_logs_or_records(platform, use_database):
+    """The channel URLs carry a token; it is in no log, no table and no output."""
+    import sqlalchemy as sa
+
+    leaks = [p.name for p in platform.logs.iterdir() if TOKEN in p.read_text(errors="replace")]
+    assert leaks == []
+    with session_scope() as session:
+        for table in ("notification", "audit_event", "step", "report", "incident", "deadline"):
+            rows = session.execute(sa.text(f"SELECT * FROM {table}")).all()
+            assert TOKEN not in repr(rows), table

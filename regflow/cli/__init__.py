@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from regflow.cli import admin, incident
 from regflow.cli.output import err
 from regflow.errors import RegflowError
+
+# typer ships its own copy of click: take the exception classes from typer itself.
+_click = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException").__module__]
 
 app = typer.Typer(help="regflow: emergency response and enforcement workflows on Prefect.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -30,15 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     except RegflowError as exc:
         err(f"error: {exc}")
         return exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+    except _click.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else str(exc))
         return 0
-    except click.ClickException as exc:
+    except _click.ClickException as exc:
         err(f"error: {exc.format_message()}")
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err("interrupted")
         return 130
 
