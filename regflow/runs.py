@@ -33,7 +33,7 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
         run = run_deployment(settings.deployment, parameters=params, timeout=0, as_subflow=False,
                              flow_run_name=f"{incident.number} {incident.title}"[:200],
                              tags=run_tags(incident.level, incident.plan_key, incident.authority_code),
-                             idempotency_key=f"incident:{incident.number}")
+                             idempotency_key=run_key(incident))
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
     except Exception as exc:
@@ -43,6 +43,13 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
         raise
     link_flow_run(incident.number, run.id)
     return run.id
+
+
+def run_key(incident: Incident) -> str:
+    """Identifies the incident's run across retries. The number alone is not enough:
+    another regflow database (a restore, a second instance) sharing the Prefect
+    server numbers its incidents from 1 too."""
+    return f"regflow-incident:{incident.number}:{incident.triggered_at.isoformat()}"
 
 
 def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer: dict[str, Any], *,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from storage import notifications as outbox
@@ -15,7 +17,22 @@ from storage.db import session_scope, utcnow
 from storage.incidents import next_number
 from storage.migrate import current_revision
 from tasks.notify import deliver_due, load_channels
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, _reset_settings, new_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def own_database(request, home):
+    """A database of its own: no watcher of the lifecycle tests delivers these rows."""
+    url, drop = new_database(request.param, home)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def use_database(own_database):
+    os.environ["REGFLOW_DATABASE_URL"] = own_database
+    _reset_settings()
+    return own_database
 
 
 def queue(subject: str, tag: str, n: int = 1) -> None:
