@@ -29,6 +29,9 @@ def platform_env(home: Path, api_url: str) -> dict[str, str]:
         REGFLOW_HOME=str(home), REGFLOW_PROJECT_DIR=str(PROJECT_ROOT), PREFECT_API_URL=api_url,
         PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_CLI_PROMPT="false", PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        # A resumed run is Scheduled until a worker polls; Prefect's default 10 s poll
+        # would add ~5 s to every human step.
+        PREFECT_WORKER_QUERY_SECONDS=env.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
     )
     return env
 
