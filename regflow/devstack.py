@@ -8,6 +8,7 @@ process: Ctrl-C stops them all. Logs go to $REGFLOW_HOME/logs.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,7 +104,15 @@ def prepare_database() -> None:
         upsert_authorities(session, tree=load_authorities(get_settings().authorities_file))
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def run_platform(*, demo: bool = True, port: int = 4200) -> None:
+    # Explicit handlers: a process started in the background inherits SIGINT ignored,
+    # and a supervisor stops us with SIGTERM; both must stop every child.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = get_settings()
     home = settings.home.resolve()
     logs = home / "logs"
