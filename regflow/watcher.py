@@ -1,7 +1,8 @@
 """The watcher: a long-lived loop of managers that keep every promise while flows sleep.
 
 Managers run in a fixed order, once per cycle, with one clock reading per cycle.
-A manager's failure is logged and the next one still runs. The sender runs last, so
+A manager's failure is logged and the next one still runs. Reminders come before
+escalations (a reminder at the due time raises one), and the sender runs last, so
 whatever the others queued goes out in the same cycle. Every manager is safe with
 several watchers at once: each row is claimed by a conditional update before it is
 acted on.
@@ -44,6 +45,24 @@ def hand_over_answers(now: dt.datetime) -> int:
     return resumed
 
 
+def send_reminders(now: dt.datetime) -> int:
+    from tasks.deadlines import send_reminders as remind
+
+    return remind(now).done
+
+
+def climb_escalations(now: dt.datetime) -> int:
+    from tasks.deadlines import climb_escalations as climb
+
+    return climb(now).done
+
+
+def publish_board(now: dt.datetime) -> int:
+    from tasks.board import publish
+
+    return publish(now)
+
+
 def send_notifications(now: dt.datetime) -> int:
     from tasks.notify import deliver_due
 
@@ -53,7 +72,9 @@ def send_notifications(now: dt.datetime) -> int:
     return result.sent
 
 
-MANAGERS = [Manager("hand-over-answers", hand_over_answers), Manager("send-notifications", send_notifications)]
+MANAGERS = [Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
+            Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
+            Manager("send-notifications", send_notifications)]
 
 
 class Watcher:

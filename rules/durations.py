@@ -56,21 +56,30 @@ class Due:
 
 
 def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar,
-              event: str = "") -> Due:
-    """When `period` counted from `start` runs out."""
+              event: str = "", pauses: list[tuple[dt.datetime, dt.datetime]] = ()) -> Due:
+    """When `period` counted from `start` runs out.
+
+    `pauses` (testing, appraisal...) do not count: minute, hour and calendar-day
+    periods move by each paused span; working-day periods skip the days paused."""
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
     local = pendulum.instance(start).in_timezone(tz)
     zh_amount, en_amount = period.words()
     start_text = local.format("YYYY-MM-DD HH:mm")
     suffix_zh, suffix_en = "", ""
+    paused = sum((end - begin for begin, end in pauses), dt.timedelta())
+    if paused < dt.timedelta(0) or any(end < begin for begin, end in pauses):
+        raise InvalidInput("a pause must end after it starts")
     if period.unit in ("m", "h"):
         delta = {"m": dt.timedelta(minutes=period.amount), "h": dt.timedelta(hours=period.amount)}
-        due_local = local + delta[period.unit]
+        due_local = local + delta[period.unit] + paused
     else:
         day = local.date()
+        paused_days = {begin.astimezone(local.tzinfo).date() + dt.timedelta(days=i)
+                       for begin, end in pauses
+                       for i in range((end.astimezone(local.tzinfo).date() - begin.astimezone(local.tzinfo).date()).days + 1)}
         if period.unit == "d":
-            last = day + dt.timedelta(days=period.amount)
+            last = day + dt.timedelta(days=period.amount) + dt.timedelta(days=paused.days)
             moved = calendar.next_workday_on_or_after(last)
             if moved != last:
                 suffix_zh = f"，期满日 {last} 非工作日，顺延至 {moved}"
@@ -80,11 +89,14 @@ def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCale
             last, counted = day, 0
             while counted < period.amount:
                 last += dt.timedelta(days=1)
-                if calendar.is_workday(last):
+                if last not in paused_days and calendar.is_workday(last):
                     counted += 1
         due_local = pendulum.datetime(last.year, last.month, last.day, 23, 59, 59, tz=tz)
         suffix_zh = "，起算日不计入，截至当日 24 时" + suffix_zh
         suffix_en = ", start day not counted, until end of day" + suffix_en
+    if pauses:
+        suffix_zh += f"，暂停 {len(pauses)} 次不计入"
+        suffix_en += f", {len(pauses)} pause(s) not counted"
     label_zh = f"{event}：" if event else ""
     rule = (f"{label_zh}自 {start_text} 起 {zh_amount}{suffix_zh} / "
             f"{en_amount} from {start_text} ({tz}){suffix_en}")

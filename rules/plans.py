@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from regflow.errors import InvalidInput, InvalidPlan, UnknownPlan
 from rules.authorities import Tier, first_error
 from rules.durations import Period
+from rules.reminders import EscalationPolicy, ReminderPolicy
 
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
@@ -99,6 +100,8 @@ class Plan(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     name_en: str = Field(default="", max_length=200)
     basis: list[str] = Field(default_factory=list)
+    reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     levels: dict[Level, LevelRules] = Field(min_length=1)
 
     def rules_for(self, level: Level) -> LevelRules:

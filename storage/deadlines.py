@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from rules.reminders import reminder_at
 from storage.db import UTCDateTime
 
 
 class Deadline(SQLModel, table=True):
+    """A due time and what the watcher does about it. `next_at` is the watermark:
+    when the next reminder is due (NULL once met, cancelled or paused), so the
+    watcher reads only the rows whose time has come."""
+
     __table_args__ = (sa.UniqueConstraint("incident_id", "name"),
                       sa.Index("ix_deadline_open_due", "status", "due_at"))
     id: int | None = Field(default=None, primary_key=True)
@@ -21,15 +27,27 @@ class Deadline(SQLModel, table=True):
     status: str = Field(default="open", max_length=12)  # open | met | cancelled
     created_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    starts_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    next_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime, index=True))
+    reminders_sent: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    # The reminder and escalation policy as it was when the deadline was set.
+    policy: dict[str, Any] = Field(default_factory=dict,
+                                   sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}"))
+    paused_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    paused_seconds: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    extensions: list[dict[str, Any]] = Field(default_factory=list,
+                                             sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]"))
 
 
 def add_deadline(session: Session, *, incident_id: int, name: str, due_at: dt.datetime, rule: str,
-                 now: dt.datetime) -> Deadline:
+                 now: dt.datetime, policy: dict[str, Any]) -> Deadline:
     existing = session.exec(select(Deadline).where(Deadline.incident_id == incident_id,
                                                    Deadline.name == name)).first()
     if existing:
         return existing
-    row = Deadline(incident_id=incident_id, name=name, due_at=due_at, rule=rule, created_at=now)
+    first = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"])
+    row = Deadline(incident_id=incident_id, name=name, due_at=due_at, rule=rule, created_at=now, starts_at=now,
+                   next_at=first.at, policy=policy)
     session.add(row)
     session.flush()
     return row
@@ -40,12 +58,36 @@ def close_deadline(session: Session, *, incident_id: int, name: str, status: str
     """Mark an open deadline met or cancelled; a closed one is left as it was."""
     row = session.exec(select(Deadline).where(Deadline.incident_id == incident_id,
                                               Deadline.name == name)).first()
-    if row is not None and row.status == "open":
-        row.status, row.closed_at = status, now
+    if row is not None and row.status in ("open", "paused"):
+        row.status, row.closed_at, row.next_at = status, now, None
         session.add(row)
     return row
 
 
 def deadlines_for(session: Session, *, incident_id: int) -> list[Deadline]:
     return list(session.exec(select(Deadline).where(Deadline.incident_id == incident_id)
+                             .order_by(Deadline.due_at)).all())
+
+
+def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Deadline]:
+    """Open deadlines whose next reminder has come, locked for this watcher (other
+    watchers on PostgreSQL skip them rather than wait)."""
+    stmt = (select(Deadline).where(Deadline.next_at <= now, Deadline.status == "open")
+            .order_by(Deadline.next_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.exec(stmt).all())
+
+
+def advance(session: Session, *, deadline: Deadline, sent: int, next_at: dt.datetime) -> bool:
+    """Move the watermark past a reminder, if nobody else has; False if they had."""
+    result = session.execute(
+        sa.update(Deadline).where(Deadline.id == deadline.id, Deadline.status == "open",
+                                  Deadline.reminders_sent == deadline.reminders_sent)
+        .values(reminders_sent=sent, next_at=next_at))
+    return result.rowcount == 1
+
+
+def open_deadlines(session: Session) -> list[Deadline]:
+    return list(session.exec(select(Deadline).where(Deadline.status.in_(("open", "paused")))
                              .order_by(Deadline.due_at)).all())

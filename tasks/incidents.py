@@ -30,12 +30,9 @@ from storage.authorities import Authority, load_tree
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
+from tasks.deadlines import label, resolve_late
 from tasks.render import render, render_message
 
-DEADLINE_LABELS = {
-    "dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
-    "final_report": "终报", "review": "事后评估",
-}
 REPORT_KINDS = {"initial": ("初报", "initial report"), "progress": ("续报", "progress report"),
                 "final": ("终报", "final report"), "closure": ("处置结束小结", "end of handling"),
                 "review": ("事后评估", "post-incident review"), "release": ("信息发布通稿", "release notice")}
@@ -57,9 +54,23 @@ class Context:
 
     def due(self, name: str, start: dt.datetime, period_name: str) -> Due:
         settings = get_settings()
-        label = DEADLINE_LABELS.get(name) or f"续报 {name.removeprefix('progress-')}"
         return due_after(start, self.rules.deadlines.period(period_name), tz=settings.timezone,
-                         calendar=load_calendar(settings.calendar_override), event=label)
+                         calendar=load_calendar(settings.calendar_override), event=label(name))
+
+    def policy(self) -> dict[str, Any]:
+        """Reminder and escalation policy, snapshotted onto each deadline it governs."""
+        ladder = [a.code for a in self.tree.chain_up(self.incident.authority_code)]
+        return {"reminders": self.plan.reminders.snapshot(), "escalation": self.plan.escalation.snapshot(ladder)}
+
+    def add_deadline(self, session: Session, name: str, start: dt.datetime, period_name: str):
+        due = self.due(name, start, period_name)
+        return deadline_rows.add_deadline(session, incident_id=self.incident.id, name=name, due_at=due.at,
+                                          rule=due.rule, now=start, policy=self.policy())
+
+    def close_deadline(self, session: Session, name: str, status: str, now: dt.datetime) -> None:
+        row = deadline_rows.close_deadline(session, incident_id=self.incident.id, name=name, status=status, now=now)
+        if row is not None and status == "met":
+            resolve_late(session, deadline=row, now=now)
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return dict(incident=self.incident, plan=self.plan, level=self.level, authority=self.authority, **more)
@@ -126,11 +137,8 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
     session.add(incident)
     session.flush()
     ctx = _context(session, incident)
-    created = []
-    for name in ("dispatch", "arrival", "initial_report", "upward_report"):
-        due = ctx.due(name, now, name)
-        created.append(deadline_rows.add_deadline(session, incident_id=incident.id, name=name, due_at=due.at,
-                                                  rule=due.rule, now=now))
+    created = [ctx.add_deadline(session, name, now, name)
+               for name in ("dispatch", "arrival", "initial_report", "upward_report")]
     audit.record(session, at=now, actor=request.reporter or "duty-officer", action="incident.triggered",
                  subject=incident.number, plan=request.plan, plan_version=version.content_hash[:12],
                  level=request.level.value, authority=request.authority, title=request.title,
@@ -157,10 +165,10 @@ def dispatch(number: str, *, now: dt.datetime) -> bool:
         ctx = _context(session, incident)
         team = onsite_recipients(ctx.rules, incident.authority_code)
         session.add(Dispatch(incident_id=incident.id, team=",".join(team), dispatched_at=now))
-        deadline_rows.close_deadline(session, incident_id=incident.id, name="dispatch", status="met", now=now)
+        ctx.close_deadline(session, "dispatch", "met", now)
         audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
                      team=team)
-        arrival = next(d for d in deadline_rows.deadlines_for(session, incident_id=incident.id) if d.name == "arrival")
+        arrival = _deadline(session, incident.id, "arrival")
         _queue(session, ctx, purpose="dispatch", template="dispatch", tags=team, now=now, arrival=arrival)
         return True
 
@@ -305,13 +313,11 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
     incident, code = ctx.incident, ctx.incident.authority_code
     desk = [f"{code}.duty"]
     upward = desk + upward_recipients(ctx.rules, ctx.tree, code)
-    met = lambda name, status="met": deadline_rows.close_deadline(  # noqa: E731
-        session, incident_id=incident.id, name=name, status=status, now=now)
+    def met(name: str, status: str = "met") -> None:
+        ctx.close_deadline(session, name, status, now)
 
     def add(name: str, period: str):
-        due = ctx.due(name, now, period)
-        return deadline_rows.add_deadline(session, incident_id=incident.id, name=name, due_at=due.at,
-                                          rule=due.rule, now=now)
+        return ctx.add_deadline(session, name, now, period)
 
     def notify(tags, heading, heading_en, text="", next_deadline=None):
         _queue(session, ctx, purpose=spec.name, template="step", tags=tags, now=now, heading=heading,

@@ -98,6 +98,21 @@ def use_database(database):
     return database
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database(request, home):
+    """A database for one test module only, away from the lifecycle tests' watcher."""
+    url, drop = new_database(request.param, home)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def own_database(module_database):
+    os.environ["REGFLOW_DATABASE_URL"] = module_database
+    _reset_settings()
+    return module_database
+
+
 @pytest.fixture(scope="session")
 def receivers(home):
     from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 import uuid
@@ -17,21 +16,12 @@ from storage.db import session_scope, utcnow
 from storage.incidents import next_number
 from storage.migrate import current_revision
 from tasks.notify import deliver_due, load_channels
-from tests.conftest import TOKEN, _reset_settings, new_database
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def own_database(request, home):
-    """A database of its own: no watcher of the lifecycle tests delivers these rows."""
-    url, drop = new_database(request.param, home)
-    yield url
-    drop()
+from tests.conftest import TOKEN
 
 
 @pytest.fixture
 def use_database(own_database):
-    os.environ["REGFLOW_DATABASE_URL"] = own_database
-    _reset_settings()
+    """A database of its own: no watcher of the lifecycle tests delivers these rows."""
     return own_database
 
 

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from regflow.cli import admin, incident
+from regflow.cli import admin, incident, supervise
 from regflow.cli.output import err
 from regflow.errors import RegflowError
 
@@ -23,6 +23,7 @@ app = typer.Typer(help="regflow: emergency response and enforcement workflows on
                   add_completion=False)
 app.add_typer(incident.app, name="incident")
 admin.register(app)
+supervise.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,7 +180,7 @@ def overview(number: str) -> dict[str, Any]:
             "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
             "steps": [{"name": s.name, "status": s.status, "answered_at": s.answered_at, "by": s.answered_by,
                        "source": s.source} for s in steps],
-            "deadlines": [{"name": d.name, "due_at": d.due_at, "status": d.status, "closed_at": d.closed_at,
+            "deadlines": [{"id": d.id, "name": d.name, "due_at": d.due_at, "status": d.status, "closed_at": d.closed_at,
                            "rule": d.rule} for d in deadlines_for(session, incident_id=incident.id)],
             "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
                                "sent_at": n.sent_at, "last_error": n.last_error}

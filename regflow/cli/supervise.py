@@ -1,0 +1,197 @@
+"""Supervision commands: the board, escalations, deadline clocks, and deadline arithmetic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from regflow.cli.output import console, emit_json
+from regflow.errors import InvalidInput
+from regflow.settings import get_settings
+from storage.db import session_scope, utcnow
+
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+escalation_app = typer.Typer(help="Escalations of missed deadlines to supervising authorities.", no_args_is_help=True)
+deadline_app = typer.Typer(help="Pause, resume or extend a deadline's clock.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(escalation_app, name="escalation")
+    app.add_typer(deadline_app, name="deadline")
+    app.command()(board)
+    app.command()(due)
+
+
+def _who(by: str | None) -> str:
+    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
+
+
+def board(authority: Optional[str] = typer.Option(None, help="Only this authority and those it supervises."),
+          json_out: bool = JSON) -> None:
+    """Open deadlines by authority with time left or overdue, and open escalations.
+
+    Example: regflow board --authority 330100
+    """
+    from tasks.board import board as read, table
+
+    data = read(now=utcnow(), authority=authority)
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    summary = Table("authority", "open", "overdue", title="Supervision board")
+    for row in data["authorities"]:
+        summary.add_row(row["authority"], str(row["open"]), str(row["overdue"]))
+    out.print(summary)
+    rows = table(data)
+    if rows:
+        detail = Table(*rows[0].keys(), title=f"Most urgent (open escalations: {data['open_escalations']})")
+        for row in rows:
+            detail.add_row(*row.values())
+        out.print(detail)
+
+
+@escalation_app.command("list")
+def escalation_list(open_only: bool = typer.Option(False, "--open", help="Only open escalations."),
+                    json_out: bool = JSON) -> None:
+    """Escalations, newest first, with who was told and who acknowledged.
+
+    Example: regflow escalation list --open
+    """
+    from rules.reminders import rung
+    from storage.deadlines import Deadline
+    from storage.escalations import list_escalations
+    from tasks.render import local_time
+
+    with session_scope() as session:
+        rows = []
+        for e in list_escalations(session, open_only=open_only):
+            deadline = session.get(Deadline, e.deadline_id)
+            told = rung(e.step, e.policy)
+            rows.append({"id": e.id, "incident": e.subject, "deadline": deadline.name, "status": e.status,
+                         "level": e.step + 1, "told": told.authority if told else None, "raised_at": e.raised_at,
+                         "next_at": e.next_at, "acked_by": e.acked_by, "acked_at": e.acked_at})
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("id", "incident", "deadline", "status", "told", "raised", "next step", "acknowledged",
+                  title="Escalations")
+    for r in rows:
+        table.add_row(str(r["id"]), r["incident"], r["deadline"], r["status"], r["told"] or "",
+                      local_time(r["raised_at"]), local_time(r["next_at"]),
+                      f"{r['acked_by']} {local_time(r['acked_at'])}" if r["acked_by"] else "")
+    console().print(table)
+
+
+@escalation_app.command("ack")
+def escalation_ack(escalation_id: int = typer.Argument(..., help="Escalation id (see `regflow escalation list`)."),
+                   by: Optional[str] = typer.Option(None, "--by", help="Who acknowledges."),
+                   json_out: bool = JSON) -> None:
+    """Acknowledge an escalation: the ladder stops climbing, and this is recorded.
+
+    Example: regflow escalation ack 12 --by 王科长
+    """
+    from tasks.deadlines import acknowledge
+
+    escalation = acknowledge(escalation_id, by=_who(by), now=utcnow())
+    if json_out:
+        emit_json({"id": escalation.id, "status": escalation.status, "acked_by": escalation.acked_by})
+    else:
+        console().print(f"escalation {escalation.id} of {escalation.subject} acknowledged by {escalation.acked_by}")
+
+
+@deadline_app.command("pause")
+def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
+                   reason: str = typer.Option(..., help="Why the clock stops (testing, appraisal ...)."),
+                   by: Optional[str] = typer.Option(None, "--by")) -> None:
+    """Stop a deadline's clock; no reminders while it is paused.
+
+    Example: regflow deadline pause 42 --reason "送检，检验期间不计入"
+    """
+    from tasks.deadlines import pause
+
+    deadline = pause(deadline_id, by=_who(by), reason=reason, now=utcnow())
+    console().print(f"deadline {deadline.id} ({deadline.name}) paused")
+
+
+@deadline_app.command("resume")
+def deadline_resume(deadline_id: int = typer.Argument(...), by: Optional[str] = typer.Option(None, "--by")) -> None:
+    """Restart a paused clock; the due time moves by the paused span.
+
+    Example: regflow deadline resume 42
+    """
+    from tasks.deadlines import resume
+    from tasks.render import local_time
+
+    deadline = resume(deadline_id, by=_who(by), now=utcnow())
+    console().print(f"deadline {deadline.id} ({deadline.name}) resumed, now due {local_time(deadline.due_at)}")
+
+
+@deadline_app.command("extend")
+def deadline_extend(deadline_id: int = typer.Argument(...),
+                    period: str = typer.Option(..., help="How much longer, counted from the current due time: 2h, 15wd ..."),
+                    approved_by: str = typer.Option(..., help="Who approved the extension."),
+                    reason: str = typer.Option(..., help="Why.")) -> None:
+    """Extend a deadline, recording who approved it, why and the new due time.
+
+    Example: regflow deadline extend 42 --period 15wd --approved-by 局长 --reason "案情复杂"
+    """
+    from rules.calendar import load_calendar
+    from rules.durations import Period, due_after
+    from storage.deadlines import Deadline
+    from tasks.deadlines import extend
+    from tasks.render import local_time
+
+    settings = get_settings()
+    with session_scope() as session:
+        current = session.get(Deadline, deadline_id)
+        if current is None:
+            raise InvalidInput(f"no deadline {deadline_id}")
+        new = due_after(current.due_at, Period.parse(period), tz=settings.timezone,
+                        calendar=load_calendar(settings.calendar_override), event="延长")
+    deadline = extend(deadline_id, due_at=new.at, by=approved_by, reason=reason, rule=new.rule, now=utcnow())
+    console().print(f"deadline {deadline.id} ({deadline.name}) extended to {local_time(deadline.due_at)}")
+
+
+def due(period: str = typer.Argument(..., help='The period: "2h", "10d", "15 working days" ...'),
+        start: str = typer.Option(..., "--from", help="Start: a date (2026-09-25) or ISO time; Asia/Shanghai if no offset."),
+        pause: list[str] = typer.Option([], "--pause", help="A paused span FROM..TO (dates or times); repeatable."),
+        json_out: bool = JSON) -> None:
+    """When a period runs out, by the statutory counting rules, and the rule in words.
+
+    Example: regflow due "15 working days" --from 2026-09-25 --pause 2026-10-12..2026-10-13
+    """
+    from rules.calendar import load_calendar
+    from rules.durations import Period, due_after
+    from rules.incidents import parse_when
+    from tasks.render import local_time
+
+    settings = get_settings()
+    tz = settings.timezone
+    begin = _when(start, tz, parse_when)
+    spans = []
+    for item in pause:
+        if ".." not in item:
+            raise InvalidInput(f"--pause {item!r}: write FROM..TO")
+        a, b = item.split("..", 1)
+        spans.append((_when(a, tz, parse_when), _when(b, tz, parse_when, end_of_day=True)))
+    result = due_after(begin, Period.parse(period), tz=tz, calendar=load_calendar(settings.calendar_override),
+                       pauses=spans)
+    if json_out:
+        emit_json({"due_at": result.at.isoformat(), "due_local": local_time(result.at), "timezone": tz,
+                   "rule": result.rule})
+    else:
+        console().print(f"due {local_time(result.at)} ({tz})")
+        console().print(result.rule)
+
+
+def _when(text: str, tz: str, parse_when, end_of_day: bool = False) -> dt.datetime:
+    text = text.strip()
+    if len(text) == 10:  # a bare date
+        text += "T23:59:59" if end_of_day else "T00:00"
+    return parse_when(text, tz=tz)

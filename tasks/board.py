@@ -1,0 +1,98 @@
+"""The supervision board: open deadlines by authority, time left or overdue, and open
+escalations. `regflow board` prints it; the watcher publishes it as the Prefect table
+artifact `supervision-board` when it changes (at most once a minute). Bounded: counts
+per authority come from the database, rows are the most urgent few hundred."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from storage.authorities import load_tree
+from storage.db import session_scope
+from storage.deadlines import Deadline
+from storage.escalations import Escalation
+from storage.incidents import Incident
+from tasks.deadlines import label
+from tasks.render import local_time, time_left
+
+ROWS = 200
+ARTIFACT_KEY = "supervision-board"
+_last: dict[str, Any] = {"hash": None, "at": None}
+
+
+def under(session: Session, code: str) -> list[str]:
+    """`code` and every authority it supervises, directly or not."""
+    tree = load_tree(session)
+    tree.get(code)
+    return [a.code for a in tree.authorities if a.code == code or code in {s.code for s in tree.chain_up(a.code)}]
+
+
+def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) -> dict[str, Any]:
+    with session_scope() as session:
+        scope = under(session, authority) if authority else None
+        open_ = Deadline.status.in_(("open", "paused"))
+        counts = select(Incident.authority_code, sa.func.count(), sa.func.sum(
+            sa.case((Deadline.due_at < now, 1), else_=0))).join(Incident, Incident.id == Deadline.incident_id) \
+            .where(open_).group_by(Incident.authority_code)
+        rows = select(Deadline, Incident).join(Incident, Incident.id == Deadline.incident_id).where(open_) \
+            .order_by(Deadline.due_at).limit(limit)
+        if scope is not None:
+            counts, rows = counts.where(Incident.authority_code.in_(scope)), rows.where(Incident.authority_code.in_(scope))
+        by_authority = [{"authority": code, "open": total, "overdue": int(overdue or 0)}
+                        for code, total, overdue in session.execute(counts).all()]
+        found = session.execute(rows).all()
+        escalations = {e.deadline_id: e for e in session.exec(select(Escalation).where(
+            Escalation.deadline_id.in_([d.id for d, _ in found]), Escalation.status == "open")).all()} if found else {}
+        items = []
+        for deadline, incident in found:
+            escalation = escalations.get(deadline.id)
+            items.append({
+                "authority": incident.authority_code, "incident": incident.number, "title": incident.title,
+                "deadline": deadline.name, "label": label(deadline.name), "due_at": deadline.due_at.isoformat(),
+                "status": "paused" if deadline.status == "paused" else ("overdue" if deadline.due_at < now else "open"),
+                "time_left": time_left(deadline.due_at, now), "escalation": escalation.id if escalation else None,
+                "escalation_step": escalation.step if escalation else None,
+            })
+        open_escalations = session.execute(select(sa.func.count()).select_from(Escalation)
+                                           .where(Escalation.status == "open")).scalar_one()
+    return {"authorities": sorted(by_authority, key=lambda r: r["authority"]), "deadlines": items,
+            "open_escalations": open_escalations}
+
+
+def table(data: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"单位 authority": r["authority"], "事件 incident": r["incident"], "标题 title": r["title"],
+             "时限 deadline": r["label"], "截止 due": local_time(dt.datetime.fromisoformat(r["due_at"])),
+             "状态 status": r["status"], "剩余 left": r["time_left"],
+             "督办 escalation": f"#{r['escalation']} (level {r['escalation_step'] + 1})" if r["escalation"] else ""}
+            for r in data["deadlines"]]
+
+
+def publish(now: dt.datetime, *, every: float = 60.0) -> int:
+    """Publish the board artifact if it changed and a minute has passed; 1 if published."""
+    if _last["at"] is not None and (now - _last["at"]).total_seconds() < every:
+        return 0
+    data = board(now=now)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    _last["at"] = now
+    if digest == _last["hash"]:
+        return 0
+    # The watcher is not a flow run: create the artifact through the API directly
+    # (the SDK helper is deprecated outside runs).
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    summary = ", ".join(f"{a['authority']}: {a['open']} open / {a['overdue']} overdue" for a in data["authorities"])
+    rows = table(data) or [{"状态 status": "无待办时限 / nothing open"}]
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(
+            key=ARTIFACT_KEY, type="table", data=json.dumps(rows, ensure_ascii=False),
+            description=f"督办看板 supervision board, {local_time(now)} — {summary or 'nothing open'}; "
+                        f"{data['open_escalations']} open escalation(s)"))
+    _last["hash"] = digest
+    return 1

@@ -1,0 +1,261 @@
+"""The deadline engine: reminders before, escalation after, nothing lost or repeated.
+
+The watcher calls `send_reminders` and `climb_escalations` once a cycle with one
+clock reading. Each works only on rows whose watermark (`next_at`) has come, claims
+each row by a conditional update (and, on PostgreSQL, skips rows another watcher
+has locked), and queues its messages in the same transaction, so a watcher that
+dies, or two that race, cannot lose or double anything. Prefect events are emitted
+after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
+
+from regflow.errors import NotFound, StepConflict
+from rules.reminders import due_reminder, first_pending, rung, step_at
+from storage import audit, deadlines as deadline_rows, escalations as escalation_rows, notifications as outbox
+from storage.authorities import Authority
+from storage.db import session_scope
+from storage.deadlines import Deadline
+from storage.escalations import Escalation
+from storage.incidents import Incident
+from tasks import events
+from tasks.render import render_message
+
+log = logging.getLogger("regflow.deadlines")
+LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
+          "final_report": "终报", "review": "事后评估"}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name) or (f"续报 {name.removeprefix('progress-')}" if name.startswith("progress-") else name)
+
+
+@dataclass
+class Cycle:
+    """What one pass did, and the events to emit once it has committed."""
+
+    done: int = 0
+    emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _queue(session: Session, incident: Incident, *, key: str, tags: list[str], template: str,
+           now: dt.datetime, **variables: Any) -> None:
+    from rules.plans import Level
+
+    authority = session.get(Authority, incident.authority_code)
+    title, body = render_message(template, incident=incident, level=Level(incident.level), authority=authority,
+                                 now=now, **variables)
+    for tag in dict.fromkeys(tags):
+        outbox.enqueue(session, key=f"{incident.number}:{key}:{tag}", subject=incident.number, tag=tag,
+                       title=title, body=body, now=now)
+
+
+def _desk(code: str) -> list[str]:
+    return [f"{code}.duty", f"{code}.head"]
+
+
+def send_reminders(now: dt.datetime, *, limit: int = 200) -> Cycle:
+    cycle = Cycle()
+    with session_scope() as session:
+        for deadline in deadline_rows.due_now(session, now=now, limit=limit):
+            try:
+                with session.begin_nested():
+                    _remind(session, deadline, now, cycle)
+            except Exception as exc:  # one bad row must not hold back the others
+                log.error("deadline %s: %s", deadline.id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    events.emit_all(cycle.emitted)
+    return cycle
+
+
+def _remind(session: Session, deadline: Deadline, now: dt.datetime, cycle: Cycle) -> None:
+    policy = deadline.policy["reminders"]
+    current, following = due_reminder(deadline.reminders_sent, now=now, starts_at=deadline.starts_at,
+                                      due_at=deadline.due_at, policy=policy)
+    if current is None or not deadline_rows.advance(session, deadline=deadline, sent=following.index,
+                                                    next_at=following.at):
+        return
+    incident = session.get(Incident, deadline.incident_id)
+    code = incident.authority_code
+    tags = [f"{code}.duty"] + ([f"{code}.head"] if current.kind != "before" else [])
+    _queue(session, incident, key=f"reminder:{deadline.name}:{current.index}", tags=tags, template="reminder",
+           now=now, reminder=current, deadline=deadline, label=label(deadline.name))
+    audit.record(session, at=now, actor="watcher", action="deadline.reminder", subject=incident.number,
+                 deadline=deadline.name, reminder=current.index, kind=current.kind)
+    cycle.done += 1
+    cycle.emitted.append(("regflow.deadline.reminder", _payload(incident, deadline, kind=current.kind)))
+    if current.kind != "before" and escalation_rows.for_deadline(session, deadline_id=deadline.id) is None:
+        _raise(session, incident, deadline, now, cycle)
+
+
+def _raise(session: Session, incident: Incident, deadline: Deadline, now: dt.datetime, cycle: Cycle) -> None:
+    policy = deadline.policy["escalation"]
+    first = rung(0, policy)
+    escalation = Escalation(deadline_id=deadline.id, subject=incident.number, policy=policy, raised_at=now,
+                            next_at=step_at(1, raised_at=now, policy=policy) if rung(1, policy) else None)
+    session.add(escalation)
+    session.flush()
+    audit.record(session, at=now, actor="watcher", action="deadline.missed", subject=incident.number,
+                 deadline=deadline.name, due_at=deadline.due_at.isoformat())
+    audit.record(session, at=now, actor="watcher", action="escalation.raised", subject=incident.number,
+                 escalation=escalation.id, to=first.authority if first else None)
+    if first:
+        _queue(session, incident, key=f"escalation:{escalation.id}:0", tags=_desk(first.authority),
+               template="escalation", now=now, event="raised", escalation=escalation, deadline=deadline,
+               label=label(deadline.name))
+    cycle.emitted.append(("regflow.deadline.missed", _payload(incident, deadline)))
+    cycle.emitted.append(("regflow.escalation.raised",
+                          _payload(incident, deadline, escalation=escalation.id, to=first.authority if first else None)))
+
+
+def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
+    cycle = Cycle()
+    with session_scope() as session:
+        for escalation in escalation_rows.due_now(session, now=now, limit=limit):
+            step = escalation.step + 1
+            target = rung(step, escalation.policy)
+            following = step_at(step + 1, raised_at=escalation.raised_at, policy=escalation.policy)
+            if target is None or not escalation_rows.climb(
+                    session, escalation=escalation, step=step,
+                    next_at=following if rung(step + 1, escalation.policy) else None):
+                continue
+            deadline = session.get(Deadline, escalation.deadline_id)
+            incident = session.get(Incident, deadline.incident_id)
+            _queue(session, incident, key=f"escalation:{escalation.id}:{step}", tags=_desk(target.authority),
+                   template="escalation", now=now, event="climbed", escalation=escalation, deadline=deadline,
+                   label=label(deadline.name))
+            audit.record(session, at=now, actor="watcher", action="escalation.climbed", subject=incident.number,
+                         escalation=escalation.id, step=step, to=target.authority, round=target.round)
+            cycle.done += 1
+            cycle.emitted.append(("regflow.escalation.raised", _payload(
+                incident, deadline, escalation=escalation.id, to=target.authority, step=step)))
+    events.emit_all(cycle.emitted)
+    return cycle
+
+
+def acknowledge(escalation_id: int, *, by: str, now: dt.datetime) -> Escalation:
+    """Stop the ladder: a supervising authority has taken it in hand."""
+    with session_scope() as session:
+        escalation = session.get(Escalation, escalation_id)
+        if escalation is None:
+            raise NotFound(f"no escalation {escalation_id}")
+        if not escalation_rows.close(session, escalation_id=escalation_id, status="acknowledged", now=now, by=by):
+            raise StepConflict(f"escalation {escalation_id} is already {escalation.status}")
+        session.refresh(escalation)
+        deadline = session.get(Deadline, escalation.deadline_id)
+        incident = session.get(Incident, deadline.incident_id)
+        _notify_told(session, incident, deadline, escalation, "acknowledged", now)
+        audit.record(session, at=now, actor=by, action="escalation.acknowledged", subject=incident.number,
+                     escalation=escalation_id)
+        payload = _payload(incident, deadline, escalation=escalation_id, by=by)
+    events.emit_all([("regflow.escalation.acknowledged", payload)])
+    return escalation
+
+
+def resolve_late(session: Session, *, deadline: Deadline, now: dt.datetime) -> None:
+    """A missed deadline met after all: close its escalation and tell those who were told."""
+    escalation = escalation_rows.for_deadline(session, deadline_id=deadline.id)
+    if escalation is None or not escalation_rows.close(session, escalation_id=escalation.id, status="resolved",
+                                                       now=now):
+        return
+    session.refresh(escalation)
+    incident = session.get(Incident, deadline.incident_id)
+    _notify_told(session, incident, deadline, escalation, "resolved", now)
+    audit.record(session, at=now, actor="regflow", action="escalation.resolved", subject=incident.number,
+                 escalation=escalation.id, deadline=deadline.name)
+
+
+def _notify_told(session: Session, incident: Incident, deadline: Deadline, escalation: Escalation, event: str,
+                 now: dt.datetime) -> None:
+    told = {rung(s, escalation.policy).authority for s in range(escalation.step + 1) if rung(s, escalation.policy)}
+    tags = [f"{incident.authority_code}.duty"] + [t for code in sorted(told) for t in _desk(code)]
+    _queue(session, incident, key=f"escalation:{escalation.id}:{event}", tags=tags, template="escalation", now=now,
+           event=event, escalation=escalation, deadline=deadline, label=label(deadline.name))
+
+
+def pause(deadline_id: int, *, by: str, reason: str, now: dt.datetime) -> Deadline:
+    """Stop a deadline's clock (testing, appraisal...): no reminders while paused."""
+    with session_scope() as session:
+        deadline = _open(session, deadline_id)
+        deadline.status, deadline.paused_at, deadline.next_at = "paused", now, None
+        session.add(deadline)
+        audit.record(session, at=now, actor=by, action="deadline.paused", subject=_number(session, deadline),
+                     deadline=deadline.name, reason=reason)
+        return deadline
+
+
+def resume(deadline_id: int, *, by: str, now: dt.datetime) -> Deadline:
+    """Restart the clock: the due time moves by the paused span."""
+    with session_scope() as session:
+        deadline = session.get(Deadline, deadline_id)
+        if deadline is None or deadline.status != "paused":
+            raise StepConflict(f"deadline {deadline_id} is not paused")
+        span = now - deadline.paused_at
+        old = deadline.due_at
+        deadline.due_at, deadline.starts_at = deadline.due_at + span, deadline.starts_at + span
+        deadline.paused_seconds += int(span.total_seconds())
+        deadline.paused_at, deadline.status = None, "open"
+        deadline.rule = f"{deadline.rule}; paused {_span(span)}, due moved from {old.isoformat()}"[:500]
+        _rewind(deadline, now)
+        session.add(deadline)
+        audit.record(session, at=now, actor=by, action="deadline.resumed", subject=_number(session, deadline),
+                     deadline=deadline.name, paused_seconds=int(span.total_seconds()))
+        return deadline
+
+
+def extend(deadline_id: int, *, due_at: dt.datetime, by: str, reason: str, rule: str, now: dt.datetime) -> Deadline:
+    """A new due time, with who approved it and why."""
+    with session_scope() as session:
+        deadline = _open(session, deadline_id)
+        if due_at <= deadline.due_at:
+            raise StepConflict("an extension must move the due time later")
+        deadline.extensions = [*deadline.extensions, {"by": by, "reason": reason, "at": now.isoformat(),
+                                                      "from": deadline.due_at.isoformat(), "to": due_at.isoformat(),
+                                                      "rule": rule}]
+        deadline.due_at = due_at
+        _rewind(deadline, now)
+        session.add(deadline)
+        audit.record(session, at=now, actor=by, action="deadline.extended", subject=_number(session, deadline),
+                     deadline=deadline.name, to=due_at.isoformat(), reason=reason)
+        return deadline
+
+
+def _rewind(deadline: Deadline, now: dt.datetime) -> None:
+    """After the due time moved: the next reminder is the first still ahead."""
+    policy = deadline.policy["reminders"]
+    deadline.reminders_sent = first_pending(now=now, starts_at=deadline.starts_at, due_at=deadline.due_at,
+                                            policy=policy)
+    from rules.reminders import reminder_at
+
+    deadline.next_at = reminder_at(deadline.reminders_sent, starts_at=deadline.starts_at, due_at=deadline.due_at,
+                                   policy=policy).at
+
+
+def _open(session: Session, deadline_id: int) -> Deadline:
+    deadline = session.get(Deadline, deadline_id)
+    if deadline is None:
+        raise NotFound(f"no deadline {deadline_id}")
+    if deadline.status != "open":
+        raise StepConflict(f"deadline {deadline_id} is {deadline.status}")
+    return deadline
+
+
+def _number(session: Session, deadline: Deadline) -> str:
+    return session.get(Incident, deadline.incident_id).number
+
+
+def _span(span: dt.timedelta) -> str:
+    hours, rest = divmod(int(span.total_seconds()), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def _payload(incident: Incident, deadline: Deadline, **extra: Any) -> dict[str, Any]:
+    return dict(number=incident.number, flow_run_id=str(incident.flow_run_id) if incident.flow_run_id else None,
+                authority=incident.authority_code, deadline_id=deadline.id, deadline=deadline.name,
+                due_at=deadline.due_at.isoformat(), **extra)

@@ -1,0 +1,33 @@
+"""Prefect events for what the deadline engine does, so supervisors see them in the
+UI's event feed and can hang automations on them. Best effort: the database is the
+record; an event that cannot be emitted is logged, never fatal."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("regflow.events")
+
+
+def emit_all(batch: list[tuple[str, dict[str, Any]]]) -> None:
+    if not batch:
+        return
+    try:
+        from prefect.events import emit_event
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        return
+    for name, payload in batch:
+        related = [{"prefect.resource.id": f"regflow.incident.{payload['number']}",
+                    "prefect.resource.role": "incident", "prefect.resource.name": payload["number"]},
+                   {"prefect.resource.id": f"regflow.authority.{payload['authority']}",
+                    "prefect.resource.role": "authority"}]
+        if payload.get("flow_run_id"):
+            related.append({"prefect.resource.id": f"prefect.flow-run.{payload['flow_run_id']}",
+                            "prefect.resource.role": "flow-run"})
+        try:
+            emit_event(event=name, resource={"prefect.resource.id": f"regflow.deadline.{payload['deadline_id']}",
+                                             "prefect.resource.name": f"{payload['number']} {payload['deadline']}"},
+                       related=related, payload=payload)
+        except Exception as exc:
+            log.warning("event %s not emitted: %s", name, type(exc).__name__)

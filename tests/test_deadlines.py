@@ -1,0 +1,285 @@
+"""The deadline engine: reminders before, escalation after, moving the clock by hand
+(one reading per cycle, as the watcher does), then real watcher processes killed,
+restarted and racing. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from rules.incidents import validate_trigger
+from storage.audit import events_for
+from storage.db import session_scope, utcnow
+from storage.deadlines import Deadline, add_deadline
+from storage.escalations import Escalation
+from storage.incidents import get_incident
+from storage.notifications import Notification
+from tasks import incidents
+from tasks.deadlines import acknowledge, climb_escalations, pause, resume, send_reminders, extend
+from tasks.notify import deliver_due
+from tests.conftest import cli, wait_until
+
+MIN = dt.timedelta(minutes=1)
+
+
+def tick(now: dt.datetime) -> tuple[int, int]:
+    """One watcher cycle at `now`: reminders, escalations, then the sender."""
+    reminded, climbed = send_reminders(now).done, climb_escalations(now).done
+    deliver_due()
+    return reminded, climbed
+
+
+def start_incident(t0: dt.datetime, authority: str = "330106", level: str = "IV") -> str:
+    request = validate_trigger(dict(plan="product-quality", level=level, title=f"时限测试 {uuid.uuid4().hex[:6]}",
+                                    location="测试地点", authority=authority), now=t0)
+    return incidents.trigger(request, now=t0).number
+
+
+def reminded(number: str) -> list[str]:
+    """`deadline:index` of every reminder the incident got, from its audit log."""
+    with session_scope() as session:
+        return [f"{e.detail['deadline']}:{e.detail['reminder']}" for e in events_for(session, subject=number)
+                if e.action == "deadline.reminder"]
+
+
+def escalation_steps(number: str) -> dict[str, int]:
+    with session_scope() as session:
+        return {session.get(Deadline, e.deadline_id).name: e.step
+                for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()}
+
+
+def messages(number: str, kind: str) -> list[Notification]:
+    with session_scope() as session:
+        return list(session.exec(select(Notification).where(Notification.subject == number,
+                                                            Notification.key.contains(f":{kind}:"))).all())
+
+
+def deadline(number: str, name: str) -> Deadline:
+    with session_scope() as session:
+        incident = get_incident(session, number=number)
+        return session.exec(select(Deadline).where(Deadline.incident_id == incident.id, Deadline.name == name)).one()
+
+
+def test_reminders_at_half_and_four_fifths_and_none_for_a_deadline_met_first(own_database, receivers):
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0)  # level IV: dispatch 1h, initial report 1h, upward report 2h, arrival 4h
+    tick(t0 + 29 * MIN)
+    assert reminded(number) == []
+    tick(t0 + 31 * MIN)
+    assert sorted(reminded(number)) == ["dispatch:0", "initial_report:0"]  # 50 % of each 1 h period
+    tick(t0 + 31 * MIN)
+    assert len(reminded(number)) == 2  # the same minute again: nothing twice
+    incidents.dispatch(number, now=t0 + 40 * MIN)  # dispatch met before its 80 % reminder
+    assert deadline(number, "dispatch").next_at is None
+    tick(t0 + 50 * MIN)
+    assert sorted(reminded(number)) == ["dispatch:0", "initial_report:0", "initial_report:1"]
+    got = [m for m in receivers.inbox.matching(number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")]
+    assert len(got) == 3
+
+
+def test_a_miss_escalates_two_levels_then_stops_when_acknowledged(own_database, receivers):
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0)
+    incidents.dispatch(number, now=t0 + 5 * MIN)
+    tick(t0 + 59 * MIN)  # 80 % of the initial report (the 50 % one fell due unsent: only the latest goes)
+    assert reminded(number) == ["initial_report:1"]
+    tick(t0 + 61 * MIN)  # due: reminder, and escalation to the city; upward report at 50 %
+    assert sorted(reminded(number)) == ["initial_report:1", "initial_report:2", "upward_report:0"]
+    assert escalation_steps(number) == {"initial_report": 0}
+    with session_scope() as session:
+        esc = session.exec(select(Escalation).where(Escalation.subject == number)).one()
+    assert esc.policy["ladder"] == ["330100", "330000", "100000"]
+    tick(t0 + 80 * MIN)
+    assert escalation_steps(number) == {"initial_report": 0}  # within the 30 min to acknowledge
+    tick(t0 + 92 * MIN)
+    assert escalation_steps(number) == {"initial_report": 1}  # nobody acknowledged: the province
+    result = cli("escalation", "ack", str(esc.id), "--by", "省局值班员")
+    assert result.code == 0, result.err
+    tick(t0 + 300 * MIN)
+    assert escalation_steps(number)["initial_report"] == 1  # the ladder stopped
+    again = cli("escalation", "ack", str(esc.id), "--by", "x")
+    assert again.code == 4 and "already acknowledged" in again.err
+    told = {m.to.split("/")[1] for m in receivers.inbox.matching(number) if "督办提醒" in m.title
+            and ":initial_report" not in m.title and "初报" in m.title}
+    assert {"330100", "330000"} <= told and "100000" not in told
+    with session_scope() as session:
+        actions = [e.action for e in events_for(session, subject=number)]
+    assert actions.count("escalation.climbed") == 1 and "escalation.acknowledged" in actions
+
+
+def test_an_unacknowledged_miss_climbs_to_the_top_and_repeats_the_ladder_once(own_database, receivers):
+    t0 = utcnow() - dt.timedelta(hours=20)
+    number = start_incident(t0, authority="330108")
+    incidents.dispatch(number, now=t0 + 5 * MIN)
+    steps = []
+    for minutes in (61, 92, 123, 154, 185, 216, 247, 400):
+        tick(t0 + minutes * MIN)
+        steps.append(escalation_steps(number)["initial_report"])
+    # city, province, national, then once more from the city (repeat: 1), then it stays open
+    assert steps == [0, 1, 2, 3, 4, 5, 5, 5]
+    with session_scope() as session:
+        esc = session.exec(select(Escalation).join(Deadline, Deadline.id == Escalation.deadline_id)
+                           .where(Escalation.subject == number, Deadline.name == "initial_report")).one()
+    assert esc.status == "open" and esc.next_at is None
+
+
+def test_meeting_a_missed_deadline_late_closes_its_escalation(own_database, receivers):
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0)
+    incidents.dispatch(number, now=t0 + 5 * MIN)
+    tick(t0 + 61 * MIN)  # initial report missed: escalation raised
+    incidents.answer(number, answer={"officer": "张三"}, source="cli", verb="arrive", now=t0 + 70 * MIN)
+    incidents.answer(number, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial",
+                     now=t0 + 75 * MIN)
+    with session_scope() as session:
+        esc = session.exec(select(Escalation).where(Escalation.subject == number)).one()
+    assert esc.status == "resolved" and esc.next_at is None
+    tick(t0 + 200 * MIN)
+    assert escalation_steps(number)["initial_report"] == 0  # resolved: it climbs no further
+    assert deadline(number, "initial_report").status == "met"
+
+
+def test_a_paused_deadline_sends_nothing_and_moves_by_the_paused_span(own_database, receivers):
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0)
+    arrival = deadline(number, "arrival")  # 4 h
+    pause(arrival.id, by="张三", reason="送检", now=t0 + 10 * MIN)
+    tick(t0 + 3 * 60 * MIN)
+    assert reminded(number) and not [r for r in reminded(number) if r.startswith("arrival:")]
+    resumed = resume(arrival.id, by="张三", now=t0 + 70 * MIN)
+    assert resumed.due_at == arrival.due_at + 60 * MIN and resumed.paused_seconds == 3600
+    assert "paused 1h00m" in resumed.rule
+    extended = extend(arrival.id, due_at=resumed.due_at + 120 * MIN, by="局长", reason="案情复杂", rule="+2h",
+                      now=t0 + 80 * MIN)
+    assert extended.extensions[0]["by"] == "局长" and extended.extensions[0]["reason"] == "案情复杂"
+
+
+def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receivers, prefect_api):
+    from prefect.client.orchestration import get_client
+
+    from tasks.board import publish
+
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0, authority="320102")
+    tick(t0 + 61 * MIN)
+    result = cli("board", "--authority", "320100", "--json")
+    data = json.loads(result.out)
+    rows = [r for r in data["deadlines"] if r["incident"] == number]
+    assert {r["deadline"] for r in rows} >= {"initial_report", "dispatch"}
+    assert all(r["status"] == "overdue" for r in rows if r["deadline"] == "initial_report")
+    assert any(r["escalation"] for r in rows)
+    assert all(r["authority"] in ("320100", "320102") for r in data["deadlines"])
+    assert json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"] == [] or all(
+        r["incident"] != number for r in json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"])
+    assert publish(utcnow(), every=0) == 1
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(limit=50)
+    assert any(a.key == "supervision-board" for a in artifact)
+
+
+# --- real watcher processes ----------------------------------------------------------
+
+
+def watcher(database: str, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, REGFLOW_DATABASE_URL=database, REGFLOW_OUTBOX_POLL_SECONDS="0.2")
+    return subprocess.Popen([str(Path(sys.executable).parent / "regflow"), "watch"], env=env,
+                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def short_deadlines(number: str, count: int, due_in: float) -> list[str]:
+    """Deadlines due in a few seconds, reminded once at the due time."""
+    now = utcnow()
+    names = [f"t{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
+    policy = {"reminders": {"fractions": [], "overdue_every_s": 3600},
+              "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]}}
+    with session_scope() as session:
+        incident = get_incident(session, number=number)
+        for name in names:
+            add_deadline(session, incident_id=incident.id, name=name, due_at=now + dt.timedelta(seconds=due_in),
+                         rule="test", now=now, policy=policy)
+    return names
+
+
+def delivered(receivers, number: str, names: list[str]) -> dict[str, int]:
+    counts = {name: 0 for name in names}
+    for m in receivers.inbox.matching(number):
+        if m.to.startswith("/330106/duty") and "时限已到" in m.title:
+            for name in names:
+                if f"】{number} {name}" in m.title:
+                    counts[name] += 1
+    return counts
+
+
+def test_a_killed_watcher_fires_what_fell_due_once_after_restart(own_database, receivers, tmp_path):
+    number = start_incident(utcnow(), authority="330106")
+    first = watcher(own_database, tmp_path / "w1.log")
+    time.sleep(3)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    names = short_deadlines(number, 20, due_in=1.0)
+    time.sleep(2)  # they fall due while no watcher runs
+    second = watcher(own_database, tmp_path / "w2.log")
+    try:
+        wait_until(lambda: all(v >= 1 for v in delivered(receivers, number, names).values()), timeout=60,
+                   what="every reminder after the restart")
+        time.sleep(2)
+    finally:
+        second.terminate()
+        second.wait(timeout=20)
+    assert set(delivered(receivers, number, names).values()) == {1}
+
+
+def test_two_watchers_racing_fire_everything_once(own_database, receivers, tmp_path):
+    number = start_incident(utcnow(), authority="330106")
+    racers = [watcher(own_database, tmp_path / f"r{i}.log") for i in range(2)]
+    try:
+        time.sleep(3)
+        names = short_deadlines(number, 40, due_in=2.0)
+        wait_until(lambda: all(v >= 1 for v in delivered(receivers, number, names).values()), timeout=60,
+                   what="every reminder with two watchers")
+        time.sleep(2)
+    finally:
+        for racer in racers:
+            racer.terminate()
+        for racer in racers:
+            racer.wait(timeout=20)
+    assert set(delivered(receivers, number, names).values()) == {1}
+    with session_scope() as session:
+        escalations = session.exec(select(Escalation).where(Escalation.subject == number)).all()
+    assert len(escalations) == len(names)  # each miss escalated once
+
+
+def test_misses_and_escalations_reach_prefects_event_feed(own_database, receivers, prefect_api):
+    """Supervisors see them in the UI's event feed, related to the incident."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+    from prefect.events.worker import EventsWorker
+
+    t0 = utcnow() - dt.timedelta(hours=10)
+    number = start_incident(t0)
+    tick(t0 + 61 * MIN)
+    with session_scope() as session:
+        esc = session.exec(select(Escalation).where(Escalation.subject == number)).first()
+    acknowledge(esc.id, by="市局值班员", now=t0 + 70 * MIN)
+    EventsWorker.drain_all()
+
+    def names():
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(
+                event=EventNameFilter(prefix=["regflow."]),
+                related=EventRelatedFilter(id=[f"regflow.incident.{number}"])), limit=50)
+        return {e.event for e in page.events}
+
+    wanted = {"regflow.deadline.reminder", "regflow.deadline.missed", "regflow.escalation.raised",
+              "regflow.escalation.acknowledged"}
+    assert wait_until(lambda: wanted <= names(), timeout=30, what="the events in Prefect's feed")
