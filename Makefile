@@ -22,3 +22,6 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .regflow
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.watcher

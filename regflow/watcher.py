@@ -37,6 +37,8 @@ def hand_over_answers(now: dt.datetime) -> int:
 
     with session_scope() as session:
         waiting = pending_answer(session, older_than=now - dt.timedelta(seconds=5))
+    if not waiting:
+        return 0
     resumed = 0
     for number, step, answer, run_id in waiting:
         if resume_when_suspended(run_id, number, step, answer, wait_seconds=0) == "resumed":

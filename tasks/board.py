@@ -75,7 +75,9 @@ def table(data: dict[str, Any]) -> list[dict[str, str]]:
 
 def publish(now: dt.datetime, *, every: float = 60.0) -> int:
     """Publish the board artifact if it changed and a minute has passed; 1 if published."""
-    if _last["at"] is not None and (now - _last["at"]).total_seconds() < every:
+    from tasks.events import prefect_configured
+
+    if not prefect_configured() or _last["at"] is not None and (now - _last["at"]).total_seconds() < every:
         return 0
     data = board(now=now)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

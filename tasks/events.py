@@ -10,13 +10,19 @@ from typing import Any
 log = logging.getLogger("regflow.events")
 
 
+def prefect_configured() -> bool:
+    """True when a Prefect API is set. Without one, Prefect's client would start an
+    ephemeral server inside this process: never do that from the watcher."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
 def emit_all(batch: list[tuple[str, dict[str, Any]]]) -> None:
-    if not batch:
+    if not batch or not prefect_configured():
         return
-    try:
-        from prefect.events import emit_event
-    except ImportError:  # pragma: no cover - prefect is a dependency
-        return
+    from prefect.events import emit_event
+
     for name, payload in batch:
         related = [{"prefect.resource.id": f"regflow.incident.{payload['number']}",
                     "prefect.resource.role": "incident", "prefect.resource.name": payload["number"]},

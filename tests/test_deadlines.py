@@ -45,6 +45,14 @@ def start_incident(t0: dt.datetime, authority: str = "330106", level: str = "IV"
     return incidents.trigger(request, now=t0).number
 
 
+def received(receivers, number: str) -> list:
+    """Messages about this incident. Numbers repeat across the two backends' databases;
+    the title carries a token of its own, and every message body names it."""
+    with session_scope() as session:
+        title = get_incident(session, number=number).title
+    return [m for m in receivers.inbox.matching(title) if number in m.title]
+
+
 def reminded(number: str) -> list[str]:
     """`deadline:index` of every reminder the incident got, from its audit log."""
     with session_scope() as session:
@@ -83,7 +91,7 @@ def test_reminders_at_half_and_four_fifths_and_none_for_a_deadline_met_first(own
     assert deadline(number, "dispatch").next_at is None
     tick(t0 + 50 * MIN)
     assert sorted(reminded(number)) == ["dispatch:0", "initial_report:0", "initial_report:1"]
-    got = [m for m in receivers.inbox.matching(number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")]
+    got = [m for m in received(receivers, number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")]
     assert len(got) == 3
 
 
@@ -109,7 +117,7 @@ def test_a_miss_escalates_two_levels_then_stops_when_acknowledged(own_database, 
     assert escalation_steps(number)["initial_report"] == 1  # the ladder stopped
     again = cli("escalation", "ack", str(esc.id), "--by", "x")
     assert again.code == 4 and "already acknowledged" in again.err
-    told = {m.to.split("/")[1] for m in receivers.inbox.matching(number) if "督办提醒" in m.title
+    told = {m.to.split("/")[1] for m in received(receivers, number) if "督办提醒" in m.title
             and ":initial_report" not in m.title and "初报" in m.title}
     assert {"330100", "330000"} <= told and "100000" not in told
     with session_scope() as session:
@@ -212,7 +220,7 @@ def short_deadlines(number: str, count: int, due_in: float) -> list[str]:
 
 def delivered(receivers, number: str, names: list[str]) -> dict[str, int]:
     counts = {name: 0 for name in names}
-    for m in receivers.inbox.matching(number):
+    for m in received(receivers, number):
         if m.to.startswith("/330106/duty") and "时限已到" in m.title:
             for name in names:
                 if f"】{number} {name}" in m.title:

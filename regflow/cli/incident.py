@@ -158,7 +158,10 @@ def review(
 
 
 def overview(number: str) -> dict[str, Any]:
+    from sqlmodel import select
+
     from storage.audit import events_for
+    from storage.escalations import Escalation
     from storage.deadlines import deadlines_for
     from storage.incidents import get_incident, reports_for
     from storage.notifications import notifications_for
@@ -185,6 +188,9 @@ def overview(number: str) -> dict[str, Any]:
             "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
                                "sent_at": n.sent_at, "last_error": n.last_error}
                               for n in notifications_for(session, subject=incident.number)],
+            "escalations": [{"id": e.id, "deadline_id": e.deadline_id, "status": e.status, "level": e.step + 1,
+                             "raised_at": e.raised_at, "acked_by": e.acked_by}
+                            for e in session.exec(select(Escalation).where(Escalation.subject == incident.number)).all()],
             "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
                         for r in reports_for(session, incident_id=incident.id)],
             "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
@@ -215,6 +221,13 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
         left = time_left(d["due_at"], now) if d["status"] == "open" else local_time(d["closed_at"])
         table.add_row(d["name"], local_time(d["due_at"]), d["status"], left)
     out.print(table)
+    if data["escalations"]:
+        table = Table("id", "deadline", "status", "level", "raised", "acknowledged by", title="Escalations")
+        names = {d["id"]: d["name"] for d in data["deadlines"]}
+        for e in data["escalations"]:
+            table.add_row(str(e["id"]), names.get(e["deadline_id"], ""), e["status"], str(e["level"]),
+                          local_time(e["raised_at"]), e["acked_by"] or "")
+        out.print(table)
     table = Table("to", "message", "status", "tries", "sent", "error", title="Notifications")
     for n in data["notifications"]:
         table.add_row(n["tag"], n["title"], n["status"], str(n["attempts"]), local_time(n["sent_at"]),

@@ -1,0 +1,201 @@
+"""Benchmark: how late reminders are delivered with many deadlines pending, and what
+the watcher costs when nothing is due. Compares the watcher (indexed watermark) with
+a naive baseline (a full scan of open deadlines every tick), in the same process.
+
+    make bench            # or: .venv/bin/python -m benchmarks.watcher --sizes 10000,100000
+
+Per size: seed N deadlines due over the next hours (none fall due during the run),
+plus a stream of S deadlines falling due over W seconds; run watcher cycles once a
+second; the loopback HTTP receiver stamps each reminder's arrival. Lateness = arrival
+minus due time. Idle CPU = process CPU time / wall time while nothing is due.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def setup(workdir: Path, http_port: int) -> None:
+    os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
+                      REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))
+    from regflow.settings import get_settings
+
+    get_settings.cache_clear()
+    lines = ["urls:"]
+    for code in ("330106", "330100", "330000", "100000"):
+        for role in ("duty", "head"):
+            lines += [f"  - json://127.0.0.1:{http_port}/{code}/{role}:", f"    - tag: {code}.{role}"]
+    (workdir / "apprise.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from regflow.devstack import prepare_database
+
+    prepare_database()
+
+
+POLICY_LATER = {"reminders": {"fractions": [0.5, 0.8], "overdue_every_s": 1800},
+                "escalation": {"ack_timeout_s": 1800, "repeat": 1, "ladder": ["330100", "330000", "100000"]}}
+POLICY_AT_DUE = {"reminders": {"fractions": [], "overdue_every_s": 3600},
+                 "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]}}
+
+
+def seed(pending: int, incidents: int = 100) -> list[int]:
+    """`incidents` incidents and `pending` deadlines spread over the next 1-6 hours."""
+    import sqlalchemy as sa
+
+    from rules.incidents import validate_trigger
+    from storage.db import session_scope, utcnow
+    from storage.deadlines import Deadline
+    from tasks.incidents import trigger
+
+    now = utcnow()
+    ids = [trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"bench {i}", location="x",
+                                         authority="330106"), now=now), now=now).id for i in range(incidents)]
+    rows = []
+    for k in range(pending):
+        due = now + dt.timedelta(seconds=3600 + (k * 5 * 3600) // max(pending, 1))
+        rows.append(dict(incident_id=ids[k % incidents], name=f"p{k}", due_at=due, rule="bench", status="open",
+                         created_at=now, starts_at=now, next_at=now + (due - now) / 2, reminders_sent=0,
+                         policy=POLICY_LATER, paused_seconds=0, extensions=[]))
+    with session_scope() as session:
+        for start in range(0, len(rows), 5000):
+            session.execute(sa.insert(Deadline), rows[start:start + 5000])
+    return ids
+
+
+def stream(incident_ids: list[int], count: int, window: float, lead: float = 3.0) -> dict[str, dt.datetime]:
+    """`count` deadlines falling due evenly over `window` seconds from `lead` seconds on."""
+    from storage.db import session_scope, utcnow
+    from storage.deadlines import add_deadline
+
+    now, tag = utcnow(), uuid.uuid4().hex[:4]
+    due = {}
+    with session_scope() as session:
+        for i in range(count):
+            name = f"s{tag}{i}"
+            at = now + dt.timedelta(seconds=lead + window * i / count)
+            add_deadline(session, incident_id=incident_ids[i % len(incident_ids)], name=name, due_at=at, rule="bench",
+                         now=now, policy=POLICY_AT_DUE)
+            due[name] = at
+    return due
+
+
+def naive_reminders(now: dt.datetime) -> int:
+    """The baseline: read every open deadline each tick and pick the due ones in Python."""
+    from sqlmodel import select
+
+    from storage.db import session_scope
+    from storage.deadlines import Deadline
+    from tasks.deadlines import Cycle, _remind
+
+    cycle = Cycle()
+    with session_scope() as session:
+        rows = session.exec(select(Deadline).where(Deadline.status == "open")).all()
+        for deadline in [d for d in rows if d.next_at is not None and d.next_at <= now]:
+            with session.begin_nested():
+                _remind(session, deadline, now, cycle)
+    return cycle.done
+
+
+def run(managers, seconds: float, interval: float = 1.0) -> list[float]:
+    """Watcher cycles for `seconds`; returns each cycle's duration."""
+    from regflow.watcher import Watcher
+
+    watcher, durations = Watcher(managers), []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        watcher.cycle()
+        durations.append(time.monotonic() - started)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    return durations
+
+
+def lateness(inbox, due: dict[str, dt.datetime]) -> list[float]:
+    late = []
+    for message in inbox.messages:
+        if "/duty" not in message.to or "时限已到" not in message.title:
+            continue
+        name = message.title.rsplit(" ", 1)[-1]
+        if name in due:
+            late.append((dt.datetime.fromisoformat(message.at) - due[name]).total_seconds())
+    return late
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def measure(label: str, managers, incident_ids, inbox, *, count: int, window: float, idle: float) -> dict:
+    due = stream(incident_ids, count, window)
+    before = len(inbox.messages)
+    run(managers, window + 8)
+    late = lateness(inbox, due)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    cycles = run(managers, idle)
+    cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
+    return {"label": label, "delivered": len(late), "expected": count, "p50": pct(late, 50), "p99": pct(late, 99),
+            "max": max(late) if late else float("nan"), "idle_cpu_pct": cpu,
+            "idle_cycle_ms": statistics.median(cycles) * 1000, "rss_mb": rss_mb(),
+            "messages": len(inbox.messages) - before}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--stream", type=int, default=200, help="deadlines falling due during the run")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds over which they fall due")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
+    args = parser.parse_args()
+
+    from regflow.inbox import HttpReceiver, Inbox
+
+    inbox = Inbox()
+    receiver = HttpReceiver(inbox).start()
+    from regflow import watcher as w
+
+    ours = [w.Manager("send-reminders", w.send_reminders), w.Manager("climb-escalations", w.climb_escalations),
+            w.Manager("send-notifications", w.send_notifications)]
+    naive = [w.Manager("naive-reminders", naive_reminders), w.Manager("climb-escalations", w.climb_escalations),
+             w.Manager("send-notifications", w.send_notifications)]
+    print(f"machine: {os.cpu_count()} cores; SQLite; stream of {args.stream} deadlines due over {args.window:.0f}s; "
+          f"idle measured over {args.idle:.0f}s; watcher cycle every 1 s")
+    header = f"{'pending':>8} {'variant':<9} {'delivered':>9} {'p50 s':>7} {'p99 s':>7} {'max s':>7} " \
+             f"{'idle CPU %':>10} {'idle cycle ms':>13} {'RSS MB':>7}"
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            setup(Path(tmp), receiver.port)
+            t = time.monotonic()
+            ids = seed(size)
+            print(f"\nseeded {size} pending deadlines in {time.monotonic() - t:.1f}s")
+            print(header)
+            for label, managers in (("watcher", ours), ("naive", naive)):
+                r = measure(label, managers, ids, inbox, count=args.stream, window=args.window, idle=args.idle)
+                results.append((size, r))
+                print(f"{size:>8} {label:<9} {r['delivered']:>5}/{r['expected']:<3} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                      f"{r['max']:>7.2f} {r['idle_cpu_pct']:>10.2f} {r['idle_cycle_ms']:>13.1f} {r['rss_mb']:>7.0f}")
+            ours_r, naive_r = results[-2][1], results[-1][1]
+            print(f"{size:>8} ratio naive/watcher: p99 lateness x{naive_r['p99'] / max(ours_r['p99'], 1e-9):.1f}, "
+                  f"idle CPU x{naive_r['idle_cpu_pct'] / max(ours_r['idle_cpu_pct'], 1e-9):.1f}, "
+                  f"idle cycle x{naive_r['idle_cycle_ms'] / max(ours_r['idle_cycle_ms'], 1e-9):.1f}")
+    receiver.stop()
+
+
+if __name__ == "__main__":
+    main()
