@@ -17,8 +17,11 @@ class Deadline(SQLModel, table=True):
     when the next reminder is due (NULL once met, cancelled or paused), so the
     watcher reads only the rows whose time has come."""
 
+    # (status, next_at): the watcher's query seeks straight to open rows that are due;
+    # with next_at alone SQLite chose the status index and scanned every open row.
     __table_args__ = (sa.UniqueConstraint("incident_id", "name"),
-                      sa.Index("ix_deadline_open_due", "status", "due_at"))
+                      sa.Index("ix_deadline_open_due", "status", "due_at"),
+                      sa.Index("ix_deadline_watermark", "status", "next_at"))
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
     name: str = Field(max_length=40)
@@ -28,7 +31,7 @@ class Deadline(SQLModel, table=True):
     created_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     starts_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
-    next_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime, index=True))
+    next_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     reminders_sent: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     # The reminder and escalation policy as it was when the deadline was set.
     policy: dict[str, Any] = Field(default_factory=dict,
