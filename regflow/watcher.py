@@ -33,8 +33,11 @@ def hand_over_answers(now: dt.datetime) -> int:
     """Resume runs that suspended after their answer was already recorded (an answer
     given from the CLI while the run was still on its way to the step)."""
     from regflow.runs import resume_when_suspended
+    from tasks.events import prefect_configured
     from tasks.incidents import pending_answer
 
+    if not prefect_configured():
+        return 0
     with session_scope() as session:
         waiting = pending_answer(session, older_than=now - dt.timedelta(seconds=5))
     if not waiting:

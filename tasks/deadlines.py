@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from regflow.errors import NotFound, StepConflict
-from rules.reminders import due_reminder, first_pending, rung, step_at
+from rules.reminders import due_reminder, first_pending, reminder_at, rung, step_at
 from storage import audit, deadlines as deadline_rows, escalations as escalation_rows, notifications as outbox
 from storage.authorities import Authority
 from storage.db import session_scope
@@ -231,8 +231,6 @@ def _rewind(deadline: Deadline, now: dt.datetime) -> None:
     policy = deadline.policy["reminders"]
     deadline.reminders_sent = first_pending(now=now, starts_at=deadline.starts_at, due_at=deadline.due_at,
                                             policy=policy)
-    from rules.reminders import reminder_at
-
     deadline.next_at = reminder_at(deadline.reminders_sent, starts_at=deadline.starts_at, due_at=deadline.due_at,
                                    policy=policy).at
 

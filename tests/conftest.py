@@ -83,11 +83,19 @@ def new_database(backend: str, home: Path) -> tuple[str, callable]:
     return url, drop
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database(request, home):
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _fresh_database(request, home):
     url, drop = new_database(request.param, home)
     yield url
     drop()
+
+
+# One database per backend for the session (the lifecycle platform runs on it), and
+# one per test module for tests that must not share it with that platform's watcher.
+database = pytest.fixture(scope="session", params=BACKENDS, name="database")(_fresh_database)
+module_database = pytest.fixture(scope="module", params=BACKENDS, name="module_database")(_fresh_database)
 
 
 @pytest.fixture
@@ -96,14 +104,6 @@ def use_database(database):
     os.environ["REGFLOW_DATABASE_URL"] = database
     _reset_settings()
     return database
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def module_database(request, home):
-    """A database for one test module only, away from the lifecycle tests' watcher."""
-    url, drop = new_database(request.param, home)
-    yield url
-    drop()
 
 
 @pytest.fixture

@@ -174,3 +174,48 @@ def test_lifecycle_order():
     assert lifecycle.next_step(answered) is None
     assert lifecycle.following("progress-2", {"action": "close"}).name == "final-report"
     assert lifecycle.step_named("progress-7").answers == ("report:progress", "close")
+
+
+# --- reminders and escalation ladder (rules/reminders.py) -----------------------------
+
+from rules.reminders import EscalationPolicy, ReminderPolicy, due_reminder, first_pending, reminder_at, rung  # noqa: E402
+
+START = dt.datetime(2026, 11, 26, 0, 0, tzinfo=dt.timezone.utc)
+DUE = START + dt.timedelta(hours=10)
+POLICY = ReminderPolicy(at=["80%", "50%"], overdue_every="30m").snapshot()
+
+
+def test_reminder_times_before_at_and_after_the_due_time():
+    kinds = [(r.at - START, r.kind) for r in (reminder_at(i, starts_at=START, due_at=DUE, policy=POLICY)
+                                              for i in range(5))]
+    h = dt.timedelta(hours=1)
+    assert kinds == [(5 * h, "before"), (8 * h, "before"), (10 * h, "due"), (10.5 * h, "overdue"),
+                     (11 * h, "overdue")]
+
+
+def test_after_downtime_only_the_latest_reminder_is_sent():
+    current, following = due_reminder(0, now=START + dt.timedelta(hours=10, minutes=40), starts_at=START,
+                                      due_at=DUE, policy=POLICY)
+    assert (current.index, current.kind, following.index) == (3, "overdue", 4)
+    assert due_reminder(0, now=START + dt.timedelta(hours=1), starts_at=START, due_at=DUE, policy=POLICY)[0] is None
+    assert first_pending(now=START + dt.timedelta(hours=9), starts_at=START, due_at=DUE, policy=POLICY) == 2
+
+
+def test_the_ladder_climbs_to_the_top_and_repeats():
+    policy = EscalationPolicy(ack_timeout="30m", repeat=1).snapshot(["330100", "330000", "100000"])
+    assert [rung(i, policy).authority for i in range(6)] == ["330100", "330000", "100000"] * 2
+    assert rung(6, policy) is None
+    assert rung(0, EscalationPolicy().snapshot([])) is None  # the national authority has nobody above
+
+
+@pytest.mark.parametrize("model,data,message", [
+    (ReminderPolicy, {"at": ["150%"]}, "between 1% and 99%"),
+    (ReminderPolicy, {"overdue_every": "2d"}, "minutes or hours"),
+    (EscalationPolicy, {"ack_timeout": "soon"}, "invalid period"),
+    (EscalationPolicy, {"repeat": 99}, "less than or equal to 10"),
+])
+def test_bad_reminder_and_escalation_policies_are_refused(model, data, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        model.model_validate(data)
