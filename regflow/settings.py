@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     plans_dir: Path = PROJECT_ROOT / "data" / "plans"
     authorities_file: Path = PROJECT_ROOT / "data" / "authorities.yaml"
     templates_dir: Path = PROJECT_ROOT / "templates"
+    rules_file: Path = PROJECT_ROOT / "data" / "rules" / "statutory.yaml"
     # Holidays for years the calendar library does not know yet (see rules/calendar.py).
     calendar_override: Path = PROJECT_ROOT / "data" / "calendar-override.yaml"
     apprise_config: Path | None = None

@@ -42,7 +42,8 @@ def test_every_command_has_help_with_an_example():
     for command in (["incident", "trigger"], ["incident", "arrive"], ["incident", "report"], ["incident", "close"],
                     ["incident", "review"], ["incident", "show"], ["incident", "list"], ["db", "upgrade"],
                     ["authorities", "load"], ["authorities", "list"], ["plans", "list"], ["plans", "check"],
-                    ["watch"], ["inbox"], ["up"]):
+                    ["watch"], ["inbox"], ["up"], ["board"], ["due"], ["rules", "list"], ["escalation", "list"],
+                    ["escalation", "ack"], ["deadline", "pause"], ["deadline", "resume"], ["deadline", "extend"]):
         result = cli(*command, "--help")
         assert result.code == 0 and "Example: regflow" in result.out, command
 

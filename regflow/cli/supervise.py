@@ -20,7 +20,32 @@ escalation_app = typer.Typer(help="Escalations of missed deadlines to supervisin
 deadline_app = typer.Typer(help="Pause, resume or extend a deadline's clock.", no_args_is_help=True)
 
 
+rules_app = typer.Typer(help="Statutory time limits (data/rules/statutory.yaml).", no_args_is_help=True)
+
+
+@rules_app.command("list")
+def rules_list(authority: Optional[str] = typer.Option(None, help="Show this authority's overrides applied."),
+               json_out: bool = JSON) -> None:
+    """List the statutory limits with their periods, extensions and sources.
+
+    Example: regflow rules list --authority 330106
+    """
+    from rules.statutes import load_rules
+
+    loaded = load_rules(get_settings().rules_file, authority=authority)
+    rows = [{"key": k, **v.model_dump(by_alias=True)} for k, v in loaded.rules.limits.items()]
+    if json_out:
+        emit_json({"version": loaded.content_hash[:12], "limits": rows})
+        return
+    table = Table("key", "limit", "period", "extension", "source", title=f"Statutory limits ({loaded.content_hash[:12]})")
+    for r in rows:
+        table.add_row(r["key"], r["name"], ("before " if r["before"] else "") + r["period"], r["extension"] or "",
+                      r["source"])
+    console().print(table)
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(rules_app, name="rules")
     app.add_typer(escalation_app, name="escalation")
     app.add_typer(deadline_app, name="deadline")
     app.command()(board)
@@ -158,18 +183,25 @@ def deadline_extend(deadline_id: int = typer.Argument(...),
     console().print(f"deadline {deadline.id} ({deadline.name}) extended to {local_time(deadline.due_at)}")
 
 
-def due(period: str = typer.Argument(..., help='The period: "2h", "10d", "15 working days" ...'),
-        start: str = typer.Option(..., "--from", help="Start: a date (2026-09-25) or ISO time; Asia/Shanghai if no offset."),
+def due(period: Optional[str] = typer.Argument(None, help='The period: "2h", "10d", "15 working days" ...'),
+        start: str = typer.Option(..., "--from", help="Start (or, for a 'before' rule, the event): a date or ISO time."),
+        rule: Optional[str] = typer.Option(None, help="A statutory limit by key instead of a period (regflow rules list)."),
+        authority: Optional[str] = typer.Option(None, help="Apply this authority's overrides to --rule."),
         pause: list[str] = typer.Option([], "--pause", help="A paused span FROM..TO (dates or times); repeatable."),
         json_out: bool = JSON) -> None:
     """When a period runs out, by the statutory counting rules, and the rule in words.
 
     Example: regflow due "15 working days" --from 2026-09-25 --pause 2026-10-12..2026-10-13
+    Example: regflow due --rule case.hearing_notice --from 2026-10-20
     """
     from rules.calendar import load_calendar
     from rules.durations import Period, due_after
     from rules.incidents import parse_when
+    from rules.statutes import due_by_rule, load_rules
     from tasks.render import local_time
+
+    if (period is None) == (rule is None):
+        raise InvalidInput("give either a period or --rule KEY, not both or neither")
 
     settings = get_settings()
     tz = settings.timezone
@@ -180,8 +212,12 @@ def due(period: str = typer.Argument(..., help='The period: "2h", "10d", "15 wor
             raise InvalidInput(f"--pause {item!r}: write FROM..TO")
         a, b = item.split("..", 1)
         spans.append((_when(a, tz, parse_when), _when(b, tz, parse_when, end_of_day=True)))
-    result = due_after(begin, Period.parse(period), tz=tz, calendar=load_calendar(settings.calendar_override),
-                       pauses=spans)
+    calendar = load_calendar(settings.calendar_override)
+    if rule is not None:
+        limit = load_rules(settings.rules_file, authority=authority).rules.limit(rule)
+        result = due_by_rule(limit, begin, tz=tz, calendar=calendar, pauses=spans)
+    else:
+        result = due_after(begin, Period.parse(period), tz=tz, calendar=calendar, pauses=spans)
     if json_out:
         emit_json({"due_at": result.at.isoformat(), "due_local": local_time(result.at), "timezone": tz,
                    "rule": result.rule})
