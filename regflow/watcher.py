@@ -50,6 +50,22 @@ def hand_over_answers(now: dt.datetime) -> int:
     return resumed
 
 
+def start_missing_runs(now: dt.datetime) -> int:
+    """Start the flow run of an incident recorded while Prefect was unreachable."""
+    from regflow.runs import start_incident_run
+    from storage.incidents import without_run
+    from tasks.events import prefect_configured
+
+    if not prefect_configured():
+        return 0
+    with session_scope() as session:
+        orphans = without_run(session, older_than=now - dt.timedelta(seconds=15))
+    for incident in orphans:
+        run_id = start_incident_run(incident)
+        log.info("%s: started its flow run %s", incident.number, run_id)
+    return len(orphans)
+
+
 def send_reminders(now: dt.datetime) -> int:
     from tasks.deadlines import send_reminders as remind
 
@@ -77,7 +93,8 @@ def send_notifications(now: dt.datetime) -> int:
     return result.sent
 
 
-MANAGERS = [Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
+MANAGERS = [Manager("start-missing-runs", start_missing_runs), Manager("hand-over-answers", hand_over_answers),
+            Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
             Manager("send-notifications", send_notifications)]
 

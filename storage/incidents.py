@@ -90,3 +90,10 @@ def list_incidents(session: Session, *, open_only: bool = False, limit: int = 20
 def reports_for(session: Session, *, incident_id: int) -> list[Report]:
     return list(session.exec(select(Report).where(Report.incident_id == incident_id)
                              .order_by(Report.submitted_at, Report.id)).all())
+
+
+def without_run(session: Session, *, older_than: dt.datetime, limit: int = 20) -> list[Incident]:
+    """Open incidents that have no flow run yet (triggered while Prefect was down)."""
+    return list(session.exec(select(Incident).where(Incident.flow_run_id.is_(None), Incident.status != "closed",
+                                                    Incident.triggered_at < older_than)
+                             .order_by(Incident.triggered_at).limit(limit)).all())

@@ -182,7 +182,7 @@ def test_bad_trigger_input_is_refused_with_nothing_written(use_database, args, m
     assert _counts() == before
 
 
-def test_oversized_or_malformed_answers_are_refused_with_nothing_written(use_database, tmp_path):
+def test_oversized_or_malformed_answers_are_refused_with_nothing_written(own_database, tmp_path):
     from rules.incidents import validate_trigger
     from storage.db import utcnow
     from tasks.incidents import trigger as activate
@@ -236,3 +236,28 @@ def test_no_secret_reaches_logs_or_records(platform, use_database):
         for table in ("notification", "audit_event", "step", "report", "incident", "deadline"):
             rows = session.execute(sa.text(f"SELECT * FROM {table}")).all()
             assert TOKEN not in repr(rows), table
+
+
+def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(platform, use_database, tmp_path):
+    """Trigger with Prefect unreachable: a clear error saying the incident is on record;
+    then the platform's watcher starts its run, which reaches its first human step."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, REGFLOW_DATABASE_URL=use_database, PREFECT_API_URL="http://127.0.0.1:9/api",
+               PREFECT_CLIENT_MAX_RETRIES="0")
+    token = uuid.uuid4().hex[:8]
+    result = subprocess.run([str(Path(sys.executable).parent / "regflow"), "incident", "trigger", "--plan",
+                             "product-quality", "--level", "IV", "--title", f"断网触发 {token}", "--location", "l",
+                             "--authority", "330108"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 6 and "is recorded and its notices are queued" in result.stderr
+    assert result.stderr.count("\n") == 1
+    number = result.stderr.split("error: ")[1].split()[0]
+
+    def run_id():
+        with session_scope() as session:
+            return get_incident(session, number=number).flow_run_id
+    started = wait_until(run_id, timeout=90, what="the watcher to start the run")
+    wait_for_pause(started, "arrival")

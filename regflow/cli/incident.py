@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import console, emit_json
-from regflow.errors import InvalidInput, NotFound
+from regflow.errors import InvalidInput, NotFound, PlatformUnavailable
 from regflow.settings import get_settings
 from rules import lifecycle
 from rules.incidents import MAX_TEXT, parse_when, validate_trigger
@@ -53,7 +53,12 @@ def trigger(
     request = validate_trigger(dict(plan=plan, level=level, title=title, location=location, authority=authority,
                                     occurred_at=occurred, reporter=reporter), now=now)
     incident = activate(request, now=now)
-    run_id = start_incident_run(incident)
+    try:
+        run_id = start_incident_run(incident)
+    except PlatformUnavailable as exc:
+        raise PlatformUnavailable(
+            f"{incident.number} is recorded and its notices are queued, but its flow run could not be started "
+            f"({exc}); the watcher starts it once Prefect is reachable") from exc
     url = settings.flow_run_url(run_id)
     if json_out:
         emit_json({"number": incident.number, "flow_run_id": str(run_id), "url": url})
