@@ -19,14 +19,14 @@ from sqlmodel import Session
 
 from regflow.errors import NotFound, StepConflict
 from rules.reminders import due_reminder, first_pending, reminder_at, rung, step_at
-from storage import audit, deadlines as deadline_rows, escalations as escalation_rows, notifications as outbox
+from storage import audit, deadlines as deadline_rows, escalations as escalation_rows
 from storage.authorities import Authority
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
 from storage.incidents import Incident
 from tasks import events
-from tasks.render import render_message
+from tasks.notify import queue
 
 log = logging.getLogger("regflow.deadlines")
 LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
@@ -49,12 +49,8 @@ def _queue(session: Session, incident: Incident, *, key: str, tags: list[str], t
            now: dt.datetime, **variables: Any) -> None:
     from rules.plans import Level
 
-    authority = session.get(Authority, incident.authority_code)
-    title, body = render_message(template, incident=incident, level=Level(incident.level), authority=authority,
-                                 now=now, **variables)
-    for tag in dict.fromkeys(tags):
-        outbox.enqueue(session, key=f"{incident.number}:{key}:{tag}", subject=incident.number, tag=tag,
-                       title=title, body=body, now=now)
+    queue(session, subject=incident.number, key=key, tags=tags, template=template, now=now, incident=incident,
+          level=Level(incident.level), authority=session.get(Authority, incident.authority_code), **variables)
 
 
 def _desk(code: str) -> list[str]:

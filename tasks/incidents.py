@@ -25,13 +25,14 @@ from rules.durations import Due, due_after
 from rules.incidents import (TriggerRequest, activation_recipients, incident_number, onsite_recipients,
                              upward_recipients)
 from rules.plans import LevelRules, Level, Plan, load_plan
-from storage import audit, deadlines as deadline_rows, notifications as outbox, steps as step_rows
+from storage import audit, deadlines as deadline_rows, steps as step_rows
 from storage.authorities import Authority, load_tree
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
 from tasks.deadlines import label, resolve_late
-from tasks.render import render, render_message
+from tasks.notify import queue
+from tasks.render import render
 
 REPORT_KINDS = {"initial": ("初报", "initial report"), "progress": ("续报", "progress report"),
                 "final": ("终报", "final report"), "closure": ("处置结束小结", "end of handling"),
@@ -93,10 +94,8 @@ def _load(session: Session, number: str) -> Incident:
 
 def _queue(session: Session, ctx: Context, *, purpose: str, tags: list[str], template: str,
            now: dt.datetime, **variables: Any) -> None:
-    title, body = render_message(template, **ctx.template_vars(**variables))
-    for tag in dict.fromkeys(tags):
-        outbox.enqueue(session, key=f"{ctx.incident.number}:{purpose}:{tag}", subject=ctx.incident.number,
-                       tag=tag, title=title, body=body, now=now)
+    queue(session, subject=ctx.incident.number, key=purpose, tags=tags, template=template, now=now,
+          **ctx.template_vars(**variables))
 
 
 # --- trigger -------------------------------------------------------------------------

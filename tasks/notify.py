@@ -94,6 +94,18 @@ def load_channels(path: Path | None = None) -> Channels:
     return _cache[key]
 
 
+def queue(session, *, subject: str, key: str, tags: list[str], template: str, now: dt.datetime,
+          **variables: object) -> None:
+    """Render a message once and queue it for each tag, keyed `<subject>:<key>:<tag>`
+    so the same step re-executed queues nothing new."""
+    from tasks.render import render_message
+
+    title, body = render_message(template, now=now, **variables)
+    for tag in dict.fromkeys(tags):
+        outbox.enqueue(session, key=f"{subject}:{key}:{tag}", subject=subject, tag=tag, title=title, body=body,
+                       now=now)
+
+
 def backoff(attempts: int) -> dt.timedelta:
     settings = get_settings()
     seconds = min(settings.outbox_backoff_base * 2 ** max(attempts - 1, 0), settings.outbox_backoff_cap)

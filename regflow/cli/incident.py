@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json
+from regflow.cli.output import console, emit_json, who
 from regflow.errors import InvalidInput, NotFound, PlatformUnavailable
 from regflow.settings import get_settings
 from rules import lifecycle
@@ -23,9 +21,6 @@ app = typer.Typer(help="Trigger incidents, record arrival and reports, close and
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 BY = typer.Option(None, "--by", help="Who answers (default: $REGFLOW_USER or your login name).")
 
-
-def _who(by: str | None) -> str:
-    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
 
 
 @app.command()
@@ -131,7 +126,7 @@ def report(
     """
     if kind not in ("initial", "progress", "final"):
         raise InvalidInput(f"--kind must be initial, progress or final, not {kind!r}")
-    _answer(number, f"report:{kind}", {"author": _who(by), "text": _read_text(text, file)}, json_out)
+    _answer(number, f"report:{kind}", {"author": who(by), "text": _read_text(text, file)}, json_out)
 
 
 @app.command()
@@ -145,7 +140,7 @@ def close(
 
     Example: regflow incident close INC-2026-000001 --summary "现场处置完毕，无人员伤亡"
     """
-    _answer(number, "close", {"author": _who(by), "text": summary}, json_out)
+    _answer(number, "close", {"author": who(by), "text": summary}, json_out)
 
 
 @app.command()
@@ -159,7 +154,7 @@ def review(
 
     Example: regflow incident review INC-2026-000001 --lessons "响应及时；需加强夜间值守"
     """
-    _answer(number, "review", {"reviewer": _who(by), "lessons": lessons}, json_out)
+    _answer(number, "review", {"reviewer": who(by), "lessons": lessons}, json_out)
 
 
 def overview(number: str) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
+import os
 import sys
 from typing import Any
 
@@ -27,3 +29,8 @@ def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return str(value)
+
+
+def who(by: str | None) -> str:
+    """The person answering: --by, else $REGFLOW_USER, else the login name."""
+    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import os
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json
+from regflow.cli.output import console, emit_json, who
 from regflow.errors import InvalidInput
 from regflow.settings import get_settings
 from storage.db import session_scope, utcnow
@@ -51,9 +49,6 @@ def register(app: typer.Typer) -> None:
     app.command()(board)
     app.command()(due)
 
-
-def _who(by: str | None) -> str:
-    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
 
 
 def board(authority: Optional[str] = typer.Option(None, help="Only this authority and those it supervises."),
@@ -123,7 +118,7 @@ def escalation_ack(escalation_id: int = typer.Argument(..., help="Escalation id 
     """
     from tasks.deadlines import acknowledge
 
-    escalation = acknowledge(escalation_id, by=_who(by), now=utcnow())
+    escalation = acknowledge(escalation_id, by=who(by), now=utcnow())
     if json_out:
         emit_json({"id": escalation.id, "status": escalation.status, "acked_by": escalation.acked_by})
     else:
@@ -140,7 +135,7 @@ def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see
     """
     from tasks.deadlines import pause
 
-    deadline = pause(deadline_id, by=_who(by), reason=reason, now=utcnow())
+    deadline = pause(deadline_id, by=who(by), reason=reason, now=utcnow())
     console().print(f"deadline {deadline.id} ({deadline.name}) paused")
 
 
@@ -153,7 +148,7 @@ def deadline_resume(deadline_id: int = typer.Argument(...), by: Optional[str] = 
     from tasks.deadlines import resume
     from tasks.render import local_time
 
-    deadline = resume(deadline_id, by=_who(by), now=utcnow())
+    deadline = resume(deadline_id, by=who(by), now=utcnow())
     console().print(f"deadline {deadline.id} ({deadline.name}) resumed, now due {local_time(deadline.due_at)}")
 
 
