@@ -22,6 +22,8 @@ class IncidentBase(SQLModel):
 
 
 class Incident(IncidentBase, table=True):
+    # The watcher looks for incidents without a flow run every second.
+    __table_args__ = (sa.Index("ix_incident_without_run", "flow_run_id", "triggered_at"),)
     id: int | None = Field(default=None, primary_key=True)
     plan_version_id: int = Field(foreign_key="plan_version.id")
     status: str = Field(default="active", max_length=20, index=True)  # active | handling_ended | closed

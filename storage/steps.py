@@ -16,11 +16,14 @@ from storage.db import UTCDateTime
 
 
 class Step(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),)
+    # (status, consumed_at): the watcher looks for answered, unconsumed steps every
+    # second; a status index alone would walk every step ever answered.
+    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),
+                      sa.Index("ix_step_unconsumed", "status", "consumed_at"))
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
     name: str = Field(max_length=40)  # arrival, initial-report, progress-3, final-report, review
-    status: str = Field(default="awaiting", max_length=12, index=True)  # awaiting | answered
+    status: str = Field(default="awaiting", max_length=12)  # awaiting | answered
     opened_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     answered_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     answered_by: str | None = Field(default=None, max_length=100)
