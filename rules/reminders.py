@@ -132,3 +132,8 @@ def rung(step: int, policy: dict[str, Any]) -> Rung | None:
 
 def step_at(step: int, *, raised_at: dt.datetime, policy: dict[str, Any]) -> dt.datetime:
     return raised_at + dt.timedelta(seconds=policy["ack_timeout_s"] * step)
+
+
+def next_step_at(step: int, *, raised_at: dt.datetime, policy: dict[str, Any]) -> dt.datetime | None:
+    """When the rung after `step` is told if nobody acknowledges; None after the last."""
+    return step_at(step + 1, raised_at=raised_at, policy=policy) if rung(step + 1, policy) else None

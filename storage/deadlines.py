@@ -42,10 +42,13 @@ class Deadline(SQLModel, table=True):
                                              sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]"))
 
 
+def get_deadline(session: Session, *, incident_id: int, name: str) -> Deadline | None:
+    return session.exec(select(Deadline).where(Deadline.incident_id == incident_id, Deadline.name == name)).first()
+
+
 def add_deadline(session: Session, *, incident_id: int, name: str, due_at: dt.datetime, rule: str,
                  now: dt.datetime, policy: dict[str, Any]) -> Deadline:
-    existing = session.exec(select(Deadline).where(Deadline.incident_id == incident_id,
-                                                   Deadline.name == name)).first()
+    existing = get_deadline(session, incident_id=incident_id, name=name)
     if existing:
         return existing
     first = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"])
@@ -59,8 +62,7 @@ def add_deadline(session: Session, *, incident_id: int, name: str, due_at: dt.da
 def close_deadline(session: Session, *, incident_id: int, name: str, status: str,
                    now: dt.datetime) -> Deadline | None:
     """Mark an open deadline met or cancelled; a closed one is left as it was."""
-    row = session.exec(select(Deadline).where(Deadline.incident_id == incident_id,
-                                              Deadline.name == name)).first()
+    row = get_deadline(session, incident_id=incident_id, name=name)
     if row is not None and row.status in ("open", "paused"):
         row.status, row.closed_at, row.next_at = status, now, None
         session.add(row)

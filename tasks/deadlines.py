@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from regflow.errors import NotFound, StepConflict
-from rules.reminders import due_reminder, first_pending, reminder_at, rung, step_at
+from rules.reminders import due_reminder, first_pending, next_step_at, reminder_at, rung
 from storage import audit, deadlines as deadline_rows, escalations as escalation_rows
 from storage.authorities import Authority
 from storage.db import session_scope
@@ -94,7 +94,7 @@ def _raise(session: Session, incident: Incident, deadline: Deadline, now: dt.dat
     policy = deadline.policy["escalation"]
     first = rung(0, policy)
     escalation = Escalation(deadline_id=deadline.id, subject=incident.number, policy=policy, raised_at=now,
-                            next_at=step_at(1, raised_at=now, policy=policy) if rung(1, policy) else None)
+                            next_at=next_step_at(0, raised_at=now, policy=policy))
     session.add(escalation)
     session.flush()
     audit.record(session, at=now, actor="watcher", action="deadline.missed", subject=incident.number,
@@ -116,10 +116,9 @@ def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
         for escalation in escalation_rows.due_now(session, now=now, limit=limit):
             step = escalation.step + 1
             target = rung(step, escalation.policy)
-            following = step_at(step + 1, raised_at=escalation.raised_at, policy=escalation.policy)
             if target is None or not escalation_rows.climb(
                     session, escalation=escalation, step=step,
-                    next_at=following if rung(step + 1, escalation.policy) else None):
+                    next_at=next_step_at(step, raised_at=escalation.raised_at, policy=escalation.policy)):
                 continue
             deadline = session.get(Deadline, escalation.deadline_id)
             incident = session.get(Incident, deadline.incident_id)

@@ -228,7 +228,7 @@ def _cli(spec: lifecycle.StepSpec, number: str) -> str:
 
 
 def _deadline(session: Session, incident_id: int, name: str):
-    return next((d for d in deadline_rows.deadlines_for(session, incident_id=incident_id) if d.name == name), None)
+    return deadline_rows.get_deadline(session, incident_id=incident_id, name=name)
 
 
 @dataclass
@@ -248,7 +248,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
     `close`, ...), and it must be what the incident awaits. From the flow, `step`
     names the step it was suspended on, and an earlier answer simply wins.
     """
-    from flows.forms import FORMS  # the same form classes the UI renders
+    from flows.forms import FORMS, author_of  # the same form classes the UI renders
 
     with session_scope() as session:
         incident = _load(session, number)
@@ -269,7 +269,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
             raise InvalidInput(_first_error(exc)) from exc
         data = form.model_dump()
         row = step_rows.open_step(session, incident_id=incident.id, name=spec.name, now=now)
-        by = _author(spec, data)
+        by = author_of(spec.form, data)
         if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {number} was already recorded")
         ctx = _context(session, incident)
@@ -292,12 +292,6 @@ def _check_verb(number: str, verb: str, expected, done: dict) -> None:
     raise StepConflict(f"{number} is awaiting {expected.title}, not {wanted}")
 
 
-def _author(spec: lifecycle.StepSpec, data: dict[str, Any]) -> str:
-    from flows.forms import author_of
-
-    return author_of(spec.form, data)
-
-
 def _first_error(exc: Exception) -> str:
     from pydantic import ValidationError
 
@@ -312,6 +306,7 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
     incident, code = ctx.incident, ctx.incident.authority_code
     desk = [f"{code}.duty"]
     upward = desk + upward_recipients(ctx.rules, ctx.tree, code)
+
     def met(name: str, status: str = "met") -> None:
         ctx.close_deadline(session, name, status, now)
 
@@ -329,7 +324,8 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
         deadline = _deadline(session, incident.id, spec.deadline)
         _report(session, ctx, spec, kind=spec.report_kind, text=data["text"], by=by, now=now, deadline=deadline)
         if spec.report_kind == "initial":
-            met("initial_report"), met("upward_report")
+            met("initial_report")
+            met("upward_report")
             nxt = add("progress-1", "progress_every")
         else:
             met("final_report")
@@ -364,11 +360,11 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
 
 
 def _report(session: Session, ctx: Context, spec: lifecycle.StepSpec, *, kind: str, text: str, by: str,
-            now: dt.datetime, deadline, step: str | None = None) -> Report:
+            now: dt.datetime, deadline) -> Report:
     zh, en = REPORT_KINDS[kind]
     document = render("documents/report.md.j2", **ctx.template_vars(
         kind_zh=zh, kind_en=en, author=by, at=now, text=text, deadline=deadline))
-    row = Report(incident_id=ctx.incident.id, kind=kind, step=step or spec.name, author=by, text=text,
+    row = Report(incident_id=ctx.incident.id, kind=kind, step=spec.name, author=by, text=text,
                  document=document, submitted_at=now)
     session.add(row)
     session.flush()
