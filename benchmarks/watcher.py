@@ -64,11 +64,11 @@ def seed(pending: int, incidents: int = 100) -> list[int]:
 
     now = utcnow()
     ids = [trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"bench {i}", location="x",
-                                         authority="330106"), now=now), now=now).id for i in range(incidents)]
+                                         authority="330106"), now=now), now=now).number for i in range(incidents)]
     rows = []
     for k in range(pending):
         due = now + dt.timedelta(seconds=3600 + (k * 5 * 3600) // max(pending, 1))
-        rows.append(dict(incident_id=ids[k % incidents], name=f"p{k}", due_at=due, rule="bench", status="open",
+        rows.append(dict(subject=ids[k % incidents], authority="330106", name=f"p{k}", due_at=due, rule="bench", status="open",
                          created_at=now, starts_at=now, next_at=now + (due - now) / 2, reminders_sent=0,
                          policy=POLICY_LATER, paused_seconds=0, extensions=[]))
     with session_scope() as session:
@@ -77,7 +77,7 @@ def seed(pending: int, incidents: int = 100) -> list[int]:
     return ids
 
 
-def stream(incident_ids: list[int], count: int, window: float, lead: float = 3.0) -> dict[str, dt.datetime]:
+def stream(incident_ids: list[str], count: int, window: float, lead: float = 3.0) -> dict[str, dt.datetime]:
     """`count` deadlines falling due evenly over `window` seconds from `lead` seconds on."""
     from storage.db import session_scope, utcnow
     from storage.deadlines import add_deadline
@@ -88,8 +88,8 @@ def stream(incident_ids: list[int], count: int, window: float, lead: float = 3.0
         for i in range(count):
             name = f"s{tag}{i}"
             at = now + dt.timedelta(seconds=lead + window * i / count)
-            add_deadline(session, incident_id=incident_ids[i % len(incident_ids)], name=name, due_at=at, rule="bench",
-                         now=now, policy=POLICY_AT_DUE)
+            add_deadline(session, subject=incident_ids[i % len(incident_ids)], name=name, due_at=at, rule="bench",
+                         now=now, policy=POLICY_AT_DUE, authority="330106")
             due[name] = at
     return due
 

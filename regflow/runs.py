@@ -1,4 +1,5 @@
-"""Talking to Prefect about flow runs: starting an incident's run, resuming it.
+"""Talking to Prefect about flow runs: starting an incident's or a case's run,
+scheduling look-back reviews, resuming runs with an answer.
 
 Prefect is imported lazily here so read-only commands stay quick to start.
 """
@@ -14,35 +15,92 @@ import httpx
 from regflow.errors import PlatformUnavailable, StepConflict
 from regflow.settings import get_settings
 from storage.db import session_scope
-from storage.incidents import Incident, get_incident
+from storage.cases import Case, get_case
+from storage.incidents import Incident
 from storage.steps import get_step
 
 
 def start_incident_run(incident: Incident) -> uuid.UUID:
     """Create the incident's `emergency-response` run and record its id."""
-    from prefect.deployments import run_deployment
-
     from tasks.emergency import run_tags
     from tasks.incidents import link_flow_run
 
-    settings = get_settings()
     params = dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
                   authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
                   reporter=incident.reporter, incident_number=incident.number)
+    run_id = _run(get_settings().deployment, params, name=f"{incident.number} {incident.title}",
+                  tags=run_tags(incident.level, incident.plan_key, incident.authority_code), key=run_key(incident))
+    link_flow_run(incident.number, run_id)
+    return run_id
+
+
+def start_case_run(case: Case) -> uuid.UUID:
+    """Create the `enforcement-case` (or `complaint-handling`) run of a case and record its id."""
+    from tasks.cases import link_flow_run
+
+    settings = get_settings()
+    deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
+    params = dict(title=case.title, party=case.party, source=case.source, authority=case.authority_code,
+                  number=case.number)
+    run_id = _run(deployment, params, name=f"{case.number} {case.title}", tags=case_tags(case),
+                  key=f"regflow-{case.kind}:{case.number}:{case.received_at.isoformat()}")
+    link_flow_run(case.number, run_id)
+    return run_id
+
+
+def schedule_lookback_run(number: str) -> uuid.UUID | None:
+    """The look-back review as a real scheduled run of `lookback-review` at the case's
+    `lookback_at`, so supervisors see it among upcoming runs. None if none is due."""
+    from tasks.cases import lookback_scheduled
+    from storage.db import utcnow
+
+    with session_scope() as session:
+        case = get_case(session, number=number)
+        if case is None or case.lookback_at is None:
+            return None
+        if case.lookback_run_id is not None:
+            return case.lookback_run_id
+        when, tags = case.lookback_at, [f"authority:{case.authority_code}", "kind:lookback", f"case:{case.number}"]
+        name, key = f"回头看 {case.number} {case.title}", f"regflow-lookback:{case.number}:{case.closed_at.isoformat()}"
+    run_id = _run(get_settings().lookback_deployment, {"case_number": number}, name=name, tags=tags, key=key,
+                  scheduled_time=when)
+    lookback_scheduled(number, run_id, now=utcnow())
+    return run_id
+
+
+def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str], key: str,
+         scheduled_time=None) -> uuid.UUID:
+    from prefect.deployments import run_deployment
+
     try:
-        run = run_deployment(settings.deployment, parameters=params, timeout=0, as_subflow=False,
-                             flow_run_name=f"{incident.number} {incident.title}"[:200],
-                             tags=run_tags(incident.level, incident.plan_key, incident.authority_code),
-                             idempotency_key=run_key(incident))
+        run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False, flow_run_name=name[:200],
+                             tags=tags, idempotency_key=key, scheduled_time=scheduled_time)
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
     except Exception as exc:
         if type(exc).__name__ == "ObjectNotFound":
             raise PlatformUnavailable(
-                f"deployment {settings.deployment!r} not found: deploy with `prefect deploy --all`") from exc
+                f"deployment {deployment!r} not found: deploy with `prefect deploy --all`") from exc
         raise
-    link_flow_run(incident.number, run.id)
     return run.id
+
+
+def case_tags(case: Case) -> list[str]:
+    return [f"kind:{case.kind}", f"authority:{case.authority_code}", f"stage:{case.stage}"]
+
+
+def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:
+    """Name a run and set its tags; a `stage:` tag replaces the previous one."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(run_id)
+        prefixes = {t.split(":", 1)[0] for t in tags if t.startswith("stage:")}
+        kept = [t for t in current.tags if t.split(":", 1)[0] not in prefixes]
+        merged = list(dict.fromkeys([*kept, *tags]))
+        if name is None and merged == current.tags:
+            return
+        client.update_flow_run(run_id, name=name[:200] if name else None, tags=merged)
 
 
 def run_key(incident: Incident) -> str:
@@ -68,7 +126,8 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
         with get_client(sync_client=True) as client:
             while True:
                 state = client.read_flow_run(flow_run_id).state
-                if state is not None and state.type == StateType.PAUSED and state.state_details.pause_key == step:
+                key = state.state_details.pause_key if state is not None else None
+                if state is not None and state.type == StateType.PAUSED and key and key.split("#")[0] == step:
                     result = client.resume_flow_run(flow_run_id, run_input=answer)
                     if result.status.value == "ACCEPT":
                         return "resumed"
@@ -87,6 +146,5 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
 
 def _consumed(number: str, step: str) -> bool:
     with session_scope() as session:
-        incident = get_incident(session, number=number)
-        row = get_step(session, incident_id=incident.id, name=step)
+        row = get_step(session, subject=number.strip().upper(), name=step)
         return row is not None and row.consumed_at is not None

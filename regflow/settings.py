@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     apprise_config: Path | None = None
     timezone: str = "Asia/Shanghai"
     deployment: str = "emergency-response/emergency-response"
+    case_deployment: str = "enforcement-case/enforcement-case"
+    complaint_deployment: str = "complaint-handling/complaint-handling"
+    lookback_deployment: str = "lookback-review/lookback-review"
     # How long a human-step command waits for the flow run to reach its suspension.
     resume_wait_seconds: float = 60.0
     # Outbox delivery: the watcher's poll interval and the retry backoff (seconds).

@@ -51,19 +51,27 @@ def hand_over_answers(now: dt.datetime) -> int:
 
 
 def start_missing_runs(now: dt.datetime) -> int:
-    """Start the flow run of an incident recorded while Prefect was unreachable."""
-    from regflow.runs import start_incident_run
-    from storage.incidents import without_run
+    """Start the flow run of an incident or case recorded while Prefect was
+    unreachable, and schedule look-back reviews that could not be scheduled."""
+    from regflow.runs import schedule_lookback_run, start_case_run, start_incident_run
+    from storage import cases, incidents
+    from tasks.cases import lookbacks_unscheduled
     from tasks.events import prefect_configured
 
     if not prefect_configured():
         return 0
+    older = now - dt.timedelta(seconds=15)
     with session_scope() as session:
-        orphans = without_run(session, older_than=now - dt.timedelta(seconds=15))
+        orphans = incidents.without_run(session, older_than=older)
+        matters = cases.without_run(session, older_than=older)
+        lookbacks = [c.number for c in lookbacks_unscheduled(session) if c.closed_at < older]
     for incident in orphans:
-        run_id = start_incident_run(incident)
-        log.info("%s: started its flow run %s", incident.number, run_id)
-    return len(orphans)
+        log.info("%s: started its flow run %s", incident.number, start_incident_run(incident))
+    for case in matters:
+        log.info("%s: started its flow run %s", case.number, start_case_run(case))
+    for number in lookbacks:
+        log.info("%s: scheduled its look-back review %s", number, schedule_lookback_run(number))
+    return len(orphans) + len(matters) + len(lookbacks)
 
 
 def send_reminders(now: dt.datetime) -> int:

@@ -19,12 +19,15 @@ class Deadline(SQLModel, table=True):
 
     # (status, next_at): the watcher's query seeks straight to open rows that are due;
     # with next_at alone SQLite chose the status index and scanned every open row.
-    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),
+    __table_args__ = (sa.UniqueConstraint("subject", "name"),
                       sa.Index("ix_deadline_open_due", "status", "due_at"),
                       sa.Index("ix_deadline_watermark", "status", "next_at"))
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
+    subject: str = Field(max_length=32, index=True)  # the incident or case number that owes it
     name: str = Field(max_length=40)
+    # The authority that owes it: the subject's own, or e.g. a bureau asked to assist.
+    # Reminders go to its desk and a miss climbs from it.
+    authority: str = Field(max_length=32, index=True)
     due_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     rule: str = Field(max_length=500)
     status: str = Field(default="open", max_length=12)  # open | met | cancelled
@@ -42,35 +45,35 @@ class Deadline(SQLModel, table=True):
                                              sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]"))
 
 
-def get_deadline(session: Session, *, incident_id: int, name: str) -> Deadline | None:
-    return session.exec(select(Deadline).where(Deadline.incident_id == incident_id, Deadline.name == name)).first()
+def get_deadline(session: Session, *, subject: str, name: str) -> Deadline | None:
+    return session.exec(select(Deadline).where(Deadline.subject == subject, Deadline.name == name)).first()
 
 
-def add_deadline(session: Session, *, incident_id: int, name: str, due_at: dt.datetime, rule: str,
-                 now: dt.datetime, policy: dict[str, Any]) -> Deadline:
-    existing = get_deadline(session, incident_id=incident_id, name=name)
+def add_deadline(session: Session, *, subject: str, name: str, due_at: dt.datetime, rule: str,
+                 now: dt.datetime, policy: dict[str, Any], authority: str) -> Deadline:
+    existing = get_deadline(session, subject=subject, name=name)
     if existing:
         return existing
     first = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"])
-    row = Deadline(incident_id=incident_id, name=name, due_at=due_at, rule=rule, created_at=now, starts_at=now,
-                   next_at=first.at, policy=policy)
+    row = Deadline(subject=subject, name=name, due_at=due_at, rule=rule, created_at=now, starts_at=now,
+                   next_at=first.at, policy=policy, authority=authority)
     session.add(row)
     session.flush()
     return row
 
 
-def close_deadline(session: Session, *, incident_id: int, name: str, status: str,
+def close_deadline(session: Session, *, subject: str, name: str, status: str,
                    now: dt.datetime) -> Deadline | None:
     """Mark an open deadline met or cancelled; a closed one is left as it was."""
-    row = get_deadline(session, incident_id=incident_id, name=name)
+    row = get_deadline(session, subject=subject, name=name)
     if row is not None and row.status in ("open", "paused"):
         row.status, row.closed_at, row.next_at = status, now, None
         session.add(row)
     return row
 
 
-def deadlines_for(session: Session, *, incident_id: int) -> list[Deadline]:
-    return list(session.exec(select(Deadline).where(Deadline.incident_id == incident_id)
+def deadlines_for(session: Session, *, subject: str) -> list[Deadline]:
+    return list(session.exec(select(Deadline).where(Deadline.subject == subject)
                              .order_by(Deadline.due_at)).all())
 
 

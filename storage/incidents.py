@@ -33,6 +33,11 @@ class Incident(IncidentBase, table=True):
     closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     flow_run_id: uuid.UUID | None = Field(default=None, unique=True)
 
+    @property
+    def summary(self) -> str:
+        """One line for messages about any subject (incident or case)."""
+        return f"{self.level}级，{self.location}"
+
 
 class Counter(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=32)
@@ -49,10 +54,10 @@ class Dispatch(SQLModel, table=True):
 class Report(SQLModel, table=True):
     """A written document of the incident: reports, the review, the release notice."""
 
-    __table_args__ = (sa.UniqueConstraint("incident_id", "step"),)
+    __table_args__ = (sa.UniqueConstraint("subject", "step"),)
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
-    kind: str = Field(max_length=20)  # initial | progress | final | review | release
+    subject: str = Field(max_length=32, index=True)  # the incident or case number
+    kind: str = Field(max_length=20)  # initial | progress | final | review | release | filing | decision ...
     step: str = Field(max_length=40)
     author: str = Field(max_length=100)
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
@@ -89,8 +94,8 @@ def list_incidents(session: Session, *, open_only: bool = False, limit: int = 20
     return list(session.exec(stmt).all())
 
 
-def reports_for(session: Session, *, incident_id: int) -> list[Report]:
-    return list(session.exec(select(Report).where(Report.incident_id == incident_id)
+def reports_for(session: Session, *, subject: str) -> list[Report]:
+    return list(session.exec(select(Report).where(Report.subject == subject)
                              .order_by(Report.submitted_at, Report.id)).all())
 
 

@@ -18,11 +18,11 @@ from storage.db import UTCDateTime
 class Step(SQLModel, table=True):
     # (status, consumed_at): the watcher looks for answered, unconsumed steps every
     # second; a status index alone would walk every step ever answered.
-    __table_args__ = (sa.UniqueConstraint("incident_id", "name"),
+    __table_args__ = (sa.UniqueConstraint("subject", "name"),
                       sa.Index("ix_step_unconsumed", "status", "consumed_at"))
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
-    name: str = Field(max_length=40)  # arrival, initial-report, progress-3, final-report, review
+    subject: str = Field(max_length=32, index=True)  # the incident or case number
+    name: str = Field(max_length=40)  # arrival, progress-3, filing, legal-review, ...
     status: str = Field(default="awaiting", max_length=12)  # awaiting | answered
     opened_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     answered_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
@@ -34,21 +34,21 @@ class Step(SQLModel, table=True):
     consumed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
 
 
-def get_step(session: Session, *, incident_id: int, name: str) -> Step | None:
-    return session.exec(select(Step).where(Step.incident_id == incident_id, Step.name == name)).first()
+def get_step(session: Session, *, subject: str, name: str) -> Step | None:
+    return session.exec(select(Step).where(Step.subject == subject, Step.name == name)).first()
 
 
-def open_step(session: Session, *, incident_id: int, name: str, now: dt.datetime) -> Step:
-    step = get_step(session, incident_id=incident_id, name=name)
+def open_step(session: Session, *, subject: str, name: str, now: dt.datetime) -> Step:
+    step = get_step(session, subject=subject, name=name)
     if step is None:
-        step = Step(incident_id=incident_id, name=name, opened_at=now)
+        step = Step(subject=subject, name=name, opened_at=now)
         session.add(step)
         session.flush()
     return step
 
 
-def awaiting_step(session: Session, *, incident_id: int) -> Step | None:
-    return session.exec(select(Step).where(Step.incident_id == incident_id, Step.status == "awaiting")
+def awaiting_step(session: Session, *, subject: str) -> Step | None:
+    return session.exec(select(Step).where(Step.subject == subject, Step.status == "awaiting")
                         .order_by(Step.opened_at.desc())).first()
 
 
@@ -63,8 +63,8 @@ def claim_answer(session: Session, *, step: Step, answer: dict[str, Any], by: st
     return result.rowcount == 1
 
 
-def steps_for(session: Session, *, incident_id: int) -> list[Step]:
-    return list(session.exec(select(Step).where(Step.incident_id == incident_id)
+def steps_for(session: Session, *, subject: str) -> list[Step]:
+    return list(session.exec(select(Step).where(Step.subject == subject)
                              .order_by(Step.opened_at, Step.id)).all())
 
 

@@ -17,6 +17,7 @@ from storage.authorities import load_tree
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
+from storage.cases import Case
 from storage.incidents import Incident
 from tasks.deadlines import label
 from tasks.render import local_time, time_left
@@ -37,23 +38,22 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
     with session_scope() as session:
         scope = under(session, authority) if authority else None
         open_ = Deadline.status.in_(("open", "paused"))
-        counts = select(Incident.authority_code, sa.func.count(), sa.func.sum(
-            sa.case((Deadline.due_at < now, 1), else_=0))).join(Incident, Incident.id == Deadline.incident_id) \
-            .where(open_).group_by(Incident.authority_code)
-        rows = select(Deadline, Incident).join(Incident, Incident.id == Deadline.incident_id).where(open_) \
-            .order_by(Deadline.due_at).limit(limit)
+        counts = select(Deadline.authority, sa.func.count(), sa.func.sum(
+            sa.case((Deadline.due_at < now, 1), else_=0))).where(open_).group_by(Deadline.authority)
+        rows = select(Deadline).where(open_).order_by(Deadline.due_at).limit(limit)
         if scope is not None:
-            counts, rows = counts.where(Incident.authority_code.in_(scope)), rows.where(Incident.authority_code.in_(scope))
+            counts, rows = counts.where(Deadline.authority.in_(scope)), rows.where(Deadline.authority.in_(scope))
         by_authority = [{"authority": code, "open": total, "overdue": int(overdue or 0)}
                         for code, total, overdue in session.execute(counts).all()]
-        found = session.execute(rows).all()
+        found = list(session.exec(rows).all())
         escalations = {e.deadline_id: e for e in session.exec(select(Escalation).where(
-            Escalation.deadline_id.in_([d.id for d, _ in found]), Escalation.status == "open")).all()} if found else {}
+            Escalation.deadline_id.in_([d.id for d in found]), Escalation.status == "open")).all()} if found else {}
+        titles = _titles(session, {d.subject for d in found})
         items = []
-        for deadline, incident in found:
+        for deadline in found:
             escalation = escalations.get(deadline.id)
             items.append({
-                "authority": incident.authority_code, "incident": incident.number, "title": incident.title,
+                "authority": deadline.authority, "subject": deadline.subject, "title": titles.get(deadline.subject, ""),
                 "deadline": deadline.name, "label": label(deadline.name), "due_at": deadline.due_at.isoformat(),
                 "status": "paused" if deadline.status == "paused" else ("overdue" if deadline.due_at < now else "open"),
                 "time_left": time_left(deadline.due_at, now), "escalation": escalation.id if escalation else None,
@@ -65,8 +65,14 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
             "open_escalations": open_escalations}
 
 
+def _titles(session: Session, numbers: set[str]) -> dict[str, str]:
+    found = session.execute(select(Incident.number, Incident.title).where(Incident.number.in_(numbers))).all()
+    found += session.execute(select(Case.number, Case.title).where(Case.number.in_(numbers))).all()
+    return dict(found)
+
+
 def table(data: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"单位 authority": r["authority"], "事件 incident": r["incident"], "标题 title": r["title"],
+    return [{"单位 authority": r["authority"], "事项 subject": r["subject"], "标题 title": r["title"],
              "时限 deadline": r["label"], "截止 due": local_time(dt.datetime.fromisoformat(r["due_at"])),
              "状态 status": r["status"], "剩余 left": r["time_left"],
              "督办 escalation": f"#{r['escalation']} (level {r['escalation_step'] + 1})" if r["escalation"] else ""}

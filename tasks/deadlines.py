@@ -24,7 +24,7 @@ from storage.authorities import Authority
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
-from storage.incidents import Incident
+from storage.subjects import Subject, subject_for
 from tasks import events
 from tasks.notify import queue
 
@@ -34,7 +34,13 @@ LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报",
 
 
 def label(name: str) -> str:
-    return LABELS.get(name) or (f"续报 {name.removeprefix('progress-')}" if name.startswith("progress-") else name)
+    from rules import cases
+
+    if name in LABELS:
+        return LABELS[name]
+    if name.startswith("progress-"):
+        return f"续报 {name.removeprefix('progress-')}"
+    return cases.label(name) or name
 
 
 @dataclass
@@ -45,12 +51,10 @@ class Cycle:
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def _queue(session: Session, incident: Incident, *, key: str, tags: list[str], template: str,
-           now: dt.datetime, **variables: Any) -> None:
-    from rules.plans import Level
-
-    queue(session, subject=incident.number, key=key, tags=tags, template=template, now=now, incident=incident,
-          level=Level(incident.level), authority=session.get(Authority, incident.authority_code), **variables)
+def _queue(session: Session, subject: Subject, *, key: str, tags: list[str], template: str,
+           now: dt.datetime, deadline: Deadline, **variables: Any) -> None:
+    queue(session, number=subject.number, key=key, tags=tags, template=template, now=now, subject=subject,
+          deadline=deadline, authority=session.get(Authority, deadline.authority), **variables)
 
 
 def _desk(code: str) -> list[str]:
@@ -77,8 +81,8 @@ def _remind(session: Session, deadline: Deadline, now: dt.datetime, cycle: Cycle
     if current is None or not deadline_rows.advance(session, deadline=deadline, sent=following.index,
                                                     next_at=following.at):
         return
-    incident = session.get(Incident, deadline.incident_id)
-    code = incident.authority_code
+    incident = subject_for(session, deadline.subject)
+    code = deadline.authority
     tags = [f"{code}.duty"] + ([f"{code}.head"] if current.kind != "before" else [])
     _queue(session, incident, key=f"reminder:{deadline.name}:{current.index}", tags=tags, template="reminder",
            now=now, reminder=current, deadline=deadline, label=label(deadline.name))
@@ -90,24 +94,36 @@ def _remind(session: Session, deadline: Deadline, now: dt.datetime, cycle: Cycle
         _raise(session, incident, deadline, now, cycle)
 
 
-def _raise(session: Session, incident: Incident, deadline: Deadline, now: dt.datetime, cycle: Cycle) -> None:
+def _raise(session: Session, incident: Subject, deadline: Deadline, now: dt.datetime, cycle: Cycle,
+           why: str = "deadline.missed") -> Escalation:
     policy = deadline.policy["escalation"]
     first = rung(0, policy)
     escalation = Escalation(deadline_id=deadline.id, subject=incident.number, policy=policy, raised_at=now,
                             next_at=next_step_at(0, raised_at=now, policy=policy))
     session.add(escalation)
     session.flush()
-    audit.record(session, at=now, actor="watcher", action="deadline.missed", subject=incident.number,
-                 deadline=deadline.name, due_at=deadline.due_at.isoformat())
+    audit.record(session, at=now, actor="watcher" if why == "deadline.missed" else "regflow", action=why,
+                 subject=incident.number, deadline=deadline.name, due_at=deadline.due_at.isoformat())
     audit.record(session, at=now, actor="watcher", action="escalation.raised", subject=incident.number,
                  escalation=escalation.id, to=first.authority if first else None)
     if first:
         _queue(session, incident, key=f"escalation:{escalation.id}:0", tags=_desk(first.authority),
                template="escalation", now=now, event="raised", escalation=escalation, deadline=deadline,
                label=label(deadline.name))
-    cycle.emitted.append(("regflow.deadline.missed", _payload(incident, deadline)))
+    cycle.emitted.append((f"regflow.{why}", _payload(incident, deadline)))
     cycle.emitted.append(("regflow.escalation.raised",
                           _payload(incident, deadline, escalation=escalation.id, to=first.authority if first else None)))
+    return escalation
+
+
+def escalate(session: Session, subject: Subject, deadline: Deadline, *, why: str, now: dt.datetime) -> Cycle:
+    """Raise an escalation now, not for a miss but for what a step found (a failed
+    look-back review); it climbs and is acknowledged like any other. Emit the
+    returned cycle's events after commit."""
+    cycle = Cycle()
+    if escalation_rows.for_deadline(session, deadline_id=deadline.id) is None:
+        _raise(session, subject, deadline, now, cycle, why=why)
+    return cycle
 
 
 def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
@@ -121,7 +137,7 @@ def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
                     next_at=next_step_at(step, raised_at=escalation.raised_at, policy=escalation.policy)):
                 continue
             deadline = session.get(Deadline, escalation.deadline_id)
-            incident = session.get(Incident, deadline.incident_id)
+            incident = subject_for(session, deadline.subject)
             _queue(session, incident, key=f"escalation:{escalation.id}:{step}", tags=_desk(target.authority),
                    template="escalation", now=now, event="climbed", escalation=escalation, deadline=deadline,
                    label=label(deadline.name))
@@ -144,7 +160,7 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime) -> Escalation:
             raise StepConflict(f"escalation {escalation_id} is already {escalation.status}")
         session.refresh(escalation)
         deadline = session.get(Deadline, escalation.deadline_id)
-        incident = session.get(Incident, deadline.incident_id)
+        incident = subject_for(session, deadline.subject)
         _notify_told(session, incident, deadline, escalation, "acknowledged", now)
         audit.record(session, at=now, actor=by, action="escalation.acknowledged", subject=incident.number,
                      escalation=escalation_id)
@@ -160,65 +176,77 @@ def resolve_late(session: Session, *, deadline: Deadline, now: dt.datetime) -> N
                                                        now=now):
         return
     session.refresh(escalation)
-    incident = session.get(Incident, deadline.incident_id)
+    incident = subject_for(session, deadline.subject)
     _notify_told(session, incident, deadline, escalation, "resolved", now)
     audit.record(session, at=now, actor="regflow", action="escalation.resolved", subject=incident.number,
                  escalation=escalation.id, deadline=deadline.name)
 
 
-def _notify_told(session: Session, incident: Incident, deadline: Deadline, escalation: Escalation, event: str,
+def _notify_told(session: Session, incident: Subject, deadline: Deadline, escalation: Escalation, event: str,
                  now: dt.datetime) -> None:
     told = {rung(s, escalation.policy).authority for s in range(escalation.step + 1) if rung(s, escalation.policy)}
-    tags = [f"{incident.authority_code}.duty"] + [t for code in sorted(told) for t in _desk(code)]
+    tags = [f"{deadline.authority}.duty"] + [t for code in sorted(told) for t in _desk(code)]
     _queue(session, incident, key=f"escalation:{escalation.id}:{event}", tags=tags, template="escalation", now=now,
            event=event, escalation=escalation, deadline=deadline, label=label(deadline.name))
 
 
 def pause(deadline_id: int, *, by: str, reason: str, now: dt.datetime) -> Deadline:
-    """Stop a deadline's clock (testing, appraisal...): no reminders while paused."""
     with session_scope() as session:
-        deadline = _open(session, deadline_id)
-        deadline.status, deadline.paused_at, deadline.next_at = "paused", now, None
-        session.add(deadline)
-        audit.record(session, at=now, actor=by, action="deadline.paused", subject=_number(session, deadline),
-                     deadline=deadline.name, reason=reason)
-        return deadline
+        return pause_row(session, _open(session, deadline_id), by=by, reason=reason, now=now)
 
 
 def resume(deadline_id: int, *, by: str, now: dt.datetime) -> Deadline:
-    """Restart the clock: the due time moves by the paused span."""
     with session_scope() as session:
         deadline = session.get(Deadline, deadline_id)
         if deadline is None or deadline.status != "paused":
             raise StepConflict(f"deadline {deadline_id} is not paused")
-        span = now - deadline.paused_at
-        old = deadline.due_at
-        deadline.due_at, deadline.starts_at = deadline.due_at + span, deadline.starts_at + span
-        deadline.paused_seconds += int(span.total_seconds())
-        deadline.paused_at, deadline.status = None, "open"
-        deadline.rule = f"{deadline.rule}; paused {_span(span)}, due moved from {old.isoformat()}"[:500]
-        _rewind(deadline, now)
-        session.add(deadline)
-        audit.record(session, at=now, actor=by, action="deadline.resumed", subject=_number(session, deadline),
-                     deadline=deadline.name, paused_seconds=int(span.total_seconds()))
-        return deadline
+        return resume_row(session, deadline, by=by, now=now)
 
 
 def extend(deadline_id: int, *, due_at: dt.datetime, by: str, reason: str, rule: str, now: dt.datetime) -> Deadline:
-    """A new due time, with who approved it and why."""
     with session_scope() as session:
-        deadline = _open(session, deadline_id)
-        if due_at <= deadline.due_at:
-            raise StepConflict("an extension must move the due time later")
-        deadline.extensions = [*deadline.extensions, {"by": by, "reason": reason, "at": now.isoformat(),
-                                                      "from": deadline.due_at.isoformat(), "to": due_at.isoformat(),
-                                                      "rule": rule}]
-        deadline.due_at = due_at
-        _rewind(deadline, now)
-        session.add(deadline)
-        audit.record(session, at=now, actor=by, action="deadline.extended", subject=_number(session, deadline),
-                     deadline=deadline.name, to=due_at.isoformat(), reason=reason)
-        return deadline
+        return extend_row(session, _open(session, deadline_id), due_at=due_at, by=by, reason=reason, rule=rule,
+                          now=now)
+
+
+def pause_row(session: Session, deadline: Deadline, *, by: str, reason: str, now: dt.datetime) -> Deadline:
+    """Stop a deadline's clock (testing, appraisal...): no reminders while paused."""
+    deadline.status, deadline.paused_at, deadline.next_at = "paused", now, None
+    session.add(deadline)
+    audit.record(session, at=now, actor=by, action="deadline.paused", subject=deadline.subject,
+                 deadline=deadline.name, reason=reason)
+    return deadline
+
+
+def resume_row(session: Session, deadline: Deadline, *, by: str, now: dt.datetime) -> Deadline:
+    """Restart the clock: the due time moves by the paused span."""
+    span = now - deadline.paused_at
+    old = deadline.due_at
+    deadline.due_at, deadline.starts_at = deadline.due_at + span, deadline.starts_at + span
+    deadline.paused_seconds += int(span.total_seconds())
+    deadline.paused_at, deadline.status = None, "open"
+    deadline.rule = f"{deadline.rule}; paused {_span(span)}, due moved from {old.isoformat()}"[:500]
+    _rewind(deadline, now)
+    session.add(deadline)
+    audit.record(session, at=now, actor=by, action="deadline.resumed", subject=deadline.subject,
+                 deadline=deadline.name, paused_seconds=int(span.total_seconds()))
+    return deadline
+
+
+def extend_row(session: Session, deadline: Deadline, *, due_at: dt.datetime, by: str, reason: str, rule: str,
+               now: dt.datetime) -> Deadline:
+    """A new due time, with who approved it and why."""
+    if due_at <= deadline.due_at:
+        raise StepConflict("an extension must move the due time later")
+    deadline.extensions = [*deadline.extensions, {"by": by, "reason": reason, "at": now.isoformat(),
+                                                  "from": deadline.due_at.isoformat(), "to": due_at.isoformat(),
+                                                  "rule": rule}]
+    deadline.due_at = due_at
+    _rewind(deadline, now)
+    session.add(deadline)
+    audit.record(session, at=now, actor=by, action="deadline.extended", subject=deadline.subject,
+                 deadline=deadline.name, to=due_at.isoformat(), reason=reason)
+    return deadline
 
 
 def _rewind(deadline: Deadline, now: dt.datetime) -> None:
@@ -239,16 +267,12 @@ def _open(session: Session, deadline_id: int) -> Deadline:
     return deadline
 
 
-def _number(session: Session, deadline: Deadline) -> str:
-    return session.get(Incident, deadline.incident_id).number
-
-
 def _span(span: dt.timedelta) -> str:
     hours, rest = divmod(int(span.total_seconds()), 3600)
     return f"{hours}h{rest // 60:02d}m"
 
 
-def _payload(incident: Incident, deadline: Deadline, **extra: Any) -> dict[str, Any]:
+def _payload(incident: Subject, deadline: Deadline, **extra: Any) -> dict[str, Any]:
     return dict(number=incident.number, flow_run_id=str(incident.flow_run_id) if incident.flow_run_id else None,
-                authority=incident.authority_code, deadline_id=deadline.id, deadline=deadline.name,
+                authority=deadline.authority, deadline_id=deadline.id, deadline=deadline.name,
                 due_at=deadline.due_at.isoformat(), **extra)

@@ -46,12 +46,9 @@ def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
 
 
 def _name_run(run_id: uuid.UUID, number: str, title: str, level: str, plan: str, authority: str) -> None:
-    from prefect.client.orchestration import get_client
+    from regflow.runs import rename_run
 
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(run_id)
-        tags = list(dict.fromkeys([*current.tags, *run_tags(level, plan, authority)]))
-        client.update_flow_run(run_id, name=f"{number} {title}"[:200], tags=tags)
+    rename_run(run_id, f"{number} {title}", run_tags(level, plan, authority))
 
 
 def run_tags(level: str, plan: str, authority: str) -> list[str]:

@@ -30,6 +30,7 @@ from storage.authorities import Authority, load_tree
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
+from storage.subjects import subject_for
 from tasks.deadlines import label, resolve_late
 from tasks.notify import queue
 from tasks.render import render
@@ -65,16 +66,17 @@ class Context:
 
     def add_deadline(self, session: Session, name: str, start: dt.datetime, period_name: str):
         due = self.due(name, start, period_name)
-        return deadline_rows.add_deadline(session, incident_id=self.incident.id, name=name, due_at=due.at,
-                                          rule=due.rule, now=start, policy=self.policy())
+        return deadline_rows.add_deadline(session, subject=self.incident.number, name=name, due_at=due.at,
+                                          rule=due.rule, now=start, policy=self.policy(),
+                                          authority=self.incident.authority_code)
 
     def close_deadline(self, session: Session, name: str, status: str, now: dt.datetime) -> None:
-        row = deadline_rows.close_deadline(session, incident_id=self.incident.id, name=name, status=status, now=now)
+        row = deadline_rows.close_deadline(session, subject=self.incident.number, name=name, status=status, now=now)
         if row is not None and status == "met":
             resolve_late(session, deadline=row, now=now)
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
-        return dict(incident=self.incident, plan=self.plan, level=self.level, authority=self.authority, **more)
+        return dict(incident=self.incident, subject=self.incident, plan=self.plan, level=self.level, authority=self.authority, **more)
 
 
 def _context(session: Session, incident: Incident) -> Context:
@@ -94,7 +96,7 @@ def _load(session: Session, number: str) -> Incident:
 
 def _queue(session: Session, ctx: Context, *, purpose: str, tags: list[str], template: str,
            now: dt.datetime, **variables: Any) -> None:
-    queue(session, subject=ctx.incident.number, key=purpose, tags=tags, template=template, now=now,
+    queue(session, number=ctx.incident.number, key=purpose, tags=tags, template=template, now=now,
           **ctx.template_vars(**variables))
 
 
@@ -167,7 +169,7 @@ def dispatch(number: str, *, now: dt.datetime) -> bool:
         ctx.close_deadline(session, "dispatch", "met", now)
         audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
                      team=team)
-        arrival = _deadline(session, incident.id, "arrival")
+        arrival = _deadline(session, incident.number, "arrival")
         _queue(session, ctx, purpose="dispatch", template="dispatch", tags=team, now=now, arrival=arrival)
         return True
 
@@ -187,6 +189,7 @@ class StepState:
     answer: dict[str, Any] | None
     prompt: str
     flow_run_id: uuid.UUID | None
+    pause_key: str = ""  # the suspension key; a step whose form answer was refused waits again under a new one
 
 
 def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
@@ -194,12 +197,12 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
     spec = lifecycle.step_named(name)
     with session_scope() as session:
         incident = _load(session, number)
-        row = step_rows.get_step(session, incident_id=incident.id, name=name)
+        row = step_rows.get_step(session, subject=incident.number, name=name)
         if row is None:
-            row = step_rows.open_step(session, incident_id=incident.id, name=name, now=now)
+            row = step_rows.open_step(session, subject=incident.number, name=name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=number, step=name)
         ctx = _context(session, incident)
-        deadline = _deadline(session, incident.id, spec.deadline)
+        deadline = _deadline(session, incident.number, spec.deadline)
         prompt = render("prompts/step.md.j2", **ctx.template_vars(step=spec, deadline=deadline, now=now,
                                                                   ask=_ASK[spec.form], cli=_cli(spec, number)))
         return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id)
@@ -227,8 +230,8 @@ def _cli(spec: lifecycle.StepSpec, number: str) -> str:
             "review": f"regflow incident review {number} --lessons '…'"}[spec.form]
 
 
-def _deadline(session: Session, incident_id: int, name: str):
-    return deadline_rows.get_deadline(session, incident_id=incident_id, name=name)
+def _deadline(session: Session, subject: str, name: str):
+    return deadline_rows.get_deadline(session, subject=subject, name=name)
 
 
 @dataclass
@@ -252,7 +255,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
 
     with session_scope() as session:
         incident = _load(session, number)
-        done = {r.name: r for r in step_rows.steps_for(session, incident_id=incident.id) if r.status == "answered"}
+        done = {r.name: r for r in step_rows.steps_for(session, subject=incident.number) if r.status == "answered"}
         expected = lifecycle.next_step({name: r.answer or {} for name, r in done.items()})
         if step is not None and step in done:
             return Answered(number, step, done[step].answer or {}, incident.flow_run_id, newly=False)
@@ -268,7 +271,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
         except Exception as exc:
             raise InvalidInput(_first_error(exc)) from exc
         data = form.model_dump()
-        row = step_rows.open_step(session, incident_id=incident.id, name=spec.name, now=now)
+        row = step_rows.open_step(session, subject=incident.number, name=spec.name, now=now)
         by = author_of(spec.form, data)
         if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {number} was already recorded")
@@ -321,7 +324,7 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
         met("arrival")
         notify(desk + [f"{code}.head"], "现场到达", "Arrival on site", data.get("note", ""))
     elif spec.form == "report":
-        deadline = _deadline(session, incident.id, spec.deadline)
+        deadline = _deadline(session, incident.number, spec.deadline)
         _report(session, ctx, spec, kind=spec.report_kind, text=data["text"], by=by, now=now, deadline=deadline)
         if spec.report_kind == "initial":
             met("initial_report")
@@ -343,7 +346,7 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
             audit.record(session, at=now, actor=by, action="incident.handling_ended", subject=incident.number)
             notify(upward, "处置结束", "End of handling", data["text"], nxt)
         else:
-            deadline = _deadline(session, incident.id, spec.name)
+            deadline = _deadline(session, incident.number, spec.name)
             _report(session, ctx, spec, kind="progress", text=data["text"], by=by, now=now, deadline=deadline)
             met(spec.name)
             nxt = add(f"progress-{n + 1}", "progress_every")
@@ -351,7 +354,7 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
     elif spec.form == "review":
         met("review")
         _report(session, ctx, spec, kind="review", text=data["lessons"], by=by, now=now,
-                deadline=_deadline(session, incident.id, "review"))
+                deadline=_deadline(session, incident.number, "review"))
         _release(session, ctx, now=now)
         incident.status, incident.closed_at = "closed", now
         session.add(incident)
@@ -364,7 +367,7 @@ def _report(session: Session, ctx: Context, spec: lifecycle.StepSpec, *, kind: s
     zh, en = REPORT_KINDS[kind]
     document = render("documents/report.md.j2", **ctx.template_vars(
         kind_zh=zh, kind_en=en, author=by, at=now, text=text, deadline=deadline))
-    row = Report(incident_id=ctx.incident.id, kind=kind, step=spec.name, author=by, text=text,
+    row = Report(subject=ctx.incident.number, kind=kind, step=spec.name, author=by, text=text,
                  document=document, submitted_at=now)
     session.add(row)
     session.flush()
@@ -372,12 +375,12 @@ def _report(session: Session, ctx: Context, spec: lifecycle.StepSpec, *, kind: s
 
 
 def _release(session: Session, ctx: Context, *, now: dt.datetime) -> Report:
-    reports = {r.kind: r for r in reports_for(session, incident_id=ctx.incident.id)}
-    arrival = step_rows.get_step(session, incident_id=ctx.incident.id, name="arrival")
+    reports = {r.kind: r for r in reports_for(session, subject=ctx.incident.number)}
+    arrival = step_rows.get_step(session, subject=ctx.incident.number, name="arrival")
     document = render("documents/release.md.j2", **ctx.template_vars(
         at=now, arrived_at=arrival.answered_at if arrival else None,
         final_text=reports["final"].text if "final" in reports else ""))
-    row = Report(incident_id=ctx.incident.id, kind="release", step="release", author=ctx.authority.name,
+    row = Report(subject=ctx.incident.number, kind="release", step="release", author=ctx.authority.name,
                  text=document, document=document, submitted_at=now)
     session.add(row)
     return row
@@ -388,21 +391,25 @@ def consume(number: str, name: str, *, now: dt.datetime) -> list[Report]:
     first time only (so artifacts are published once however often the flow re-runs)."""
     with session_scope() as session:
         incident = _load(session, number)
-        row = step_rows.get_step(session, incident_id=incident.id, name=name)
+        row = step_rows.get_step(session, subject=incident.number, name=name)
         if row is None or row.consumed_at is not None:
             return []
         row.consumed_at = now
         session.add(row)
         steps = {name, "release"} if name == "review" else {name}
-        return [r for r in reports_for(session, incident_id=incident.id) if r.step in steps]
+        return [r for r in reports_for(session, subject=incident.number) if r.step in steps]
 
 
 def pending_answer(session: Session, *, older_than: dt.datetime) -> list[tuple[str, str, dict, uuid.UUID]]:
-    """Answers recorded while their run was not yet suspended: (number, step, answer, run)."""
+    """Answers recorded while their run was not yet suspended: (number, step, answer,
+    run), for incidents and cases alike."""""
     rows = step_rows.unconsumed_answers(session, older_than=older_than)
     found = []
     for row in rows:
-        incident = session.get(Incident, row.incident_id)
-        if incident.flow_run_id is not None:
-            found.append((incident.number, row.name, row.answer or {}, incident.flow_run_id))
+        subject = subject_for(session, row.subject)
+        # A case's look-back step is answered in its own scheduled run.
+        run_id = getattr(subject, "lookback_run_id", None) if row.name == "lookback" else \
+            getattr(subject, "flow_run_id", None)
+        if run_id is not None:
+            found.append((subject.number, row.name, row.answer or {}, run_id))
     return found

@@ -94,15 +94,16 @@ def load_channels(path: Path | None = None) -> Channels:
     return _cache[key]
 
 
-def queue(session, *, subject: str, key: str, tags: list[str], template: str, now: dt.datetime,
+def queue(session, *, number: str, key: str, tags: list[str], template: str, now: dt.datetime,
           **variables: object) -> None:
     """Render a message once and queue it for each tag, keyed `<subject>:<key>:<tag>`
-    so the same step re-executed queues nothing new."""
+    so the same step re-executed queues nothing new. `number` is the incident's or
+    case's number."""
     from tasks.render import render_message
 
     title, body = render_message(template, now=now, **variables)
     for tag in dict.fromkeys(tags):
-        outbox.enqueue(session, key=f"{subject}:{key}:{tag}", subject=subject, tag=tag, title=title, body=body,
+        outbox.enqueue(session, key=f"{number}:{key}:{tag}", subject=number, tag=tag, title=title, body=body,
                        now=now)
 
 

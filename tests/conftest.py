@@ -40,7 +40,8 @@ def environment(home):
     os.environ.update(REGFLOW_HOME=str(home), REGFLOW_APPRISE_CONFIG=str(home / "apprise.yml"),
                       REGFLOW_OUTBOX_BACKOFF_BASE="0.5", REGFLOW_OUTBOX_POLL_SECONDS="0.3",
                       REGFLOW_RESUME_WAIT_SECONDS="90", REGFLOW_TEST_TOKEN=TOKEN,
-                      PREFECT_SERVER_ANALYTICS_ENABLED="false", REGFLOW_USER="测试员")
+                      PREFECT_SERVER_ANALYTICS_ENABLED="false", REGFLOW_USER="测试员",
+                      REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"))
     os.environ.pop("REGFLOW_DATABASE_URL", None)
     _reset_settings()
 

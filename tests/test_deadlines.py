@@ -75,7 +75,7 @@ def messages(number: str, kind: str) -> list[Notification]:
 def deadline(number: str, name: str) -> Deadline:
     with session_scope() as session:
         incident = get_incident(session, number=number)
-        return session.exec(select(Deadline).where(Deadline.incident_id == incident.id, Deadline.name == name)).one()
+        return session.exec(select(Deadline).where(Deadline.subject == incident.number, Deadline.name == name)).one()
 
 
 def test_reminders_at_half_and_four_fifths_and_none_for_a_deadline_met_first(own_database, receivers):
@@ -182,13 +182,13 @@ def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receiv
     tick(t0 + 61 * MIN)
     result = cli("board", "--authority", "320100", "--json")
     data = json.loads(result.out)
-    rows = [r for r in data["deadlines"] if r["incident"] == number]
+    rows = [r for r in data["deadlines"] if r["subject"] == number]
     assert {r["deadline"] for r in rows} >= {"initial_report", "dispatch"}
     assert all(r["status"] == "overdue" for r in rows if r["deadline"] == "initial_report")
     assert any(r["escalation"] for r in rows)
     assert all(r["authority"] in ("320100", "320102") for r in data["deadlines"])
     assert json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"] == [] or all(
-        r["incident"] != number for r in json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"])
+        r["subject"] != number for r in json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"])
     assert publish(utcnow(), every=0) == 1
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
@@ -213,8 +213,8 @@ def short_deadlines(number: str, count: int, due_in: float) -> list[str]:
     with session_scope() as session:
         incident = get_incident(session, number=number)
         for name in names:
-            add_deadline(session, incident_id=incident.id, name=name, due_at=now + dt.timedelta(seconds=due_in),
-                         rule="test", now=now, policy=policy)
+            add_deadline(session, subject=incident.number, name=name, due_at=now + dt.timedelta(seconds=due_in),
+                         rule="test", now=now, policy=policy, authority=incident.authority_code)
     return names
 
 

@@ -87,8 +87,8 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     with session_scope() as session:
         incident = get_incident(session, number=number)
         assert incident.status == "closed"
-        deadlines = {d.name: d.status for d in deadlines_for(session, incident_id=incident.id)}
-        kinds = [r.kind for r in reports_for(session, incident_id=incident.id)]
+        deadlines = {d.name: d.status for d in deadlines_for(session, subject=incident.number)}
+        kinds = [r.kind for r in reports_for(session, subject=incident.number)]
         sent = notifications_for(session, subject=number)
     assert deadlines == {"dispatch": "met", "arrival": "met", "initial_report": "met", "upward_report": "met",
                          "progress-1": "met", "progress-2": "cancelled", "final_report": "met", "review": "met"}

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from regflow.cli import admin, incident, supervise
+from regflow.cli import admin, case, incident, supervise
 from regflow.cli.output import err
 from regflow.errors import RegflowError
 
@@ -22,6 +22,7 @@ app = typer.Typer(help="regflow: emergency response and enforcement workflows on
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=False)
 app.add_typer(incident.app, name="incident")
+case.register(app)
 admin.register(app)
 supervise.register(app)
 

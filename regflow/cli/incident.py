@@ -158,13 +158,8 @@ def review(
 
 
 def overview(number: str) -> dict[str, Any]:
-    from sqlmodel import select
-
-    from storage.audit import events_for
-    from storage.escalations import Escalation
-    from storage.deadlines import deadlines_for
-    from storage.incidents import get_incident, reports_for
-    from storage.notifications import notifications_for
+    from regflow.cli.records import records
+    from storage.incidents import get_incident
     from storage.steps import steps_for
 
     settings = get_settings()
@@ -172,7 +167,7 @@ def overview(number: str) -> dict[str, Any]:
         incident = get_incident(session, number=number)
         if incident is None:
             raise NotFound(f"no incident {number.strip()!r}")
-        steps = steps_for(session, incident_id=incident.id)
+        steps = steps_for(session, subject=incident.number)
         answered = {s.name: s.answer or {} for s in steps if s.status == "answered"}
         awaiting = lifecycle.next_step(answered) if incident.status != "closed" else None
         return {
@@ -181,20 +176,7 @@ def overview(number: str) -> dict[str, Any]:
             "awaiting": awaiting.name if awaiting else None, "triggered_at": incident.triggered_at,
             "occurred_at": incident.occurred_at, "reporter": incident.reporter,
             "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
-            "steps": [{"name": s.name, "status": s.status, "answered_at": s.answered_at, "by": s.answered_by,
-                       "source": s.source} for s in steps],
-            "deadlines": [{"id": d.id, "name": d.name, "due_at": d.due_at, "status": d.status, "closed_at": d.closed_at,
-                           "rule": d.rule} for d in deadlines_for(session, incident_id=incident.id)],
-            "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
-                               "sent_at": n.sent_at, "last_error": n.last_error}
-                              for n in notifications_for(session, subject=incident.number)],
-            "escalations": [{"id": e.id, "deadline_id": e.deadline_id, "status": e.status, "level": e.step + 1,
-                             "raised_at": e.raised_at, "acked_by": e.acked_by}
-                            for e in session.exec(select(Escalation).where(Escalation.subject == incident.number)).all()],
-            "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
-                        for r in reports_for(session, incident_id=incident.id)],
-            "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
-                         for e in events_for(session, subject=incident.number)],
+            **records(session, incident.number),
         }
 
 
@@ -204,40 +186,19 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
 
     Example: regflow incident show INC-2026-000001
     """
-    from tasks.render import local_time, time_left
+    from regflow.cli.records import print_records
 
     data = overview(number)
     if json_out:
         emit_json(data)
         return
-    out, now = console(), utcnow()
+    out = console()
     out.print(f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
               + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""))
     out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
     if data["flow_run"]:
         out.print(f"flow run: {data['flow_run']}")
-    table = Table("deadline", "due (Asia/Shanghai)", "status", "time left", title="Deadlines")
-    for d in data["deadlines"]:
-        left = time_left(d["due_at"], now) if d["status"] == "open" else local_time(d["closed_at"])
-        table.add_row(d["name"], local_time(d["due_at"]), d["status"], left)
-    out.print(table)
-    if data["escalations"]:
-        table = Table("id", "deadline", "status", "level", "raised", "acknowledged by", title="Escalations")
-        names = {d["id"]: d["name"] for d in data["deadlines"]}
-        for e in data["escalations"]:
-            table.add_row(str(e["id"]), names.get(e["deadline_id"], ""), e["status"], str(e["level"]),
-                          local_time(e["raised_at"]), e["acked_by"] or "")
-        out.print(table)
-    table = Table("to", "message", "status", "tries", "sent", "error", title="Notifications")
-    for n in data["notifications"]:
-        table.add_row(n["tag"], n["title"], n["status"], str(n["attempts"]), local_time(n["sent_at"]),
-                      n["last_error"] or "")
-    out.print(table)
-    table = Table("at", "who", "what", title="Timeline")
-    for e in data["timeline"]:
-        what = e["action"] + (f" {e['detail'].get('step')}" if e["detail"].get("step") else "")
-        table.add_row(local_time(e["at"]), e["actor"], what)
-    out.print(table)
+    print_records(out, data)
 
 
 @app.command("list")

@@ -93,16 +93,16 @@ def escalation_list(open_only: bool = typer.Option(False, "--open", help="Only o
         for e in list_escalations(session, open_only=open_only):
             deadline = session.get(Deadline, e.deadline_id)
             told = rung(e.step, e.policy)
-            rows.append({"id": e.id, "incident": e.subject, "deadline": deadline.name, "status": e.status,
+            rows.append({"id": e.id, "subject": e.subject, "deadline": deadline.name, "status": e.status,
                          "level": e.step + 1, "told": told.authority if told else None, "raised_at": e.raised_at,
                          "next_at": e.next_at, "acked_by": e.acked_by, "acked_at": e.acked_at})
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "incident", "deadline", "status", "told", "raised", "next step", "acknowledged",
+    table = Table("id", "subject", "deadline", "status", "told", "raised", "next step", "acknowledged",
                   title="Escalations")
     for r in rows:
-        table.add_row(str(r["id"]), r["incident"], r["deadline"], r["status"], r["told"] or "",
+        table.add_row(str(r["id"]), r["subject"], r["deadline"], r["status"], r["told"] or "",
                       local_time(r["raised_at"]), local_time(r["next_at"]),
                       f"{r['acked_by']} {local_time(r['acked_at'])}" if r["acked_by"] else "")
     console().print(table)

@@ -1,0 +1,118 @@
+"""The enforcement side: one run per case (`enforcement-case`), per 12315 complaint
+(`complaint-handling`) and per look-back review (`lookback-review`, a scheduled run
+created when a case closes with a penalty or a rectification order).
+
+Each walks its step machine (rules/cases.py): every human step suspends the run
+(no process held) with a typed form the CLI answers too; a resumed run starts again
+from the top, so every task is idempotent and the suspension key is the step's
+name. Deadlines, reminders and escalation are rows the watcher fires, not timers
+in these flows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from prefect import flow
+from prefect.flow_runs import suspend_flow_run
+from pydantic import Field
+
+from flows.forms import CASE_FORMS
+from rules import cases as machine
+from tasks.emergency import deliver_notifications
+from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
+                               start_linked_runs, start_lookback, tag_stage)
+
+Source = Literal["complaint", "report", "spot_check", "referral", "risk_alert"]
+
+
+@flow(name="enforcement-case", log_prints=True)
+def enforcement_case(
+    title: str = Field(title="案由 Matter", description="涉嫌违法行为 / the suspected violation", max_length=200),
+    party: str = Field(title="当事人 Party", description="当事人名称 / the business or person concerned",
+                       max_length=200),
+    source: Source = Field(default="complaint", title="线索来源 Source",
+                           description="complaint 投诉, report 举报, spot_check 监督抽查, referral 移送/交办, "
+                                       "risk_alert 风险预警"),
+    authority: str = Field(title="承办单位 Authority", description="承办单位代码，如 330106 / handling authority code"),
+    detail: str = Field(default="", title="线索内容 Detail", description="线索描述 / what the lead says",
+                        max_length=20000),
+    received_at: dt.datetime | None = Field(default=None, title="收到时间 Received at",
+                                            description="留空为当前时间 / empty means now"),
+    reporter: str | None = Field(default=None, title="举报人 Reporter", max_length=100),
+    real_name: bool = Field(default=False, title="实名举报 Real-name report",
+                            description="实名举报人须在立案决定后 5 个工作日内告知 / told within 5 WD of the decision"),
+    number: str | None = Field(default=None, title="案件编号 Case number",
+                               description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
+) -> str:
+    params = dict(kind="case", title=title, party=party, source=source, authority=authority, detail=detail,
+                  received_at=received_at, reporter=reporter, real_name=real_name)
+    number = receive_lead(params, number)
+    _walk(number, "case")
+    start_linked_runs(number)
+    schedule_lookback(number)
+    deliver_notifications(number)
+    return number
+
+
+@flow(name="complaint-handling", log_prints=True)
+def complaint_handling(
+    title: str = Field(title="投诉事由 Subject", description="投诉内容概要 / what the complaint is about", max_length=200),
+    party: str = Field(title="被投诉人 Business", description="被投诉经营者 / the business complained about",
+                       max_length=200),
+    authority: str = Field(title="承办单位 Authority", description="承办单位代码 / handling authority code"),
+    detail: str = Field(default="", title="投诉内容 Detail", max_length=20000),
+    reporter: str | None = Field(default=None, title="投诉人 Complainant", max_length=100),
+    reporter_contact: str | None = Field(default=None, title="联系方式 Contact", max_length=200),
+    source: Literal["complaint"] = Field(default="complaint", title="来源 Source"),
+    number: str | None = Field(default=None, title="投诉编号 Complaint number",
+                               description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
+) -> str:
+    params = dict(kind="complaint", title=title, party=party, source=source, authority=authority, detail=detail,
+                  reporter=reporter, reporter_contact=reporter_contact)
+    number = receive_lead(params, number)
+    _walk(number, "complaint")
+    start_linked_runs(number)
+    deliver_notifications(number)
+    return number
+
+
+@flow(name="lookback-review", log_prints=True)
+def lookback_review(
+    case_number: str = Field(title="案件编号 Case number", description="回头看的原案件 / the closed case to look back on"),
+) -> str:
+    start_lookback(case_number)
+    deliver_notifications(case_number)
+    _walk(case_number, "lookback")
+    start_linked_runs(case_number)
+    return case_number
+
+
+def _walk(number: str, kind: str) -> None:
+    step: machine.CaseStep | None = machine.STEPS[machine.FIRST[kind]]
+    while step is not None:
+        answer = await_case_step(number, step)
+        deliver_notifications(number)
+        if kind != "lookback":
+            tag_stage(number)
+        step = machine.following(kind, step.name, answer)
+
+
+def await_case_step(number: str, step: machine.CaseStep) -> dict:
+    """One human step: wait for its answer unless it was already given (from the CLI,
+    or before this re-run). An answer that breaks a rule the form cannot check is
+    refused on record and the step asked again, under a new suspension key."""
+    while True:
+        state = open_step(number, step.name)
+        if state.status == "answered":
+            answer = state.answer
+            break
+        form = CASE_FORMS[step.form]
+        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
+                                 key=state.pause_key, timeout=None)
+        answer = record_answer(number, step.name, given.model_dump(mode="json"))
+        if answer is not None:
+            break
+    publish_documents(number, step.name)
+    return answer

@@ -1,0 +1,102 @@
+"""The Prefect tasks of the enforcement-case, complaint-handling and lookback-review
+flows: thin wrappers over `tasks.cases`, retried on transient failures only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from regflow.errors import RegflowError
+from storage.db import utcnow
+from tasks import cases
+from tasks.emergency import RETRY
+
+
+@task(name="receive-lead", **RETRY)
+def receive_lead(params: dict[str, Any], number: str | None) -> str:
+    """Record the lead or complaint (once per flow run) or adopt the one the CLI recorded."""
+    from regflow.runs import case_tags, rename_run
+
+    run_id = uuid.UUID(flow_run.id)
+    if number:
+        cases.link_flow_run(number, run_id)
+        return number
+    now = utcnow()
+    case = cases.receive(cases.validate_lead(params, now=now), now=now, flow_run_id=run_id)
+    rename_run(run_id, f"{case.number} {case.title}", case_tags(case))
+    return case.number
+
+
+@task(name="open-case-step", **RETRY)
+def open_step(number: str, step: str):
+    return cases.open_step(number, step, now=utcnow())
+
+
+@task(name="record-case-answer", **RETRY)
+def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer as recorded, or None when it broke a rule (then the step is asked again)."""
+    try:
+        return cases.answer(number, answer=answer, source="ui", step=step, from_flow=True, now=utcnow()).answer
+    except RegflowError as exc:
+        if exc.exit_code != 2:  # only the person's own mistake is asked again
+            raise
+        cases.refuse(number, step, str(exc), by=str(answer.get("by", "")), now=utcnow())
+        return None
+
+
+@task(name="publish-case-documents", **RETRY)
+def publish_documents(number: str, step: str) -> int:
+    reports = cases.consume(number, step, now=utcnow())
+    for report in reports:
+        zh, en = cases.DOCUMENTS[report.kind]
+        create_markdown_artifact(key=f"{number.lower()}-{report.kind}", markdown=report.document,
+                                 description=f"{number} {zh} / {en}")
+    return len(reports)
+
+
+@task(name="tag-stage", **RETRY)
+def tag_stage(number: str) -> str:
+    """Keep the run's `stage:` tag on the step the case awaits, for filtering in the UI."""
+    from regflow.runs import case_tags, rename_run
+    from storage.cases import get_case
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        case = get_case(session, number=number)
+        tags = case_tags(case)
+    rename_run(uuid.UUID(flow_run.id), None, tags)
+    return tags[-1]
+
+
+@task(name="start-linked-runs", **RETRY)
+def start_linked_runs(number: str) -> list[str]:
+    """Start the flow runs of cases this one opened (a complaint's lead, a failed look-back)."""
+    from regflow.runs import start_case_run
+    from storage.cases import get_case
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        case = get_case(session, number=number)
+        linked = [n for n in (case.facts.get("lead"), case.facts.get("reopened_as")) if n]
+        found = [get_case(session, number=n) for n in linked]
+    for other in found:
+        if other.flow_run_id is None:
+            start_case_run(other)
+    return linked
+
+
+@task(name="schedule-lookback", **RETRY)
+def schedule_lookback(number: str) -> str | None:
+    from regflow.runs import schedule_lookback_run
+
+    run_id = schedule_lookback_run(number)
+    return str(run_id) if run_id else None
+
+
+@task(name="start-lookback", **RETRY)
+def start_lookback(number: str) -> str:
+    return cases.start_lookback(number, now=utcnow()).number
