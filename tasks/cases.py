@@ -598,7 +598,9 @@ def _resume_clock(ctx: CaseContext, *, by: str, now: dt.datetime, strict: bool =
         if not strict:
             return []
         raise StepConflict(f"the clock of {ctx.case.number} is not paused")
-    resumed = [engine.resume_row(ctx.session, row, by=by, now=now)
+    settings = get_settings()
+    calendar = load_calendar(settings.calendar_override)
+    resumed = [engine.resume_row(ctx.session, row, by=by, now=now, calendar=calendar, tz=settings.timezone)
                for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "paused"]
     ctx.case.clock_paused_at = None
     ctx.session.add(ctx.case)
@@ -620,7 +622,7 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
 def resume_clock(number: str, *, by: str, now: dt.datetime) -> list[Deadline]:
     with session_scope() as session:
         ctx = _open_case(session, number)
-        resumed = _resume_clock(ctx, by=by, now=now, strict=False)
+        resumed = _resume_clock(ctx, by=by, now=now)
         ctx.notify(key=f"clock-resumed:{now.isoformat()}", tags=ctx.desk(), heading="办案期限恢复计算",
                    heading_en="Case clock resumed", by=by, now=now,
                    next_deadline=resumed[-1] if resumed else None)

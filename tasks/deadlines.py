@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from regflow.errors import NotFound, StepConflict
+from rules.calendar import WorkCalendar
 from rules.reminders import due_reminder, first_pending, next_step_at, reminder_at, rung
 from storage import audit, deadlines as deadline_rows, escalations as escalation_rows
 from storage.authorities import Authority
@@ -218,14 +219,28 @@ def pause_row(session: Session, deadline: Deadline, *, by: str, reason: str, now
     return deadline
 
 
-def resume_row(session: Session, deadline: Deadline, *, by: str, now: dt.datetime) -> Deadline:
-    """Restart the clock: the due time moves by the paused span."""
+def resume_row(session: Session, deadline: Deadline, *, by: str, now: dt.datetime,
+               calendar: WorkCalendar | None = None, tz: str = "Asia/Shanghai") -> Deadline:
+    """Restart the clock: the due time moves by the paused span. With a calendar (a
+    day-counted limit), by the whole days paused, as `rules.durations.due_after`
+    counts pauses, and a due day that lands on a holiday moves to the next working
+    day, end of day (Art. 80)."""
     span = now - deadline.paused_at
+    shift = dt.timedelta(days=span.days) if calendar is not None else span
     old = deadline.due_at
-    deadline.due_at, deadline.starts_at = deadline.due_at + span, deadline.starts_at + span
+    deadline.due_at, deadline.starts_at = deadline.due_at + shift, deadline.starts_at + shift
     deadline.paused_seconds += int(span.total_seconds())
     deadline.paused_at, deadline.status = None, "open"
     deadline.rule = f"{deadline.rule}; paused {_span(span)}, due moved from {old.isoformat()}"[:500]
+    if calendar is not None:
+        import pendulum
+
+        day = pendulum.instance(deadline.due_at).in_timezone(tz).date()
+        moved = calendar.next_workday_on_or_after(day)
+        if moved != day:
+            deadline.due_at = pendulum.datetime(moved.year, moved.month, moved.day, 23, 59, 59, tz=tz) \
+                .in_timezone("UTC")
+            deadline.rule = f"{deadline.rule}; {day} is not a working day, moved to {moved}"[:500]
     _rewind(deadline, now)
     session.add(deadline)
     audit.record(session, at=now, actor=by, action="deadline.resumed", subject=deadline.subject,
@@ -241,7 +256,7 @@ def extend_row(session: Session, deadline: Deadline, *, due_at: dt.datetime, by:
     deadline.extensions = [*deadline.extensions, {"by": by, "reason": reason, "at": now.isoformat(),
                                                   "from": deadline.due_at.isoformat(), "to": due_at.isoformat(),
                                                   "rule": rule}]
-    deadline.due_at = due_at
+    deadline.due_at, deadline.rule = due_at, rule[:500]  # the rule now governing it; history in extensions
     _rewind(deadline, now)
     session.add(deadline)
     audit.record(session, at=now, actor=by, action="deadline.extended", subject=deadline.subject,
