@@ -24,7 +24,7 @@ from tasks.emergency import deliver_notifications
 from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
                                start_linked_runs, start_lookback, tag_stage)
 
-Source = Literal["complaint", "report", "spot_check", "referral", "risk_alert"]
+Source = Literal["complaint", "report", "spot_check", "referral", "risk_alert", "lookback"]
 
 
 @flow(name="enforcement-case", log_prints=True)
@@ -34,7 +34,7 @@ def enforcement_case(
                        max_length=200),
     source: Source = Field(default="complaint", title="线索来源 Source",
                            description="complaint 投诉, report 举报, spot_check 监督抽查, referral 移送/交办, "
-                                       "risk_alert 风险预警"),
+                                       "risk_alert 风险预警, lookback 回头看发现（由系统填写 / set by regflow）"),
     authority: str = Field(title="承办单位 Authority", description="承办单位代码，如 330106 / handling authority code"),
     detail: str = Field(default="", title="线索内容 Detail", description="线索描述 / what the lead says",
                         max_length=20000),

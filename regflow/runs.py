@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from regflow.errors import PlatformUnavailable, StepConflict
+from regflow.errors import PlatformUnavailable, RegflowError, StepConflict
 from regflow.settings import get_settings
 from storage.db import session_scope
 from storage.cases import Case, get_case
@@ -75,6 +75,11 @@ def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str],
     try:
         run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False, flow_run_name=name[:200],
                              tags=tags, idempotency_key=key, scheduled_time=scheduled_time)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code < 500:  # reachable, but it refused: say what it said
+            detail = exc.response.json().get("detail", "") if exc.response.content else ""
+            raise RegflowError(f"Prefect refused to create a run of {deployment}: {str(detail)[:300]}") from exc
+        raise PlatformUnavailable(f"Prefect API unavailable: HTTP {exc.response.status_code}") from exc
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
     except Exception as exc:
@@ -127,7 +132,7 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
             while True:
                 state = client.read_flow_run(flow_run_id).state
                 key = state.state_details.pause_key if state is not None else None
-                if state is not None and state.type == StateType.PAUSED and key and key.split("#")[0] == step:
+                if state is not None and state.type == StateType.PAUSED and key and key.split("-again-")[0] == step:
                     result = client.resume_flow_run(flow_run_id, run_input=answer)
                     if result.status.value == "ACCEPT":
                         return "resumed"

@@ -268,7 +268,7 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
         prompt = render("prompts/step.md.j2", subject=case, step=spec, deadline=deadline, now=now, ask=ask,
                         cli=f"regflow case decide {case.number} {name} by=姓名 …")
         return StepState(case.number, name, row.status, row.answer, prompt, case.flow_run_id,
-                         pause_key=f"{name}#{len(refused)}" if refused else name)
+                         pause_key=f"{name}-again-{len(refused)}" if refused else name)
 
 
 def refuse(number: str, name: str, error: str, *, by: str, now: dt.datetime) -> None:
