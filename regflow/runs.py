@@ -23,7 +23,7 @@ from storage.steps import get_step
 def start_incident_run(incident: Incident) -> uuid.UUID:
     """Create the incident's `emergency-response` run and record its id."""
     from tasks.emergency import run_tags
-    from tasks.incidents import link_flow_run
+    from storage.subjects import link_flow_run
 
     params = dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
                   authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
@@ -36,7 +36,7 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
 
 def start_case_run(case: Case) -> uuid.UUID:
     """Create the `enforcement-case` (or `complaint-handling`) run of a case and record its id."""
-    from tasks.cases import link_flow_run
+    from storage.subjects import link_flow_run
 
     settings = get_settings()
     deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment

@@ -14,3 +14,17 @@ def subject_for(session: Session, number: str) -> Subject | None:
     if number.strip().upper().startswith("INC-"):
         return get_incident(session, number=number)
     return get_case(session, number=number)
+
+
+def link_flow_run(number: str, flow_run_id) -> None:
+    """Record the flow run of an incident or case (once: the first run wins)."""
+    from regflow.errors import NotFound
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        subject = subject_for(session, number)
+        if subject is None:
+            raise NotFound(f"no incident or case {number.strip()!r}")
+        if subject.flow_run_id is None:
+            subject.flow_run_id = flow_run_id
+            session.add(subject)

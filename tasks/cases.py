@@ -231,14 +231,6 @@ def _load(session: Session, number: str) -> Case:
     return case
 
 
-def link_flow_run(number: str, flow_run_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        case = _load(session, number)
-        if case.flow_run_id is None:
-            case.flow_run_id = flow_run_id
-            session.add(case)
-
-
 # --- human steps ---------------------------------------------------------------------
 
 

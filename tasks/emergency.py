@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from regflow.errors import PlatformUnavailable
 from rules.incidents import validate_trigger
 from storage.db import utcnow
+from storage.subjects import link_flow_run
 from tasks import incidents, notify
 
 
@@ -36,7 +37,7 @@ def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     """Create the incident (once per flow run) or adopt the one the CLI created."""
     run_id = uuid.UUID(flow_run.id)
     if incident_number:
-        incidents.link_flow_run(incident_number, run_id)
+        link_flow_run(incident_number, run_id)
         return incident_number
     now = utcnow()
     request = validate_trigger(params, now=now)

@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 
 from regflow.errors import RegflowError
 from storage.db import utcnow
+from storage.subjects import link_flow_run
 from tasks import cases
 from tasks.emergency import RETRY
 
@@ -23,7 +24,7 @@ def receive_lead(params: dict[str, Any], number: str | None) -> str:
 
     run_id = uuid.UUID(flow_run.id)
     if number:
-        cases.link_flow_run(number, run_id)
+        link_flow_run(number, run_id)
         return number
     now = utcnow()
     case = cases.receive(cases.validate_lead(params, now=now), now=now, flow_run_id=run_id)
@@ -42,7 +43,7 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
     try:
         return cases.answer(number, answer=answer, source="ui", step=step, from_flow=True, now=utcnow()).answer
     except RegflowError as exc:
-        if exc.exit_code != 2:  # only the person's own mistake is asked again
+        if exc.exit_code not in (2, 5):  # the person's own mistake, or a year without a holiday calendar
             raise
         cases.refuse(number, step, str(exc), by=str(answer.get("by", "")), now=utcnow())
         return None

@@ -149,14 +149,6 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
     return incident
 
 
-def link_flow_run(number: str, flow_run_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        incident = _load(session, number)
-        if incident.flow_run_id is None:
-            incident.flow_run_id = flow_run_id
-            session.add(incident)
-
-
 def dispatch(number: str, *, now: dt.datetime) -> bool:
     """Send the on-site team; False if it was already sent."""
     with session_scope() as session:

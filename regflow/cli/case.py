@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import console, emit_json, who
-from regflow.errors import InvalidInput, NotFound, PlatformUnavailable
+from regflow.cli.records import start_run
+from regflow.errors import InvalidInput, NotFound
 from regflow.settings import get_settings
 from rules import cases as machine
 from rules.incidents import parse_when
@@ -43,20 +44,10 @@ def _start(request: dict[str, Any], json_out: bool) -> None:
     from regflow.runs import start_case_run
     from tasks.cases import receive, validate_lead
 
-    settings, now = get_settings(), utcnow()
+    now = utcnow()
     case = receive(validate_lead(request, now=now), now=now)
-    try:
-        run_id = start_case_run(case)
-    except PlatformUnavailable as exc:
-        raise PlatformUnavailable(
-            f"{case.number} is recorded and its deadline runs, but its flow run could not be started ({exc}); "
-            f"the watcher starts it once Prefect is reachable") from exc
-    url = settings.flow_run_url(run_id)
-    if json_out:
-        emit_json({"number": case.number, "flow_run_id": str(run_id), "url": url})
-    else:
-        console().print(f"{case.number} received: {case.title} ({case.party})")
-        console().print(f"flow run: {url}")
+    start_run(case.number, lambda: start_case_run(case), json_out=json_out,
+              headline=f"{case.number} received: {case.title} ({case.party})")
 
 
 @lead_app.command("receive")
@@ -116,22 +107,11 @@ def _parse_fields(fields: list[str]) -> dict[str, Any]:
 
 
 def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool) -> None:
-    from regflow.runs import resume_when_suspended
+    from regflow.cli.records import hand_over
     from tasks.cases import answer as record
 
-    settings = get_settings()
     result = record(number, answer=answer, source="cli", step=step, now=utcnow())
-    outcome = "pending"
-    if result.flow_run_id is not None:
-        outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
-                                        wait_seconds=settings.resume_wait_seconds)
-    if json_out:
-        emit_json({"number": result.number, "step": result.step, "run": outcome})
-        return
-    console().print(f"{result.number}: {machine.STEPS[result.step].title} recorded.")
-    console().print({"resumed": "The flow run is moving on.", "consumed": "The flow run has taken it.",
-                     "pending": "The flow run will take it when it reaches this step (the watcher makes sure)."}[
-        outcome])
+    hand_over(result, machine.STEPS[result.step].title, json_out=json_out)
 
 
 @app.command()

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import console, emit_json, who
+from regflow.cli.records import start_run
 from regflow.errors import InvalidInput, NotFound, PlatformUnavailable
 from regflow.settings import get_settings
 from rules import lifecycle
@@ -48,38 +49,16 @@ def trigger(
     request = validate_trigger(dict(plan=plan, level=level, title=title, location=location, authority=authority,
                                     occurred_at=occurred, reporter=reporter), now=now)
     incident = activate(request, now=now)
-    try:
-        run_id = start_incident_run(incident)
-    except PlatformUnavailable as exc:
-        raise PlatformUnavailable(
-            f"{incident.number} is recorded and its notices are queued, but its flow run could not be started "
-            f"({exc}); the watcher starts it once Prefect is reachable") from exc
-    url = settings.flow_run_url(run_id)
-    if json_out:
-        emit_json({"number": incident.number, "flow_run_id": str(run_id), "url": url})
-    else:
-        console().print(f"{incident.number} triggered: {incident.title} (level {incident.level})")
-        console().print(f"flow run: {url}")
+    start_run(incident.number, lambda: start_incident_run(incident), json_out=json_out,
+              headline=f"{incident.number} triggered: {incident.title} (level {incident.level})")
 
 
 def _answer(number: str, verb: str, answer: dict[str, Any], json_out: bool) -> None:
-    from regflow.runs import resume_when_suspended
+    from regflow.cli.records import hand_over
     from tasks.incidents import answer as record
 
-    settings = get_settings()
     result = record(number, answer=answer, source="cli", verb=verb, now=utcnow())
-    outcome = "pending"
-    if result.flow_run_id is not None:
-        outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
-                                        wait_seconds=settings.resume_wait_seconds)
-    title = lifecycle.step_named(result.step).title
-    if json_out:
-        emit_json({"number": result.number, "step": result.step, "run": outcome})
-        return
-    console().print(f"{result.number}: {title} recorded.")
-    console().print({"resumed": "The flow run is moving on.",
-                     "consumed": "The flow run has taken it.",
-                     "pending": "The flow run will take it when it reaches this step (the watcher makes sure)."}[outcome])
+    hand_over(result, lifecycle.step_named(result.step).title, json_out=json_out)
 
 
 @app.command()

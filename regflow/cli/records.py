@@ -71,3 +71,43 @@ def print_records(out: Console, data: dict[str, Any]) -> None:
         what = e["action"] + (f" {e['detail'].get('step')}" if e["detail"].get("step") else "")
         table.add_row(local_time(e["at"]), e["actor"], what)
     out.print(table)
+
+
+def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
+    """Start the flow run of what was just recorded and say where to watch it. The
+    record stands if Prefect is away: the watcher starts the run later."""
+    from regflow.cli.output import console, emit_json
+    from regflow.errors import PlatformUnavailable
+    from regflow.settings import get_settings
+
+    try:
+        run_id = start()
+    except PlatformUnavailable as exc:
+        raise PlatformUnavailable(
+            f"{number} is recorded and its notices are queued, but its flow run could not be started "
+            f"({exc}); the watcher starts it once Prefect is reachable") from exc
+    url = get_settings().flow_run_url(run_id)
+    if json_out:
+        emit_json({"number": number, "flow_run_id": str(run_id), "url": url})
+    else:
+        console().print(headline)
+        console().print(f"flow run: {url}")
+
+
+def hand_over(result, title: str, *, json_out: bool) -> None:
+    """After an answer is recorded: resume the run waiting for it, and say what happened."""
+    from regflow.cli.output import console, emit_json
+    from regflow.runs import resume_when_suspended
+    from regflow.settings import get_settings
+
+    outcome = "pending"
+    if result.flow_run_id is not None:
+        outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
+                                        wait_seconds=get_settings().resume_wait_seconds)
+    if json_out:
+        emit_json({"number": result.number, "step": result.step, "run": outcome})
+        return
+    console().print(f"{result.number}: {title} recorded.")
+    console().print({"resumed": "The flow run is moving on.", "consumed": "The flow run has taken it.",
+                     "pending": "The flow run will take it when it reaches this step (the watcher makes sure)."}[
+        outcome])
