@@ -217,3 +217,20 @@ def wait_until(predicate, timeout: float = 90.0, interval: float = 0.3, what: st
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def read_run(run_id):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def wait_for_pause(run_id, key: str, timeout: float = 120):
+    """The run, once it is suspended under this key."""
+    from prefect.client.schemas.objects import StateType
+
+    def paused():
+        run = read_run(run_id)
+        return run if run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key else None
+    return wait_until(paused, timeout=timeout, what=f"the run to suspend at {key!r}")

@@ -20,19 +20,7 @@ from storage.cases import get_case
 from storage.db import session_scope
 from storage.escalations import Escalation
 from storage.notifications import notifications_for
-from tests.conftest import TOKEN, cli, wait_until
-
-
-def read_run(run_id):
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id)
-
-
-def wait_for_pause(run_id, key: str):
-    def paused():
-        run = read_run(run_id)
-        return run if run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key else None
-    return wait_until(paused, timeout=120, what=f"the run to suspend at {key!r}")
+from tests.conftest import TOKEN, cli, read_run, wait_for_pause, wait_until
 
 
 def decide(number: str, step: str, *fields: str) -> None:

@@ -18,19 +18,7 @@ from storage.deadlines import deadlines_for
 from storage.incidents import get_incident, reports_for
 from storage.notifications import notifications_for
 from tasks.notify import load_channels
-from tests.conftest import TOKEN, cli, wait_until
-
-
-def run_state(run_id):
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id)
-
-
-def wait_for_pause(run_id, key: str):
-    def paused():
-        run = run_state(run_id)
-        return run if run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key else None
-    return wait_until(paused, timeout=120, what=f"the run to suspend at {key!r}")
+from tests.conftest import TOKEN, cli, read_run, wait_for_pause, wait_until
 
 
 def trigger(**extra) -> dict:
@@ -73,7 +61,7 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     assert cli("incident", "report", number, "--kind", "final", "--text", "终报：事件原因为制动器故障。").code == 0
     wait_for_pause(run_id, "review")
     assert cli("incident", "review", number, "--lessons", "响应及时；加强维保检查。").code == 0
-    wait_until(lambda: run_state(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
+    wait_until(lambda: read_run(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
 
     # Twice, and out of order: clear one-line refusals that write nothing.
     wait_until(lambda: all(n.status == "sent" for n in notifications_for_fresh(number)), what="all sent")
