@@ -136,6 +136,11 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
                     result = client.resume_flow_run(flow_run_id, run_input=answer)
                     if result.status.value == "ACCEPT":
                         return "resumed"
+                    now_state = client.read_flow_run(flow_run_id).state
+                    if now_state is not None and now_state.type != StateType.PAUSED:
+                        # Resumed meanwhile by the watcher's hand-over (or the UI): the run
+                        # takes the recorded answer, which wins over any other.
+                        return "resumed"
                     reason = getattr(result.details, "reason", "") or "refused"
                     raise StepConflict(f"Prefect refused to resume {number}: {reason}")
                 if _consumed(number, step):

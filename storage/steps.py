@@ -39,12 +39,15 @@ def get_step(session: Session, *, subject: str, name: str) -> Step | None:
 
 
 def open_step(session: Session, *, subject: str, name: str, now: dt.datetime) -> Step:
-    step = get_step(session, subject=subject, name=name)
-    if step is None:
-        step = Step(subject=subject, name=name, opened_at=now)
-        session.add(step)
-        session.flush()
-    return step
+    """The step row, inserted if absent. The flow opening a step and a person
+    answering it may insert at the same moment: insert-or-ignore, then read."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(Step).values(subject=subject, name=name, status="awaiting", opened_at=now)
+                    .on_conflict_do_nothing(index_elements=["subject", "name"]))
+    return get_step(session, subject=subject, name=name)
 
 
 def awaiting_step(session: Session, *, subject: str) -> Step | None:

@@ -30,6 +30,16 @@ def pg_unavailable_reason() -> str | None:
         return f"PostgreSQL not reachable at {PG_ADMIN} ({type(exc).__name__})"
 
 
+# End-to-end tests drive a real worker and watcher, and every human step of a run is
+# a new flow-run process (3-5 s here). Run on both backends they doubled the suite;
+# so the emergency lifecycle runs end to end on SQLite (the embedded default `make
+# run` uses) and the case lifecycle on PostgreSQL (the production backend), while
+# every task-level test runs on both.
+on_sqlite = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+on_postgresql = pytest.mark.parametrize(
+    "database", ["postgresql" if pg_unavailable_reason() is None else "sqlite"], indirect=True)
+
+
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("regflow-home")

@@ -20,12 +20,13 @@ from storage.cases import get_case
 from storage.db import session_scope
 from storage.escalations import Escalation
 from storage.notifications import notifications_for
-from tests.conftest import TOKEN, cli, read_run, wait_for_pause, wait_until
+from tests.conftest import TOKEN, cli, on_postgresql, read_run, wait_for_pause, wait_until
 
 
-def decide(number: str, step: str, *fields: str) -> None:
+def decide(number: str, step: str, *fields: str) -> str:
     result = cli("case", "decide", number, step, *fields, "--json")
     assert result.code == 0, result.err
+    return json.loads(result.out)["run"]
 
 
 def case_of(number: str):
@@ -33,6 +34,7 @@ def case_of(number: str):
         return get_case(session, number=number)
 
 
+@on_postgresql
 def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(platform, use_database, receivers):
     token = uuid.uuid4().hex[:8]
     started = cli("lead", "receive", "--title", f"销售不合格电动车头盔 {token}", "--party", "某某商贸有限公司",
@@ -74,10 +76,12 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
     assert "the last answer was refused" in again and "in the future" in again
 
     today = pendulum.now("Asia/Shanghai").format("YYYY-MM-DD")
-    decide(number, "pre-penalty", "fine=5000", f"served_on={today}")
-    decide(number, "party-response", "response=waived")
-    decide(number, "decision", "outcome=penalty", "fine=5000", "party_present=true", "rectification=true")
-    decide(number, "payment", f"paid_on={today}", "amount=5000")
+    assert decide(number, "pre-penalty", "fine=5000", f"served_on={today}") == "resumed"
+    # Answered ahead while the run restarts: it walks through them in one go.
+    assert decide(number, "party-response", "response=waived", "--no-wait") == "pending"
+    decide(number, "decision", "outcome=penalty", "fine=5000", "party_present=true", "rectification=true",
+           "--no-wait")
+    decide(number, "payment", f"paid_on={today}", "amount=5000", "--no-wait")
     decide(number, "closure", "text=罚款已缴清")
     wait_until(lambda: read_run(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
 

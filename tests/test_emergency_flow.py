@@ -18,7 +18,7 @@ from storage.deadlines import deadlines_for
 from storage.incidents import get_incident, reports_for
 from storage.notifications import notifications_for
 from tasks.notify import load_channels
-from tests.conftest import TOKEN, cli, read_run, wait_for_pause, wait_until
+from tests.conftest import TOKEN, cli, on_sqlite, read_run, wait_for_pause, wait_until
 
 
 def trigger(**extra) -> dict:
@@ -32,6 +32,7 @@ def trigger(**extra) -> dict:
     return {**json.loads(result.out), "token": token}
 
 
+@on_sqlite
 def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receivers):
     started = trigger()
     number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
@@ -126,6 +127,7 @@ def _receiver_address(server) -> str:
     return unquote(parts.path.lstrip("/")) if parts.scheme == "mailto" else unquote(parts.path)
 
 
+@on_sqlite
 def test_a_run_triggered_from_the_deployment_form_activates_itself(platform, use_database):
     """The UI's "Run" form passes the trigger parameters and no incident number."""
     from prefect.deployments import run_deployment
@@ -141,6 +143,7 @@ def test_a_run_triggered_from_the_deployment_form_activates_itself(platform, use
         assert incident.flow_run_id == run.id and incident.level == "III"
 
 
+@on_sqlite
 def test_answering_before_the_run_reaches_the_step_is_handed_over(platform, use_database):
     """An answer given while the run is still starting reaches it (the CLI waits, and
     the watcher hands it over if the CLI gave up)."""
@@ -201,6 +204,7 @@ def _counts() -> tuple[int, ...]:
                      for t in ("incident", "deadline", "notification", "audit_event", "step", "report"))
 
 
+@on_sqlite
 def test_the_watcher_hands_over_an_answer_whose_cli_never_resumed_the_run(platform, use_database):
     """The answer is on record but nobody resumed the suspended run (the CLI was
     killed right after committing): the watcher resumes it with that answer."""
@@ -214,6 +218,7 @@ def test_the_watcher_hands_over_an_answer_whose_cli_never_resumed_the_run(platfo
     wait_for_pause(run_id, "initial-report")
 
 
+@on_sqlite
 def test_no_secret_reaches_logs_or_records(platform, use_database):
     """The channel URLs carry a token; it is in no log, no table and no output."""
     import sqlalchemy as sa
@@ -226,6 +231,7 @@ def test_no_secret_reaches_logs_or_records(platform, use_database):
             assert TOKEN not in repr(rows), table
 
 
+@on_sqlite
 def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(platform, use_database, tmp_path):
     """Trigger with Prefect unreachable: a clear error saying the incident is on record;
     then the platform's watcher starts its run, which reaches its first human step."""

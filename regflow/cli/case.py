@@ -106,12 +106,12 @@ def _parse_fields(fields: list[str]) -> dict[str, Any]:
     return answer
 
 
-def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool) -> None:
+def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool, wait: bool = True) -> None:
     from regflow.cli.records import hand_over
     from tasks.cases import answer as record
 
     result = record(number, answer=answer, source="cli", step=step, now=utcnow())
-    hand_over(result, machine.STEPS[result.step].title, json_out=json_out)
+    hand_over(result, machine.STEPS[result.step].title, json_out=json_out, wait=wait)
 
 
 @app.command()
@@ -120,15 +120,18 @@ def decide(
     step: str = typer.Argument(..., help="The step answered (see `regflow case steps`)."),
     fields: Optional[list[str]] = typer.Argument(None, help="The form's fields as FIELD=VALUE."),
     by: Optional[str] = BY,
+    no_wait: bool = typer.Option(False, "--no-wait", help="Record and return; the run takes it when it gets there."),
     json_out: bool = JSON,
 ) -> None:
     """Answer the step a case awaits with the same fields as its form in the Prefect UI.
+    Several steps in a row may be answered with --no-wait; the run then walks through
+    them in one go.
 
     Example: regflow case decide CASE-2026-000001 filing decision=file handler=张三 text="证据充分"
     Example: regflow case decide CASE-2026-000001 pre-penalty fine=5000 served_on=2026-10-09
     """
     answer = {"by": who(by), **_parse_fields(fields or [])}
-    _answer(number, machine.step_named(step).name, answer, json_out)
+    _answer(number, machine.step_named(step).name, answer, json_out, wait=not no_wait)
 
 
 @app.command()

@@ -94,14 +94,16 @@ def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
         console().print(f"flow run: {url}")
 
 
-def hand_over(result, title: str, *, json_out: bool) -> None:
-    """After an answer is recorded: resume the run waiting for it, and say what happened."""
+def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
+    """After an answer is recorded: resume the run waiting for it, and say what
+    happened. Without `wait`, leave that to the run (it reads recorded answers before
+    suspending) and the watcher (it resumes a run suspended on an answered step)."""
     from regflow.cli.output import console, emit_json
     from regflow.runs import resume_when_suspended
     from regflow.settings import get_settings
 
     outcome = "pending"
-    if result.flow_run_id is not None:
+    if result.flow_run_id is not None and wait:
         outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
                                         wait_seconds=get_settings().resume_wait_seconds)
     if json_out:
