@@ -101,7 +101,26 @@ def send_notifications(now: dt.datetime) -> int:
     return result.sent
 
 
-MANAGERS = [Manager("start-missing-runs", start_missing_runs), Manager("hand-over-answers", hand_over_answers),
+_last_beat: dict[str, dt.datetime | None] = {"at": None}
+
+
+def heartbeat(now: dt.datetime) -> int:
+    """Stamp this watcher's row every 5 s, for `regflow doctor`."""
+    import os
+    import socket
+
+    from storage.heartbeats import beat
+
+    last = _last_beat["at"]
+    if last is not None and (now - last).total_seconds() < 5:
+        return 0
+    with session_scope() as session:
+        beat(session, name=f"watcher:{socket.gethostname()}:{os.getpid()}", now=now)
+    _last_beat["at"] = now
+    return 1
+
+
+MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs), Manager("hand-over-answers", hand_over_answers),
             Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
             Manager("send-notifications", send_notifications)]

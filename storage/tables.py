@@ -1,6 +1,7 @@
 """Every table module, imported once so `SQLModel.metadata` knows them all."""
 
-from storage import audit, authorities, cases, deadlines, escalations, incidents, notifications, plans, steps  # noqa: F401
+from storage import (audit, authorities, cases, deadlines, escalations, heartbeats, incidents,  # noqa: F401
+                     notifications, plans, steps)
 from sqlmodel import SQLModel
 
 metadata = SQLModel.metadata

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from regflow.cli import admin, case, incident, supervise
+from regflow.cli.doctor import doctor
 from regflow.cli.output import err
 from regflow.errors import RegflowError
 
@@ -23,6 +24,7 @@ app = typer.Typer(help="regflow: emergency response and enforcement workflows on
                   add_completion=False)
 app.add_typer(incident.app, name="incident")
 case.register(app)
+app.command()(doctor)
 admin.register(app)
 supervise.register(app)
 

@@ -1,0 +1,159 @@
+"""`regflow doctor`: is this set-up able to keep its promises, and if not, what to fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+import typer
+from rich.table import Table
+
+from regflow.cli.output import console, emit_json
+from regflow.settings import get_settings
+
+WORKER_FRESH = dt.timedelta(seconds=90)  # Prefect workers heartbeat every 30 s
+WATCHER_FRESH = dt.timedelta(seconds=30)  # watchers stamp every 5 s
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _database() -> list[Check]:
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config, current_revision
+
+    settings = get_settings()
+    where = settings.db_url.split("@")[-1]  # never the password
+    try:
+        current = current_revision()
+    except Exception as exc:
+        fix = "regflow db upgrade (creates it)" if settings.db_url.startswith("sqlite") else \
+            "start the database or fix REGFLOW_DATABASE_URL"
+        return [Check("database", False, f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}", fix)]
+    head = ScriptDirectory.from_config(alembic_config(settings.db_url)).get_current_head()
+    if current != head:
+        return [Check("database", False, f"{where}: at revision {current}, newest is {head}", "regflow db upgrade")]
+    return [Check("database", True, f"{where}: reachable, at the newest revision {head}")]
+
+
+def _prefect(now: dt.datetime) -> list[Check]:
+    import os
+
+    import httpx
+
+    # Unset, it is where `make run` serves it; never let the client start a server of its own.
+    api = os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
+    try:
+        httpx.get(f"{api.rstrip('/')}/health", timeout=3).raise_for_status()
+    except httpx.HTTPError as exc:
+        return [Check("prefect api", False, f"{api}: {type(exc).__name__}",
+                      "start it (`make run`, or `prefect server start`) or set PREFECT_API_URL")]
+    checks = [Check("prefect api", True, f"{api}: healthy")]
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    settings = get_settings()
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool("regflow")
+        except Exception:
+            return checks + [Check("work pool", False, "no work pool 'regflow'",
+                                   "prefect work-pool create regflow --type process")]
+        checks.append(Check("work pool", True, f"regflow ({pool.type})"))
+        workers = [w for w in client.read_workers_for_work_pool("regflow")
+                   if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_FRESH]
+        checks.append(Check("worker", bool(workers), f"{len(workers)} worker(s) polling 'regflow'",
+                            "" if workers else "prefect worker start --pool regflow --limit 4"))
+        missing = []
+        for name in (settings.deployment, settings.case_deployment, settings.complaint_deployment,
+                     settings.lookback_deployment):
+            try:
+                client.read_deployment_by_name(name)
+            except Exception:
+                missing.append(name.split("/")[0])
+        checks.append(Check("deployments", not missing, f"missing: {', '.join(missing)}" if missing else
+                            "emergency-response, enforcement-case, complaint-handling, lookback-review",
+                            "REGFLOW_PROJECT_DIR=$PWD prefect --no-prompt deploy --all" if missing else ""))
+    return checks
+
+
+def _watcher(now: dt.datetime) -> Check:
+    from storage.db import session_scope
+    from storage.heartbeats import alive
+
+    try:
+        with session_scope() as session:
+            found = alive(session, prefix="watcher:", since=now - WATCHER_FRESH)
+    except Exception as exc:
+        return Check("watcher", False, f"cannot read heartbeats: {type(exc).__name__}", "regflow db upgrade")
+    return Check("watcher", bool(found), f"{len(found)} watcher(s) alive: " + ", ".join(h.name for h in found)
+                 if found else "no watcher stamped in the last 30 s: reminders and escalations are not firing",
+                 "" if found else "regflow watch (under a supervisor)")
+
+
+def _channels() -> Check:
+    from tasks.notify import load_channels
+
+    path = get_settings().apprise_config_path
+    if not path.exists():
+        return Check("channels", False, f"{path}: no apprise config; messages wait in the outbox",
+                     "write it and set REGFLOW_APPRISE_CONFIG (see README, Notifications)")
+    try:
+        channels = load_channels(path)
+    except Exception as exc:
+        return Check("channels", False, f"{path}: {str(exc).splitlines()[0][:160]}", "fix the apprise config")
+    tags = {tag for server in channels.servers for tag in server.tags}
+    return Check("channels", bool(channels.urls), f"{path}: {len(channels.urls)} destination(s), {len(tags)} tag(s)",
+                 "" if channels.urls else "add destinations to the apprise config")
+
+
+def _calendar(now: dt.datetime) -> Check:
+    import pendulum
+
+    from regflow.errors import CalendarUnavailable, InvalidInput
+    from rules.calendar import load_calendar
+
+    settings = get_settings()
+    year = pendulum.instance(now).in_timezone(settings.timezone).year
+    try:
+        calendar = load_calendar(settings.calendar_override)
+        for y in (year, year + 1):
+            calendar.is_workday(dt.date(y, 1, 1))
+            calendar.is_workday(dt.date(y, 12, 31))
+    except CalendarUnavailable as exc:
+        return Check("holiday calendar", False, str(exc).split(":")[0],
+                     f"enter the State Council's schedule in {settings.calendar_override}")
+    except InvalidInput as exc:
+        return Check("holiday calendar", False, str(exc), f"fix {settings.calendar_override}")
+    return Check("holiday calendar", True, f"covers {year} and {year + 1}")
+
+
+def run_checks() -> list[Check]:
+    from storage.db import utcnow
+
+    now = utcnow()
+    return [*_database(), *_prefect(now), _watcher(now), _channels(), _calendar(now)]
+
+
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> int:
+    """Check the set-up: database migrated, Prefect reachable, pool, worker and deployments,
+    a watcher alive, channels loading, holidays known for this year and the next. Exits 1
+    if anything needs fixing, and says how.
+
+    Example: regflow doctor
+    """
+    checks = run_checks()
+    if json_out:
+        emit_json([asdict(c) for c in checks])
+    else:
+        table = Table("check", "", "found", "to fix", title="regflow doctor")
+        for c in checks:
+            table.add_row(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix)
+        console().print(table)
+    return 0 if all(c.ok for c in checks) else 1

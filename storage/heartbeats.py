@@ -1,0 +1,30 @@
+"""Who is alive: each watcher stamps a row every few seconds, so `regflow doctor` (and
+an operator on another machine) can tell whether one is running."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from storage.db import UTCDateTime
+
+
+class Heartbeat(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=200)  # e.g. watcher:host:pid
+    seen_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False, index=True))
+
+
+def beat(session: Session, *, name: str, now: dt.datetime) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(Heartbeat).values(name=name, seen_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now}))
+
+
+def alive(session: Session, *, prefix: str, since: dt.datetime) -> list[Heartbeat]:
+    return list(session.exec(select(Heartbeat).where(Heartbeat.name.startswith(prefix),
+                                                     Heartbeat.seen_at >= since)).all())
