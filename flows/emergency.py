@@ -18,6 +18,7 @@ from prefect.flow_runs import suspend_flow_run
 from pydantic import Field
 
 from flows.forms import FORMS
+from flows.params import AUTHORITY_HELP, AuthorityCode, PlanKey
 from rules import lifecycle
 from rules.plans import Level
 from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team, open_step, publish_documents,
@@ -26,11 +27,11 @@ from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team
 
 @flow(name="emergency-response", log_prints=True)
 def emergency_response(
-    plan: str = Field(title="预案 Plan", description="预案编号，如 product-quality / plan key"),
+    plan: PlanKey = Field(title="预案 Plan", description="预案 / emergency plan (data/plans)"),
     level: Level = Field(title="响应级别 Level", description="I 特别重大, II 重大, III 较大, IV 一般"),
     title: str = Field(title="事件名称 Title", description="简要描述事件 / short title", max_length=200),
     location: str = Field(title="地点 Location", description="事发地点 / where it happened", max_length=200),
-    authority: str = Field(title="承办单位 Authority", description="承办单位代码，如 330106 / handling authority code"),
+    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
     occurred_at: dt.datetime | None = Field(default=None, title="发生时间 Occurred at",
                                             description="留空为当前时间 / empty means now"),
     reporter: str | None = Field(default=None, title="报告人 Reporter", max_length=100),

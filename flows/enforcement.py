@@ -19,6 +19,7 @@ from prefect.flow_runs import suspend_flow_run
 from pydantic import Field
 
 from flows.forms import CASE_FORMS
+from flows.params import AUTHORITY_HELP, AuthorityCode
 from rules import cases as machine
 from tasks.emergency import deliver_notifications
 from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
@@ -35,7 +36,7 @@ def enforcement_case(
     source: Source = Field(default="complaint", title="线索来源 Source",
                            description="complaint 投诉, report 举报, spot_check 监督抽查, referral 移送/交办, "
                                        "risk_alert 风险预警, lookback 回头看发现（由系统填写 / set by regflow）"),
-    authority: str = Field(title="承办单位 Authority", description="承办单位代码，如 330106 / handling authority code"),
+    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
     detail: str = Field(default="", title="线索内容 Detail", description="线索描述 / what the lead says",
                         max_length=20000),
     received_at: dt.datetime | None = Field(default=None, title="收到时间 Received at",
@@ -61,7 +62,7 @@ def complaint_handling(
     title: str = Field(title="投诉事由 Subject", description="投诉内容概要 / what the complaint is about", max_length=200),
     party: str = Field(title="被投诉人 Business", description="被投诉经营者 / the business complained about",
                        max_length=200),
-    authority: str = Field(title="承办单位 Authority", description="承办单位代码 / handling authority code"),
+    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
     detail: str = Field(default="", title="投诉内容 Detail", max_length=20000),
     reporter: str | None = Field(default=None, title="投诉人 Complainant", max_length=100),
     reporter_contact: str | None = Field(default=None, title="联系方式 Contact", max_length=200),

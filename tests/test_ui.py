@@ -11,6 +11,7 @@ Screenshots of each step go to test-output/ui/ (kept by CI with the working tree
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -90,6 +91,15 @@ def ui_platform(module_database, prefect_database, receivers, home):
                 child.kill()
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of one of the Run form's drop-downs."""
+    prop = page.locator(".schema-form-property",
+                        has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{label}$")))
+    prop.locator(".p-select-button__control").first.click()
+    page.keyboard.press("ArrowDown")
+    page.locator("[role=option]").filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+
+
 def _run(api: str, token: str) -> dict | None:
     """The run whose parameters carry this test's token (its name changes once it runs)."""
     runs = httpx.post(f"{api}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_DESC", "limit": 20}).json()
@@ -119,16 +129,13 @@ def test_trigger_from_the_deployment_form_and_answer_steps_through_resume(ui_pla
         # 1. The deployment's Run form: the duty officer's trigger.
         page.goto(f"{ui}/deployments/deployment/{deployment['id']}/run")
         page.wait_for_selector("textarea")
+        # Plan, level and authority are drop-downs of what was deployed; the rest is text.
+        choose(page, "plan", "product-quality")
+        choose(page, "level", "II")
+        choose(page, "authority", "330106")
         fields = page.locator("textarea")
-        fields.nth(0).fill("product-quality")
-        fields.nth(1).fill(f"电梯困人 {token}")
-        fields.nth(2).fill("杭州市西湖区文三路 1 号")
-        fields.nth(3).fill("330106")
-        level = page.locator(".schema-form-property",
-                             has=page.locator(".schema-form-property__label", has_text="level"))
-        level.locator(".p-select-button__control").click()
-        page.keyboard.press("ArrowDown")
-        page.locator("[role=option]").filter(has_text="II").first.click()
+        fields.nth(0).fill(f"电梯困人 {token}")
+        fields.nth(1).fill("杭州市西湖区文三路 1 号")
         page.screenshot(path=SHOTS / "1-deployment-run-form.png", full_page=True)
         page.get_by_role("button", name="Submit").click()
         wait_until(lambda: _run(api, token), timeout=30, what="the run the form created")
