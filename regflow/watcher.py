@@ -55,7 +55,6 @@ def start_missing_runs(now: dt.datetime) -> int:
     unreachable, and schedule look-back reviews that could not be scheduled."""
     from regflow.runs import schedule_lookback_run, start_case_run, start_incident_run
     from storage import cases, incidents
-    from tasks.cases import lookbacks_unscheduled
     from tasks.events import prefect_configured
 
     if not prefect_configured():
@@ -64,7 +63,7 @@ def start_missing_runs(now: dt.datetime) -> int:
     with session_scope() as session:
         orphans = incidents.without_run(session, older_than=older)
         matters = cases.without_run(session, older_than=older)
-        lookbacks = [c.number for c in lookbacks_unscheduled(session) if c.closed_at < older]
+        lookbacks = [c.number for c in cases.lookbacks_unscheduled(session, closed_before=older)]
     for incident in orphans:
         log.info("%s: started its flow run %s", incident.number, start_incident_run(incident))
     for case in matters:

@@ -33,6 +33,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from regflow.errors import InvalidInput
+from rules.authorities import first_error
+from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
+
 LEAD_SOURCES = {"complaint": "投诉", "report": "举报", "spot_check": "监督抽查", "referral": "移送/交办",
                 "risk_alert": "风险预警", "lookback": "回头看"}
 
@@ -128,8 +134,6 @@ def step_named(name: str) -> CaseStep:
     try:
         return STEPS[name]
     except KeyError:
-        from regflow.errors import InvalidInput
-
         raise InvalidInput(f"unknown step {name!r}; steps: {', '.join(STEPS)}") from None
 
 
@@ -178,6 +182,51 @@ def at_noon(day: dt.date, tz: str) -> dt.datetime:
     import pendulum
 
     return pendulum.datetime(day.year, day.month, day.day, 12, tz=tz).in_timezone("UTC")
+
+
+# --- receiving a lead or a complaint ---------------------------------------------------
+
+
+class LeadRequest(BaseModel):
+    """A lead (or a 12315 complaint) as a desk officer or the UI form gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(default="case", pattern="^(case|complaint)$")
+    title: str = Field(min_length=1, max_length=200)
+    party: str = Field(min_length=1, max_length=200)
+    source: str = "complaint"
+    detail: str = Field(default="", max_length=MAX_TEXT)
+    authority: str = Field(min_length=1, max_length=32)
+    received_at: dt.datetime | None = None
+    reporter: str | None = Field(default=None, max_length=100)
+    reporter_contact: str | None = Field(default=None, max_length=200)
+    real_name: bool = False
+    linked_to: str | None = Field(default=None, max_length=32)
+
+    _lines = field_validator("title", "party", "authority", "reporter", "reporter_contact", mode="before")(
+        lambda v: clean_line(v) if isinstance(v, str) else v)
+    _text = field_validator("detail", mode="before")(lambda v: clean_text(v) if isinstance(v, str) else v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value not in LEAD_SOURCES:
+            raise ValueError(f"unknown source {value!r}; one of {', '.join(LEAD_SOURCES)}")
+        return value
+
+    _aware = field_validator("received_at")(lambda v: require_timezone(v))
+
+
+def validate_lead(data: dict[str, Any], *, now: dt.datetime) -> LeadRequest:
+    try:
+        request = LeadRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(first_error(exc)) from exc
+    if request.received_at is not None and request.received_at > now + dt.timedelta(minutes=1):
+        raise InvalidInput("received_at: is in the future")
+    if request.real_name and not request.reporter:
+        raise InvalidInput("a real-name report needs --reporter")
+    return request
 
 
 def case_number(year: int, n: int, kind: str = "case") -> str:

@@ -32,6 +32,12 @@ def clean_text(value: str) -> str:
     return value
 
 
+def require_timezone(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must include a time zone (e.g. +08:00)")
+    return value
+
+
 class TriggerRequest(BaseModel):
     """The parameters a duty officer gives when triggering an incident."""
 
@@ -49,12 +55,7 @@ class TriggerRequest(BaseModel):
         lambda v: clean_line(v) if isinstance(v, str) else v
     )
 
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a time zone (e.g. +08:00)")
-        return value
+    _aware = field_validator("occurred_at")(lambda v: require_timezone(v))
 
 
 def validate_trigger(data: dict, *, now: dt.datetime) -> TriggerRequest:

@@ -28,6 +28,8 @@ def record(session: Session, *, at: dt.datetime, actor: str, action: str, subjec
     return event
 
 
-def events_for(session: Session, *, subject: str) -> list[AuditEvent]:
-    return list(session.exec(select(AuditEvent).where(AuditEvent.subject == subject)
-                             .order_by(AuditEvent.at, AuditEvent.id)).all())
+def events_for(session: Session, *, subject: str, action: str | None = None) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.subject == subject)
+    if action is not None:
+        stmt = stmt.where(AuditEvent.action == action)
+    return list(session.exec(stmt.order_by(AuditEvent.at, AuditEvent.id)).all())

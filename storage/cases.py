@@ -85,3 +85,9 @@ def without_run(session: Session, *, older_than: dt.datetime, limit: int = 20) -
     return list(session.exec(select(Case).where(Case.flow_run_id.is_(None), Case.status == "open",
                                                 Case.received_at < older_than)
                              .order_by(Case.received_at).limit(limit)).all())
+
+
+def lookbacks_unscheduled(session: Session, *, closed_before: dt.datetime, limit: int = 20) -> list[Case]:
+    """Cases due a look-back review whose scheduled run could not be created."""
+    return list(session.exec(select(Case).where(Case.lookback_at.is_not(None), Case.lookback_run_id.is_(None),
+                                                Case.closed_at < closed_before).limit(limit)).all())

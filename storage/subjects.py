@@ -16,6 +16,12 @@ def subject_for(session: Session, number: str) -> Subject | None:
     return get_case(session, number=number)
 
 
+def run_for(subject: Subject, step: str):
+    """The flow run that waits for this step: a case's look-back step is answered in
+    its own scheduled run, every other step in the subject's run."""
+    return getattr(subject, "lookback_run_id", None) if step == "lookback" else subject.flow_run_id
+
+
 def link_flow_run(number: str, flow_run_id) -> None:
     """Record the flow run of an incident or case (once: the first run wins)."""
     from regflow.errors import NotFound

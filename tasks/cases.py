@@ -16,28 +16,29 @@ from decimal import Decimal
 from typing import Any
 
 import pendulum
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlmodel import Session, select
+from pydantic import ValidationError
+from sqlmodel import Session
 
 from regflow.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from regflow.settings import get_settings
 from rules import cases as machine
+from rules.cases import LeadRequest
 from rules.authorities import AuthorityTree, first_error
 from rules.calendar import load_calendar
 from rules.durations import Due, Period, due_after
-from rules.incidents import MAX_TEXT, clean_line, clean_text
 from rules.reminders import EscalationPolicy, ReminderPolicy
 from rules.statutes import LoadedRules, due_by_rule, late_payment_surcharge, latest_before, load_rules
 from storage import audit, deadlines as deadline_rows, steps as step_rows
 from storage.authorities import Authority, load_tree
-from storage.cases import Case, get_case
+from storage.cases import Case, case_by_run, get_case
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.incidents import Report, next_number, reports_for
+from storage.subjects import run_for
 from tasks import deadlines as engine, events
 from tasks.incidents import Answered, StepState
 from tasks.notify import queue
-from tasks.render import render
+from tasks.render import local_time, render
 
 # Case deadlines run for days: remind at half and four fifths, then daily while
 # overdue; an unacknowledged escalation climbs after a working day's hours.
@@ -57,58 +58,11 @@ OUTCOMES = {"not_filed": "不予立案", "penalised": "予以处罚", "no_penalt
 # --- receiving leads and complaints --------------------------------------------------
 
 
-class LeadRequest(BaseModel):
-    """A lead (or a 12315 complaint) as a desk officer or the UI form gives it."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: str = Field(default="case", pattern="^(case|complaint)$")
-    title: str = Field(min_length=1, max_length=200)
-    party: str = Field(min_length=1, max_length=200)
-    source: str = "complaint"
-    detail: str = Field(default="", max_length=MAX_TEXT)
-    authority: str = Field(min_length=1, max_length=32)
-    received_at: dt.datetime | None = None
-    reporter: str | None = Field(default=None, max_length=100)
-    reporter_contact: str | None = Field(default=None, max_length=200)
-    real_name: bool = False
-    linked_to: str | None = Field(default=None, max_length=32)
-
-    _lines = field_validator("title", "party", "authority", "reporter", "reporter_contact", mode="before")(
-        lambda v: clean_line(v) if isinstance(v, str) else v)
-    _text = field_validator("detail", mode="before")(lambda v: clean_text(v) if isinstance(v, str) else v)
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        if value not in machine.LEAD_SOURCES:
-            raise ValueError(f"unknown source {value!r}; one of {', '.join(machine.LEAD_SOURCES)}")
-        return value
-
-    @field_validator("received_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a time zone (e.g. +08:00)")
-        return value
-
-
-def validate_lead(data: dict[str, Any], *, now: dt.datetime) -> LeadRequest:
-    try:
-        request = LeadRequest.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(first_error(exc)) from exc
-    if request.received_at is not None and request.received_at > now + dt.timedelta(minutes=1):
-        raise InvalidInput("received_at: is in the future")
-    if request.real_name and not request.reporter:
-        raise InvalidInput("a real-name report needs --reporter")
-    return request
-
-
 def receive(request: LeadRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None) -> Case:
     """Record a lead or a complaint, its first deadline and the desk's notice."""
     with session_scope() as session:
         if flow_run_id is not None:
-            existing = session.exec(select(Case).where(Case.flow_run_id == flow_run_id)).first()
+            existing = case_by_run(session, flow_run_id=flow_run_id)
             if existing:
                 return existing
         return _receive(session, request, now=now, flow_run_id=flow_run_id)
@@ -252,8 +206,9 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
             row = step_rows.open_step(session, subject=case.number, name=name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=case.number, step=name)
         deadline = deadline_rows.get_deadline(session, subject=case.number, name=spec.deadline or "decision")
-        refused = [e.detail.get("error", "") for e in audit.events_for(session, subject=case.number)
-                   if e.action == "step.refused" and e.detail.get("step") == name]
+        refused = [e.detail.get("error", "") for e in audit.events_for(session, subject=case.number,
+                                                                         action="step.refused")
+                   if e.detail.get("step") == name]
         ask = f"由{spec.role}填写。/ Answered by the {spec.role.split(' ', 1)[-1]}."
         if refused:
             ask = f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}"
@@ -290,8 +245,8 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
             if from_flow:
                 return Answered(case.number, spec.name, done[spec.name].answer or {}, None, newly=False)
             row = done[spec.name]
-            when = pendulum.instance(row.answered_at).in_timezone(get_settings().timezone).format("YYYY-MM-DD HH:mm")
-            raise StepConflict(f"{spec.title} of {case.number} was already recorded at {when} by {row.answered_by}")
+            raise StepConflict(f"{spec.title} of {case.number} was already recorded at "
+                               f"{local_time(row.answered_at)} by {row.answered_by}")
         expected = machine.next_step(kind, {n: r.answer or {} for n, r in done.items()})
         if kind == "lookback" and step_rows.get_step(session, subject=case.number, name="lookback") is None:
             expected = None  # a look-back is answered only once its scheduled run has started
@@ -316,8 +271,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
             ctx.set_stage(nxt.name if nxt else case.stage)
         audit.record(session, at=now, actor=form.by, action="step.answered", subject=case.number, step=spec.name,
                      source=source)
-        run_id = case.lookback_run_id if spec.name == "lookback" else case.flow_run_id
-        result = Answered(case.number, spec.name, data, run_id, newly=True)
+        result = Answered(case.number, spec.name, data, run_for(case, spec.name), newly=True)
     events.emit_all(cycle.emitted if cycle else [])
     return result
 
@@ -421,7 +375,7 @@ def _apply(ctx: CaseContext, spec: machine.CaseStep, form: Any, *, now: dt.datet
         _not_future(form.served_on, "served_on", now)
         if met is not None and machine.at_noon(form.served_on, get_settings().timezone) > met.due_at:
             raise InvalidInput(f"served_on: {form.served_on} is too late for the hearing; the notice had to reach "
-                               f"the party by {_local(met.due_at)} — set a later hearing date")
+                               f"the party by {local_time(met.due_at)} — set a later hearing date")
         notify("听证通知已送达", "Hearing notice served")
     elif name == "hearing":
         notify("听证已举行", "Hearing held")
@@ -444,7 +398,7 @@ def _apply(ctx: CaseContext, spec: machine.CaseStep, form: Any, *, now: dt.datet
                      fields=[("结案类型 Outcome", OUTCOMES[outcome]),
                              ("罚款 Fine", f"{case.fine} 元" if outcome == "penalised" else None),
                              ("加处罚款 Surcharge", f"{case.surcharge} 元" if case.surcharge else None),
-                             ("回头看 Look-back", _local(case.lookback_at) if case.lookback_at else None)])
+                             ("回头看 Look-back", local_time(case.lookback_at) if case.lookback_at else None)])
         notify("结案", "Case closed", tags=upward + _listing_desk(case))
     elif name == "acceptance":
         tell = f"请告知投诉人 {case.reporter or ''}（{case.reporter_contact or '无联系方式'}）：" \
@@ -526,8 +480,8 @@ def _hearing_notice(ctx: CaseContext, hearing_at: dt.datetime | None, now: dt.da
     latest = latest_before(hearing_at, Period.parse(limit.period), tz=settings.timezone,
                            calendar=load_calendar(settings.calendar_override), label=limit.name)
     if latest.at < now:
-        raise InvalidInput(f"hearing_at: {_local(hearing_at)} is too soon; the notice must reach the party "
-                           f"{limit.period} before it, by {_local(latest.at)}, which has passed")
+        raise InvalidInput(f"hearing_at: {local_time(hearing_at)} is too soon; the notice must reach the party "
+                           f"{limit.period} before it, by {local_time(latest.at)}, which has passed")
     ctx.case.facts = {**ctx.case.facts, "hearing_at": hearing_at.isoformat()}
     return ctx.add("hearing-notice", now, due=latest)
 
@@ -548,10 +502,6 @@ def _finish(ctx: CaseContext, outcome: str, *, now: dt.datetime, by: str) -> Non
     audit.record(ctx.session, at=now, actor=by, action=f"{case.kind}.closed", subject=case.number, outcome=outcome,
                  lookback_at=case.lookback_at.isoformat() if case.lookback_at else None)
     ctx.session.add(case)
-
-
-def _local(at: dt.datetime) -> str:
-    return pendulum.instance(at).in_timezone(get_settings().timezone).format("YYYY-MM-DD HH:mm")
 
 
 def _listing_desk(case: Case) -> list[str]:
@@ -577,7 +527,7 @@ def _pause_clock(ctx: CaseContext, *, by: str, reason: str, now: dt.datetime, st
     if ctx.case.clock_paused_at is not None:
         if not strict:
             return []
-        raise StepConflict(f"the clock of {ctx.case.number} is already paused since {_local(ctx.case.clock_paused_at)}")
+        raise StepConflict(f"the clock of {ctx.case.number} is already paused since {local_time(ctx.case.clock_paused_at)}")
     paused = [engine.pause_row(ctx.session, row, by=by, reason=reason, now=now)
               for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "open"]
     ctx.case.clock_paused_at = now
@@ -682,7 +632,7 @@ def measure(number: str, kind: str, *, by: str, end: bool, now: dt.datetime, tex
                        by=by, now=now, text=text)
         else:
             if row is not None:
-                raise StepConflict(f"{en} of {number} was already recorded at {_local(row.created_at)}")
+                raise StepConflict(f"{en} of {number} was already recorded at {local_time(row.created_at)}")
             row = ctx.add(kind, now)
             ctx.notify(key=f"measure:{kind}", tags=ctx.desk(), heading=f"采取{zh}措施", heading_en=f"{en} taken",
                        by=by, now=now, text=text, next_deadline=row)
@@ -771,10 +721,10 @@ def supervise(number: str, *, by_authority: str, report_every: str, finish_by: d
         progress = ctx.add("supervision-progress-1", now, ladder_from=by_authority, due=due_after(
             now, every, tz=settings.timezone, calendar=load_calendar(settings.calendar_override), event="督办进展报告 1"))
         ctx.add("supervision-final", now, ladder_from=by_authority,
-                due=Due(at=finish_by, rule=f"督办通知：{_local(finish_by)} 前办结 / finish by {_local(finish_by)}"))
+                due=Due(at=finish_by, rule=f"督办通知：{local_time(finish_by)} 前办结 / finish by {local_time(finish_by)}"))
         ctx.notify(key="listed", tags=ctx.desk() + _listing_desk(case), heading=f"挂牌督办（{by_authority}）",
                    heading_en="Listed for supervision", by=by, now=now,
-                   text=f"每 {every} 报告进展，{_local(finish_by)} 前办结。", next_deadline=progress)
+                   text=f"每 {every} 报告进展，{local_time(finish_by)} 前办结。", next_deadline=progress)
         audit.record(session, at=now, actor=by, action="case.listed", subject=number, by_authority=by_authority,
                      report_every=str(every), finish_by=finish_by.isoformat())
         return case
@@ -848,8 +798,3 @@ def lookback_scheduled(number: str, flow_run_id: uuid.UUID, *, now: dt.datetime)
             session.add(case)
             audit.record(session, at=now, actor="regflow", action="case.lookback.scheduled", subject=number,
                          at_time=case.lookback_at.isoformat(), flow_run_id=str(flow_run_id))
-
-
-def lookbacks_unscheduled(session: Session, *, limit: int = 20) -> list[Case]:
-    return list(session.exec(select(Case).where(Case.lookback_at.is_not(None), Case.lookback_run_id.is_(None))
-                             .limit(limit)).all())

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from regflow.errors import RegflowError
+from rules.cases import validate_lead
 from storage.db import utcnow
 from storage.subjects import link_flow_run
 from tasks import cases
@@ -27,7 +28,7 @@ def receive_lead(params: dict[str, Any], number: str | None) -> str:
         link_flow_run(number, run_id)
         return number
     now = utcnow()
-    case = cases.receive(cases.validate_lead(params, now=now), now=now, flow_run_id=run_id)
+    case = cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
     rename_run(run_id, f"{case.number} {case.title}", case_tags(case))
     return case.number
 

@@ -30,7 +30,7 @@ from storage.authorities import Authority, load_tree
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
-from storage.subjects import subject_for
+from storage.subjects import run_for, subject_for
 from tasks.deadlines import label, resolve_late
 from tasks.notify import queue
 from tasks.render import render
@@ -399,9 +399,7 @@ def pending_answer(session: Session, *, older_than: dt.datetime) -> list[tuple[s
     found = []
     for row in rows:
         subject = subject_for(session, row.subject)
-        # A case's look-back step is answered in its own scheduled run.
-        run_id = getattr(subject, "lookback_run_id", None) if row.name == "lookback" else \
-            getattr(subject, "flow_run_id", None)
+        run_id = run_for(subject, row.name) if subject is not None else None
         if run_id is not None:
             found.append((subject.number, row.name, row.answer or {}, run_id))
     return found

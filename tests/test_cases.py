@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from regflow.errors import InvalidInput, StepConflict
+from rules.cases import validate_lead
 from storage.audit import events_for
 from storage.cases import get_case
 from storage.db import session_scope
@@ -44,7 +45,7 @@ def local(value: dt.datetime) -> str:
 def lead(now: dt.datetime, **extra) -> str:
     data = dict(kind="case", title=f"销售不合格头盔 {uuid.uuid4().hex[:6]}", party="某商贸有限公司", source="report",
                 authority="330106", **extra)
-    return cases.receive(cases.validate_lead(data, now=now), now=now).number
+    return cases.receive(validate_lead(data, now=now), now=now).number
 
 
 def step(number: str, name: str, now: dt.datetime, **fields) -> dict:
@@ -304,7 +305,7 @@ def test_assistance_is_owed_and_escalated_by_the_assisting_authority(own_databas
 
 def test_complaint_accepted_then_a_lead_found_in_mediation_becomes_a_case(own_database):
     received = at("2026-09-21 10:00")
-    request = cases.validate_lead(dict(kind="complaint", title="预付卡无法退费", party="某健身房", authority="330106",
+    request = validate_lead(dict(kind="complaint", title="预付卡无法退费", party="某健身房", authority="330106",
                                        reporter="王五", reporter_contact="138****0000"), now=received)
     number = cases.receive(request, now=received).number
     assert number.startswith("CMP-")

@@ -42,7 +42,8 @@ def _detail(text: str | None, file: Path | None) -> str:
 
 def _start(request: dict[str, Any], json_out: bool) -> None:
     from regflow.runs import start_case_run
-    from tasks.cases import receive, validate_lead
+    from rules.cases import validate_lead
+    from tasks.cases import receive
 
     now = utcnow()
     case = receive(validate_lead(request, now=now), now=now)

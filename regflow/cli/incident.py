@@ -10,7 +10,7 @@ from rich.table import Table
 
 from regflow.cli.output import console, emit_json, who
 from regflow.cli.records import start_run
-from regflow.errors import InvalidInput, NotFound, PlatformUnavailable
+from regflow.errors import InvalidInput, NotFound
 from regflow.settings import get_settings
 from rules import lifecycle
 from rules.incidents import MAX_TEXT, parse_when, validate_trigger
