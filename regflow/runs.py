@@ -142,7 +142,9 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
                         # takes the recorded answer, which wins over any other.
                         return "resumed"
                     reason = getattr(result.details, "reason", "") or "refused"
-                    raise StepConflict(f"Prefect refused to resume {number}: {reason}")
+                    # Prefect sets Paused before it saves the form's schema: just suspended, try again.
+                    if "schema not found" not in reason or time.monotonic() > deadline:
+                        raise StepConflict(f"Prefect refused to resume {number}: {reason}")
                 if _consumed(number, step):
                     return "consumed"
                 if state is not None and state.is_final():

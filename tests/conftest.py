@@ -237,10 +237,22 @@ def read_run(run_id):
 
 
 def wait_for_pause(run_id, key: str, timeout: float = 120):
-    """The run, once it is suspended under this key."""
+    """The run, once it is suspended under this key with its form saved. Prefect sets
+    the Paused state first and writes the form's schema and description just after."""
+    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import PrefectHTTPStatusError
 
     def paused():
         run = read_run(run_id)
-        return run if run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key else None
+        if run.state.type != StateType.PAUSED or run.state.state_details.pause_key != key:
+            return None
+        try:
+            with get_client(sync_client=True) as client:
+                client.read_flow_run_input(run_id, f"suspended-{key}-description")
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        return run
     return wait_until(paused, timeout=timeout, what=f"the run to suspend at {key!r}")
