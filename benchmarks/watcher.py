@@ -62,18 +62,25 @@ def seed(pending: int, incidents: int = 100) -> list[int]:
     from storage.deadlines import Deadline
     from tasks.incidents import trigger
 
+    from regflow.cli.output import progress
+
     now = utcnow()
-    ids = [trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"bench {i}", location="x",
-                                         authority="330106"), now=now), now=now).number for i in range(incidents)]
+    with progress("triggering incidents", incidents) as advance:
+        ids = []
+        for i in range(incidents):
+            ids.append(trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"bench {i}",
+                                                     location="x", authority="330106"), now=now), now=now).number)
+            advance(1)
     rows = []
     for k in range(pending):
         due = now + dt.timedelta(seconds=3600 + (k * 5 * 3600) // max(pending, 1))
         rows.append(dict(subject=ids[k % incidents], authority="330106", name=f"p{k}", due_at=due, rule="bench", status="open",
                          created_at=now, starts_at=now, next_at=now + (due - now) / 2, reminders_sent=0,
                          policy=POLICY_LATER, paused_seconds=0, extensions=[]))
-    with session_scope() as session:
+    with session_scope() as session, progress("seeding deadlines", len(rows)) as advance:
         for start in range(0, len(rows), 5000):
             session.execute(sa.insert(Deadline), rows[start:start + 5000])
+            advance(len(rows[start:start + 5000]))
     return ids
 
 

@@ -15,27 +15,27 @@ import datetime as dt
 
 from prefect import flow
 from prefect.flow_runs import suspend_flow_run
-from pydantic import Field
 
 from flows.forms import FORMS
-from flows.params import AUTHORITY_HELP, AuthorityCode, PlanKey
+from flows.params import AUTHORITY_HELP, Param, AuthorityCode, PlanKey
 from rules import lifecycle
 from rules.plans import Level
 from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team, open_step, publish_documents,
-                             record_answer)
+                             publish_status, record_answer)
 
 
 @flow(name="emergency-response", log_prints=True)
 def emergency_response(
-    plan: PlanKey = Field(title="预案 Plan", description="预案 / emergency plan (data/plans)"),
-    level: Level = Field(title="响应级别 Level", description="I 特别重大, II 重大, III 较大, IV 一般"),
-    title: str = Field(title="事件名称 Title", description="简要描述事件 / short title", max_length=200),
-    location: str = Field(title="地点 Location", description="事发地点 / where it happened", max_length=200),
-    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
-    occurred_at: dt.datetime | None = Field(default=None, title="发生时间 Occurred at",
+    plan: PlanKey = Param(title="预案 Plan", description="预案 / emergency plan (data/plans)"),
+    level: Level = Param(title="响应级别 Level", description="I 特别重大, II 重大, III 较大, IV 一般"),
+    title: str = Param(title="事件名称 Title", description="简要描述事件 / short title", max_length=200),
+    location: str = Param(title="地点 Location", description="事发地点 / where it happened", max_length=200),
+    authority: AuthorityCode = Param(title="承办单位 Authority", description=AUTHORITY_HELP),
+    occurred_at: dt.datetime | None = Param(default=None, title="发生时间 Occurred at",
                                             description="留空为当前时间 / empty means now"),
-    reporter: str | None = Field(default=None, title="报告人 Reporter", max_length=100),
-    incident_number: str | None = Field(default=None, title="事件编号 Incident number",
+    reporter: str | None = Param(default=None, title="报告人 Reporter", max_length=100,
+                                 description="接报人或报告人姓名 / who reported it"),
+    incident_number: str | None = Param(default=None, title="事件编号 Incident number",
                                         description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
     params = dict(plan=plan, level=level, title=title, location=location, authority=authority,
@@ -49,6 +49,7 @@ def emergency_response(
         answer = await_human_step(number, step)
         deliver_notifications(number)
         step = lifecycle.following(step.name, answer)
+    publish_status(number)
     return number
 
 
@@ -58,6 +59,7 @@ def await_human_step(number: str, step: lifecycle.StepSpec) -> dict:
     state = open_step(number, step.name)
     answer = state.answer
     if state.status != "answered":
+        publish_status(number)  # what it waits for, on the run's tags and artifacts
         form = FORMS[step.form]
         given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt), key=step.name,
                                  timeout=None)

@@ -16,35 +16,35 @@ from typing import Literal
 
 from prefect import flow
 from prefect.flow_runs import suspend_flow_run
-from pydantic import Field
 
 from flows.forms import CASE_FORMS
-from flows.params import AUTHORITY_HELP, AuthorityCode
+from flows.params import AUTHORITY_HELP, Param, AuthorityCode
 from rules import cases as machine
-from tasks.emergency import deliver_notifications
+from tasks.emergency import deliver_notifications, publish_status
 from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
-                               start_linked_runs, start_lookback, tag_stage)
+                               start_linked_runs, start_lookback)
 
 Source = Literal["complaint", "report", "spot_check", "referral", "risk_alert", "lookback"]
 
 
 @flow(name="enforcement-case", log_prints=True)
 def enforcement_case(
-    title: str = Field(title="案由 Matter", description="涉嫌违法行为 / the suspected violation", max_length=200),
-    party: str = Field(title="当事人 Party", description="当事人名称 / the business or person concerned",
+    title: str = Param(title="案由 Matter", description="涉嫌违法行为 / the suspected violation", max_length=200),
+    party: str = Param(title="当事人 Party", description="当事人名称 / the business or person concerned",
                        max_length=200),
-    source: Source = Field(default="complaint", title="线索来源 Source",
+    source: Source = Param(default="complaint", title="线索来源 Source",
                            description="complaint 投诉, report 举报, spot_check 监督抽查, referral 移送/交办, "
                                        "risk_alert 风险预警, lookback 回头看发现（由系统填写 / set by regflow）"),
-    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
-    detail: str = Field(default="", title="线索内容 Detail", description="线索描述 / what the lead says",
+    authority: AuthorityCode = Param(title="承办单位 Authority", description=AUTHORITY_HELP),
+    detail: str = Param(default="", title="线索内容 Detail", description="线索描述 / what the lead says",
                         max_length=20000),
-    received_at: dt.datetime | None = Field(default=None, title="收到时间 Received at",
+    received_at: dt.datetime | None = Param(default=None, title="收到时间 Received at",
                                             description="留空为当前时间 / empty means now"),
-    reporter: str | None = Field(default=None, title="举报人 Reporter", max_length=100),
-    real_name: bool = Field(default=False, title="实名举报 Real-name report",
+    reporter: str | None = Param(default=None, title="举报人 Reporter", max_length=100,
+                                 description="举报人或投诉人 / who gave the lead (optional)"),
+    real_name: bool = Param(default=False, title="实名举报 Real-name report",
                             description="实名举报人须在立案决定后 5 个工作日内告知 / told within 5 WD of the decision"),
-    number: str | None = Field(default=None, title="案件编号 Case number",
+    number: str | None = Param(default=None, title="案件编号 Case number",
                                description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
     params = dict(kind="case", title=title, party=party, source=source, authority=authority, detail=detail,
@@ -59,15 +59,18 @@ def enforcement_case(
 
 @flow(name="complaint-handling", log_prints=True)
 def complaint_handling(
-    title: str = Field(title="投诉事由 Subject", description="投诉内容概要 / what the complaint is about", max_length=200),
-    party: str = Field(title="被投诉人 Business", description="被投诉经营者 / the business complained about",
+    title: str = Param(title="投诉事由 Subject", description="投诉内容概要 / what the complaint is about", max_length=200),
+    party: str = Param(title="被投诉人 Business", description="被投诉经营者 / the business complained about",
                        max_length=200),
-    authority: AuthorityCode = Field(title="承办单位 Authority", description=AUTHORITY_HELP),
-    detail: str = Field(default="", title="投诉内容 Detail", max_length=20000),
-    reporter: str | None = Field(default=None, title="投诉人 Complainant", max_length=100),
-    reporter_contact: str | None = Field(default=None, title="联系方式 Contact", max_length=200),
-    source: Literal["complaint"] = Field(default="complaint", title="来源 Source"),
-    number: str | None = Field(default=None, title="投诉编号 Complaint number",
+    authority: AuthorityCode = Param(title="承办单位 Authority", description=AUTHORITY_HELP),
+    detail: str = Param(default="", title="投诉内容 Detail", max_length=20000,
+                        description="投诉的事实与诉求 / facts and what the consumer asks for"),
+    reporter: str | None = Param(default=None, title="投诉人 Complainant", max_length=100,
+                                 description="投诉人姓名 / the consumer complaining"),
+    reporter_contact: str | None = Param(default=None, title="联系方式 Contact", max_length=200,
+                                         description="电话或地址，用于告知受理结果 / to tell them the outcome"),
+    source: Literal["complaint"] = Param(default="complaint", title="来源 Source", description="12315 投诉 / a consumer complaint"),
+    number: str | None = Param(default=None, title="投诉编号 Complaint number",
                                description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
     params = dict(kind="complaint", title=title, party=party, source=source, authority=authority, detail=detail,
@@ -81,7 +84,7 @@ def complaint_handling(
 
 @flow(name="lookback-review", log_prints=True)
 def lookback_review(
-    case_number: str = Field(title="案件编号 Case number", description="回头看的原案件 / the closed case to look back on"),
+    case_number: str = Param(title="案件编号 Case number", description="回头看的原案件 / the closed case to look back on"),
 ) -> str:
     start_lookback(case_number)
     deliver_notifications(case_number)
@@ -95,9 +98,8 @@ def _walk(number: str, kind: str) -> None:
     while step is not None:
         answer = await_case_step(number, step)
         deliver_notifications(number)
-        if kind != "lookback":
-            tag_stage(number)
         step = machine.following(kind, step.name, answer)
+    publish_status(number, retag=kind != "lookback")
 
 
 def await_case_step(number: str, step: machine.CaseStep) -> dict:
@@ -109,6 +111,7 @@ def await_case_step(number: str, step: machine.CaseStep) -> dict:
         if state.status == "answered":
             answer = state.answer
             break
+        publish_status(number, retag=step.name != "lookback")  # what it waits for: run tags, artifacts
         form = CASE_FORMS[step.form]
         given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
                                  key=state.pause_key, timeout=None)

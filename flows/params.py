@@ -4,7 +4,9 @@ them. Redeploy (`prefect deploy --all`) after adding a plan or an authority."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from regflow.settings import get_settings
 
@@ -24,3 +26,16 @@ AUTHORITIES = _authorities()
 PlanKey = Literal[tuple(PLANS)] if PLANS else str  # type: ignore[valid-type]
 AuthorityCode = Literal[tuple(code for code, _ in AUTHORITIES)] if AUTHORITIES else str  # type: ignore[valid-type]
 AUTHORITY_HELP = "承办单位 / handling authority: " + "; ".join(f"{code} {name}" for code, name in AUTHORITIES)
+
+
+def Param(default: Any = ..., *, title: str, description: str | None = None, max_length: int | None = None) -> Any:
+    """A Run-form field. Prefect titles every parameter with its name and keeps only
+    the default and description of a pydantic Field, so the bilingual label and the
+    length limit also go into the schema as extras: the UI shows the label and the
+    server refuses an over-long value before a run is created."""
+    extra: dict[str, Any] = {"title": title}
+    if max_length is not None:
+        extra["maxLength"] = max_length
+        if default is ...:
+            extra["minLength"] = 1
+    return Field(default, description=description, max_length=max_length, json_schema_extra=extra)

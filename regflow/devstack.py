@@ -134,9 +134,13 @@ def run_platform(*, demo: bool = True, port: int = 4200) -> None:
         deploy_all(env, logs / "deploy.log")
         children.append(start_worker(env, logs / "worker.log"))
         children.append(start_watcher(env, logs / "watcher.log"))
-        number = _trigger_demo() if demo else None
+        services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
+        number = None
+        if demo:
+            drill, number = _start_demo_drill(env, logs)
+            children.append(drill)
         _welcome(api_url, home, number)
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in services):
             time.sleep(1)
         print("regflow: a component stopped; see the logs in", logs, flush=True)
     except KeyboardInterrupt:
@@ -152,20 +156,27 @@ def run_platform(*, demo: bool = True, port: int = 4200) -> None:
                 child.kill()
 
 
-def _trigger_demo() -> str:
-    from regflow.cli import main
-
-    print("regflow: triggering the demo incident ...", flush=True)
-    code = main(["incident", "trigger", "--plan", "product-quality", "--level", "II",
-                 "--title", "电梯困人事件（演示）", "--location", "杭州市西湖区文三路 1 号",
-                 "--authority", "330106", "--reporter", "值班员"])
-    if code != 0:
-        raise PlatformUnavailable("the demo incident could not be triggered")
+def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen, str]:
+    """The demo: a level II product-quality drill at ×60 whose responders answer by
+    themselves, one step late, and leave the post-incident review to the person
+    trying regflow. Its output (and, at the end, the scorecard) goes to drill.log."""
     from storage.db import session_scope
-    from storage.incidents import list_incidents
+    from storage.drills import list_drills
 
+    print("regflow: starting the demo drill ...", flush=True)
     with session_scope() as session:
-        return list_incidents(session, limit=1)[0].number
+        before = {d.number for d in list_drills(session)}
+    drill = _spawn([str(BIN / "regflow"), "drill", "product-quality", "--level", "II", "--speed", "60",
+                    "--scenario", str(PROJECT_ROOT / "data" / "drills" / "demo.yaml"), "--max-minutes", "240"],
+                   env, logs / "drill.log")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and drill.poll() is None:
+        with session_scope() as session:
+            new = [d.number for d in list_drills(session) if d.number not in before]
+        if new:
+            return drill, new[0]
+        time.sleep(0.5)
+    raise PlatformUnavailable(f"the demo drill did not start; see {logs / 'drill.log'}")
 
 
 def _welcome(api_url: str, home: Path, number: str | None) -> None:
@@ -178,12 +189,16 @@ def _welcome(api_url: str, home: Path, number: str | None) -> None:
    Logs .................. {home / 'logs'}
 """, flush=True)
     if number:
-        print(f"""   Demo incident ......... {number} (suspended at "arrival" once its run starts)
+        print(f"""   Demo drill ............ {number} (【演练 DRILL】, product-quality level II, ×60)
+   Drill log ............. {home / 'logs' / 'drill.log'}
 
- Next, in another terminal (source .venv/bin/activate first):
-   regflow incident show {number}
-   regflow incident arrive {number} --officer 张三 --note "已到场"
-   regflow incident report {number} --kind initial --text "初步情况……"
- or answer the form in the UI: Runs -> "{number} ..." -> Resume.
+ The demo drill plays an emergency at 60 times real speed: simulated responders
+ arrive, report (the initial report 15 minutes late, so watch the reminders and
+ the escalation to the city bureau), close handling and send the final report,
+ all within about six minutes. Then the post-incident review is yours:
+   in the UI: Runs -> "【演练 DRILL】{number} ..." -> Resume, or
+   regflow incident review {number} --lessons "……"   (source .venv/bin/activate first)
+ and the scorecard appears in the drill log and as the run's artifact. Meanwhile:
+   regflow incident show {number}     regflow board     regflow drills
 """, flush=True)
     print(" Ctrl-C stops everything.\n==============================================================================", flush=True)

@@ -22,14 +22,13 @@ from storage.steps import get_step
 
 def start_incident_run(incident: Incident) -> uuid.UUID:
     """Create the incident's `emergency-response` run and record its id."""
-    from tasks.emergency import run_tags
     from storage.subjects import link_flow_run
 
     params = dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
                   authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
                   reporter=incident.reporter, incident_number=incident.number)
-    run_id = _run(get_settings().deployment, params, name=f"{incident.number} {incident.title}",
-                  tags=run_tags(incident.level, incident.plan_key, incident.authority_code), key=run_key(incident))
+    run_id = _run(get_settings().deployment, params, name=run_name(incident), tags=subject_tags(incident),
+                  key=run_key(incident))
     link_flow_run(incident.number, run_id)
     return run_id
 
@@ -42,7 +41,7 @@ def start_case_run(case: Case) -> uuid.UUID:
     deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
     params = dict(title=case.title, party=case.party, source=case.source, authority=case.authority_code,
                   number=case.number)
-    run_id = _run(deployment, params, name=f"{case.number} {case.title}", tags=case_tags(case),
+    run_id = _run(deployment, params, name=run_name(case), tags=subject_tags(case),
                   key=f"regflow-{case.kind}:{case.number}:{case.received_at.isoformat()}")
     link_flow_run(case.number, run_id)
     return run_id
@@ -90,8 +89,18 @@ def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str],
     return run.id
 
 
-def case_tags(case: Case) -> list[str]:
-    return [f"kind:{case.kind}", f"authority:{case.authority_code}", f"stage:{case.stage}"]
+def subject_tags(subject: Incident | Case) -> list[str]:
+    """The run tags a supervisor filters by: authority, level or kind, the stage it
+    awaits (kept current), and `drill` on an exercise."""
+    if isinstance(subject, Case):
+        return [f"kind:{subject.kind}", f"authority:{subject.authority_code}", f"stage:{subject.stage}"]
+    tags = [f"level:{subject.level}", f"plan:{subject.plan_key}", f"authority:{subject.authority_code}",
+            f"stage:{subject.stage}"]
+    return tags + (["drill"] if subject.drill else [])
+
+
+def run_name(subject: Incident | Case) -> str:
+    return ("【演练 DRILL】" if getattr(subject, "drill", False) else "") + f"{subject.number} {subject.title}"
 
 
 def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:

@@ -2,8 +2,9 @@
 
 Managers run in a fixed order, once per cycle, with one clock reading per cycle.
 A manager's failure is logged and the next one still runs. Reminders come before
-escalations (a reminder at the due time raises one), and the sender runs last, so
-whatever the others queued goes out in the same cycle. Every manager is safe with
+escalations (a reminder at the due time raises one), and the sender runs after them,
+so whatever they queued goes out in the same cycle; the status artifacts of what
+they touched are refreshed last, after the messages have gone. Every manager is safe with
 several watchers at once: each row is claimed by a conditional update before it is
 acted on.
 """
@@ -73,16 +74,36 @@ def start_missing_runs(now: dt.datetime) -> int:
     return len(orphans) + len(matters) + len(lookbacks)
 
 
+_touched: set[str] = set()  # subjects reminded or escalated about since the last status refresh
+
+
 def send_reminders(now: dt.datetime) -> int:
     from tasks.deadlines import send_reminders as remind
 
-    return remind(now).done
+    cycle = remind(now)
+    _touched.update(payload["number"] for _, payload in cycle.emitted)
+    return cycle.done
 
 
 def climb_escalations(now: dt.datetime) -> int:
     from tasks.deadlines import climb_escalations as climb
 
-    return climb(now).done
+    cycle = climb(now)
+    _touched.update(payload["number"] for _, payload in cycle.emitted)
+    return cycle.done
+
+
+def publish_status(now: dt.datetime) -> int:
+    """Refresh the status artifacts of the subjects just reminded or escalated about."""
+    from tasks import status
+    from tasks.events import prefect_configured
+
+    if not _touched or not prefect_configured():
+        _touched.clear()
+        return 0
+    numbers = set(_touched)
+    _touched.clear()
+    return status.publish_many(numbers, now)
 
 
 def publish_board(now: dt.datetime) -> int:
@@ -119,10 +140,10 @@ def heartbeat(now: dt.datetime) -> int:
     return 1
 
 
-MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs), Manager("hand-over-answers", hand_over_answers),
-            Manager("send-reminders", send_reminders),
+MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs),
+            Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
-            Manager("send-notifications", send_notifications)]
+            Manager("send-notifications", send_notifications), Manager("publish-status", publish_status)]
 
 
 class Watcher:

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 
 import pendulum
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from regflow.errors import InvalidInput
 from rules.authorities import AuthorityTree, first_error
@@ -49,7 +49,14 @@ class TriggerRequest(BaseModel):
     authority: str = Field(min_length=1, max_length=32)
     occurred_at: dt.datetime | None = None
     reporter: str | None = Field(default=None, max_length=100)
-    drill: bool = False
+    drill: bool = False  # an exercise (regflow drill); marked everywhere, never counted as real
+    speed: int = Field(default=1, ge=1, le=3600)  # a drill's time compression
+
+    @model_validator(mode="after")
+    def _speed_is_for_drills(self) -> "TriggerRequest":
+        if self.speed != 1 and not self.drill:
+            raise ValueError("speed: only a drill runs on compressed time")
+        return self
 
     _lines = field_validator("plan", "title", "location", "authority", "reporter", mode="before")(
         lambda v: clean_line(v) if isinstance(v, str) else v

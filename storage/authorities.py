@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from sqlmodel import Field, Session, SQLModel, select
 
 from rules.authorities import AuthorityTree
@@ -19,14 +21,17 @@ class Authority(AuthorityBase, table=True):
     pass
 
 
-def upsert_authorities(session: Session, *, tree: AuthorityTree) -> int:
-    """Insert or update every authority of the tree, superiors first."""
+def upsert_authorities(session: Session, *, tree: AuthorityTree,
+                       advance: Callable[[int], None] = lambda n: None) -> int:
+    """Insert or update every authority of the tree, superiors first, in the caller's
+    transaction (a bad file loads nothing); `advance` counts them for a progress bar."""
     ordered = sorted(tree.authorities, key=lambda a: -a.tier.rank)
     for spec in ordered:
         row = session.get(Authority, spec.code) or Authority(code=spec.code, name=spec.name, tier=spec.tier.value)
         row.name, row.name_en, row.tier, row.superior_code = spec.name, spec.name_en, spec.tier.value, spec.superior
         session.add(row)
         session.flush()
+        advance(1)
     return len(ordered)
 
 

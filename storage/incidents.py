@@ -27,6 +27,12 @@ class Incident(IncidentBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     plan_version_id: int = Field(foreign_key="plan_version.id")
     status: str = Field(default="active", max_length=20, index=True)  # active | handling_ended | closed
+    stage: str = Field(default="dispatch", max_length=32, index=True,
+                       sa_column_kwargs={"server_default": "dispatch"})  # the step awaited, or "closed"
+    # An exercise (应急演练): marked in every message, board and run, never counted as real.
+    drill: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    # A drill's compressed time: statutory periods and policy intervals run this many times faster.
+    time_scale: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
     occurred_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     triggered_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     handling_ended_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))

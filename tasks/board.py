@@ -66,7 +66,11 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
 
 
 def _titles(session: Session, numbers: set[str]) -> dict[str, str]:
-    found = session.execute(select(Incident.number, Incident.title).where(Incident.number.in_(numbers))).all()
+    """Titles by number; a drill's title says it is one, so it is never taken for real."""
+    from tasks.notify import DRILL_MARK
+
+    found = [(number, DRILL_MARK + title if drill else title) for number, title, drill in session.execute(
+        select(Incident.number, Incident.title, Incident.drill).where(Incident.number.in_(numbers))).all()]
     found += session.execute(select(Case.number, Case.title).where(Case.number.in_(numbers))).all()
     return dict(found)
 

@@ -42,18 +42,27 @@ def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     now = utcnow()
     request = validate_trigger(params, now=now)
     incident = incidents.trigger(request, now=now, flow_run_id=run_id)
-    _name_run(run_id, incident.number, incident.title, incident.level, incident.plan_key, incident.authority_code)
+    from regflow.runs import rename_run, run_name, subject_tags
+
+    rename_run(run_id, run_name(incident), subject_tags(incident))
     return incident.number
 
 
-def _name_run(run_id: uuid.UUID, number: str, title: str, level: str, plan: str, authority: str) -> None:
-    from regflow.runs import rename_run
+@task(name="publish-status", **RETRY)
+def publish_status(number: str, retag: bool = True) -> int:
+    """Refresh the subject's timeline, deadlines and progress artifacts on this run,
+    and keep the run's `stage:` tag on what it awaits now."""
+    from regflow.runs import rename_run, subject_tags
+    from storage.db import session_scope
+    from storage.subjects import subject_for
+    from tasks import status
 
-    rename_run(run_id, f"{number} {title}", run_tags(level, plan, authority))
-
-
-def run_tags(level: str, plan: str, authority: str) -> list[str]:
-    return [f"level:{level}", f"plan:{plan}", f"authority:{authority}"]
+    run_id = uuid.UUID(flow_run.id)
+    if retag:
+        with session_scope() as session:
+            tags = subject_tags(subject_for(session, number))
+        rename_run(run_id, None, tags)
+    return status.publish(number, utcnow(), run_id=run_id)
 
 
 @task(name="deliver-notifications", **RETRY)

@@ -21,7 +21,7 @@ from tasks.emergency import RETRY
 @task(name="receive-lead", **RETRY)
 def receive_lead(params: dict[str, Any], number: str | None) -> str:
     """Record the lead or complaint (once per flow run) or adopt the one the CLI recorded."""
-    from regflow.runs import case_tags, rename_run
+    from regflow.runs import rename_run, run_name, subject_tags
 
     run_id = uuid.UUID(flow_run.id)
     if number:
@@ -29,7 +29,7 @@ def receive_lead(params: dict[str, Any], number: str | None) -> str:
         return number
     now = utcnow()
     case = cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
-    rename_run(run_id, f"{case.number} {case.title}", case_tags(case))
+    rename_run(run_id, run_name(case), subject_tags(case))
     return case.number
 
 
@@ -58,20 +58,6 @@ def publish_documents(number: str, step: str) -> int:
         create_markdown_artifact(key=f"{number.lower()}-{report.kind}", markdown=report.document,
                                  description=f"{number} {zh} / {en}")
     return len(reports)
-
-
-@task(name="tag-stage", **RETRY)
-def tag_stage(number: str) -> str:
-    """Keep the run's `stage:` tag on the step the case awaits, for filtering in the UI."""
-    from regflow.runs import case_tags, rename_run
-    from storage.cases import get_case
-    from storage.db import session_scope
-
-    with session_scope() as session:
-        case = get_case(session, number=number)
-        tags = case_tags(case)
-    rename_run(uuid.UUID(flow_run.id), None, tags)
-    return tags[-1]
 
 
 @task(name="start-linked-runs", **RETRY)

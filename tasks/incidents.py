@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pendulum
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,7 @@ from regflow.settings import get_settings
 from rules import lifecycle
 from rules.authorities import AuthorityTree
 from rules.calendar import load_calendar
-from rules.durations import Due, due_after
+from rules.durations import Due, compressed, due_after
 from rules.incidents import (TriggerRequest, activation_recipients, incident_number, onsite_recipients,
                              upward_recipients)
 from rules.plans import LevelRules, Level, Plan, load_plan
@@ -56,13 +56,20 @@ class Context:
 
     def due(self, name: str, start: dt.datetime, period_name: str) -> Due:
         settings = get_settings()
-        return due_after(start, self.rules.deadlines.period(period_name), tz=settings.timezone,
-                         calendar=load_calendar(settings.calendar_override), event=label(name))
+        due = due_after(start, self.rules.deadlines.period(period_name), tz=settings.timezone,
+                        calendar=load_calendar(settings.calendar_override), event=label(name))
+        return compressed(due, start, self.incident.time_scale)
 
     def policy(self) -> dict[str, Any]:
-        """Reminder and escalation policy, snapshotted onto each deadline it governs."""
+        """Reminder and escalation policy, snapshotted onto each deadline it governs
+        (a drill's intervals compressed like its periods)."""
         ladder = [a.code for a in self.tree.chain_up(self.incident.authority_code)]
-        return {"reminders": self.plan.reminders.snapshot(), "escalation": self.plan.escalation.snapshot(ladder)}
+        reminders = self.plan.reminders.snapshot()
+        escalation = self.plan.escalation.snapshot(ladder)
+        if (speed := self.incident.time_scale) != 1:
+            reminders["overdue_every_s"] = max(1, reminders["overdue_every_s"] // speed)
+            escalation["ack_timeout_s"] = max(1, escalation["ack_timeout_s"] // speed)
+        return {"reminders": reminders, "escalation": escalation}
 
     def add_deadline(self, session: Session, name: str, start: dt.datetime, period_name: str):
         due = self.due(name, start, period_name)
@@ -103,8 +110,10 @@ def _queue(session: Session, ctx: Context, *, purpose: str, tags: list[str], tem
 # --- trigger -------------------------------------------------------------------------
 
 
-def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None) -> Incident:
-    """Activate the plan: the incident, its first deadlines, the activation notices."""
+def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None,
+            also: Callable[[Session, Incident], None] | None = None) -> Incident:
+    """Activate the plan: the incident, its first deadlines, the activation notices
+    (and `also`, what the caller records with them, e.g. a drill)."""
     settings = get_settings()
     loaded = load_plan(settings.plans_dir, request.plan)
     loaded.plan.rules_for(request.level)  # refuse a level the plan lacks before writing
@@ -112,7 +121,10 @@ def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID
         with session_scope() as session:
             if flow_run_id is not None and (existing := incident_by_run(session, flow_run_id=flow_run_id)):
                 return existing
-            return _activate(session, request, loaded, now=now, flow_run_id=flow_run_id)
+            incident = _activate(session, request, loaded, now=now, flow_run_id=flow_run_id)
+            if also is not None:
+                also(session, incident)
+            return incident
     except IntegrityError:
         # Two activations of the same flow run raced; the other one won.
         with session_scope() as session:
@@ -134,6 +146,7 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
         plan_key=request.plan, level=request.level.value, title=request.title, location=request.location,
         authority_code=request.authority, reporter=request.reporter, plan_version_id=version.id,
         occurred_at=request.occurred_at or now, triggered_at=now, flow_run_id=flow_run_id,
+        drill=request.drill, time_scale=request.speed,
     )
     session.add(incident)
     session.flush()
@@ -143,7 +156,8 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
     audit.record(session, at=now, actor=request.reporter or "duty-officer", action="incident.triggered",
                  subject=incident.number, plan=request.plan, plan_version=version.content_hash[:12],
                  level=request.level.value, authority=request.authority, title=request.title,
-                 flow_run_id=str(flow_run_id) if flow_run_id else None)
+                 flow_run_id=str(flow_run_id) if flow_run_id else None,
+                 **({"drill": True, "speed": request.speed} if request.drill else {}))
     _queue(session, ctx, purpose="activation", template="activation", now=now, deadlines=created,
            tags=activation_recipients(ctx.rules, ctx.tree, incident.authority_code))
     return incident
@@ -193,11 +207,19 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
         if row is None:
             row = step_rows.open_step(session, subject=incident.number, name=name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=number, step=name)
+        if row.status != "answered" and incident.stage != stage_of(name):
+            incident.stage = stage_of(name)
+            session.add(incident)
         ctx = _context(session, incident)
         deadline = _deadline(session, incident.number, spec.deadline)
         prompt = render("prompts/step.md.j2", **ctx.template_vars(step=spec, deadline=deadline, now=now,
                                                                   ask=_ASK[spec.form], cli=_cli(spec, number)))
         return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id)
+
+
+def stage_of(step: str) -> str:
+    """A step as a run tag: every progress report is one stage, for filtering."""
+    return "progress" if step.startswith("progress-") else step
 
 
 _ASK = {
@@ -348,7 +370,7 @@ def _apply(session: Session, ctx: Context, spec: lifecycle.StepSpec, data: dict[
         _report(session, ctx, spec, kind="review", text=data["lessons"], by=by, now=now,
                 deadline=_deadline(session, incident.number, "review"))
         _release(session, ctx, now=now)
-        incident.status, incident.closed_at = "closed", now
+        incident.status, incident.closed_at, incident.stage = "closed", now, "closed"
         session.add(incident)
         audit.record(session, at=now, actor=by, action="incident.closed", subject=incident.number)
         notify(upward + [f"{code}.head"], "事后评估完成，事件结案", "Review done, incident closed")

@@ -94,6 +94,11 @@ def load_channels(path: Path | None = None) -> Channels:
     return _cache[key]
 
 
+# Every message about a drill says so first, in its title and body.
+DRILL_MARK = "【演练 DRILL】"
+DRILL_BANNER = "【演练 DRILL】本消息为应急演练，非真实事件。 This is an exercise, not a real incident."
+
+
 def queue(session, *, number: str, key: str, tags: list[str], template: str, now: dt.datetime,
           **variables: object) -> None:
     """Render a message once and queue it for each tag, keyed `<subject>:<key>:<tag>`
@@ -102,6 +107,8 @@ def queue(session, *, number: str, key: str, tags: list[str], template: str, now
     from tasks.render import render_message
 
     title, body = render_message(template, now=now, **variables)
+    if getattr(variables.get("subject"), "drill", False):
+        title, body = f"{DRILL_MARK}{title}", f"{DRILL_BANNER}\n\n{body}"
     for tag in dict.fromkeys(tags):
         outbox.enqueue(session, key=f"{number}:{key}:{tag}", subject=number, tag=tag, title=title, body=body,
                        now=now)

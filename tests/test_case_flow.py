@@ -98,8 +98,14 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
     keys = Counter(a.key for a in artifacts)
-    assert set(keys) == {f"{number.lower()}-{k}" for k in ("filing", "pre-penalty", "decision", "closure")}
-    assert set(keys.values()) == {1}
+    documents = {f"{number.lower()}-{k}" for k in ("filing", "pre-penalty", "decision", "closure")}
+    status = {f"{number.lower()}-{k}" for k in ("timeline", "deadlines", "progress")}
+    assert set(keys) == documents | status
+    assert set(keys.values()) == {1}  # documents published once; status artifacts updated in place
+    latest = {a.key: a for a in artifacts}
+    assert latest[f"{number.lower()}-progress"].data == 100
+    assert "收到线索" in latest[f"{number.lower()}-timeline"].data
+    assert "stage:closed" in read_run(run_id).tags
 
     # The look-back review is a real scheduled run of its own deployment, 90 days out.
     lookback_id = wait_until(lambda: case_of(number).lookback_run_id, what="the look-back run")

@@ -41,7 +41,7 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     # The run suspends at "awaiting arrival", named after the incident, tagged, with its form.
     run = wait_for_pause(run_id, "arrival")
     assert run.name.startswith(f"{number} 电梯困人")
-    assert {"level:II", "plan:product-quality", "authority:330106"} <= set(run.tags)
+    assert {"level:II", "plan:product-quality", "authority:330106", "stage:arrival"} <= set(run.tags)
     with get_client(sync_client=True) as client:
         prompt = client.read_flow_run_input(run_id, "suspended-arrival-description")
         schema = json.loads(client.read_flow_run_input(run_id, "suspended-arrival-schema"))
@@ -54,7 +54,8 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     wait_for_pause(run_id, "initial-report")
     resume_flow_run(run_id, run_input={"author": "李四", "text": "初报：1 人被困，已救出，无伤亡。"})
 
-    wait_for_pause(run_id, "progress-1")
+    run = wait_for_pause(run_id, "progress-1")
+    assert "stage:progress" in run.tags and "stage:arrival" not in run.tags
     assert cli("incident", "report", number, "--kind", "progress", "--text", "续报：设备已停用。").code == 0
     wait_for_pause(run_id, "progress-2")
     assert cli("incident", "close", number, "--summary", "处置结束，现场恢复。").code == 0
@@ -103,9 +104,17 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
 
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
     keys = Counter(a.key for a in artifacts)
-    assert set(keys) == {f"{number.lower()}-{s}" for s in
-                         ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")}
-    assert set(keys.values()) == {1}
+    documents = {f"{number.lower()}-{s}" for s in
+                 ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")}
+    status = {f"{number.lower()}-{s}" for s in ("timeline", "deadlines", "progress")}
+    assert set(keys) == documents | status
+    assert set(keys.values()) == {1}  # documents published once; status artifacts updated in place
+    newest = {a.key: a for a in artifacts}
+    assert newest[f"{number.lower()}-progress"].data == 100
+    assert "派出现场处置组" in newest[f"{number.lower()}-timeline"].data
+    table = json.loads(newest[f"{number.lower()}-deadlines"].data)
+    assert {row["状态 status"] for row in table} == {"met", "cancelled"}
+    assert "stage:closed" in read_run(run_id).tags
 
     shown = cli("incident", "show", number, "--json")
     data = json.loads(shown.out)

@@ -2,9 +2,10 @@
 Playwright (nothing downloaded at run time), against a Prefect server with its UI
 started by this test, the flows deployed, a worker and a watcher running.
 
-A duty officer triggers an incident from the deployment's Run form, finds its run
-suspended, answers the arrival form and then the initial-report form through
-Resume, and sees the run move on and the report appear among its artifacts.
+A duty officer triggers an incident from the deployment's Run form (bilingual labels,
+drop-downs), finds its run suspended, answers the arrival form and then the
+initial-report form through Resume, and sees the run move on and the report appear
+among its artifacts beside its timeline, deadlines and progress.
 Screenshots of each step go to test-output/ui/ (kept by CI with the working tree).
 """
 
@@ -130,9 +131,13 @@ def test_trigger_from_the_deployment_form_and_answer_steps_through_resume(ui_pla
         page.goto(f"{ui}/deployments/deployment/{deployment['id']}/run")
         page.wait_for_selector("textarea")
         # Plan, level and authority are drop-downs of what was deployed; the rest is text.
-        choose(page, "plan", "product-quality")
-        choose(page, "level", "II")
-        choose(page, "authority", "330106")
+        # Every field carries its bilingual label, not the parameter's name.
+        choose(page, "预案 Plan", "product-quality")
+        choose(page, "响应级别 Level", "II")
+        choose(page, "承办单位 Authority", "330106")
+        labels = page.locator(".schema-form-property__label").all_inner_texts()
+        shown = {t.strip().removesuffix(" (Optional)") for t in labels}
+        assert {"事件名称 Title", "地点 Location", "报告人 Reporter", "发生时间 Occurred at"} <= shown, labels
         fields = page.locator("textarea")
         fields.nth(0).fill(f"电梯困人 {token}")
         fields.nth(1).fill("杭州市西湖区文三路 1 号")
@@ -177,6 +182,9 @@ def test_trigger_from_the_deployment_form_and_answer_steps_through_resume(ui_pla
         page.goto(f"{ui}/runs/flow-run/{run['id']}")
         page.get_by_role("tab", name="Artifacts").or_(page.get_by_text("Artifacts", exact=True)).first.click()
         page.get_by_text(f"{number.lower()}-initial-report").first.wait_for()
+        # Beside the report: the run's timeline, deadlines table and progress, kept current.
+        for status in ("timeline", "deadlines", "progress"):
+            page.get_by_text(f"{number.lower()}-{status}").first.wait_for()
         page.screenshot(path=SHOTS / "5-artifact.png", full_page=True)
         browser.close()
 

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from regflow.cli import admin, case, incident, supervise
+from regflow.cli import admin, case, drill, incident, supervise
 from regflow.cli.doctor import doctor
 from regflow.cli.output import err
 from regflow.errors import RegflowError
@@ -27,6 +27,7 @@ case.register(app)
 app.command()(doctor)
 admin.register(app)
 supervise.register(app)
+drill.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

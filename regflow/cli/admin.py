@@ -8,10 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json
+from regflow.cli.output import JSON, console, emit_json, progress
 from regflow.settings import get_settings
 
-JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
 authorities_app = typer.Typer(help="Authorities and their hierarchy.", no_args_is_help=True)
@@ -50,8 +49,8 @@ def authorities_load(file: Optional[Path] = typer.Argument(None, help="YAML file
     from storage.db import session_scope
 
     tree = load_authorities(file or get_settings().authorities_file)
-    with session_scope() as session:
-        count = upsert_authorities(session, tree=tree)
+    with session_scope() as session, progress("loading authorities", len(tree.authorities)) as advance:
+        count = upsert_authorities(session, tree=tree, advance=advance)
     console().print(f"{count} authorities loaded")
 
 
@@ -84,10 +83,14 @@ def plans_list(json_out: bool = JSON) -> None:
     from rules.plans import load_plan_file
 
     rows = []
-    for path in sorted(get_settings().plans_dir.glob("*.yaml")):
-        loaded = load_plan_file(path)
-        rows.append({"key": loaded.plan.key, "name": loaded.plan.name, "levels": [lv.value for lv in loaded.plan.levels],
-                     "version": loaded.content_hash[:12], "file": str(path)})
+    paths = sorted(get_settings().plans_dir.glob("*.yaml"))
+    with progress("checking plans", len(paths)) as advance:
+        for path in paths:
+            loaded = load_plan_file(path)
+            advance(1)
+            rows.append({"key": loaded.plan.key, "name": loaded.plan.name,
+                         "levels": [lv.value for lv in loaded.plan.levels], "version": loaded.content_hash[:12],
+                         "file": str(path)})
     if json_out:
         emit_json(rows)
         return
@@ -133,7 +136,7 @@ def inbox(
     serve_forever(directory or get_settings().home / "inbox", http_port=http_port, smtp_port=smtp_port)
 
 
-def up(demo: bool = typer.Option(True, help="Trigger a demo incident once everything is up.")) -> None:
+def up(demo: bool = typer.Option(True, help="Start the demo drill once everything is up.")) -> None:
     """Start the embedded platform: Prefect server, worker, watcher and demo inbox (what `make run` does).
 
     Example: regflow up

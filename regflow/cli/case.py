@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json, who
+from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.cli.records import start_run
 from regflow.errors import InvalidInput, NotFound
 from regflow.settings import get_settings
@@ -23,8 +23,6 @@ complaint_app = typer.Typer(help="Receive 12315 complaints.", no_args_is_help=Tr
 app = typer.Typer(help="Enforcement cases: answer steps, pause the clock, extend, supervise, transfer.",
                   no_args_is_help=True)
 
-JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
-BY = typer.Option(None, "--by", help="Who acts (default: $REGFLOW_USER or your login name).")
 NUMBER = typer.Argument(..., help="Case number, e.g. CASE-2026-000001 (or a complaint, CMP-...).")
 
 
@@ -329,7 +327,7 @@ def notify_reporter(number: str = NUMBER, by: Optional[str] = BY) -> None:
 
 
 def overview(number: str) -> dict[str, Any]:
-    from regflow.cli.records import records
+    from tasks.status import records
     from storage.cases import get_case
     from storage.steps import steps_for
 

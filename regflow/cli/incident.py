@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json, who
+from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.cli.records import start_run
 from regflow.errors import InvalidInput, NotFound
 from regflow.settings import get_settings
@@ -19,8 +19,6 @@ from storage.db import session_scope, utcnow
 app = typer.Typer(help="Trigger incidents, record arrival and reports, close and review them.",
                   no_args_is_help=True)
 
-JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
-BY = typer.Option(None, "--by", help="Who answers (default: $REGFLOW_USER or your login name).")
 
 
 
@@ -137,7 +135,7 @@ def review(
 
 
 def overview(number: str) -> dict[str, Any]:
-    from regflow.cli.records import records
+    from tasks.status import records
     from storage.incidents import get_incident
     from storage.steps import steps_for
 
@@ -154,6 +152,7 @@ def overview(number: str) -> dict[str, Any]:
             "location": incident.location, "authority": incident.authority_code, "status": incident.status,
             "awaiting": awaiting.name if awaiting else None, "triggered_at": incident.triggered_at,
             "occurred_at": incident.occurred_at, "reporter": incident.reporter,
+            "drill": incident.drill, "time_scale": incident.time_scale,
             "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
             **records(session, incident.number),
         }
@@ -172,7 +171,7 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
         emit_json(data)
         return
     out = console()
-    out.print(f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
+    out.print(("【演练 DRILL】" if data["drill"] else "") + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
               + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""))
     out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
     if data["flow_run"]:
@@ -192,12 +191,13 @@ def list_(open_only: bool = typer.Option(False, "--open", help="Only incidents n
 
     with session_scope() as session:
         rows = [{"number": i.number, "level": i.level, "status": i.status, "title": i.title,
-                 "authority": i.authority_code, "triggered_at": i.triggered_at}
+                 "authority": i.authority_code, "triggered_at": i.triggered_at, "drill": i.drill}
                 for i in list_incidents(session, open_only=open_only)]
     if json_out:
         emit_json(rows)
         return
     table = Table("number", "level", "status", "title", "authority", "triggered", title="Incidents")
     for r in rows:
-        table.add_row(r["number"], r["level"], r["status"], r["title"], r["authority"], local_time(r["triggered_at"]))
+        title = ("【演练 DRILL】" if r["drill"] else "") + r["title"]
+        table.add_row(r["number"], r["level"], r["status"], title, r["authority"], local_time(r["triggered_at"]))
     console().print(table)

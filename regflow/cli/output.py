@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable, Iterator
 
+import typer
 from rich.console import Console
+
+# Options every command spells the same way.
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+BY = typer.Option(None, "--by", help="Who acts (default: $REGFLOW_USER or your login name).")
 
 
 def console() -> Console:
@@ -34,3 +40,16 @@ def _default(value: Any) -> Any:
 def who(by: str | None) -> str:
     """The person answering: --by, else $REGFLOW_USER, else the login name."""
     return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long operations; yields `advance(n)`. Hidden when
+    stderr is not a terminal, so logs and `--json` output stay clean."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -7,48 +7,20 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session, select
 
 from storage.db import utcnow
 
 
-def records(session: Session, number: str) -> dict[str, Any]:
-    from storage.audit import events_for
-    from storage.deadlines import deadlines_for
-    from storage.escalations import Escalation
-    from storage.incidents import reports_for
-    from storage.notifications import notifications_for
-    from storage.steps import steps_for
-
-    return {
-        "steps": [{"name": s.name, "status": s.status, "answered_at": s.answered_at, "by": s.answered_by,
-                   "source": s.source} for s in steps_for(session, subject=number)],
-        "deadlines": [{"id": d.id, "name": d.name, "authority": d.authority, "due_at": d.due_at, "status": d.status,
-                       "closed_at": d.closed_at, "rule": d.rule, "extensions": d.extensions}
-                      for d in deadlines_for(session, subject=number)],
-        "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
-                           "sent_at": n.sent_at, "last_error": n.last_error}
-                          for n in notifications_for(session, subject=number)],
-        "escalations": [{"id": e.id, "deadline_id": e.deadline_id, "status": e.status, "level": e.step + 1,
-                         "raised_at": e.raised_at, "acked_by": e.acked_by}
-                        for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()],
-        "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
-                    for r in reports_for(session, subject=number)],
-        "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
-                     for e in events_for(session, subject=number)],
-    }
-
-
 def print_records(out: Console, data: dict[str, Any]) -> None:
-    from tasks.deadlines import label
-    from tasks.render import local_time, time_left
+    from tasks.render import local_time
+    from tasks.status import deadline_table
 
-    now = utcnow()
-    table = Table("deadline", "owed by", "due (Asia/Shanghai)", "status", "time left", title="Deadlines")
-    for d in data["deadlines"]:
-        left = time_left(d["due_at"], now) if d["status"] == "open" else local_time(d["closed_at"])
-        table.add_row(f"{d['name']} {label(d['name'])}", d["authority"], local_time(d["due_at"]), d["status"], left)
-    out.print(table)
+    rows = deadline_table(data, utcnow())
+    if rows:
+        table = Table(*rows[0], title="Deadlines")
+        for row in rows:
+            table.add_row(*row.values())
+        out.print(table)
     if data["escalations"]:
         table = Table("id", "deadline", "status", "level", "raised", "acknowledged by", title="Escalations")
         names = {d["id"]: d["name"] for d in data["deadlines"]}

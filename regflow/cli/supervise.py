@@ -8,12 +8,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json, who
+from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.errors import InvalidInput
 from regflow.settings import get_settings
 from storage.db import session_scope, utcnow
 
-JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 escalation_app = typer.Typer(help="Escalations of missed deadlines to supervising authorities.", no_args_is_help=True)
 deadline_app = typer.Typer(help="Pause, resume or extend a deadline's clock.", no_args_is_help=True)
 
@@ -128,7 +127,7 @@ def escalation_ack(escalation_id: int = typer.Argument(..., help="Escalation id 
 @deadline_app.command("pause")
 def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
                    reason: str = typer.Option(..., help="Why the clock stops (testing, appraisal ...)."),
-                   by: Optional[str] = typer.Option(None, "--by")) -> None:
+                   by: Optional[str] = BY) -> None:
     """Stop a deadline's clock; no reminders while it is paused.
 
     Example: regflow deadline pause 42 --reason "送检，检验期间不计入"
@@ -140,7 +139,8 @@ def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see
 
 
 @deadline_app.command("resume")
-def deadline_resume(deadline_id: int = typer.Argument(...), by: Optional[str] = typer.Option(None, "--by")) -> None:
+def deadline_resume(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
+                    by: Optional[str] = BY) -> None:
     """Restart a paused clock; the due time moves by the paused span.
 
     Example: regflow deadline resume 42
@@ -153,7 +153,7 @@ def deadline_resume(deadline_id: int = typer.Argument(...), by: Optional[str] = 
 
 
 @deadline_app.command("extend")
-def deadline_extend(deadline_id: int = typer.Argument(...),
+def deadline_extend(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
                     period: str = typer.Option(..., help="How much longer, counted from the current due time: 2h, 15wd ..."),
                     approved_by: str = typer.Option(..., help="Who approved the extension."),
                     reason: str = typer.Option(..., help="Why.")) -> None:

@@ -1,0 +1,200 @@
+"""One incident's or case's status at a glance, for supervisors in the Prefect UI.
+
+Three artifacts on the subject's flow run, updated in place whenever its flow
+reaches a step and whenever the watcher reminds or escalates about it:
+
+- `<number>-timeline`: every recorded action, in order, in local time (Markdown);
+- `<number>-deadlines`: its deadlines with owner, due time, status and time left (table);
+- `<number>-progress`: how far the lifecycle has come (progress, 0-100).
+
+Each carries the time it was taken in its description: time left is as of then.
+`records` is also what `incident show` and `case show` print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+from sqlmodel import Session, select
+
+from storage.db import session_scope
+from storage.subjects import Subject, subject_for
+
+log = logging.getLogger("regflow.status")
+
+# How far a case has come, by the step it awaits: the main path of each machine.
+# Side paths sit beside the main-path step they branch from.
+_CASE_PATH = ["filing", "investigation", "legal-review", "pre-penalty", "party-response", "decision", "payment",
+              "closure"]
+_CASE_SIDE = {"transfer-decision": "investigation", "transfer-sent": "investigation",
+              "police-decision": "investigation", "reconsideration": "investigation",
+              "reconsideration-answer": "investigation", "hearing-notice": "party-response",
+              "hearing": "party-response", "delivery": "decision"}
+_PATHS = {"case": _CASE_PATH, "complaint": ["acceptance", "mediation"]}
+_INCIDENT_PATH = 7  # triggered, dispatched, arrived, initial report, handling ended, final report, reviewed
+
+ACTIONS = {
+    "incident.triggered": "启动预案 plan activated", "incident.dispatched": "派出现场处置组 team dispatched",
+    "incident.handling_ended": "处置结束 handling ended", "incident.closed": "结案 closed",
+    "step.opened": "等待 awaiting", "step.answered": "已填报 answered", "step.refused": "填报被退回 refused",
+    "deadline.reminder": "时限提醒 reminder", "deadline.missed": "逾期 missed",
+    "escalation.raised": "上报督办 escalated", "escalation.climbed": "督办升级 escalation climbed",
+    "escalation.acknowledged": "督办已签收 acknowledged", "escalation.resolved": "督办解除 resolved",
+    "deadline.paused": "时限中止 clock paused", "deadline.resumed": "时限恢复 clock resumed",
+    "deadline.extended": "时限延长 extended", "case.received": "收到线索 lead received",
+    "case.closed": "结案 closed", "drill.scored": "演练评分 drill scored",
+}
+
+
+def records(session: Session, number: str) -> dict[str, Any]:
+    """Everything on record about one subject, as plain data."""
+    from storage.audit import events_for
+    from storage.deadlines import deadlines_for
+    from storage.escalations import Escalation
+    from storage.incidents import reports_for
+    from storage.notifications import notifications_for
+    from storage.steps import steps_for
+
+    return {
+        "steps": [{"name": s.name, "status": s.status, "opened_at": s.opened_at, "answered_at": s.answered_at,
+                   "by": s.answered_by, "source": s.source, "answer": s.answer} for s in steps_for(session, subject=number)],
+        "deadlines": [{"id": d.id, "name": d.name, "authority": d.authority, "due_at": d.due_at, "status": d.status,
+                       "starts_at": d.starts_at, "closed_at": d.closed_at, "rule": d.rule,
+                       "extensions": d.extensions, "reminders_sent": d.reminders_sent}
+                      for d in deadlines_for(session, subject=number)],
+        "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
+                           "sent_at": n.sent_at, "last_error": n.last_error}
+                          for n in notifications_for(session, subject=number)],
+        "escalations": [{"id": e.id, "deadline_id": e.deadline_id, "status": e.status, "level": e.step + 1,
+                         "raised_at": e.raised_at, "acked_by": e.acked_by}
+                        for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()],
+        "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
+                    for r in reports_for(session, subject=number)],
+        "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+                     for e in events_for(session, subject=number)],
+    }
+
+
+def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
+    """Percent of the lifecycle done, and what it waits for now (zh / en)."""
+    if subject.status == "closed":
+        return 100.0, "已结案 / closed"
+    answered = {s["name"]: s["answer"] or {} for s in data["steps"] if s["status"] == "answered"}
+    if subject.number.startswith("INC-"):
+        from rules import lifecycle
+
+        done = 1 + any(e["action"] == "incident.dispatched" for e in data["timeline"])
+        done += ("arrival" in answered) + ("initial-report" in answered) + (subject.status != "active")
+        done += "final-report" in answered
+        step = lifecycle.next_step(answered)
+        return round(100 * done / _INCIDENT_PATH, 1), step.title if step else "已结案 / closed"
+    from rules import cases as machine
+
+    path = _PATHS.get(subject.kind, [subject.stage])
+    stage = _CASE_SIDE.get(subject.stage, subject.stage)
+    done = path.index(stage) if stage in path else len(path) - 1
+    title = machine.STEPS[subject.stage].title if subject.stage in machine.STEPS else subject.stage
+    return round(100 * done / len(path), 1), title
+
+
+def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) -> str:
+    from tasks.deadlines import label
+    from tasks.render import local_time
+
+    lines = [f"# {subject.number} {subject.title}", "",
+             f"时间线（{local_time(now)} 时点）/ Timeline as of {local_time(now)} Asia/Shanghai", "",
+             "| 时间 time | 人员 who | 事项 what |", "|---|---|---|"]
+    for event in data["timeline"]:
+        what = ACTIONS.get(event["action"], event["action"])
+        detail = event["detail"]
+        for key in ("step", "deadline"):
+            if detail.get(key):
+                what += f" · {label(detail[key]) if key == 'deadline' else detail[key]}"
+        if detail.get("to"):
+            what += f" → {detail['to']}"
+        lines.append(f"| {local_time(event['at'])} | {_cell(event['actor'])} | {_cell(what)} |")
+    return "\n".join(lines) + "\n"
+
+
+def deadline_table(data: dict[str, Any], now: dt.datetime) -> list[dict[str, str]]:
+    from tasks.deadlines import label
+    from tasks.render import local_time, time_left
+
+    escalated = {e["deadline_id"]: e for e in data["escalations"] if e["status"] == "open"}
+    rows = []
+    for d in data["deadlines"]:
+        status = d["status"]
+        if status == "open" and d["due_at"] < now:
+            status = "overdue 逾期"
+        left = time_left(d["due_at"], now) if d["status"] in ("open", "paused") else local_time(d["closed_at"])
+        escalation = escalated.get(d["id"])
+        rows.append({"时限 deadline": f"{label(d['name'])} {d['name']}", "承办 owed by": d["authority"],
+                     "截止 due": local_time(d["due_at"]), "状态 status": status, "剩余/完成 left or done": left,
+                     "督办 escalation": f"#{escalation['id']} level {escalation['level']}" if escalation else ""})
+    return rows
+
+
+def _cell(text: str) -> str:
+    """User text in a Markdown table cell: one line, no column breaks."""
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
+def publish(number: str, now: dt.datetime, *, run_id: uuid.UUID | None = None) -> int:
+    """Publish the three artifacts on the subject's flow run (or `run_id`, a look-back
+    run); 0 when Prefect is not configured or there is no run yet."""
+    from tasks.events import prefect_configured
+    from tasks.render import local_time
+
+    if not prefect_configured():
+        return 0
+    with session_scope() as session:
+        subject = subject_for(session, number)
+        run_id = run_id or (subject.flow_run_id if subject is not None else None)
+        if subject is None or run_id is None:
+            return 0
+        data = records(session, subject.number)
+        percent, awaiting = progress(subject, data)
+        timeline = timeline_markdown(subject, data, now)
+        table = deadline_table(data, now)
+        key = subject.number.lower()
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    at = local_time(now)
+    artifacts = [
+        ArtifactCreate(key=f"{key}-timeline", type="markdown", data=timeline, flow_run_id=run_id,
+                       description=f"{number} 时间线 / timeline, {at}"),
+        ArtifactCreate(key=f"{key}-deadlines", type="table", flow_run_id=run_id,
+                       data=json.dumps(table or [{"状态 status": "无时限 / no deadlines"}], ensure_ascii=False),
+                       description=f"{number} 时限 / deadlines, {at}"),
+        ArtifactCreate(key=f"{key}-progress", type="progress", data=percent, flow_run_id=run_id,
+                       description=f"{number}: {percent:.0f}% — 当前 / now: {awaiting}"),
+    ]
+    with get_client(sync_client=True) as client:
+        # Updated in place: the run shows one of each, always the latest.
+        existing = {a.key: a.id for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+            key=ArtifactFilterKey(any_=[a.key for a in artifacts])))}
+        for artifact in artifacts:
+            if artifact.key in existing:
+                client.update_artifact(existing[artifact.key], ArtifactUpdate(
+                    data=artifact.data, description=artifact.description))
+            else:
+                client.create_artifact(artifact)
+    return len(artifacts)
+
+
+def publish_many(numbers: set[str], now: dt.datetime, *, limit: int = 20) -> int:
+    """For the watcher: refresh the subjects it just reminded or escalated about."""
+    published = 0
+    for number in sorted(numbers)[:limit]:
+        try:
+            published += bool(publish(number, now))
+        except Exception as exc:  # a status page is a view; it must not stop the watcher
+            log.warning("%s: status not published: %s", number, str(exc).splitlines()[0] if str(exc) else exc)
+    return published
