@@ -51,3 +51,9 @@ class CalendarUnavailable(RegflowError):
 
 class PlatformUnavailable(RegflowError):
     exit_code = 6
+
+
+class AuditTampered(RegflowError):
+    """`regflow audit verify` found a row altered, deleted or out of place."""
+
+    exit_code = 7

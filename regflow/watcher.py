@@ -121,6 +121,19 @@ def send_notifications(now: dt.datetime) -> int:
     return result.sent
 
 
+def seal_audit(now: dt.datetime) -> int:
+    """Chain the audit rows written since the last cycle (storage/audit.py)."""
+    from storage.audit import seal
+    from tasks.events import emit_audit_head
+
+    with session_scope() as session:
+        count, head = seal(session)
+        seq, digest = head.seq, head.hash
+    if count:
+        emit_audit_head(seq, digest)
+    return count
+
+
 _last_beat: dict[str, dt.datetime | None] = {"at": None}
 
 
@@ -143,7 +156,8 @@ def heartbeat(now: dt.datetime) -> int:
 MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs),
             Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
-            Manager("send-notifications", send_notifications), Manager("publish-status", publish_status)]
+            Manager("send-notifications", send_notifications), Manager("publish-status", publish_status),
+            Manager("seal-audit", seal_audit)]
 
 
 class Watcher:

@@ -88,5 +88,15 @@ def _first_line(error: object) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def upsert_insert(session: Session, table):
+    """An INSERT supporting ON CONFLICT for the session's database (PostgreSQL or SQLite):
+    the insert-or-ignore that lets two first writers of the same row both succeed."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def json_column() -> sa.Column:
     return sa.Column(sa.JSON, nullable=False, default=dict)

@@ -8,7 +8,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from storage.db import UTCDateTime
+from storage.db import UTCDateTime, upsert_insert
 
 
 class Heartbeat(SQLModel, table=True):
@@ -17,11 +17,7 @@ class Heartbeat(SQLModel, table=True):
 
 
 def beat(session: Session, *, name: str, now: dt.datetime) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(Heartbeat).values(name=name, seen_at=now)
+    stmt = upsert_insert(session, Heartbeat).values(name=name, seen_at=now)
     session.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now}))
 
 

@@ -8,7 +8,7 @@ import uuid
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from storage.db import UTCDateTime
+from storage.db import UTCDateTime, upsert_insert
 
 
 class IncidentBase(SQLModel):
@@ -76,11 +76,8 @@ def next_number(session: Session, *, name: str) -> int:
 
     Insert-if-absent first, so two first allocations of a new counter cannot both
     insert; the update then holds the row until the transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+    session.execute(upsert_insert(session, Counter).values(name=name, value=0)
+                    .on_conflict_do_nothing(index_elements=["name"]))
     stmt = sa.update(Counter).where(Counter.name == name).values(value=Counter.value + 1).returning(Counter.value)
     return session.execute(stmt).scalar_one()
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from rules.plans import LoadedPlan, Plan
-from storage.db import UTCDateTime, utcnow
+from storage.db import UTCDateTime, upsert_insert, utcnow
 
 
 class PlanVersion(SQLModel, table=True):
@@ -29,15 +29,10 @@ class PlanVersion(SQLModel, table=True):
 
 
 def register_plan(session: Session, *, loaded: LoadedPlan) -> PlanVersion:
-    """The stored version for this content, created the first time it is seen."""
-    existing = session.exec(
-        select(PlanVersion).where(PlanVersion.key == loaded.plan.key,
-                                  PlanVersion.content_hash == loaded.content_hash)
-    ).first()
-    if existing:
-        return existing
-    row = PlanVersion(key=loaded.plan.key, content_hash=loaded.content_hash, name=loaded.plan.name,
-                      source=loaded.source, body=loaded.raw, loaded_at=utcnow())
-    session.add(row)
-    session.flush()
-    return row
+    """The stored version for this content, created the first time it is seen.
+    Insert-or-ignore: two first triggers of a new plan version at once both succeed."""
+    session.execute(upsert_insert(session, PlanVersion).values(
+        key=loaded.plan.key, content_hash=loaded.content_hash, name=loaded.plan.name, source=loaded.source,
+        body=loaded.raw, loaded_at=utcnow()).on_conflict_do_nothing(index_elements=["key", "content_hash"]))
+    return session.exec(select(PlanVersion).where(PlanVersion.key == loaded.plan.key,
+                                                  PlanVersion.content_hash == loaded.content_hash)).one()

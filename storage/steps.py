@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from storage.db import UTCDateTime
+from storage.db import UTCDateTime, upsert_insert
 
 
 class Step(SQLModel, table=True):
@@ -41,11 +41,8 @@ def get_step(session: Session, *, subject: str, name: str) -> Step | None:
 def open_step(session: Session, *, subject: str, name: str, now: dt.datetime) -> Step:
     """The step row, inserted if absent. The flow opening a step and a person
     answering it may insert at the same moment: insert-or-ignore, then read."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(Step).values(subject=subject, name=name, status="awaiting", opened_at=now)
+    session.execute(upsert_insert(session, Step).values(subject=subject, name=name, status="awaiting",
+                                                        opened_at=now)
                     .on_conflict_do_nothing(index_elements=["subject", "name"]))
     return get_step(session, subject=subject, name=name)
 

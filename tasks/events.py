@@ -37,3 +37,18 @@ def emit_all(batch: list[tuple[str, dict[str, Any]]]) -> None:
                        related=related, payload=payload)
         except Exception as exc:
             log.warning("event %s not emitted: %s", name, type(exc).__name__)
+
+
+def emit_audit_head(seq: int, digest: str) -> None:
+    """The audit chain's head, outside our database: a record to check the chain
+    against if the whole of it were ever rewritten."""
+    if not prefect_configured():
+        return
+    from prefect.events import emit_event
+
+    try:
+        emit_event(event="regflow.audit.sealed", resource={"prefect.resource.id": "regflow.audit-chain",
+                                                           "prefect.resource.name": "audit chain"},
+                   payload={"seq": seq, "hash": digest})
+    except Exception as exc:
+        log.warning("event regflow.audit.sealed not emitted: %s", type(exc).__name__)

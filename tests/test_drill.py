@@ -169,6 +169,13 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     got = Counter(m.title for m in receivers.inbox.matching(token) if number in m.title)
     assert got == expected
 
+    # The platform's watcher sealed everything on record into the audit hash chain.
+    def sealed():
+        result = cli("audit", "verify", "--json")
+        verdict = json.loads(result.out)
+        return result.code == 0 and verdict["unsealed"] == 0 and verdict["checked"] > 0
+    wait_until(sealed, timeout=30, what="the watcher to seal the audit log")
+
     listed = cli("drills", "--json")
     assert any(d["number"] == number and d["score"] == card["score"] for d in json.loads(listed.out))
 

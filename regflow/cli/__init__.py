@@ -1,7 +1,8 @@
 """The `regflow` command line.
 
 Exit codes: 0 ok; 1 unexpected; 2 invalid input; 3 not found; 4 step conflict
-(answered twice or out of order); 5 no holiday calendar; 6 platform unavailable.
+(answered twice or out of order); 5 no holiday calendar; 6 platform unavailable;
+7 audit log tampered.
 Errors are one line on stderr; no traceback for a user's own mistake.
 """
 
@@ -11,7 +12,7 @@ import sys
 
 import typer
 
-from regflow.cli import admin, case, drill, incident, supervise
+from regflow.cli import admin, audit, case, drill, incident, supervise
 from regflow.cli.doctor import doctor
 from regflow.cli.output import err
 from regflow.errors import RegflowError
@@ -23,6 +24,7 @@ app = typer.Typer(help="regflow: emergency response and enforcement workflows on
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=False)
 app.add_typer(incident.app, name="incident")
+app.add_typer(audit.app, name="audit")
 case.register(app)
 app.command()(doctor)
 admin.register(app)
