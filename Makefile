@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run run-prod test bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/regflow up
+
+# Production mode on this machine: PostgreSQL, API auth, two workers, two watchers.
+run-prod: $(STAMP)
+	$(VENV)/bin/regflow up --prod
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from regflow.errors import PlatformUnavailable
-from regflow.settings import PROJECT_ROOT, get_settings
+from regflow.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 
 BIN = Path(sys.executable).parent
 ROLES = ("duty", "head", "onsite", "food")
@@ -41,7 +41,7 @@ def wait_for_api(api_url: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{api_url}/health", timeout=2, headers=prefect_auth_headers()).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -108,7 +108,53 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
-def run_platform(*, demo: bool = True, port: int = 4200) -> None:
+# Production on this machine (`make run-prod`): both databases on the local PostgreSQL.
+PROD_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/regflow"
+PROD_PREFECT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect"
+
+
+def production_env(env: dict[str, str], home: Path) -> dict[str, str]:
+    """Production settings over the embedded ones: PostgreSQL for regflow and for
+    Prefect, and Basic auth on the API (the server checks PREFECT_SERVER_API_AUTH_STRING,
+    every client sends PREFECT_API_AUTH_STRING). The auth string comes from the
+    environment, else from $REGFLOW_HOME/prefect-auth (created once, mode 600)."""
+    import secrets
+
+    env = dict(env)
+    env.setdefault("REGFLOW_DATABASE_URL", PROD_DATABASE)
+    env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", PROD_PREFECT_DATABASE)
+    if not env["REGFLOW_DATABASE_URL"].startswith("postgresql"):
+        raise PlatformUnavailable("production runs on PostgreSQL: set REGFLOW_DATABASE_URL=postgresql+psycopg://…")
+    auth = env.get("PREFECT_SERVER_API_AUTH_STRING") or env.get("PREFECT_API_AUTH_STRING")
+    if not auth:
+        path = home / "prefect-auth"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(f"regflow:{secrets.token_urlsafe(24)}\n")
+        auth = path.read_text().strip()
+    env.update(PREFECT_SERVER_API_AUTH_STRING=auth, PREFECT_API_AUTH_STRING=auth)
+    return env
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the database of `url` if the server lacks it (a DBA may have made it)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{target.database}"')
+    except psycopg.Error as exc:
+        raise PlatformUnavailable(f"PostgreSQL at {target.host}:{target.port}: {str(exc).splitlines()[0]}") from exc
+
+
+def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> None:
+    """Start every part as a child of this process. `prod`: PostgreSQL for both
+    databases, API auth, migrations as their own step, two workers, two watchers."""
     # Explicit handlers: a process started in the background inherits SIGINT ignored,
     # and a supervisor stops us with SIGTERM; both must stop every child.
     signal.signal(signal.SIGINT, _interrupt)
@@ -118,28 +164,48 @@ def run_platform(*, demo: bool = True, port: int = 4200) -> None:
     logs = home / "logs"
     api_url = f"http://127.0.0.1:{port}/api"
     env = platform_env(home, api_url)
-    os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME", "REGFLOW_PROJECT_DIR")})
+    if prod:
+        env = production_env(env, home)
+    shared = ("PREFECT_API_URL", "PREFECT_HOME", "REGFLOW_PROJECT_DIR", "REGFLOW_DATABASE_URL",
+              "PREFECT_API_AUTH_STRING")
+    os.environ.update({k: env[k] for k in shared if k in env})
+    get_settings.cache_clear()
     children: list[subprocess.Popen] = []
     try:
-        print("regflow: preparing the database ...", flush=True)
-        prepare_database()
-        if not settings.apprise_config_path.exists():
+        if prod:
+            print("regflow: migrating the databases (their own step) ...", flush=True)
+            for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
+                ensure_postgres_database(url)
+            logs.mkdir(parents=True, exist_ok=True)
+            for step in (["db", "upgrade"], ["authorities", "load"]):
+                with (logs / "migrate.log").open("a") as out:
+                    subprocess.run([str(BIN / "regflow"), *step], env=env, cwd=PROJECT_ROOT, stdout=out,
+                                   stderr=subprocess.STDOUT, check=True)
+        else:
+            print("regflow: preparing the database ...", flush=True)
+            prepare_database()
+        demo_channels = not settings.apprise_config_path.exists()
+        if demo_channels:
             write_demo_channels(settings.apprise_config_path, http_port=8901, smtp_port=8925)
-        children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
+        if demo_channels or not prod:  # production with its own channels needs no demo inbox
+            children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
         print(f"regflow: starting Prefect server on {api_url} (logs in {logs}) ...", flush=True)
         children.append(_spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                 "--port", str(port)], env, logs / "server.log"))
         wait_for_api(api_url)
         print("regflow: deploying flows ...", flush=True)
         deploy_all(env, logs / "deploy.log")
-        children.append(start_worker(env, logs / "worker.log"))
-        children.append(start_watcher(env, logs / "watcher.log"))
+        copies = 2 if prod else 1  # production: no single worker or watcher to lose
+        for i in range(copies):
+            suffix = f"-{i + 1}" if prod else ""
+            children.append(start_worker(env, logs / f"worker{suffix}.log", limit=2 if prod else 4))
+            children.append(start_watcher(env, logs / f"watcher{suffix}.log"))
         services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
         number = None
         if demo:
             drill, number = _start_demo_drill(env, logs)
             children.append(drill)
-        _welcome(api_url, home, number)
+        _welcome(api_url, home, number, env if prod else None)
         while all(child.poll() is None for child in services):
             time.sleep(1)
         print("regflow: a component stopped; see the logs in", logs, flush=True)
@@ -179,14 +245,24 @@ def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen
     raise PlatformUnavailable(f"the demo drill did not start; see {logs / 'drill.log'}")
 
 
-def _welcome(api_url: str, home: Path, number: str | None) -> None:
+def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None) -> None:
+    from sqlalchemy.engine import make_url
+
     ui = api_url.removesuffix("/api")
     print(f"""
 ==============================================================================
- regflow is running.
+ regflow is running{' in production mode' if prod else ''}.
    Prefect UI ............ {ui}
    Demo messages ......... {home / 'inbox' / 'messages.log'}
    Logs .................. {home / 'logs'}
+""", flush=True)
+    if prod:
+        where = "$PREFECT_API_AUTH_STRING" if os.environ.get("PREFECT_SERVER_API_AUTH_STRING") else home / "prefect-auth"
+        print(f"""   regflow database ...... {make_url(prod['REGFLOW_DATABASE_URL']).render_as_string(hide_password=True)}
+   Prefect database ...... {make_url(prod['PREFECT_API_DATABASE_CONNECTION_URL']).render_as_string(hide_password=True)}
+   Workers, watchers ..... 2 and 2 (logs worker-N.log, watcher-N.log)
+   API login ............. the UI asks for the auth string in {where};
+                           CLI users export PREFECT_API_AUTH_STRING with it.
 """, flush=True)
     if number:
         print(f"""   Demo drill ............ {number} (【演练 DRILL】, product-quality level II, ×60)

@@ -67,6 +67,17 @@ def schedule_lookback_run(number: str) -> uuid.UUID | None:
     return run_id
 
 
+CREDENTIALS = ("Prefect API refused our credentials (HTTP 401): set PREFECT_API_AUTH_STRING to the server's "
+               "auth string")
+
+
+def _unavailable(exc: httpx.HTTPError) -> PlatformUnavailable:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return PlatformUnavailable(CREDENTIALS)
+    return PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}")
+
+
 def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str], key: str,
          scheduled_time=None) -> uuid.UUID:
     from prefect.deployments import run_deployment
@@ -75,6 +86,8 @@ def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str],
         run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False, flow_run_name=name[:200],
                              tags=tags, idempotency_key=key, scheduled_time=scheduled_time)
     except httpx.HTTPStatusError as exc:
+        if exc.response.status_code in (401, 403):
+            raise _unavailable(exc) from exc
         if exc.response.status_code < 500:  # reachable, but it refused: say what it said
             detail = exc.response.json().get("detail", "") if exc.response.content else ""
             raise RegflowError(f"Prefect refused to create a run of {deployment}: {str(detail)[:300]}") from exc
@@ -162,7 +175,7 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
                     return "pending"
                 time.sleep(0.3)
     except httpx.HTTPError as exc:
-        raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
+        raise _unavailable(exc) from exc
 
 
 def _consumed(number: str, step: str) -> bool:

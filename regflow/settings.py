@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
 
 
+def prefect_auth_headers() -> dict[str, str]:
+    """The Basic auth header Prefect's own client sends when PREFECT_API_AUTH_STRING is
+    set (production), for our few direct HTTP calls (health checks)."""
+    import base64
+
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

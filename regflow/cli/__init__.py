@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err("interrupted")
         return 130
+    except Exception as exc:
+        # Prefect's client raises httpx errors as they come; credentials are the user's to fix.
+        if getattr(getattr(exc, "response", None), "status_code", None) in (401, 403):
+            from regflow.runs import CREDENTIALS
+
+            err(f"error: {CREDENTIALS}")
+            return 6
+        raise
 
 
 def entry() -> None:

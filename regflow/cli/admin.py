@@ -136,11 +136,15 @@ def inbox(
     serve_forever(directory or get_settings().home / "inbox", http_port=http_port, smtp_port=smtp_port)
 
 
-def up(demo: bool = typer.Option(True, help="Start the demo drill once everything is up.")) -> None:
-    """Start the embedded platform: Prefect server, worker, watcher and demo inbox (what `make run` does).
+def up(demo: Optional[bool] = typer.Option(None, help="Start the demo drill once everything is up "
+                                                    "(default: yes, except with --prod)."),
+       prod: bool = typer.Option(False, "--prod", help="Production mode: PostgreSQL for regflow and Prefect, API "
+                                                      "auth, migrations first, two workers and two watchers."),
+       port: int = typer.Option(4200, help="Prefect server port.")) -> None:
+    """Start the platform: Prefect server, worker(s), watcher(s) and demo inbox (`make run`, `make run-prod`).
 
-    Example: regflow up
+    Example: regflow up --prod
     """
     from regflow.devstack import run_platform
 
-    run_platform(demo=demo)
+    run_platform(demo=(not prod) if demo is None else demo, port=port, prod=prod)

@@ -47,10 +47,12 @@ def _prefect(now: dt.datetime) -> list[Check]:
 
     import httpx
 
+    from regflow.settings import prefect_auth_headers
+
     # Unset, it is where `make run` serves it; never let the client start a server of its own.
     api = os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
     try:
-        httpx.get(f"{api.rstrip('/')}/health", timeout=3).raise_for_status()
+        httpx.get(f"{api.rstrip('/')}/health", timeout=3, headers=prefect_auth_headers()).raise_for_status()
     except httpx.HTTPError as exc:
         return [Check("prefect api", False, f"{api}: {type(exc).__name__}",
                       "start it (`make run`, or `prefect server start`) or set PREFECT_API_URL")]

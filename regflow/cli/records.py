@@ -74,10 +74,16 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     from regflow.runs import resume_when_suspended
     from regflow.settings import get_settings
 
+    from regflow.errors import PlatformUnavailable
+
     outcome = "pending"
     if result.flow_run_id is not None and wait:
-        outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
-                                        wait_seconds=get_settings().resume_wait_seconds)
+        try:
+            outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
+                                            wait_seconds=get_settings().resume_wait_seconds)
+        except PlatformUnavailable as exc:
+            raise PlatformUnavailable(f"{title} of {result.number} is recorded, but its flow run could not be "
+                                      f"resumed ({exc}); the watcher hands it over once Prefect is reachable") from exc
     if json_out:
         emit_json({"number": result.number, "step": result.step, "run": outcome})
         return
