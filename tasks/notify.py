@@ -84,11 +84,16 @@ def load_channels(path: Path | None = None) -> Channels:
         text, secrets = _substitute(path.read_text(encoding="utf-8"), path)
         config = apprise.AppriseConfig()
         fmt = "yaml" if path.suffix in (".yml", ".yaml") else "text"
-        if not config.add_config(text, format=fmt):
-            raise InvalidInput(f"{path}: not a valid apprise {fmt} config")
-        servers = apprise.Apprise()
-        servers.add(config)
-        urls = tuple(server.url() for server in servers)
+        try:  # apprise parses lazily, and raises on some bytes instead of reporting them
+            if not config.add_config(text, format=fmt):
+                raise InvalidInput(f"{path}: not a valid apprise {fmt} config")
+            servers = apprise.Apprise()
+            servers.add(config)
+            urls = tuple(server.url() for server in servers)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"{path}: not a valid apprise {fmt} config ({type(exc).__name__})") from exc
         _cache.clear()
         _cache[key] = Channels(servers=servers, secrets=tuple(secrets), urls=urls)
     return _cache[key]
