@@ -20,8 +20,8 @@ from flows.forms import FORMS
 from flows.params import AUTHORITY_HELP, Param, AuthorityCode, PlanKey
 from rules import lifecycle
 from rules.plans import Level
-from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team, open_step, publish_documents,
-                             publish_status, record_answer)
+from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team, keep_alive, open_step,
+                             publish_documents, publish_status, record_answer)
 
 
 @flow(name="emergency-response", log_prints=True)
@@ -38,6 +38,7 @@ def emergency_response(
     incident_number: str | None = Param(default=None, title="事件编号 Incident number",
                                         description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
+    keep_alive()
     params = dict(plan=plan, level=level, title=title, location=location, authority=authority,
                   occurred_at=occurred_at, reporter=reporter)
     number = activate_plan(params, incident_number)

@@ -20,7 +20,7 @@ from prefect.flow_runs import suspend_flow_run
 from flows.forms import CASE_FORMS
 from flows.params import AUTHORITY_HELP, Param, AuthorityCode
 from rules import cases as machine
-from tasks.emergency import deliver_notifications, publish_status
+from tasks.emergency import deliver_notifications, keep_alive, publish_status
 from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
                                start_linked_runs, start_lookback)
 
@@ -47,6 +47,7 @@ def enforcement_case(
     number: str | None = Param(default=None, title="案件编号 Case number",
                                description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
+    keep_alive()
     params = dict(kind="case", title=title, party=party, source=source, authority=authority, detail=detail,
                   received_at=received_at, reporter=reporter, real_name=real_name)
     number = receive_lead(params, number)
@@ -73,6 +74,7 @@ def complaint_handling(
     number: str | None = Param(default=None, title="投诉编号 Complaint number",
                                description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
 ) -> str:
+    keep_alive()
     params = dict(kind="complaint", title=title, party=party, source=source, authority=authority, detail=detail,
                   reporter=reporter, reporter_contact=reporter_contact)
     number = receive_lead(params, number)
@@ -86,6 +88,7 @@ def complaint_handling(
 def lookback_review(
     case_number: str = Param(title="案件编号 Case number", description="回头看的原案件 / the closed case to look back on"),
 ) -> str:
+    keep_alive()
     start_lookback(case_number)
     deliver_notifications(case_number)
     _walk(case_number, "lookback")

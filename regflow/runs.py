@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlmodel import select
 
 from regflow.errors import PlatformUnavailable, RegflowError, StepConflict
 from regflow.settings import get_settings
-from storage.db import session_scope
+from storage.db import session_scope, utcnow
 from storage.cases import Case, get_case
 from storage.incidents import Incident
 from storage.steps import get_step
@@ -182,3 +183,80 @@ def _consumed(number: str, step: str) -> bool:
     with session_scope() as session:
         row = get_step(session, subject=number.strip().upper(), name=step)
         return row is not None and row.consumed_at is not None
+
+
+def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]:
+    """Put dead runs of open incidents and cases back in the queue.
+
+    A flow-run process killed mid-lifecycle (OOM, SIGKILL, a machine lost) is marked
+    Crashed by its worker, and nothing in Prefect runs it again; if its worker died
+    too, the run stays Running (or Pending, if it died starting) for ever. All are
+    found here: Crashed runs, Pending runs that never started, and Running runs whose
+    process stopped stamping its heartbeat (tasks.emergency.keep_alive). Every task of our flows is idempotent by its own key, so such a run
+    simply starts again from the top: scheduling it again hands it to a live worker.
+    Runs whose subject is closed are left alone. Returns (number, run id, why)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+                                                FlowRunFilterTags)
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Scheduled
+
+    from storage.heartbeats import seen
+
+    now = utcnow()
+    recovered = []
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(limit=limit, flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.CRASHED, StateType.RUNNING, StateType.PENDING])),
+                tags=FlowRunFilterTags(all_=["regflow"])))
+            with session_scope() as session:
+                beats = seen(session, names=[f"flowrun:{r.id}" for r in runs])
+            for run in runs:
+                why = _dead(run, beats.get(f"flowrun:{run.id}"), now)
+                number = _open_subject(run.id) if why else None
+                if number is None:
+                    continue
+                client.set_flow_run_state(run.id, Scheduled(message=f"regflow: rescheduled, {why}"), force=True)
+                with session_scope() as session:
+                    from storage import audit
+
+                    audit.record(session, at=now, actor="watcher", action="run.recovered", subject=number,
+                                 flow_run_id=str(run.id), why=why)
+                recovered.append((number, run.id, why))
+    except httpx.HTTPError as exc:
+        raise _unavailable(exc) from exc
+    return recovered
+
+
+def _dead(run, last_beat, now) -> str | None:
+    """Why this run is dead, or None while it may be alive. A process beats every 5 s;
+    silence for `run_silent_seconds` means it is gone, and a run gets
+    `run_start_seconds` to start its process (import, connect) before it must beat."""
+    from prefect.client.schemas.objects import StateType
+
+    settings = get_settings()
+    if run.state is None:
+        return None
+    since = (now - run.state.timestamp).total_seconds()
+    if run.state.type == StateType.CRASHED:
+        return "it had crashed"
+    if run.state.type == StateType.PENDING:
+        return f"its process never started ({int(since)} s pending)" if since > settings.run_start_seconds else None
+    if last_beat is None or last_beat < run.state.timestamp:  # this process has not beaten yet
+        return "its process never reported" if since > settings.run_start_seconds else None
+    if (now - last_beat).total_seconds() > settings.run_silent_seconds:
+        return f"its process stopped ({int((now - last_beat).total_seconds())} s without a heartbeat)"
+    return None
+
+
+def _open_subject(run_id: uuid.UUID) -> str | None:
+    from storage.cases import case_by_run
+    from storage.incidents import incident_by_run
+
+    with session_scope() as session:
+        subject = incident_by_run(session, flow_run_id=run_id) or case_by_run(session, flow_run_id=run_id)
+        if subject is None:  # a look-back run: its case names it, not by flow_run_id
+            subject = session.exec(select(Case).where(Case.lookback_run_id == run_id)).first()
+        return subject.number if subject is not None and subject.status != "closed" else None

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     outbox_claim_seconds: float = 120.0
     outbox_backoff_base: float = 5.0
     outbox_backoff_cap: float = 600.0
+    # Dead-run detection (regflow/runs.py): a flow-run process beats every 5 s.
+    run_silent_seconds: float = 30.0
+    run_start_seconds: float = 90.0
 
     @property
     def db_url(self) -> str:

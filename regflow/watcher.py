@@ -77,6 +77,24 @@ def start_missing_runs(now: dt.datetime) -> int:
 _touched: set[str] = set()  # subjects reminded or escalated about since the last status refresh
 
 
+_last_recovery: dict[str, dt.datetime | None] = {"at": None}
+
+
+def recover_crashed_runs(now: dt.datetime) -> int:
+    """Every 5 s: reschedule dead runs of open incidents and cases (regflow/runs.py)."""
+    from regflow.runs import recover_crashed_runs as recover
+    from tasks.events import prefect_configured
+
+    last = _last_recovery["at"]
+    if not prefect_configured() or last is not None and (now - last).total_seconds() < 5:
+        return 0
+    _last_recovery["at"] = now
+    recovered = recover()
+    for number, run_id, why in recovered:
+        log.warning("%s: run %s rescheduled to start again from the top: %s", number, run_id, why)
+    return len(recovered)
+
+
 def send_reminders(now: dt.datetime) -> int:
     from tasks.deadlines import send_reminders as remind
 
@@ -154,6 +172,7 @@ def heartbeat(now: dt.datetime) -> int:
 
 
 MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs),
+            Manager("recover-crashed-runs", recover_crashed_runs),
             Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
             Manager("send-notifications", send_notifications), Manager("publish-status", publish_status),

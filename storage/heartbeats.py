@@ -24,3 +24,10 @@ def beat(session: Session, *, name: str, now: dt.datetime) -> None:
 def alive(session: Session, *, prefix: str, since: dt.datetime) -> list[Heartbeat]:
     return list(session.exec(select(Heartbeat).where(Heartbeat.name.startswith(prefix),
                                                      Heartbeat.seen_at >= since)).all())
+
+
+def seen(session: Session, *, names: list[str]) -> dict[str, dt.datetime]:
+    """When each of these was last stamped (absent: never)."""
+    if not names:
+        return {}
+    return {row.name: row.seen_at for row in session.exec(select(Heartbeat).where(Heartbeat.name.in_(names))).all()}

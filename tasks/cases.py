@@ -508,15 +508,16 @@ def _listing_desk(case: Case) -> list[str]:
     return [f"{case.listed_by}.duty", f"{case.listed_by}.head"] if case.listed_by else []
 
 
-def consume(number: str, name: str, *, now: dt.datetime) -> list[Report]:
+def consume(number: str, name: str, *, now: dt.datetime, mark: bool = True) -> list[Report]:
     """The flow has gone past a step: mark it, and return its documents the first
     time only (so artifacts are published once however often the flow re-runs)."""
     with session_scope() as session:
         row = step_rows.get_step(session, subject=number, name=name)
         if row is None or row.consumed_at is not None:
             return []
-        row.consumed_at = now
-        session.add(row)
+        if mark:  # without: read them to publish first, so a crash in between loses none
+            row.consumed_at = now
+            session.add(row)
         return [r for r in reports_for(session, subject=number) if r.step == name]
 
 

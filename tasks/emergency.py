@@ -32,6 +32,32 @@ def transient(task, task_run, state) -> bool:
 RETRY = dict(retries=3, retry_delay_seconds=[1, 5, 15], retry_condition_fn=transient, cache_policy=NO_CACHE)
 
 
+BEAT_SECONDS = 5
+
+
+def keep_alive() -> None:
+    """Stamp `flowrun:<id>` every few seconds while this run's process lives, so the
+    watcher can tell a run whose process was killed (it stays Running for ever in
+    Prefect, with nobody left to mark it Crashed) from one that is working."""
+    import threading
+    import time
+
+    from storage.db import session_scope
+    from storage.heartbeats import beat
+
+    name = f"flowrun:{flow_run.id}"
+
+    def loop() -> None:
+        while True:
+            try:
+                with session_scope() as session:
+                    beat(session, name=name, now=utcnow())
+            except Exception:  # a missed beat is retried; the watcher allows several
+                pass
+            time.sleep(BEAT_SECONDS)
+    threading.Thread(target=loop, name="regflow-keep-alive", daemon=True).start()
+
+
 @task(name="activate-plan", **RETRY)
 def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     """Create the incident (once per flow run) or adopt the one the CLI created."""
@@ -91,10 +117,23 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
 
 @task(name="publish-documents", **RETRY)
 def publish_documents(number: str, step: str) -> int:
-    """Mark the step passed; publish its documents as artifacts the first time."""
-    reports = incidents.consume(number, step, now=utcnow())
+    """Publish the step's documents as artifacts, then mark the step passed: a run
+    killed in between publishes the rest when it starts again, and none twice."""
+    reports = incidents.consume(number, step, now=utcnow(), mark=False)
     for report in reports:
         zh, en = incidents.REPORT_KINDS[report.kind]
-        create_markdown_artifact(key=f"{number.lower()}-{report.step}", markdown=report.document,
-                                 description=f"{number} {zh} / {en}")
+        publish_once(f"{number.lower()}-{report.step}", report.document, f"{number} {zh} / {en}")
+    incidents.consume(number, step, now=utcnow())
     return len(reports)
+
+
+def publish_once(key: str, markdown: str, description: str) -> None:
+    """A Markdown artifact of this run, unless the run already has one by that key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        if client.read_artifacts(limit=1, artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run.id)]))):
+            return
+    create_markdown_artifact(key=key, markdown=markdown, description=description)

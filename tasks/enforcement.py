@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from regflow.errors import RegflowError
@@ -15,7 +14,7 @@ from rules.cases import validate_lead
 from storage.db import utcnow
 from storage.subjects import link_flow_run
 from tasks import cases
-from tasks.emergency import RETRY
+from tasks.emergency import RETRY, publish_once
 
 
 @task(name="receive-lead", **RETRY)
@@ -52,11 +51,11 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
 
 @task(name="publish-case-documents", **RETRY)
 def publish_documents(number: str, step: str) -> int:
-    reports = cases.consume(number, step, now=utcnow())
+    reports = cases.consume(number, step, now=utcnow(), mark=False)
     for report in reports:
         zh, en = cases.DOCUMENTS[report.kind]
-        create_markdown_artifact(key=f"{number.lower()}-{report.kind}", markdown=report.document,
-                                 description=f"{number} {zh} / {en}")
+        publish_once(f"{number.lower()}-{report.kind}", report.document, f"{number} {zh} / {en}")
+    cases.consume(number, step, now=utcnow())
     return len(reports)
 
 

@@ -400,7 +400,7 @@ def _release(session: Session, ctx: Context, *, now: dt.datetime) -> Report:
     return row
 
 
-def consume(number: str, name: str, *, now: dt.datetime) -> list[Report]:
+def consume(number: str, name: str, *, now: dt.datetime, mark: bool = True) -> list[Report]:
     """The flow has gone past a step: mark it, and return the step's documents the
     first time only (so artifacts are published once however often the flow re-runs)."""
     with session_scope() as session:
@@ -408,8 +408,9 @@ def consume(number: str, name: str, *, now: dt.datetime) -> list[Report]:
         row = step_rows.get_step(session, subject=incident.number, name=name)
         if row is None or row.consumed_at is not None:
             return []
-        row.consumed_at = now
-        session.add(row)
+        if mark:  # without: read them to publish first, so a crash in between loses none
+            row.consumed_at = now
+            session.add(row)
         steps = {name, "release"} if name == "review" else {name}
         return [r for r in reports_for(session, subject=incident.number) if r.step in steps]
 

@@ -1,0 +1,212 @@
+"""Faults survived: flow-run processes and the worker killed with SIGKILL at random
+points of several emergency lifecycles, many times, on a Prefect server of the test's
+own (so killing its worker disturbs no other test). Every run must finish, every
+deadline be closed as met (or cancelled by the lifecycle), and every notification
+reach every destination exactly once, counted at the loopback receivers. The
+watcher reschedules runs their worker marked Crashed; a killed worker is restarted
+as a supervisor would."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from storage.db import session_scope, utcnow
+from tests.conftest import PG_ADMIN, pg_unavailable_reason, wait_until
+
+pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)
+
+ANSWERS = {
+    "arrival": ("arrive", {"officer": "张三"}),
+    "initial-report": ("report:initial", {"author": "李四", "text": "初报"}),
+    "progress-1": ("close", {"author": "李四", "text": "处置结束"}),
+    "final-report": ("report:final", {"author": "王五", "text": "终报"}),
+    "review": ("review", {"reviewer": "赵六", "lessons": "经验"}),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chaos(module_database, receivers, home):
+    from regflow.devstack import BIN, _spawn, deploy_all, platform_env, start_watcher, start_worker, wait_for_api
+
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    logs = home / "logs-chaos"
+    env = platform_env(home, api)
+    env.update(REGFLOW_DATABASE_URL=module_database, PREFECT_HOME=str(home / "prefect-chaos"),
+               REGFLOW_RUN_START_SECONDS="45", REGFLOW_RUN_SILENT_SECONDS="20")
+    name = None
+    if pg_unavailable_reason() is None:  # Prefect's own database on PostgreSQL, as in production
+        import psycopg
+
+        name = f"prefect_chaos_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    server = _spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+                    logs / "server.log")
+    state = {"worker": None, "watcher": None}
+    try:
+        wait_for_api(api)
+        deploy_all(env, logs / "deploy.log")
+        state["worker"] = start_worker(env, logs / "worker.log")
+        state["watcher"] = start_watcher(env, logs / "watcher.log")
+        yield api, env, logs, state, lambda: start_worker(env, logs / "worker.log")
+    finally:
+        for proc in [state["worker"], state["watcher"], server]:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in [state["worker"], state["watcher"], server]:
+            try:
+                proc and proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if name:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _flow_run_processes(api: str) -> list[int]:
+    """The flow-run processes of this test's server (they carry its API address)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PREFECT_API_URL={api}".encode() in environ and any(v.startswith(b"PREFECT__FLOW_RUN_ID=")
+                                                                 for v in environ):
+            found.append(int(entry.name))
+    return found
+
+
+def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, own_database, receivers):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from regflow.runs import resume_when_suspended, start_incident_run
+    from rules import lifecycle
+    from rules.incidents import validate_trigger
+    from storage.deadlines import deadlines_for
+    from storage.incidents import get_incident
+    from storage.notifications import notifications_for
+    from storage.steps import steps_for
+    from tasks.incidents import answer, trigger
+    from tasks.notify import load_channels
+
+    api, env, logs, state, restart_worker = chaos
+    rng = random.Random(20261126)
+    token = uuid.uuid4().hex[:8]
+    kills = Counter()
+    stop = threading.Event()
+
+    def monkey():
+        while not stop.is_set() and sum(kills.values()) < 12:
+            time.sleep(rng.uniform(2.0, 6.0))
+            if stop.is_set():
+                return
+            if rng.random() < 0.2:
+                state["worker"].send_signal(signal.SIGKILL)
+                state["worker"].wait()
+                kills["worker"] += 1
+                time.sleep(rng.uniform(0.5, 2.0))  # a supervisor restarts it
+                state["worker"] = restart_worker()
+            else:
+                victims = _flow_run_processes(api)
+                if victims:
+                    os.kill(rng.choice(victims), signal.SIGKILL)
+                    kills["flow-run process"] += 1
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        numbers, runs = [], {}
+        for i in range(3):
+            now = utcnow()
+            incident = trigger(validate_trigger(dict(plan="product-quality", level="II", title=f"故障 {token} {i}",
+                                                     location="l", authority="330106"), now=now), now=now)
+            runs[incident.number] = start_incident_run(incident)
+            numbers.append(incident.number)
+        chaos_thread = threading.Thread(target=monkey, daemon=True)
+        chaos_thread.start()
+        try:
+            def all_closed() -> bool:
+                open_ = 0
+                for number in numbers:
+                    with session_scope() as session:
+                        incident = get_incident(session, number=number)
+                        done = {s.name: s.answer or {} for s in steps_for(session, subject=number)
+                                if s.status == "answered"}
+                    if incident.status == "closed":
+                        continue
+                    open_ += 1
+                    step = lifecycle.next_step(done)
+                    opened = {s.name for s in _steps(number)}
+                    if step is None or step.name not in opened:
+                        continue  # answer only what the run has reached: kills land mid-step
+                    verb, data = ANSWERS[step.name]
+                    result = answer(number, answer=data, source="cli", verb=verb, now=utcnow())
+                    try:
+                        resume_when_suspended(result.flow_run_id, number, result.step, result.answer, wait_seconds=0)
+                    except Exception:
+                        pass  # the watcher hands it over
+                return open_ == 0
+            wait_until(all_closed, timeout=300, interval=1.0, what="every incident to close under fire")
+        finally:
+            stop.set()
+            chaos_thread.join(timeout=10)
+        if state["worker"].poll() is not None:
+            state["worker"] = restart_worker()
+
+        def completed() -> bool:
+            with get_client(sync_client=True) as client:
+                return all(client.read_flow_run(run_id).state.type == StateType.COMPLETED for run_id in runs.values())
+        wait_until(completed, timeout=240, interval=2.0, what="every run to complete after the kills")
+
+    with session_scope() as session:
+        deadlines = [d.status for n in numbers for d in deadlines_for(session, subject=n)]
+        sent = [m for n in numbers for m in notifications_for(session, subject=n)]
+        recovered = session.execute(__import__("sqlalchemy").text(
+            "SELECT count(*) FROM audit_event WHERE action = 'run.recovered'")).scalar_one()
+    print(f"\nfaults: {dict(kills)} kills; {recovered} dead run(s) rescheduled by the watcher; "
+          f"{len(sent)} messages")
+    assert kills["flow-run process"] + kills["worker"] >= 8 and recovered >= 1
+    assert set(deadlines) <= {"met", "cancelled"}
+    wait_until(lambda: all(m.status == "sent" for n in numbers for m in _fresh(notifications_for, n)),
+               what="every message sent")
+    channels = load_channels()
+    expected = Counter(m.title for n in numbers for m in _fresh(notifications_for, n)
+                       for _ in channels.destinations(m.tag))
+    got = Counter(m.title for m in receivers.inbox.matching(token))
+    assert got == expected  # every message at every destination, once: none lost, none twice
+
+
+def _steps(number):
+    from storage.steps import steps_for
+
+    with session_scope() as session:
+        return steps_for(session, subject=number)
+
+
+def _fresh(query, number):
+    with session_scope() as session:
+        return query(session, subject=number)
