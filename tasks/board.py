@@ -61,8 +61,20 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
             })
         open_escalations = session.execute(select(sa.func.count()).select_from(Escalation)
                                            .where(Escalation.status == "open")).scalar_one()
+        failing = _failing(session, scope)
     return {"authorities": sorted(by_authority, key=lambda r: r["authority"]), "deadlines": items,
-            "open_escalations": open_escalations}
+            "open_escalations": open_escalations, "failing_messages": failing}
+
+
+def _failing(session: Session, scope: list[str] | None, limit: int = 50) -> list[dict[str, Any]]:
+    """Messages that could not be delivered yet (errors are already scrubbed of secrets)."""
+    from storage.notifications import Notification
+
+    stmt = (select(Notification).where(Notification.status == "retrying")
+            .order_by(Notification.created_at).limit(limit))
+    rows = [n for n in session.exec(stmt).all() if scope is None or n.tag.split(".")[0] in scope]
+    return [{"subject": n.subject, "to": n.tag, "title": n.title, "attempts": n.attempts,
+             "error": n.last_error or "", "next_attempt_at": n.next_attempt_at.isoformat()} for n in rows]
 
 
 def _titles(session: Session, numbers: set[str]) -> dict[str, str]:
@@ -101,10 +113,14 @@ def publish(now: dt.datetime, *, every: float = 60.0) -> int:
 
     summary = ", ".join(f"{a['authority']}: {a['open']} open / {a['overdue']} overdue" for a in data["authorities"])
     rows = table(data) or [{"状态 status": "无待办时限 / nothing open"}]
+    rows += [{"单位 authority": m["to"], "事项 subject": m["subject"], "标题 title": m["title"],
+              "状态 status": f"消息发送失败 message failing ({m['attempts']} tries)", "督办 escalation": m["error"][:120]}
+             for m in data["failing_messages"]]
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(
             key=ARTIFACT_KEY, type="table", data=json.dumps(rows, ensure_ascii=False),
             description=f"督办看板 supervision board, {local_time(now)} — {summary or 'nothing open'}; "
-                        f"{data['open_escalations']} open escalation(s)"))
+                        f"{data['open_escalations']} open escalation(s); "
+                        f"{len(data['failing_messages'])} message(s) failing"))
     _last["hash"] = digest
     return 1

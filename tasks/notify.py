@@ -146,16 +146,33 @@ def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Chann
             if row is None:
                 continue
             tag, title, body, attempts, delivered = row.tag, row.title, row.body, row.attempts, list(row.delivered)
+            key, subject_number = row.key, row.subject
         errors = _send(channels, tag, title, body, delivered)
         with session_scope() as session:
             if errors:
                 outbox.mark_retry(session, notification_id=notification_id, error="; ".join(errors),
                                   retry_at=utcnow() + backoff(attempts), delivered=delivered)
+                if attempts >= FALLBACK_AFTER:
+                    _fallback(session, channels, key=key, subject=subject_number, tag=tag, title=title, body=body)
                 result.retrying += 1
             else:
                 outbox.mark_sent(session, notification_id=notification_id, now=utcnow(), delivered=delivered)
                 result.sent += 1
     return result
+
+
+# An escalation whose channel has failed this many times also goes out by the
+# authority's fallback channel (tag `<code>.fallback`, e.g. an SMS gateway), once.
+FALLBACK_AFTER = 2
+
+
+def _fallback(session, channels: Channels, *, key: str, subject: str, tag: str, title: str, body: str) -> None:
+    fallback = f"{tag.split('.')[0]}.fallback"
+    if ":escalation:" not in key or key.endswith(":fallback") or not channels.destinations(fallback):
+        return
+    outbox.enqueue(session, key=f"{key}:fallback", subject=subject, tag=fallback,
+                   title=f"【备用通道 FALLBACK】{title}",
+                   body=f"{body}\n（主通道 {tag} 多次发送失败 / sent here because {tag} keeps failing）\n", now=utcnow())
 
 
 def _send(channels: Channels, tag: str, title: str, body: str, delivered: list[str]) -> list[str]:

@@ -137,6 +137,43 @@ def test_a_retry_skips_destinations_that_already_have_the_message(use_database, 
     assert sorted(m.channel for m in got) == ["http", "smtp"]  # mail once, not again on the retry
 
 
+def test_an_escalation_whose_channel_keeps_failing_goes_out_by_the_fallback_once(use_database, receivers, tmp_path):
+    from tasks.board import board
+
+    config = tmp_path / "fallback.yml"
+    config.write_text(
+        "urls:\n"
+        f"  - json://127.0.0.1:{receivers.http.port}/330100/duty/${{env:REGFLOW_TEST_TOKEN}}:\n    - tag: 330100.duty\n"
+        f"  - mailto://127.0.0.1:{receivers.smtp.port}?from=r@localhost&to=sms@330100.test&mode=insecure:\n"
+        "    - tag: 330100.fallback\n", encoding="utf-8")
+    channels = load_channels(config)
+    subject = f"T-{uuid.uuid4().hex[:8]}"
+    with session_scope() as session:
+        outbox.enqueue(session, key=f"{subject}:escalation:1:0:330100.duty", subject=subject, tag="330100.duty",
+                       title=f"【督办】{subject} 初报逾期", body="请督促办理", now=utcnow())
+    receivers.http.fail_with = 500
+    try:
+        deliver_due(subject=subject, channels=channels)  # first failure: retried, no fallback yet
+        assert [r.tag for r in rows(subject)] == ["330100.duty"]
+        failing = board(now=utcnow())["failing_messages"]
+        assert any(m["subject"] == subject and m["to"] == "330100.duty" and TOKEN not in m["error"] for m in failing)
+        for _ in range(3):  # keeps failing: the fallback is queued once and delivered
+            time.sleep(1.1)
+            deliver_due(subject=subject, channels=channels)
+        tags = sorted(r.tag for r in rows(subject))
+        assert tags == ["330100.duty", "330100.fallback"]
+        fallback = next(r for r in rows(subject) if r.tag == "330100.fallback")
+        assert fallback.status == "sent" and fallback.title.startswith("【备用通道 FALLBACK】")
+    finally:
+        receivers.http.fail_with = None
+    time.sleep(2.5)
+    deliver_due(subject=subject, channels=channels)  # the primary recovers: delivered once, late
+    got = sorted(m.channel for m in receivers.inbox.matching(subject))
+    assert got == ["http", "smtp"]
+    assert all(r.status == "sent" for r in rows(subject))
+    assert not [m for m in board(now=utcnow())["failing_messages"] if m["subject"] == subject]
+
+
 def test_a_tag_without_a_channel_stays_on_record_as_retrying(use_database, receivers):
     subject = f"T-{uuid.uuid4().hex[:8]}"
     queue(subject, "nobody.duty")

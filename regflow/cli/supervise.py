@@ -73,6 +73,11 @@ def board(authority: Optional[str] = typer.Option(None, help="Only this authorit
         for row in rows:
             detail.add_row(*row.values())
         out.print(detail)
+    if data["failing_messages"]:
+        failing = Table("subject", "to", "message", "tries", "error", title="Messages failing (retried with backoff)")
+        for m in data["failing_messages"]:
+            failing.add_row(m["subject"], m["to"], m["title"], str(m["attempts"]), m["error"])
+        out.print(failing)
 
 
 @escalation_app.command("list")
