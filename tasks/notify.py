@@ -90,6 +90,11 @@ def load_channels(path: Path | None = None) -> Channels:
             servers = apprise.Apprise()
             servers.add(config)
             urls = tuple(server.url() for server in servers)
+            for server in servers:
+                if server.protocol in ("mailto", "mailtos") or server.secure_protocol in ("mailto", "mailtos"):
+                    # apprise waits 5.5 s between two mails of one destination; a burst of
+                    # dispatch orders must not queue behind it (the outbox retries failures).
+                    server.request_rate_per_sec = 0
         except InvalidInput:
             raise
         except Exception as exc:
