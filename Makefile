@@ -21,8 +21,10 @@ run: $(STAMP)
 run-prod: $(STAMP)
 	$(VENV)/bin/regflow up --prod
 
+# Two pytest workers, whole files each (module fixtures stay together): the
+# end-to-end tests mostly wait on flow-run processes, so two cores overlap them.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .regflow

@@ -129,8 +129,8 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
     stop = threading.Event()
 
     def monkey():
-        while not stop.is_set() and sum(kills.values()) < 9:
-            time.sleep(rng.uniform(2.0, 6.0))
+        while not stop.is_set() and sum(kills.values()) < 7:
+            time.sleep(rng.uniform(1.5, 4.0))
             if stop.is_set():
                 return
             if rng.random() < 0.2:
@@ -200,7 +200,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
     print(f"\nfaults: {dict(kills)} kills; {recovered} dead run(s) rescheduled by the watcher; "
           f"{len(sent)} messages; all closed after {phases['closed']:.0f} s, all runs completed after "
           f"{phases['completed']:.0f} s")
-    assert kills["flow-run process"] + kills["worker"] >= 8 and recovered >= 1
+    assert kills["flow-run process"] + kills["worker"] >= 6 and recovered >= 1
     assert set(deadlines) <= {"met", "cancelled"}
     wait_until(lambda: all(m.status == "sent" for n in numbers for m in _fresh(notifications_for, n)),
                what="every message sent")
