@@ -205,7 +205,7 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
         if demo:
             drill, number = _start_demo_drill(env, logs)
             children.append(drill)
-        _welcome(api_url, home, number, env if prod else None)
+        _welcome(api_url, home, number, env if prod else None, inbox=demo_channels or not prod)
         while all(child.poll() is None for child in services):
             time.sleep(1)
         print("regflow: a component stopped; see the logs in", logs, flush=True)
@@ -245,15 +245,16 @@ def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen
     raise PlatformUnavailable(f"the demo drill did not start; see {logs / 'drill.log'}")
 
 
-def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None) -> None:
+def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None,
+             inbox: bool = True) -> None:
     from sqlalchemy.engine import make_url
 
     ui = api_url.removesuffix("/api")
     print(f"""
 ==============================================================================
  regflow is running{' in production mode' if prod else ''}.
-   Prefect UI ............ {ui}
-   Demo messages ......... {home / 'inbox' / 'messages.log'}
+   Prefect UI ............ {ui}""" + (f"""
+   Demo messages ......... {home / 'inbox' / 'messages.log'}""" if inbox else "") + f"""
    Logs .................. {home / 'logs'}
 """, flush=True)
     if prod:
