@@ -229,15 +229,34 @@ def test_the_watcher_hands_over_an_answer_whose_cli_never_resumed_the_run(platfo
 
 @on_sqlite
 def test_no_secret_reaches_logs_or_records(platform, use_database):
-    """The channel URLs carry a token; it is in no log, no table and no output."""
+    """The channel URLs carry a token; it is in no log, no table, no artifact, no flow
+    run log and no event, after the lifecycles above have sent (and failed to send)
+    their messages."""
     import sqlalchemy as sa
 
     leaks = [p.name for p in platform.logs.iterdir() if TOKEN in p.read_text(errors="replace")]
     assert leaks == []
     with session_scope() as session:
-        for table in ("notification", "audit_event", "step", "report", "incident", "deadline"):
+        for table in ("notification", "audit_event", "step", "report", "incident", "deadline", "escalation",
+                      "enforcement_case", "drill", "heartbeat"):
             rows = session.execute(sa.text(f"SELECT * FROM {table}")).all()
             assert TOKEN not in repr(rows), table
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(limit=200)
+        logs = client.read_logs(limit=200)
+        page = client.request("POST", "/events/filter", json={"limit": 50}).json()
+        events = list(page["events"])
+        for _ in range(10):  # the feed pages by 50
+            if not page.get("next_page"):
+                break
+            page = client.request("GET", "/events/filter/next", params={"page-token": page["next_page"].split(
+                "page-token=")[-1]}).json()
+            events += page["events"]
+        runs = client.read_flow_runs(limit=200)
+    assert artifacts and logs and events  # there was output to search
+    assert not [a.key for a in artifacts if TOKEN in f"{a.data} {a.description}"]
+    assert not [log.message for log in logs if TOKEN in log.message]
+    assert TOKEN not in json.dumps(events) and not [r.name for r in runs if TOKEN in str(r.parameters)]
 
 
 @on_sqlite
