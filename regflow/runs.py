@@ -177,6 +177,13 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
                 time.sleep(0.3)
     except httpx.HTTPError as exc:
         raise _unavailable(exc) from exc
+    except Exception as exc:
+        if type(exc).__name__ == "ObjectNotFound":  # another Prefect server than the one that runs it
+            from prefect.settings import PREFECT_API_URL
+
+            raise PlatformUnavailable(f"flow run {flow_run_id} is not on the Prefect API at "
+                                      f"{PREFECT_API_URL.value()}: is PREFECT_API_URL right?") from exc
+        raise
 
 
 def _consumed(number: str, step: str) -> bool:

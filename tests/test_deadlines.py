@@ -199,7 +199,10 @@ def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receiv
 
 
 def watcher(database: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, REGFLOW_DATABASE_URL=database, REGFLOW_OUTBOX_POLL_SECONDS="0.2")
+    # An empty API address: this watcher works without Prefect (unset, regflow would
+    # default to make run's server on 127.0.0.1:4200).
+    env = dict(os.environ, REGFLOW_DATABASE_URL=database, REGFLOW_OUTBOX_POLL_SECONDS="0.2",
+               PREFECT_API_URL=os.environ.get("PREFECT_API_URL", ""))
     return subprocess.Popen([str(Path(sys.executable).parent / "regflow"), "watch"], env=env,
                             stdout=log.open("a"), stderr=subprocess.STDOUT)
 
