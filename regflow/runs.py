@@ -114,7 +114,9 @@ def subject_tags(subject: Incident | Case) -> list[str]:
 
 
 def run_name(subject: Incident | Case) -> str:
-    return ("【演练 DRILL】" if getattr(subject, "drill", False) else "") + f"{subject.number} {subject.title}"
+    from rules.drills import DRILL_MARK
+
+    return (DRILL_MARK if getattr(subject, "drill", False) else "") + f"{subject.number} {subject.title}"
 
 
 def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:

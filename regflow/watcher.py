@@ -28,6 +28,7 @@ log = logging.getLogger("regflow.watcher")
 class Manager:
     name: str
     update: Callable[[dt.datetime], int]  # acts on what is due at `now`; returns how many
+    every: float = 0.0  # seconds between runs; 0: every cycle
 
 
 def hand_over_answers(now: dt.datetime) -> int:
@@ -77,18 +78,13 @@ def start_missing_runs(now: dt.datetime) -> int:
 _touched: set[str] = set()  # subjects reminded or escalated about since the last status refresh
 
 
-_last_recovery: dict[str, dt.datetime | None] = {"at": None}
-
-
 def recover_crashed_runs(now: dt.datetime) -> int:
-    """Every 5 s: reschedule dead runs of open incidents and cases (regflow/runs.py)."""
+    """Reschedule dead runs of open incidents and cases (regflow/runs.py)."""
     from regflow.runs import recover_crashed_runs as recover
     from tasks.events import prefect_configured
 
-    last = _last_recovery["at"]
-    if not prefect_configured() or last is not None and (now - last).total_seconds() < 5:
+    if not prefect_configured():
         return 0
-    _last_recovery["at"] = now
     recovered = recover()
     for number, run_id, why in recovered:
         log.warning("%s: run %s rescheduled to start again from the top: %s", number, run_id, why)
@@ -152,27 +148,20 @@ def seal_audit(now: dt.datetime) -> int:
     return count
 
 
-_last_beat: dict[str, dt.datetime | None] = {"at": None}
-
-
 def heartbeat(now: dt.datetime) -> int:
-    """Stamp this watcher's row every 5 s, for `regflow doctor`."""
+    """Stamp this watcher's row, for `regflow doctor`."""
     import os
     import socket
 
     from storage.heartbeats import beat
 
-    last = _last_beat["at"]
-    if last is not None and (now - last).total_seconds() < 5:
-        return 0
     with session_scope() as session:
         beat(session, name=f"watcher:{socket.gethostname()}:{os.getpid()}", now=now)
-    _last_beat["at"] = now
     return 1
 
 
-MANAGERS = [Manager("heartbeat", heartbeat), Manager("start-missing-runs", start_missing_runs),
-            Manager("recover-crashed-runs", recover_crashed_runs),
+MANAGERS = [Manager("heartbeat", heartbeat, every=5), Manager("start-missing-runs", start_missing_runs),
+            Manager("recover-crashed-runs", recover_crashed_runs, every=5),
             Manager("hand-over-answers", hand_over_answers), Manager("send-reminders", send_reminders),
             Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
             Manager("send-notifications", send_notifications), Manager("publish-status", publish_status),
@@ -183,11 +172,16 @@ class Watcher:
     def __init__(self, managers: list[Manager] | None = None):
         self.managers = managers or MANAGERS
         self.stopping = False
+        self.last_run: dict[str, dt.datetime] = {}
 
     def cycle(self, now: dt.datetime | None = None) -> dict[str, int]:
         now = now or utcnow()
         done = {}
         for manager in self.managers:
+            last = self.last_run.get(manager.name)
+            if manager.every and last is not None and (now - last).total_seconds() < manager.every:
+                continue
+            self.last_run[manager.name] = now
             try:
                 done[manager.name] = manager.update(now)
             except Exception as exc:  # one manager's trouble must not stop the others

@@ -34,6 +34,10 @@ from rules.durations import Period
 from rules.incidents import clean_line
 
 
+# How a drill is marked wherever it shows: run names, messages, documents, boards.
+DRILL_MARK = "【演练 DRILL】"
+
+
 def _seconds(value: str) -> int:
     period = Period.parse(value)
     if period.unit == "wd":

@@ -68,6 +68,11 @@ def steps_for(session: Session, *, subject: str) -> list[Step]:
                              .order_by(Step.opened_at, Step.id)).all())
 
 
+def answers(session: Session, *, subject: str) -> dict[str, dict[str, Any]]:
+    """The answers given so far, by step name: what the step machines walk."""
+    return {r.name: r.answer or {} for r in steps_for(session, subject=subject) if r.status == "answered"}
+
+
 def unconsumed_answers(session: Session, *, older_than: dt.datetime, limit: int = 50) -> list[Step]:
     return list(session.exec(
         select(Step).where(Step.status == "answered", Step.consumed_at.is_(None),

@@ -79,7 +79,7 @@ def _failing(session: Session, scope: list[str] | None, limit: int = 50) -> list
 
 def _titles(session: Session, numbers: set[str]) -> dict[str, str]:
     """Titles by number; a drill's title says it is one, so it is never taken for real."""
-    from tasks.notify import DRILL_MARK
+    from rules.drills import DRILL_MARK
 
     found = [(number, DRILL_MARK + title if drill else title) for number, title, drill in session.execute(
         select(Incident.number, Incident.title, Incident.drill).where(Incident.number.in_(numbers))).all()]

@@ -28,6 +28,7 @@ from storage.db import session_scope, utcnow
 from storage.drills import Drill, get_drill
 from storage.escalations import Escalation
 from storage.incidents import Incident, get_incident
+from storage.steps import answers
 from tasks.deadlines import label
 
 log = logging.getLogger("regflow.drill")
@@ -74,7 +75,7 @@ def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.d
             incident = get_incident(session, number=number)
             if incident.status == "closed":
                 return "closed"
-            expected = lifecycle.next_step(_answers(session, number))
+            expected = lifecycle.next_step(answers(session, subject=number))
             escalations = list(session.exec(select(Escalation).where(Escalation.subject == number,
                                                                      Escalation.status == "open")).all())
         scripted = script.get(expected.name) if expected else None
@@ -114,12 +115,6 @@ def settle(number: str, *, timeout: float = 20.0, poll: float = 0.5) -> None:
             if all(n.status == "sent" for n in notifications_for(session, subject=number)):
                 return
         time.sleep(poll)
-
-
-def _answers(session: Session, number: str) -> dict[str, dict[str, Any]]:
-    from storage.steps import steps_for
-
-    return {r.name: r.answer or {} for r in steps_for(session, subject=number) if r.status == "answered"}
 
 
 def _by(result) -> str:

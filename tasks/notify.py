@@ -21,6 +21,7 @@ import apprise
 
 from regflow.errors import InvalidInput
 from regflow.settings import get_settings
+from rules.drills import DRILL_MARK
 from storage import notifications as outbox
 from storage.db import session_scope, utcnow
 
@@ -105,8 +106,7 @@ def load_channels(path: Path | None = None) -> Channels:
 
 
 # Every message about a drill says so first, in its title and body.
-DRILL_MARK = "【演练 DRILL】"
-DRILL_BANNER = "【演练 DRILL】本消息为应急演练，非真实事件。 This is an exercise, not a real incident."
+DRILL_BANNER = f"{DRILL_MARK}本消息为应急演练，非真实事件。 This is an exercise, not a real incident."
 
 
 def queue(session, *, number: str, key: str, tags: list[str], template: str, now: dt.datetime,

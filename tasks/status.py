@@ -61,7 +61,8 @@ def records(session: Session, number: str) -> dict[str, Any]:
 
     return {
         "steps": [{"name": s.name, "status": s.status, "opened_at": s.opened_at, "answered_at": s.answered_at,
-                   "by": s.answered_by, "source": s.source, "answer": s.answer} for s in steps_for(session, subject=number)],
+                   "by": s.answered_by, "source": s.source, "answer": s.answer}
+                  for s in steps_for(session, subject=number)],
         "deadlines": [{"id": d.id, "name": d.name, "authority": d.authority, "due_at": d.due_at, "status": d.status,
                        "starts_at": d.starts_at, "closed_at": d.closed_at, "rule": d.rule,
                        "extensions": d.extensions, "reminders_sent": d.reminders_sent}

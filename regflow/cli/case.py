@@ -329,14 +329,14 @@ def notify_reporter(number: str = NUMBER, by: Optional[str] = BY) -> None:
 def overview(number: str) -> dict[str, Any]:
     from tasks.status import records
     from storage.cases import get_case
-    from storage.steps import steps_for
+    from storage.steps import answers
 
     settings = get_settings()
     with session_scope() as session:
         case = get_case(session, number=number)
         if case is None:
             raise NotFound(f"no case or complaint {number.strip()!r}")
-        answered = {s.name: s.answer or {} for s in steps_for(session, subject=case.number) if s.status == "answered"}
+        answered = answers(session, subject=case.number)
         awaiting = machine.next_step(case.kind, answered) if case.status == "open" else None
         return {
             "number": case.number, "kind": case.kind, "title": case.title, "party": case.party,

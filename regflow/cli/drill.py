@@ -36,7 +36,7 @@ def drill(
     """
     from regflow.cli.records import start_run
     from regflow.runs import start_incident_run
-    from rules.drills import load_scenario
+    from rules.drills import DRILL_MARK, load_scenario
     from tasks import drills
 
     loaded = load_scenario(scenario)
@@ -45,7 +45,7 @@ def drill(
     say = (lambda line: None) if json_out else _say
     if not json_out:
         start_run(incident.number, lambda: start_incident_run(incident), json_out=False,
-                  headline=f"【演练 DRILL】{incident.number} {incident.title}: plan {plan} level {incident.level}, "
+                  headline=f"{DRILL_MARK}{incident.number} {incident.title}: plan {plan} level {incident.level}, "
                            f"×{speed}, scenario {loaded.scenario.name}")
     else:
         start_incident_run(incident)

@@ -13,6 +13,7 @@ from regflow.cli.records import start_run
 from regflow.errors import InvalidInput, NotFound
 from regflow.settings import get_settings
 from rules import lifecycle
+from rules.drills import DRILL_MARK
 from rules.incidents import MAX_TEXT, parse_when, validate_trigger
 from storage.db import session_scope, utcnow
 
@@ -137,15 +138,14 @@ def review(
 def overview(number: str) -> dict[str, Any]:
     from tasks.status import records
     from storage.incidents import get_incident
-    from storage.steps import steps_for
+    from storage.steps import answers
 
     settings = get_settings()
     with session_scope() as session:
         incident = get_incident(session, number=number)
         if incident is None:
             raise NotFound(f"no incident {number.strip()!r}")
-        steps = steps_for(session, subject=incident.number)
-        answered = {s.name: s.answer or {} for s in steps if s.status == "answered"}
+        answered = answers(session, subject=incident.number)
         awaiting = lifecycle.next_step(answered) if incident.status != "closed" else None
         return {
             "number": incident.number, "title": incident.title, "plan": incident.plan_key, "level": incident.level,
@@ -171,7 +171,8 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
         emit_json(data)
         return
     out = console()
-    out.print(("【演练 DRILL】" if data["drill"] else "") + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
+    out.print((DRILL_MARK if data["drill"] else "")
+              + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
               + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""))
     out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
     if data["flow_run"]:
@@ -198,6 +199,6 @@ def list_(open_only: bool = typer.Option(False, "--open", help="Only incidents n
         return
     table = Table("number", "level", "status", "title", "authority", "triggered", title="Incidents")
     for r in rows:
-        title = ("【演练 DRILL】" if r["drill"] else "") + r["title"]
+        title = (DRILL_MARK if r["drill"] else "") + r["title"]
         table.add_row(r["number"], r["level"], r["status"], title, r["authority"], local_time(r["triggered_at"]))
     console().print(table)
