@@ -256,3 +256,51 @@ def wait_for_pause(run_id, key: str, timeout: float = 120):
             raise
         return run
     return wait_until(paused, timeout=timeout, what=f"the run to suspend at {key!r}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def scratch_pg_database(prefix: str):
+    """A PostgreSQL database for a test's own server, dropped afterwards; yields its name."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def processes_with_env(*entries: str, prefix: str | None = None) -> list[int]:
+    """Live processes (not this one) whose environment has every `NAME=value` entry,
+    and a variable starting with `prefix` if given."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(e.encode() in environ for e in entries) and (
+                prefix is None or any(v.startswith(prefix.encode()) for v in environ)):
+            found.append(int(entry.name))
+    return found
+
+
+def fresh(query, number: str):
+    """Rows of one subject read in a new session (what the platform has committed)."""
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        return query(session, subject=number)

@@ -20,7 +20,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
 from storage.db import session_scope, utcnow
-from tests.conftest import cli, on_sqlite, read_run, wait_until
+from tests.conftest import cli, fresh, on_sqlite, read_run, wait_until
 
 FAST = Path(__file__).parent / "fixtures" / "drill-fast.yaml"
 
@@ -161,8 +161,8 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     assert "{{ 7*7 }}" in _report(number, "initial")  # user text stays text
 
     # Every message about it is marked as a drill and arrived once per destination.
-    wait_until(lambda: all(n.status == "sent" for n in _fresh(notifications_for, number)), what="all sent")
-    sent = _fresh(notifications_for, number)
+    wait_until(lambda: all(n.status == "sent" for n in fresh(notifications_for, number)), what="all sent")
+    sent = fresh(notifications_for, number)
     assert sent and all(n.title.startswith("【演练 DRILL】") for n in sent)
     channels = load_channels()
     expected = Counter(n.title for n in sent for _ in channels.destinations(n.tag))
@@ -192,8 +192,3 @@ def _report(number: str, kind: str) -> str:
 
     with session_scope() as session:
         return next(r.document for r in reports_for(session, subject=number) if r.kind == kind)
-
-
-def _fresh(query, number):
-    with session_scope() as session:
-        return query(session, subject=number)

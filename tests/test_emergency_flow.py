@@ -18,7 +18,7 @@ from storage.deadlines import deadlines_for
 from storage.incidents import get_incident, reports_for
 from storage.notifications import notifications_for
 from tasks.notify import load_channels
-from tests.conftest import TOKEN, cli, on_sqlite, read_run, wait_for_pause, wait_until
+from tests.conftest import TOKEN, cli, fresh, on_sqlite, read_run, wait_for_pause, wait_until
 
 
 def trigger(**extra) -> dict:
@@ -66,7 +66,7 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     wait_until(lambda: read_run(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
 
     # Twice, and out of order: clear one-line refusals that write nothing.
-    wait_until(lambda: all(n.status == "sent" for n in notifications_for_fresh(number)), what="all sent")
+    wait_until(lambda: all(n.status == "sent" for n in fresh(notifications_for, number)), what="all sent")
     before = _counts()
     again = cli("incident", "arrive", number, "--officer", "张三")
     assert again.code == 4 and "already recorded" in again.err and again.err.count("\n") == 1
@@ -86,10 +86,10 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
 
     # Every message delivered exactly once to every destination of its tag, although
     # the run re-ran from the top after each of its five suspensions.
-    wait_until(lambda: all(n.status == "sent" for n in notifications_for_fresh(number)), what="all sent")
+    wait_until(lambda: all(n.status == "sent" for n in fresh(notifications_for, number)), what="all sent")
     channels = load_channels()
     expected = Counter()
-    for n in notifications_for_fresh(number):
+    for n in fresh(notifications_for, number):
         for _fp, server in channels.destinations(n.tag):
             expected[(n.title, _receiver_address(server))] += 1
     got = Counter((m.title, m.to) for m in receivers.inbox.matching(started["token"]) if number in m.title)
@@ -121,11 +121,6 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     assert data["status"] == "closed" and data["awaiting"] is None
     assert [s["source"] for s in data["steps"]] == ["cli", "ui", "cli", "cli", "cli", "cli"]
     assert TOKEN not in shown.out
-
-
-def notifications_for_fresh(number):
-    with session_scope() as session:
-        return notifications_for(session, subject=number)
 
 
 def _receiver_address(server) -> str:

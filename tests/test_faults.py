@@ -8,21 +8,21 @@ as a supervisor would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from storage.db import session_scope, utcnow
-from tests.conftest import PG_ADMIN, pg_unavailable_reason, wait_until
+from tests.conftest import (free_port, fresh, pg_unavailable_reason, processes_with_env, scratch_pg_database,
+                            wait_until)
 
 pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)
 
@@ -35,29 +35,19 @@ ANSWERS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chaos(module_database, receivers, home):
     from regflow.devstack import BIN, _spawn, deploy_all, platform_env, start_watcher, start_worker, wait_for_api
 
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     logs = home / "logs-chaos"
     env = platform_env(home, api)
     env.update(REGFLOW_DATABASE_URL=module_database, PREFECT_HOME=str(home / "prefect-chaos"),
                REGFLOW_RUN_START_SECONDS="25", REGFLOW_RUN_SILENT_SECONDS="12")
-    name = None
+    databases = contextlib.ExitStack()
     if pg_unavailable_reason() is None:  # Prefect's own database on PostgreSQL, as in production
-        import psycopg
-
-        name = f"prefect_chaos_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        name = databases.enter_context(scratch_pg_database("prefect_chaos"))
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     serve = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     state = {"worker": None, "watcher": None, "server": _spawn(serve, env, logs / "server.log")}
@@ -84,27 +74,12 @@ def chaos(module_database, receivers, home):
                 proc and proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if name:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        databases.close()
 
 
 def _flow_run_processes(api: str) -> list[int]:
     """The flow-run processes of this test's server (they carry its API address)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"PREFECT_API_URL={api}".encode() in environ and any(v.startswith(b"PREFECT__FLOW_RUN_ID=")
-                                                                 for v in environ):
-            found.append(int(entry.name))
-    return found
+    return processes_with_env(f"PREFECT_API_URL={api}", prefix="PREFECT__FLOW_RUN_ID=")
 
 
 def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, own_database, receivers):
@@ -202,10 +177,10 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
           f"{phases['completed']:.0f} s")
     assert kills["flow-run process"] + kills["worker"] >= 6 and recovered >= 1
     assert set(deadlines) <= {"met", "cancelled"}
-    wait_until(lambda: all(m.status == "sent" for n in numbers for m in _fresh(notifications_for, n)),
+    wait_until(lambda: all(m.status == "sent" for n in numbers for m in fresh(notifications_for, n)),
                what="every message sent")
     channels = load_channels()
-    expected = Counter(m.title for n in numbers for m in _fresh(notifications_for, n)
+    expected = Counter(m.title for n in numbers for m in fresh(notifications_for, n)
                        for _ in channels.destinations(m.tag))
     got = Counter(m.title for m in receivers.inbox.matching(token))
     assert got == expected  # every message at every destination, once: none lost, none twice
@@ -214,13 +189,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
 def _steps(number):
     from storage.steps import steps_for
 
-    with session_scope() as session:
-        return steps_for(session, subject=number)
-
-
-def _fresh(query, number):
-    with session_scope() as session:
-        return query(session, subject=number)
+    return fresh(steps_for, number)
 
 
 def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_database, receivers):
@@ -266,8 +235,8 @@ def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_databas
         assert cli("incident", "report", number, "--kind", "initial", "--text", "初报").code == 0  # the CLI reconnects
         wait_until(lambda: paused_at("progress-1"), timeout=120, what="the run to move on after the restart")
 
-    wait_until(lambda: all(m.status == "sent" for m in _fresh(notifications_for, number)), what="every message sent")
+    wait_until(lambda: all(m.status == "sent" for m in fresh(notifications_for, number)), what="every message sent")
     channels = load_channels()
-    expected = Counter(m.title for m in _fresh(notifications_for, number) for _ in channels.destinations(m.tag))
+    expected = Counter(m.title for m in fresh(notifications_for, number) for _ in channels.destinations(m.tag))
     assert Counter(m.title for m in receivers.inbox.matching(token)) == expected
     assert "watcher ERROR" in (logs / "watcher.log").read_text()  # it saw the outage, and carried on

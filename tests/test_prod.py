@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,49 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN, ROOT, pg_unavailable_reason, wait_until
+from tests.conftest import (ROOT, free_port, pg_unavailable_reason, processes_with_env, scratch_pg_database,
+                            wait_until)
 
 pytestmark = pytest.mark.skipif(pg_unavailable_reason() is not None,
                                 reason=f"production mode runs on PostgreSQL: {pg_unavailable_reason()}")
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _processes_of(home: Path) -> list[int]:
-    """Live processes started with this REGFLOW_HOME in their environment."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if f"REGFLOW_HOME={home}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.fixture
 def databases():
-    import psycopg
-
-    names = [f"regflow_prod_{uuid.uuid4().hex[:8]}", f"prefect_prod_{uuid.uuid4().hex[:8]}"]
-    yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}",
-           f"postgresql+asyncpg://postgres@127.0.0.1:5432/{names[1]}")
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_pg_database("regflow_prod") as app, scratch_pg_database("prefect_prod") as prefect:
+        yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{app}",
+               f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect}")
 
 
 def test_production_mode_end_to_end(databases, receivers, tmp_path):
     app_db, prefect_db = databases
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     secret = f"regflow:{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REGFLOW_DATABASE"))}
@@ -123,6 +98,6 @@ def test_production_mode_end_to_end(databases, receivers, tmp_path):
         except subprocess.TimeoutExpired:
             up.kill()
     time.sleep(1)
-    assert _processes_of(home) == []
+    assert processes_with_env(f"REGFLOW_HOME={home}") == []
     leaks = [p.name for p in (home / "logs").iterdir() if secret.split(":", 1)[1] in p.read_text(errors="replace")]
     assert leaks == [] and secret.split(":", 1)[1] not in out.read_text()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN, ROOT, pg_unavailable_reason, wait_until
+from tests.conftest import ROOT, free_port, pg_unavailable_reason, scratch_pg_database, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "ui"
@@ -36,12 +35,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_database():
     """Prefect's own database for the UI server: PostgreSQL where present. On SQLite the
@@ -51,14 +44,8 @@ def prefect_database():
     if pg_unavailable_reason() is not None:
         yield None
         return
-    import psycopg
-
-    name = f"prefect_ui_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_pg_database("prefect_ui") as name:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +53,7 @@ def ui_platform(module_database, prefect_database, receivers, home):
     """A UI-serving Prefect server of its own (the test harness serves no UI)."""
     from regflow.devstack import BIN, _spawn, deploy_all, platform_env, start_watcher, start_worker, wait_for_api
 
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     logs = home / "logs-ui"
     env = platform_env(home, api)
