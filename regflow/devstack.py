@@ -60,20 +60,22 @@ def deploy_all(env: dict[str, str], log: Path) -> None:
 
 def start_worker(env: dict[str, str], log: Path, limit: int = 4) -> subprocess.Popen:
     # The limit bounds concurrent flow-run processes: each costs ~2-4 s of CPU to
-    # start, and SQLite serialises writers (DESIGN.md decisions 5 and 6).
+    # start, and SQLite serialises writers (DESIGN.md decisions 5 and 6). Niced (its
+    # flow-run processes inherit it): their imports must not delay what is urgent,
+    # a trigger's dispatch order and the watcher's reminders.
     return _spawn([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
-                   "--limit", str(limit)], env, log)
+                   "--limit", str(limit)], env, log, nice=10)
 
 
 def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:
     return _spawn([str(BIN / "regflow"), "watch"], env, log)
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("a")
     return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
 def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:

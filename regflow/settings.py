@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     outbox_claim_seconds: float = 120.0
     outbox_backoff_base: float = 5.0
     outbox_backoff_cap: float = 600.0
+    # How long `incident trigger` waits to send the dispatch order itself before
+    # leaving it to the watcher (a channel that hangs must not hang the duty officer).
+    trigger_delivery_seconds: float = 10.0
     # Dead-run detection (regflow/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0
     run_start_seconds: float = 90.0

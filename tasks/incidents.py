@@ -134,6 +134,17 @@ def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID
             return existing
 
 
+def trigger_and_send(request: TriggerRequest, *, now: dt.datetime) -> Incident:
+    """What a duty officer's trigger does before any flow run exists: record and
+    dispatch (`trigger`), then send the dispatch order and activation notices from
+    this process at once, leaving to the watcher what a slow channel holds up."""
+    from tasks.notify import deliver_now
+
+    incident = trigger(request, now=now)
+    deliver_now(incident.number, wait=get_settings().trigger_delivery_seconds)
+    return incident
+
+
 def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.datetime,
               flow_run_id: uuid.UUID | None) -> Incident:
     authority = session.get(Authority, request.authority)
@@ -158,26 +169,34 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
                  level=request.level.value, authority=request.authority, title=request.title,
                  flow_run_id=str(flow_run_id) if flow_run_id else None,
                  **({"drill": True, "speed": request.speed} if request.drill else {}))
+    # The team is sent in the trigger's own transaction, not when a flow-run process
+    # gets round to it (seconds later, minutes in a burst); its order is queued
+    # first so the outbox sends it first.
+    _dispatch(session, ctx, now=now)
     _queue(session, ctx, purpose="activation", template="activation", now=now, deadlines=created,
            tags=activation_recipients(ctx.rules, ctx.tree, incident.authority_code))
     return incident
 
 
 def dispatch(number: str, *, now: dt.datetime) -> bool:
-    """Send the on-site team; False if it was already sent."""
+    """Send the on-site team unless the trigger already did; False if it was sent."""
     with session_scope() as session:
         incident = _load(session, number)
         if _has_dispatch(session, incident.id):
             return False
-        ctx = _context(session, incident)
-        team = onsite_recipients(ctx.rules, incident.authority_code)
-        session.add(Dispatch(incident_id=incident.id, team=",".join(team), dispatched_at=now))
-        ctx.close_deadline(session, "dispatch", "met", now)
-        audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
-                     team=team)
-        arrival = _deadline(session, incident.number, "arrival")
-        _queue(session, ctx, purpose="dispatch", template="dispatch", tags=team, now=now, arrival=arrival)
+        _dispatch(session, _context(session, incident), now=now)
         return True
+
+
+def _dispatch(session: Session, ctx: Context, *, now: dt.datetime) -> None:
+    incident = ctx.incident
+    team = onsite_recipients(ctx.rules, incident.authority_code)
+    session.add(Dispatch(incident_id=incident.id, team=",".join(team), dispatched_at=now))
+    ctx.close_deadline(session, "dispatch", "met", now)
+    audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
+                 team=team)
+    arrival = _deadline(session, incident.number, "arrival")
+    _queue(session, ctx, purpose="dispatch", template="dispatch", tags=team, now=now, arrival=arrival)
 
 
 def _has_dispatch(session: Session, incident_id: int) -> bool:
@@ -285,8 +304,8 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
         except Exception as exc:
             raise InvalidInput(_first_error(exc)) from exc
         data = form.model_dump()
-        row = step_rows.open_step(session, subject=incident.number, name=spec.name, now=now)
         by = author_of(spec.form, data)
+        row = step_rows.open_step(session, subject=incident.number, name=spec.name, now=now)
         if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {number} was already recorded")
         ctx = _context(session, incident)

@@ -166,6 +166,25 @@ def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Chann
     return result
 
 
+def deliver_now(subject: str, *, wait: float) -> bool:
+    """Send a subject's due messages from this process at once (a trigger's dispatch
+    order), waiting at most `wait` seconds; False if that was not enough. What is
+    left, or was claimed when this process exits, the watcher sends once the claim
+    expires: the outbox stays the only way out."""
+    import threading
+
+    def send() -> None:
+        try:
+            deliver_due(subject=subject)
+        except Exception as exc:  # the watcher retries; the trigger itself stands
+            log.warning("%s: immediate delivery failed (%s); the watcher retries", subject, type(exc).__name__)
+
+    sender = threading.Thread(target=send, name="regflow-deliver-now", daemon=True)
+    sender.start()
+    sender.join(wait)
+    return not sender.is_alive()
+
+
 # An escalation whose channel has failed this many times also goes out by the
 # authority's fallback channel (tag `<code>.fallback`, e.g. an SMS gateway), once.
 FALLBACK_AFTER = 2

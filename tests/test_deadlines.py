@@ -80,25 +80,28 @@ def deadline(number: str, name: str) -> Deadline:
 
 def test_reminders_at_half_and_four_fifths_and_none_for_a_deadline_met_first(own_database, receivers):
     t0 = utcnow() - dt.timedelta(hours=10)
-    number = start_incident(t0)  # level IV: dispatch 1h, initial report 1h, upward report 2h, arrival 4h
+    number = start_incident(t0)  # level IV: dispatch 1h (met at the trigger), initial report 1h, arrival 4h
+    assert deadline(number, "dispatch").status == "met" and deadline(number, "dispatch").next_at is None
     tick(t0 + 29 * MIN)
     assert reminded(number) == []
     tick(t0 + 31 * MIN)
-    assert sorted(reminded(number)) == ["dispatch:0", "initial_report:0"]  # 50 % of each 1 h period
+    assert reminded(number) == ["initial_report:0"]  # 50 % of its 1 h; the dispatch was met: nothing
     tick(t0 + 31 * MIN)
-    assert len(reminded(number)) == 2  # the same minute again: nothing twice
-    incidents.dispatch(number, now=t0 + 40 * MIN)  # dispatch met before its 80 % reminder
-    assert deadline(number, "dispatch").next_at is None
+    assert len(reminded(number)) == 1  # the same minute again: nothing twice
+    incidents.answer(number, answer={"officer": "张三"}, source="cli", verb="arrive", now=t0 + 40 * MIN)
+    assert deadline(number, "arrival").next_at is None  # arrival met before its 50 % reminder (2 h)
     tick(t0 + 50 * MIN)
-    assert sorted(reminded(number)) == ["dispatch:0", "initial_report:0", "initial_report:1"]
-    got = [m for m in received(receivers, number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")]
-    assert len(got) == 3
+    assert reminded(number) == ["initial_report:0", "initial_report:1"]
+    tick(t0 + 150 * MIN)
+    assert not [r for r in reminded(number) if r.startswith(("arrival:", "dispatch:"))]
+    got = [m for m in received(receivers, number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")
+           and "初报" in m.title]
+    assert len(got) >= 2
 
 
 def test_a_miss_escalates_two_levels_then_stops_when_acknowledged(own_database, receivers):
     t0 = utcnow() - dt.timedelta(hours=10)
     number = start_incident(t0)
-    incidents.dispatch(number, now=t0 + 5 * MIN)
     tick(t0 + 59 * MIN)  # 80 % of the initial report (the 50 % one fell due unsent: only the latest goes)
     assert reminded(number) == ["initial_report:1"]
     tick(t0 + 61 * MIN)  # due: reminder, and escalation to the city; upward report at 50 %
@@ -128,7 +131,6 @@ def test_a_miss_escalates_two_levels_then_stops_when_acknowledged(own_database, 
 def test_an_unacknowledged_miss_climbs_to_the_top_and_repeats_the_ladder_once(own_database, receivers):
     t0 = utcnow() - dt.timedelta(hours=20)
     number = start_incident(t0, authority="330108")
-    incidents.dispatch(number, now=t0 + 5 * MIN)
     steps = []
     for minutes in (61, 92, 123, 154, 185, 216, 247, 400):
         tick(t0 + minutes * MIN)
@@ -144,7 +146,6 @@ def test_an_unacknowledged_miss_climbs_to_the_top_and_repeats_the_ladder_once(ow
 def test_meeting_a_missed_deadline_late_closes_its_escalation(own_database, receivers):
     t0 = utcnow() - dt.timedelta(hours=10)
     number = start_incident(t0)
-    incidents.dispatch(number, now=t0 + 5 * MIN)
     tick(t0 + 61 * MIN)  # initial report missed: escalation raised
     incidents.answer(number, answer={"officer": "张三"}, source="cli", verb="arrive", now=t0 + 70 * MIN)
     incidents.answer(number, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial",
@@ -183,7 +184,7 @@ def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receiv
     result = cli("board", "--authority", "320100", "--json")
     data = json.loads(result.out)
     rows = [r for r in data["deadlines"] if r["subject"] == number]
-    assert {r["deadline"] for r in rows} >= {"initial_report", "dispatch"}
+    assert {r["deadline"] for r in rows} >= {"initial_report", "arrival"}
     assert all(r["status"] == "overdue" for r in rows if r["deadline"] == "initial_report")
     assert any(r["escalation"] for r in rows)
     assert all(r["authority"] in ("320100", "320102") for r in data["deadlines"])

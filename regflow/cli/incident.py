@@ -40,14 +40,14 @@ def trigger(
     --location "西湖区文三路 1 号" --authority 330106
     """
     from regflow.runs import start_incident_run
-    from tasks.incidents import trigger as activate
+    from tasks.incidents import trigger_and_send
 
     settings = get_settings()
     now = utcnow()
     occurred = parse_when(occurred_at, tz=settings.timezone) if occurred_at else None
     request = validate_trigger(dict(plan=plan, level=level, title=title, location=location, authority=authority,
                                     occurred_at=occurred, reporter=reporter), now=now)
-    incident = activate(request, now=now)
+    incident = trigger_and_send(request, now=now)  # the dispatch order is out before the run exists
     start_run(incident.number, lambda: start_incident_run(incident), json_out=json_out,
               headline=f"{incident.number} triggered: {incident.title} (level {incident.level})")
 
