@@ -13,6 +13,7 @@ Override file (YAML)::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +51,15 @@ class WorkCalendar:
 
 
 def load_calendar(path: Path | None) -> WorkCalendar:
+    """The working-day calendar with the override file's years; parsed once per
+    version of the file (every deadline asks for it)."""
     if path is None or not path.exists():
         return WorkCalendar()
+    return _load_override(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_override(path: Path, mtime_ns: int) -> WorkCalendar:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return WorkCalendar(

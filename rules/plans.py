@@ -7,6 +7,7 @@ by the hash of its file's content; an incident keeps the version it started with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from enum import Enum
@@ -119,17 +120,22 @@ class LoadedPlan(BaseModel):
     raw: str
 
 
+@functools.lru_cache(maxsize=64)
+def parse_plan(raw: str) -> Plan:
+    """A plan from its YAML text, parsed once per text (a trigger reads its plan twice:
+    the file, then the version it registered). Callers treat plans as read-only."""
+    return Plan.model_validate(yaml.safe_load(raw))
+
+
 def load_plan_file(path: Path) -> LoadedPlan:
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InvalidPlan(f"{path}: file not found") from exc
     try:
-        data = yaml.safe_load(raw)
+        plan = parse_plan(raw)
     except yaml.YAMLError as exc:
         raise InvalidPlan(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    try:
-        plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise InvalidPlan(f"{path}: {first_error(exc)}") from exc
     if plan.key != path.stem:

@@ -23,9 +23,9 @@ class PlanVersion(SQLModel, table=True):
     loaded_at: dt.datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
 
     def plan(self) -> Plan:
-        import yaml
+        from rules.plans import parse_plan
 
-        return Plan.model_validate(yaml.safe_load(self.body))
+        return parse_plan(self.body)
 
 
 def register_plan(session: Session, *, loaded: LoadedPlan) -> PlanVersion:
