@@ -56,14 +56,19 @@ def emergency_response(
 
 def await_human_step(number: str, step: lifecycle.StepSpec) -> dict:
     """One human step: wait for its answer unless it was already given (from the CLI,
-    or before this re-run), then publish its documents."""
-    state = open_step(number, step.name)
-    answer = state.answer
-    if state.status != "answered":
+    or before this re-run), then publish its documents. A refused answer is asked
+    for again under a new suspension key."""
+    while True:
+        state = open_step(number, step.name)
+        if state.status == "answered":
+            answer = state.answer
+            break
         publish_status(number)  # what it waits for, on the run's tags and artifacts
         form = FORMS[step.form]
-        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt), key=step.name,
-                                 timeout=None)
+        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
+                                 key=state.pause_key, timeout=None)
         answer = record_answer(number, step.name, given.model_dump())
+        if answer is not None:  # None: refused (a rule, or who may answer), on record; asked again
+            break
     publish_documents(number, step.name)
     return answer

@@ -266,6 +266,8 @@ def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] 
    Workers, watchers ..... 2 and 2 (logs worker-N.log, watcher-N.log)
    API login ............. the UI asks for the auth string in {where};
                            CLI users export PREFECT_API_AUTH_STRING with it.
+   Who may act ........... {get_settings().people_file} — CLI users export
+                           REGFLOW_IDENTITY=login (they act as their OS login).
 """, flush=True)
     if number:
         print(f"""   Demo drill ............ {number} (【演练 DRILL】, product-quality level II, ×60)
@@ -275,8 +277,10 @@ def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] 
  arrive, report (the initial report 15 minutes late, so watch the reminders and
  the escalation to the city bureau), close handling and send the final report,
  all within about six minutes. Then the post-incident review is yours:
-   in the UI: Runs -> "【演练 DRILL】{number} ..." -> Resume, or
-   regflow incident review {number} --lessons "……"   (source .venv/bin/activate first)
+   in the UI: Runs -> "【演练 DRILL】{number} ..." -> Resume, signed 赵六 (the head), or
+   regflow incident review {number} --by 赵六 --lessons "……"   (source .venv/bin/activate first)
+ Only the head may review (data/people.yaml says who may do what): try another name
+ and the refusal is on the record and the form asked again.
  and the scorecard appears in the drill log and as the run's artifact. Meanwhile:
    regflow incident show {number}     regflow board     regflow drills
 """, flush=True)

@@ -8,7 +8,9 @@
     ├── NotFound                 no such incident (exit 3)
     ├── StepConflict             a step answered twice or out of order (exit 4)
     ├── CalendarUnavailable      no holiday data for a year (exit 5)
-    └── PlatformUnavailable      Prefect or the database cannot be reached (exit 6)
+    ├── PlatformUnavailable      Prefect or the database cannot be reached (exit 6)
+    ├── AuditTampered            `regflow audit verify` found a broken chain (exit 7)
+    └── Forbidden                the person may not take this step (exit 8)
 
 The CLI maps each to its exit code and prints the message alone: no traceback
 reaches a user for their own mistake. Messages never carry secrets.
@@ -57,3 +59,10 @@ class AuditTampered(RegflowError):
     """`regflow audit verify` found a row altered, deleted or out of place."""
 
     exit_code = 7
+
+
+class Forbidden(RegflowError):
+    """The person acting does not hold the role the step names (data/people.yaml);
+    the refusal is on the audit log."""
+
+    exit_code = 8

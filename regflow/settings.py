@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # Holidays for years the calendar library does not know yet (see rules/calendar.py).
     calendar_override: Path = PROJECT_ROOT / "data" / "calendar-override.yaml"
     apprise_config: Path | None = None
+    # Who may act (rules/people.py), and whom the CLI acts as: "declared" takes
+    # --by, then $REGFLOW_USER, then the OS login; "login" (production) only the OS
+    # login, the one identity the machine has checked.
+    people_file: Path = PROJECT_ROOT / "data" / "people.yaml"
+    identity: str = "declared"
     timezone: str = "Asia/Shanghai"
     deployment: str = "emergency-response/emergency-response"
     case_deployment: str = "enforcement-case/enforcement-case"

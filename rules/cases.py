@@ -52,6 +52,14 @@ class CaseStep:
     role: str  # who answers: handler, head, legal, police liaison, inspector ...
     document: str | None = None  # the document this step produces, if any
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The role key (rules/people.py) of `role`: who may answer it."""
+        for key in ("head", "legal", "hearing", "desk", "mediator", "inspector", "handler"):
+            if key in self.role:
+                return (key,)
+        raise ValueError(f"{self.name}: no role key in {self.role!r}")
+
 
 STEPS = {s.name: s for s in (
     CaseStep("filing", "filing", "核查立案 / verification and filing decision", "filing", "承办人 handler",

@@ -24,6 +24,12 @@ class StepSpec:
     report_kind: str | None = None
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        """Who may answer it (rules/people.py): the team on site records its arrival,
+        the duty desk reports, the head reviews."""
+        return {"arrival": ("onsite",), "report": ("duty",), "progress": ("duty",), "review": ("head",)}[self.form]
+
+    @property
     def answers(self) -> tuple[str, ...]:
         """What the CLI may answer it with (`report:<kind>`, `arrive`, `close`, `review`)."""
         return {"arrival": ("arrive",), "report": (f"report:{self.report_kind}",),

@@ -36,6 +36,7 @@ from storage.deadlines import Deadline
 from storage.incidents import Report, next_number, reports_for
 from storage.subjects import run_for
 from tasks import deadlines as engine, events
+from tasks.access import refusals, require, who_may
 from tasks.incidents import Answered, StepState
 from tasks.notify import queue
 from tasks.render import local_time, render
@@ -206,24 +207,14 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
             row = step_rows.open_step(session, subject=case.number, name=name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=case.number, step=name)
         deadline = deadline_rows.get_deadline(session, subject=case.number, name=spec.deadline or "decision")
-        refused = [e.detail.get("error", "") for e in audit.events_for(session, subject=case.number,
-                                                                         action="step.refused")
-                   if e.detail.get("step") == name]
-        ask = f"由{spec.role}填写。/ Answered by the {spec.role.split(' ', 1)[-1]}."
+        refused = refusals(session, subject=case.number, step=name)
+        ask = who_may(spec.roles, (case.authority_code,))
         if refused:
             ask = f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}"
         prompt = render("prompts/step.md.j2", subject=case, step=spec, deadline=deadline, now=now, ask=ask,
                         cli=f"regflow case decide {case.number} {name} by=姓名 …")
         return StepState(case.number, name, row.status, row.answer, prompt, case.flow_run_id,
                          pause_key=f"{name}-again-{len(refused)}" if refused else name)
-
-
-def refuse(number: str, name: str, error: str, *, by: str, now: dt.datetime) -> None:
-    """A form answer from the UI broke a rule the form cannot check (a date in the
-    future, too little paid): on record, and the step is asked again."""
-    with session_scope() as session:
-        audit.record(session, at=now, actor=by or "ui", action="step.refused", subject=number, step=name,
-                     error=error)
 
 
 def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str,
@@ -261,6 +252,8 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
         except ValueError as exc:
             raise InvalidInput(str(exc).splitlines()[0]) from exc
         data = form.model_dump(mode="json", exclude={"multiline"})
+        require(session, form.by, roles=spec.roles, authorities=(case.authority_code,),
+                subject=case.number, action=f"answer {spec.title}", step=spec.name, now=now)
         row = step_rows.open_step(session, subject=case.number, name=spec.name, now=now)
         if not step_rows.claim_answer(session, step=row, answer=data, by=form.by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {case.number} was already recorded")
@@ -554,6 +547,8 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
     """Testing, inspection, appraisal...: those days do not count (Art. 18, 64)."""
     with session_scope() as session:
         ctx = _open_case(session, number)
+        require(session, by, roles=("handler", "head"), authorities=(ctx.case.authority_code,),
+                subject=number, action="pause the case clock", now=now)
         paused = _pause_clock(ctx, by=by, reason=reason, now=now)
         if not paused:
             raise StepConflict(f"{number} has no running case clock to pause")
@@ -565,6 +560,8 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
 def resume_clock(number: str, *, by: str, now: dt.datetime) -> list[Deadline]:
     with session_scope() as session:
         ctx = _open_case(session, number)
+        require(session, by, roles=("handler", "head"), authorities=(ctx.case.authority_code,),
+                subject=number, action="resume the case clock", now=now)
         resumed = _resume_clock(ctx, by=by, now=now)
         ctx.notify(key=f"clock-resumed:{now.isoformat()}", tags=ctx.desk(), heading="办案期限恢复计算",
                    heading_en="Case clock resumed", by=by, now=now,
@@ -602,6 +599,9 @@ def extend(number: str, name: str, *, by: str, reason: str, now: dt.datetime,
                     if name == "decision" else ""
                 raise StepConflict(f"deadline {name} of {number} was already extended{more}")
             period, how = Period.parse(limit.extension), f"负责人批准延长 / approved by the {limit.approver or 'head'}"
+        code = ctx.case.authority_code
+        require(session, by, roles=("head",), authorities=(code, *(a.code for a in ctx.tree.chain_up(code))),
+                subject=number, action=f"extend deadline {name}", now=now)
         due = due_after(row.due_at, period, tz=settings.timezone, calendar=calendar, event=ctx.rules.rules.limit(
             key).name if key else name)
         extended = engine.extend_row(session, row, due_at=due.at, by=by, reason=reason,

@@ -27,6 +27,7 @@ from storage.deadlines import Deadline
 from storage.escalations import Escalation
 from storage.subjects import Subject, subject_for
 from tasks import events
+from tasks.access import require
 from tasks.notify import queue
 
 log = logging.getLogger("regflow.deadlines")
@@ -151,12 +152,17 @@ def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
     return cycle
 
 
-def acknowledge(escalation_id: int, *, by: str, now: dt.datetime) -> Escalation:
-    """Stop the ladder: a supervising authority has taken it in hand."""
+def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = "cli") -> Escalation:
+    """Stop the ladder: a supervising authority has taken it in hand. Only a duty
+    officer or head of an authority it has told may (a drill's simulated one too)."""
     with session_scope() as session:
         escalation = session.get(Escalation, escalation_id)
         if escalation is None:
             raise NotFound(f"no escalation {escalation_id}")
+        if source != "drill" and escalation.status == "open":
+            ladder = escalation.policy.get("ladder", [])
+            require(session, by, roles=("duty", "head"), authorities=tuple(ladder[:escalation.step + 1]),
+                    subject=escalation.subject, action=f"acknowledge escalation {escalation_id}", now=now)
         if not escalation_rows.close(session, escalation_id=escalation_id, status="acknowledged", now=now, by=by):
             raise StepConflict(f"escalation {escalation_id} is already {escalation.status}")
         session.refresh(escalation)
@@ -193,7 +199,8 @@ def _notify_told(session: Session, incident: Subject, deadline: Deadline, escala
 
 def pause(deadline_id: int, *, by: str, reason: str, now: dt.datetime) -> Deadline:
     with session_scope() as session:
-        return pause_row(session, _open(session, deadline_id), by=by, reason=reason, now=now)
+        deadline = _allowed(session, _open(session, deadline_id), by, ("duty", "head", "handler"), "pause", now)
+        return pause_row(session, deadline, by=by, reason=reason, now=now)
 
 
 def resume(deadline_id: int, *, by: str, now: dt.datetime) -> Deadline:
@@ -201,13 +208,26 @@ def resume(deadline_id: int, *, by: str, now: dt.datetime) -> Deadline:
         deadline = session.get(Deadline, deadline_id)
         if deadline is None or deadline.status != "paused":
             raise StepConflict(f"deadline {deadline_id} is not paused")
+        _allowed(session, deadline, by, ("duty", "head", "handler"), "resume", now)
         return resume_row(session, deadline, by=by, now=now)
 
 
 def extend(deadline_id: int, *, due_at: dt.datetime, by: str, reason: str, rule: str, now: dt.datetime) -> Deadline:
     with session_scope() as session:
-        return extend_row(session, _open(session, deadline_id), due_at=due_at, by=by, reason=reason, rule=rule,
-                          now=now)
+        deadline = _allowed(session, _open(session, deadline_id), by, ("head",), "extend", now)
+        return extend_row(session, deadline, due_at=due_at, by=by, reason=reason, rule=rule, now=now)
+
+
+def _allowed(session: Session, deadline: Deadline, by: str, roles: tuple[str, ...], verb: str,
+             now: dt.datetime) -> Deadline:
+    """A deadline's clock is the handling authority's; a head above it may extend it too."""
+    from storage.authorities import load_tree
+
+    code = deadline.authority
+    above = tuple(a.code for a in load_tree(session).chain_up(code)) if roles == ("head",) else ()
+    require(session, by, roles=roles, authorities=(code, *above), subject=deadline.subject,
+            action=f"{verb} deadline {deadline.name}", now=now)
+    return deadline
 
 
 def pause_row(session: Session, deadline: Deadline, *, by: str, reason: str, now: dt.datetime) -> Deadline:

@@ -95,7 +95,7 @@ def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.d
                 told = rung(escalation.step, escalation.policy)
                 who = f"{told.authority if told else ''} 督办（演练模拟 simulated）"
                 try:
-                    acknowledge(escalation.id, by=who, now=now)
+                    acknowledge(escalation.id, by=who, now=now, source="drill")
                     say(f"{_clock(now - started_at, speed)}  escalation #{escalation.id} acknowledged by {who}")
                 except RegflowError:
                     pass  # resolved meanwhile: the late step came in

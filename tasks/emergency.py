@@ -111,8 +111,27 @@ def open_step(number: str, step: str) -> incidents.StepState:
 
 
 @task(name="record-answer", **RETRY)
-def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any]:
-    return incidents.answer(number, answer=answer, source="ui", step=step, now=utcnow()).answer
+def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer as recorded, or None when it was refused (then the step is asked again)."""
+    return refused_or(lambda: incidents.answer(number, answer=answer, source="ui", step=step, now=utcnow()).answer,
+                      number, step, answer)
+
+
+def refused_or(record, number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
+    """`record()`, or None when the person's own answer was refused: a rule the form
+    cannot check (on record here) or who may answer (on record already)."""
+    from regflow.errors import RegflowError
+    from tasks.access import refuse
+
+    try:
+        return record()
+    except RegflowError as exc:
+        if exc.exit_code not in (2, 5, 8):  # own mistake, a year without holiday data, not allowed
+            raise
+        if exc.exit_code != 8:
+            by = next((str(answer[k]) for k in ("by", "author", "officer", "reviewer") if answer.get(k)), "")
+            refuse(number, step, str(exc), by=by, now=utcnow())
+        return None
 
 
 @task(name="publish-documents", **RETRY)

@@ -9,12 +9,11 @@ from typing import Any
 from prefect import task
 from prefect.runtime import flow_run
 
-from regflow.errors import RegflowError
 from rules.cases import validate_lead
 from storage.db import utcnow
 from storage.subjects import link_flow_run
 from tasks import cases
-from tasks.emergency import RETRY, publish_once
+from tasks.emergency import RETRY, publish_once, refused_or
 
 
 @task(name="receive-lead", **RETRY)
@@ -39,14 +38,9 @@ def open_step(number: str, step: str):
 
 @task(name="record-case-answer", **RETRY)
 def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
-    """The answer as recorded, or None when it broke a rule (then the step is asked again)."""
-    try:
-        return cases.answer(number, answer=answer, source="ui", step=step, from_flow=True, now=utcnow()).answer
-    except RegflowError as exc:
-        if exc.exit_code not in (2, 5):  # the person's own mistake, or a year without a holiday calendar
-            raise
-        cases.refuse(number, step, str(exc), by=str(answer.get("by", "")), now=utcnow())
-        return None
+    """The answer as recorded, or None when it was refused (then the step is asked again)."""
+    return refused_or(lambda: cases.answer(number, answer=answer, source="ui", step=step, from_flow=True,
+                                           now=utcnow()).answer, number, step, answer)
 
 
 @task(name="publish-case-documents", **RETRY)

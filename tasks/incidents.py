@@ -31,6 +31,7 @@ from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
 from storage.subjects import run_for, subject_for
+from tasks.access import refusals, require, who_may
 from tasks.deadlines import label, resolve_late
 from tasks.notify import queue
 from tasks.render import render
@@ -231,9 +232,14 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
             session.add(incident)
         ctx = _context(session, incident)
         deadline = _deadline(session, incident.number, spec.deadline)
+        refused = refusals(session, subject=incident.number, step=name)
+        ask = f"{_ASK[spec.form]}\n\n{who_may(spec.roles, (incident.authority_code,))}"
+        if refused:
+            ask = f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}"
         prompt = render("prompts/step.md.j2", **ctx.template_vars(step=spec, deadline=deadline, now=now,
-                                                                  ask=_ASK[spec.form], cli=_cli(spec, number)))
-        return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id)
+                                                                  ask=ask, cli=_cli(spec, number)))
+        return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id,
+                         pause_key=f"{name}-again-{len(refused)}" if refused else name)
 
 
 def stage_of(step: str) -> str:
@@ -305,6 +311,9 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
             raise InvalidInput(_first_error(exc)) from exc
         data = form.model_dump()
         by = author_of(spec.form, data)
+        if source != "drill":  # a drill's simulated responders are the drill itself, on record as such
+            require(session, by, roles=spec.roles, authorities=(incident.authority_code,), subject=number,
+                    action=f"answer {spec.title}", step=spec.name, now=now)
         row = step_rows.open_step(session, subject=incident.number, name=spec.name, now=now)
         if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {number} was already recorded")

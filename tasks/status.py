@@ -47,6 +47,7 @@ ACTIONS = {
     "deadline.paused": "时限中止 clock paused", "deadline.resumed": "时限恢复 clock resumed",
     "deadline.extended": "时限延长 extended", "case.received": "收到线索 lead received",
     "case.closed": "结案 closed", "drill.scored": "演练评分 drill scored",
+    "step.forbidden": "无权填报，已拒绝 not allowed", "run.recovered": "流程运行已恢复 run recovered",
 }
 
 

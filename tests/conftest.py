@@ -53,6 +53,26 @@ def environment(home):
                       PREFECT_SERVER_ANALYTICS_ENABLED="false", REGFLOW_USER="测试员",
                       REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"))
     os.environ.pop("REGFLOW_DATABASE_URL", None)
+    os.environ["REGFLOW_PEOPLE_FILE"] = str(write_people(home / "people.yaml"))
+
+
+# Everyone the tests sign as holds every role everywhere; tests/test_access.py
+# checks the refusals with a directory of its own.
+TEST_PEOPLE = ("测试员", "张三", "李四", "王五", "赵六", "孙七", "局长", "集体讨论", "值班员", "省局值班员",
+               "市局值班员", "x")
+
+
+def write_people(path: Path) -> Path:
+    import yaml
+
+    from regflow.settings import PROJECT_ROOT
+    from rules.people import ROLES
+
+    codes = [a["code"] for a in yaml.safe_load((PROJECT_ROOT / "data" / "authorities.yaml").read_text())["authorities"]]
+    people = [{"login": f"t{i}-{code}", "name": name, "authority": code, "roles": list(ROLES)}
+              for i, name in enumerate(TEST_PEOPLE) for code in codes]
+    path.write_text(yaml.safe_dump({"people": people}, allow_unicode=True), encoding="utf-8")
+    return path
     _reset_settings()
 
 

@@ -19,7 +19,7 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
     # The worker registers with its first heartbeat a few seconds after it starts.
     code, found = wait_until(lambda: (result := checks())[0] == 0 and result, timeout=60, what="a healthy platform")
     assert set(found) == {"database", "prefect api", "work pool", "worker", "deployments", "watcher", "channels",
-                          "holiday calendar"}
+                          "people", "holiday calendar"}
     assert "1 watcher(s) alive" in found["watcher"]["detail"]
 
     # No holiday data for next year (the shipped override has none for 2027).
@@ -29,6 +29,10 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
     # Prefect unreachable, and a database never migrated.
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     monkeypatch.setenv("REGFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'blank.db'}")
+    # Who may act: a people file with a role nobody defined.
+    people = tmp_path / "people.yaml"
+    people.write_text("people: [{login: a, name: A, authority: '330106', roles: [boss]}]\n", encoding="utf-8")
+    monkeypatch.setenv("REGFLOW_PEOPLE_FILE", str(people))
     get_settings.cache_clear()
     code, found = checks()
     assert code == 1
@@ -37,5 +41,6 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
     assert not found["prefect api"]["ok"] and "prefect server start" in found["prefect api"]["fix"]
     assert not found["database"]["ok"] and found["database"]["fix"].startswith("regflow db upgrade")
     assert not found["watcher"]["ok"]
+    assert not found["people"]["ok"] and "unknown role 'boss'" in found["people"]["detail"]
     table = cli("doctor")
     assert table.code == 1 and "FAIL" in table.out and "Traceback" not in table.err

@@ -115,6 +115,19 @@ def _channels() -> Check:
                  "" if channels.urls else "add destinations to the apprise config")
 
 
+def _people() -> Check:
+    from rules.people import load_people
+
+    path = get_settings().people_file
+    try:
+        directory = load_people(path)
+    except Exception as exc:
+        return Check("people", False, str(exc).splitlines()[0][:200], "fix it (see data/people.yaml)")
+    heads = {p.authority for p in directory.people if "head" in p.roles}
+    return Check("people", bool(directory.people), f"{path}: {len(directory.people)} people, heads at "
+                 f"{len(heads)} authorities", "" if directory.people else "list who may act")
+
+
 def _calendar(now: dt.datetime) -> Check:
     import pendulum
 
@@ -140,7 +153,7 @@ def run_checks() -> list[Check]:
     from storage.db import utcnow
 
     now = utcnow()
-    return [*_database(), *_prefect(now), _watcher(now), _channels(), _calendar(now)]
+    return [*_database(), *_prefect(now), _watcher(now), _channels(), _people(), _calendar(now)]
 
 
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> int:

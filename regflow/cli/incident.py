@@ -71,7 +71,7 @@ def arrive(
 
     Example: regflow incident arrive INC-2026-000001 --officer 张三 --note "已封控现场"
     """
-    _answer(number, "arrive", {"officer": officer, "note": note}, json_out)
+    _answer(number, "arrive", {"officer": who(officer), "note": note}, json_out)
 
 
 def _read_text(text: str | None, file: Path | None) -> str:

@@ -38,8 +38,20 @@ def _default(value: Any) -> Any:
 
 
 def who(by: str | None) -> str:
-    """The person answering: --by, else $REGFLOW_USER, else the login name."""
-    return by or os.environ.get("REGFLOW_USER") or getpass.getuser()
+    """The person acting: --by, else $REGFLOW_USER, else the login name. With
+    REGFLOW_IDENTITY=login (production) only the login: --by may name only yourself."""
+    from regflow.settings import get_settings
+
+    login = getpass.getuser()
+    if get_settings().identity != "login":
+        return by or os.environ.get("REGFLOW_USER") or login
+    if by and by != login:
+        from regflow.errors import Forbidden
+        from rules.people import load_people
+
+        if login not in {p.login for p in load_people(get_settings().people_file).named(by)}:
+            raise Forbidden(f"you are logged in as {login!r}: you may act only as yourself, not as {by!r}")
+    return by or login
 
 
 @contextlib.contextmanager

@@ -1,0 +1,57 @@
+"""Who may act, enforced: one check for the CLI and the UI's forms alike, and every
+refusal on the audit log (`step.forbidden`), written before the refused change is
+rolled back."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from regflow.errors import Forbidden
+from regflow.settings import get_settings
+from rules.people import Person, describe, load_people
+from storage import audit
+from storage.db import session_scope
+
+
+def require(session, who: str, *, roles: tuple[str, ...], authorities: tuple[str, ...], subject: str,
+            action: str, now: dt.datetime, step: str | None = None) -> Person:
+    """The person `who` (login or name) if they hold one of `roles` at one of
+    `authorities`; otherwise the refusal is recorded and Forbidden raised. Call it
+    before the caller's session has written anything: the refusal is committed in
+    it (a session of our own would wait on the caller's lock)."""
+    directory = load_people(get_settings().people_file)
+    person = directory.allows(who, roles, authorities)
+    if person is not None:
+        return person
+    audit.record(session, at=now, actor=(who or "?")[:100], action="step.forbidden", subject=subject,
+                 step=step, attempted=action, roles=list(roles), authorities=list(authorities))
+    session.commit()
+    holders = [f"{p.name} ({p.login})" for p in directory.holders(roles, authorities)][:3]
+    known = "" if directory.named(who) else f" ({who!r} is not in the people file)"
+    raise Forbidden(f"{who!r} may not {action} of {subject}{known}: only the {describe(roles)} of "
+                    f"{', '.join(authorities)} may" + (f", e.g. {', '.join(holders)}" if holders else ""))
+
+
+def refusals(session, *, subject: str, step: str) -> list[str]:
+    """Why each earlier answer to this step was refused (rule broken, or not allowed)."""
+    return [e.detail.get("error") or f"{e.actor} may not answer it ({describe(tuple(e.detail.get('roles', [])))})"
+            for e in audit.events_for(session, subject=subject)
+            if e.action in ("step.refused", "step.forbidden") and e.detail.get("step") == step]
+
+
+def who_may(roles: tuple[str, ...], authorities: tuple[str, ...]) -> str:
+    """A prompt's line on who may answer, naming a few of them."""
+    try:
+        holders = load_people(get_settings().people_file).holders(roles, authorities)
+    except Exception:  # the prompt still goes out; answering will say what is wrong
+        holders = []
+    names = "、".join(f"{p.name}（{p.login}）" for p in holders[:4])
+    return f"填写人 / Answered by: {describe(roles)}" + (f" — {names}" if names else "")
+
+
+def refuse(number: str, step: str, error: str, *, by: str, now: dt.datetime) -> None:
+    """A form answer from the UI broke a rule the form cannot check (a date in the
+    future, too little paid): on record, and the step is asked again."""
+    with session_scope() as session:
+        audit.record(session, at=now, actor=(by or "ui")[:100], action="step.refused", subject=number, step=step,
+                     error=error)
