@@ -279,9 +279,9 @@ def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] 
  all within about six minutes. Then the post-incident review is yours:
    in the UI: Runs -> "【演练 DRILL】{number} ..." -> Resume, signed 赵六 (the head), or
    regflow incident review {number} --by 赵六 --lessons "……"   (source .venv/bin/activate first)
- Only the head may review (data/people.yaml says who may do what): try another name
- and the refusal is on the record and the form asked again.
- and the scorecard appears in the drill log and as the run's artifact. Meanwhile:
+ and the scorecard appears in the drill log and as the run's artifact. Only the head
+ may review (data/people.yaml says who may do what): sign with another name and the
+ refusal goes on record and the form is asked again. Meanwhile:
    regflow incident show {number}     regflow board     regflow drills
 """, flush=True)
     print(" Ctrl-C stops everything.\n==============================================================================", flush=True)

@@ -1,0 +1,457 @@
+"""Benchmark: trigger to dispatch order delivered, a burst of incidents, and what
+incidents waiting on people cost — regflow against plain Prefect, in one run.
+
+    make bench     # or: .venv/bin/python -m benchmarks.dispatch --single 50 --burst 100 --waiting 10000
+
+It starts the platform (`regflow up --no-demo` on a scratch home and port, SQLite,
+every channel pointed at this process's loopback HTTP and SMTP receivers) and the
+baseline (`benchmarks/baseline.py` served with Prefect's defaults on the same Prefect
+server). A trigger is what `regflow incident trigger` does after parsing its
+options: validate, activate, send the dispatch order, create the flow run; it runs
+here in-process, so the figures leave out the CLI's own interpreter start, which is
+measured separately (`--cli`). Latency = arrival at the receiver minus the moment
+the trigger began.
+
+- single: N triggers one at a time, each on an idle platform (the previous run has
+  reached its first human wait, or for the baseline, finished).
+- burst: N triggers from 8 threads as fast as they go; when each dispatch order
+  arrived, when all had, and when every regflow run reached its first human wait.
+- waiting: N incidents waiting on their arrival step (recorded by the trigger path,
+  their runs created Paused in Prefect, as a suspended run is) and the platform's
+  processes and resident memory before and after; the baseline's waiting runs keep
+  their processes, measured with a few and scaled, as labelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tree_pids(root: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+class Bench:
+    def __init__(self, home: Path, api_port: int):
+        from regflow.devstack import write_demo_channels
+        from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
+
+        self.home, self.inbox = home, Inbox()
+        self.http = HttpReceiver(self.inbox).start()
+        self.smtp = SmtpReceiver(self.inbox).start()
+        channels = home / "bench-apprise.yml"
+        write_demo_channels(channels, http_port=self.http.port, smtp_port=self.smtp.port)
+        self.api = f"http://127.0.0.1:{api_port}/api"
+        os.environ.update(REGFLOW_HOME=str(home), REGFLOW_APPRISE_CONFIG=str(channels), PREFECT_API_URL=self.api)
+        self.env = dict(os.environ)
+        from regflow.settings import get_settings
+
+        get_settings.cache_clear()
+        self.platform = subprocess.Popen([str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port)],
+                                         env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True, start_new_session=True)
+        for line in self.platform.stdout:
+            if "regflow is running" in line:
+                break
+        else:
+            raise SystemExit("the platform did not start; see " + str(home / "logs"))
+        threading.Thread(target=self.platform.stdout.read, daemon=True).start()
+        self.baseline = None
+        self.deferred = 0  # triggers whose run Prefect refused to create (the watcher made it)
+
+    # --- what arrived -------------------------------------------------------------
+
+    def arrival(self, number: str, timeout: float) -> float | None:
+        """When the dispatch order about `number` reached the HTTP receiver (epoch s)."""
+        found = self.inbox.wait_for(lambda m: m.channel == "http" and "出动指令" in m.title and number in m.title,
+                                    timeout=timeout)
+        return dt.datetime.fromisoformat(found[0].at).timestamp() if found else None
+
+    def dispatch_counts(self, numbers: list[str]) -> dict[str, int]:
+        wanted = set(numbers)
+        counts = dict.fromkeys(numbers, 0)
+        for m in list(self.inbox.messages):
+            if m.channel == "http" and "出动指令" in m.title:
+                number = m.title.split("】", 1)[1].split()[0]
+                if number in wanted:
+                    counts[number] += 1
+        return counts
+
+    # --- regflow ------------------------------------------------------------------
+
+    def trigger(self, i: int) -> tuple[str, float, object]:
+        """Exactly what `regflow incident trigger` does after parsing its options."""
+        from regflow.errors import PlatformUnavailable
+        from regflow.runs import start_incident_run
+        from rules.incidents import validate_trigger
+        from storage.db import utcnow
+        from tasks.incidents import trigger_and_send
+
+        began = time.time()
+        request = validate_trigger(dict(plan="product-quality", level="IV", title=f"压测 {i}", location="压测地点",
+                                        authority="330106", occurred_at=None, reporter=None), now=utcnow())
+        incident = trigger_and_send(request, now=utcnow())
+        try:
+            return incident.number, began, start_incident_run(incident)
+        except PlatformUnavailable:  # as the CLI says: recorded, and the watcher starts the run
+            self.deferred += 1
+            return incident.number, began, None
+
+    def linked_runs(self, numbers: list[str], timeout: float) -> list:
+        """The flow runs of these incidents, once each has one (the watcher starts any
+        run Prefect refused to create at the trigger)."""
+        from sqlmodel import select
+
+        from storage.db import session_scope
+        from storage.incidents import Incident
+
+        deadline = time.time() + timeout
+        while True:
+            with session_scope() as session:
+                runs = list(session.exec(select(Incident.flow_run_id).where(Incident.number.in_(numbers))).all())
+            if all(runs) or time.time() > deadline:
+                return [r for r in runs if r]
+            time.sleep(1)
+
+    def states(self, run_ids: list) -> dict[str, int]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        counts: dict[str, int] = {}
+        with get_client(sync_client=True) as client:
+            for start in range(0, len(run_ids), 200):
+                chunk = run_ids[start:start + 200]
+                for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                                                 limit=len(chunk)):
+                    counts[run.state.type.value] = counts.get(run.state.type.value, 0) + 1
+        return counts
+
+    def wait_state(self, run_ids: list, state: str, timeout: float) -> float | None:
+        start = time.time()
+        while time.time() - start < timeout:
+            if self.states(run_ids).get(state, 0) == len(run_ids):
+                return time.time()
+            time.sleep(0.5)
+        return None
+
+    def cli_trigger(self, i: int) -> float | None:
+        """The whole CLI: a new interpreter, options parsed, then the same path."""
+        began = time.time()
+        out = subprocess.run([str(BIN / "regflow"), "incident", "trigger", "--plan", "product-quality", "--level",
+                              "IV", "--title", f"CLI {i}", "--location", "x", "--authority", "330106", "--json"],
+                             env=self.env, cwd=ROOT, capture_output=True, text=True)
+        import json
+
+        if out.returncode:
+            print(f"  CLI trigger {i}: exit {out.returncode}: {out.stderr.strip()}", flush=True)
+            return None
+        number = json.loads(out.stdout)["number"]
+        arrived = self.arrival(number, 30)
+        self.wait_state([__import__("uuid").UUID(json.loads(out.stdout)["flow_run_id"])], "PAUSED", 120)
+        return arrived - began if arrived else None
+
+    # --- baseline -----------------------------------------------------------------
+
+    def start_baseline(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        self.baseline = subprocess.Popen([sys.executable, "-m", "benchmarks.baseline"], env=self.env, cwd=ROOT,
+                                         stdout=open(self.home / "logs" / "baseline.log", "w"),
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        from benchmarks.baseline import DEPLOYMENT
+
+        with get_client(sync_client=True) as client:
+            for _ in range(120):
+                try:
+                    client.read_deployment_by_name(DEPLOYMENT)
+                    return
+                except Exception:
+                    time.sleep(0.5)
+        raise SystemExit("the baseline did not start serving")
+
+    def baseline_trigger(self, number: str, wait: bool = False) -> tuple[str, float, object]:
+        from prefect.deployments import run_deployment
+
+        from benchmarks.baseline import DEPLOYMENT
+
+        began = time.time()
+        try:
+            run = run_deployment(DEPLOYMENT, parameters={"number": number, "url": f"http://127.0.0.1:{self.http.port}"
+                                                         f"/330106/onsite", "wait": wait}, timeout=0)
+        except Exception as exc:  # plain Prefect: a run the server refused is an incident lost
+            print(f"  baseline {number}: {type(exc).__name__}", flush=True)
+            return number, began, None
+        return number, began, run.id
+
+    def stop(self) -> None:
+        import signal
+
+        for proc in (self.baseline, self.platform):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def single(bench: Bench, n: int) -> dict[str, list[float]]:
+    ours, base = [], []
+    for i in range(n):
+        number, began, run_id = bench.trigger(i)
+        arrived = bench.arrival(number, 60)
+        ours.append(arrived - began if arrived else float("inf"))
+        bench.wait_state(bench.linked_runs([number], 120), "PAUSED", 120)  # idle again before the next
+    for i in range(n):
+        number, began, run_id = bench.baseline_trigger(f"BASE-S{i:04d}")
+        arrived = bench.arrival(number, 120)
+        base.append(arrived - began if arrived else float("inf"))
+        bench.wait_state([run_id] if run_id else [], "COMPLETED", 120)
+    return {"regflow": ours, "baseline": base}
+
+
+def burst(bench: Bench, n: int, timeout: float) -> dict[str, dict]:
+    results = {}
+    for label, fire in (("regflow", bench.trigger),
+                        ("baseline", lambda i: bench.baseline_trigger(f"BASE-B{i:04d}"))):
+        with ThreadPoolExecutor(8) as pool:
+            fired = list(pool.map(fire, range(n)))
+        first, last = min(f[1] for f in fired), max(f[1] for f in fired)
+        numbers = [f[0] for f in fired]
+        deadline = time.time() + timeout
+        arrivals = {}
+        for number, began, _ in fired:
+            at = bench.arrival(number, max(0.0, deadline - time.time()))
+            if at is not None:
+                arrivals[number] = (at - began, at - first)
+        time.sleep(3)  # anything sent twice would arrive by now
+        counts = bench.dispatch_counts(numbers)
+        waited = None
+        if label == "regflow":
+            runs = bench.linked_runs(numbers, timeout)
+            done = bench.wait_state(runs, "PAUSED", timeout) if len(runs) == len(numbers) else None
+            waited = done - first if done else None
+            children = len(tree_pids(bench.platform.pid))
+        else:
+            bench.wait_state([f[2] for f in fired if f[2]], "COMPLETED", timeout)
+            children = None
+        results[label] = {"window": last - first, "latencies": [a[0] for a in arrivals.values()],
+                          "all_by": max((a[1] for a in arrivals.values()), default=float("nan")),
+                          "delivered": len(arrivals), "twice": sum(1 for c in counts.values() if c > 1),
+                          "lost": sum(1 for c in counts.values() if c == 0), "first_wait_by": waited,
+                          "processes_after": children, "deferred": bench.deferred if label == "regflow" else 0}
+    return results
+
+
+def retry(call, attempts: int = 10):
+    """Prefect's SQLite server answers 503 when its database is busy (the watcher, the
+    worker and these writes at once); what a CLI would do is try again."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if "503" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
+
+
+def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
+    """What N incidents waiting on people add to the platform."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Suspended
+
+    from regflow.runs import run_key, run_name, subject_tags
+    from rules.incidents import validate_trigger
+    from storage.db import utcnow
+    from storage.subjects import link_flow_run
+    from tasks.incidents import open_step, trigger
+
+    time.sleep(10)  # let the platform settle after the burst
+    pids = tree_pids(bench.platform.pid)
+    before_rss, before_procs = rss_mb(pids), len(pids)
+    deployment = None
+    started = time.time()
+    with get_client(sync_client=True) as client:
+        from regflow.settings import get_settings
+
+        deployment = client.read_deployment_by_name(get_settings().deployment)
+        for i in range(n):
+            request = validate_trigger(dict(plan="product-quality", level="IV", title=f"等待 {i}", location="x",
+                                            authority="330106", occurred_at=None, reporter=None), now=utcnow())
+            incident = trigger(request, now=utcnow())
+            run = retry(lambda: client.create_flow_run_from_deployment(
+                deployment.id, parameters={"plan": incident.plan_key, "level": incident.level,
+                                           "title": incident.title, "location": incident.location,
+                                           "authority": incident.authority_code, "incident_number": incident.number},
+                name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
+                state=Suspended(pause_key="arrival")))
+            link_flow_run(incident.number, run.id)
+            open_step(incident.number, "arrival", now=utcnow())
+            if i and i % 1000 == 0:
+                print(f"  waiting: {i} recorded ({time.time() - started:.0f}s)", flush=True)
+    time.sleep(30)  # several watcher cycles over them all
+    pids = tree_pids(bench.platform.pid)
+    ours = {"incidents": n, "rss_before": before_rss, "rss_after": rss_mb(pids),
+            "processes_before": before_procs, "processes_after": len(pids)}
+    # The baseline: the plain way to wait (pause_flow_run) keeps each run's process.
+    served = tree_pids(bench.baseline.pid)
+    base_before, base_procs = rss_mb(served), len(served)
+    fired = [bench.baseline_trigger(f"BASE-W{i:04d}", wait=True) for i in range(baseline_n)]
+    bench.wait_state([f[2] for f in fired if f[2]], "PAUSED", 300)
+    time.sleep(5)
+    served = tree_pids(bench.baseline.pid)
+    per_run = (rss_mb(served) - base_before) / baseline_n
+    base = {"incidents": baseline_n, "rss_before": base_before, "rss_after": rss_mb(served),
+            "processes_before": base_procs, "processes_after": len(served), "per_run_mb": per_run,
+            "scaled_mb": per_run * n}
+    return {"regflow": ours, "baseline": base}
+
+
+def plot(path: Path, single_r: dict, burst_r: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, title, data in ((axes[0], "single trigger, idle platform", single_r),
+                            (axes[1], "burst: each incident's dispatch", {k: v["latencies"] for k, v in burst_r.items()})):
+        for label, values in data.items():
+            xs = sorted(v for v in values if v != float("inf"))
+            if xs:
+                ax.step(xs, [(i + 1) / len(values) for i in range(len(xs))], where="post",
+                        label=f"{label} (p50 {pct(xs, 50):.2f}s)")
+        ax.set_xscale("log")
+        ax.set_xlabel("trigger → dispatch order delivered (s, log)")
+        ax.set_ylabel("share of incidents")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.suptitle(f"regflow vs plain Prefect on {os.cpu_count()} cores (benchmarks/dispatch.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--waiting", type=int, default=10000)
+    parser.add_argument("--baseline-waiting", type=int, default=20, help="baseline runs held waiting (scaled up)")
+    parser.add_argument("--cli", type=int, default=5, help="triggers through the CLI's own process")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--port", type=int, default=4390)
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="regflow-bench-") as tmp:
+        bench = Bench(Path(tmp), args.port)
+        try:
+            bench.start_baseline()
+            print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**30}"
+                  f" GB; embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`;"
+                  f" baseline served with defaults on the same server", flush=True)
+            # Each part is printed as soon as it is measured: a long run keeps what it got.
+            s = single(bench, args.single)
+            cli = [bench.cli_trigger(i) for i in range(args.cli)]
+            report_single(args, s, cli)
+            b = burst(bench, args.burst, args.timeout)
+            report_burst(args, b)
+            if args.plot:
+                plot(args.plot, s, b)
+                print(f"\nplot: {args.plot}", flush=True)
+            if args.waiting:
+                report_waiting(waiting(bench, args.waiting, args.baseline_waiting))
+        finally:
+            bench.stop()
+
+
+def row(name, ours, base, unit="s"):
+    ratio = base / ours if ours and ours == ours and base == base else float("nan")
+    print(f"{name:<44} {ours:>10.2f} {base:>10.2f} {unit:<3} {ratio:>8.1f}x", flush=True)
+
+
+def report_single(args, s, cli) -> None:
+    print(f"\n{'figure':<44} {'regflow':>10} {'baseline':>10}     {'baseline/regflow':>8}")
+    row(f"single trigger p50 ({args.single} triggers)", pct(s["regflow"], 50), pct(s["baseline"], 50))
+    row("single trigger p95", pct(s["regflow"], 95), pct(s["baseline"], 95))
+    row("single trigger max", max(s["regflow"]), max(s["baseline"]))
+    cli_ok = [c for c in cli if c is not None]
+    if cli_ok:
+        print(f"{'  via the CLI process (regflow only), p50':<44} {statistics.median(cli_ok):>10.2f}"
+              f" {'':>10} s    ({len(cli_ok)} runs)", flush=True)
+
+
+def report_burst(args, b) -> None:
+    ours, base = b["regflow"], b["baseline"]
+    print(f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline)")
+    row("  all dispatch orders delivered, after first", ours["all_by"], base["all_by"])
+    row("  per-incident latency p50", pct(ours["latencies"], 50), pct(base["latencies"], 50))
+    row("  per-incident latency p95", pct(ours["latencies"], 95), pct(base["latencies"], 95))
+    print(f"{'  delivered / lost / twice':<44} {ours['delivered']:>4}/{ours['lost']}/{ours['twice']:<3}"
+          f" {base['delivered']:>6}/{base['lost']}/{base['twice']}", flush=True)
+    if ours["deferred"]:
+        print(f"  runs Prefect refused at the trigger (HTTP 503 from its SQLite), started by the watcher: "
+              f"{ours['deferred']}", flush=True)
+    if ours["first_wait_by"] is not None:
+        print(f"{'  every regflow run at its first human wait':<44} {ours['first_wait_by']:>10.1f} s after the first"
+              f" trigger; platform processes afterwards: {ours['processes_after']}", flush=True)
+
+
+
+def report_waiting(w) -> None:
+    if w:
+        o, bl = w["regflow"], w["baseline"]
+        print(f"waiting on a human step: {o['incidents']} regflow incidents, {bl['incidents']} baseline runs")
+        print(f"{'  processes added':<44} {o['processes_after'] - o['processes_before']:>10d}"
+              f" {bl['processes_after'] - bl['processes_before']:>10d}")
+        print(f"{'  resident memory added (MB)':<44} {o['rss_after'] - o['rss_before']:>10.0f}"
+              f" {bl['rss_after'] - bl['rss_before']:>10.0f}")
+        print(f"{'  baseline scaled to ' + str(o['incidents']) + ' (MB, extrapolated)':<44} {'':>10}"
+              f" {bl['scaled_mb']:>10.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
