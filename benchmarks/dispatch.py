@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -187,7 +188,7 @@ class Bench:
             return None
         number = json.loads(out.stdout)["number"]
         arrived = self.arrival(number, 30)
-        self.wait_state([__import__("uuid").UUID(json.loads(out.stdout)["flow_run_id"])], "PAUSED", 120)
+        self.wait_state([uuid.UUID(json.loads(out.stdout)["flow_run_id"])], "PAUSED", 120)
         return arrived - began if arrived else None
 
     # --- baseline -----------------------------------------------------------------
@@ -297,8 +298,6 @@ def retry(call, attempts: int = 10):
 
 def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     """What N incidents waiting on people add to the platform."""
-    import uuid
-
     from prefect.client.orchestration import get_client
     from prefect.states import Suspended
 
@@ -311,7 +310,6 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     time.sleep(10)  # let the platform settle after the burst
     pids = tree_pids(bench.platform.pid)
     before_rss, before_procs = rss_mb(pids), len(pids)
-    deployment = None
     started = time.time()
     with get_client(sync_client=True) as client:
         from regflow.settings import get_settings

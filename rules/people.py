@@ -11,6 +11,7 @@ A person is named by login or by name, whichever the CLI or the form gives.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,9 @@ class Person(BaseModel):
             raise ValueError(f"unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
         return roles
 
+    def holds(self, roles: tuple[str, ...], authorities: tuple[str, ...]) -> bool:
+        return self.authority in authorities and bool(set(self.roles) & set(roles))
+
 
 class Directory(BaseModel):
     people: list[Person]
@@ -50,44 +54,39 @@ class Directory(BaseModel):
         return by_login or [p for p in self.people if p.name == who]
 
     def holders(self, roles: tuple[str, ...], authorities: tuple[str, ...]) -> list[Person]:
-        return [p for p in self.people if p.authority in authorities and set(p.roles) & set(roles)]
+        return [p for p in self.people if p.holds(roles, authorities)]
 
     def allows(self, who: str, roles: tuple[str, ...], authorities: tuple[str, ...]) -> Person | None:
         """The person `who` acting in one of `roles` at one of `authorities`, or None."""
-        for person in self.named(who):
-            if person.authority in authorities and set(person.roles) & set(roles):
-                return person
-        return None
-
-
-_cache: dict[tuple[str, float], Directory] = {}
+        return next((p for p in self.named(who) if p.holds(roles, authorities)), None)
 
 
 def load_people(path: Path) -> Directory:
     """The directory, reloaded when the file changes; a bad file is one line naming it."""
     try:
-        key = (str(path), path.stat().st_mtime)
+        mtime_ns = path.stat().st_mtime_ns
     except OSError:
         raise InvalidPlan(f"{path}: no people file (who may act); see docs/operations.md") from None
-    if key not in _cache:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            directory = Directory.model_validate(data)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InvalidPlan(f"{path}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from exc
-        except ValidationError as exc:
-            from rules.authorities import first_error
+    return _load_people(path, mtime_ns)
 
-            raise InvalidPlan(f"{path}: {first_error(exc)}") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidPlan(f"{path}: cannot read it ({type(exc).__name__})") from exc
-        logins = [p.login for p in directory.people]
-        if len(set(logins)) != len(logins):
-            raise InvalidPlan(f"{path}: login {next(x for x in logins if logins.count(x) > 1)!r} is listed twice")
-        _cache.clear()
-        _cache[key] = directory
-    return _cache[key]
+
+@functools.lru_cache(maxsize=4)
+def _load_people(path: Path, mtime_ns: int) -> Directory:
+    try:
+        directory = Directory.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InvalidPlan(f"{path}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from exc
+    except ValidationError as exc:
+        from rules.authorities import first_error
+
+        raise InvalidPlan(f"{path}: {first_error(exc)}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidPlan(f"{path}: cannot read it ({type(exc).__name__})") from exc
+    logins = [p.login for p in directory.people]
+    if len(set(logins)) != len(logins):
+        raise InvalidPlan(f"{path}: login {next(x for x in logins if logins.count(x) > 1)!r} is listed twice")
+    return directory
 
 
 def describe(roles: tuple[str, ...]) -> str:

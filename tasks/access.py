@@ -32,11 +32,21 @@ def require(session, who: str, *, roles: tuple[str, ...], authorities: tuple[str
                     f"{', '.join(authorities)} may" + (f", e.g. {', '.join(holders)}" if holders else ""))
 
 
-def refusals(session, *, subject: str, step: str) -> list[str]:
-    """Why each earlier answer to this step was refused (rule broken, or not allowed)."""
-    return [e.detail.get("error") or f"{e.actor} may not answer it ({describe(tuple(e.detail.get('roles', [])))})"
-            for e in audit.events_for(session, subject=subject)
-            if e.action in ("step.refused", "step.forbidden") and e.detail.get("step") == step]
+def asking(session, *, subject: str, step: str, ask: str) -> tuple[str, str]:
+    """A step's prompt text, led by why its last answer was refused if one was (a rule
+    broken, or not allowed), and its suspension key: a step refused n times waits
+    under `<step>-again-<n>`, so a resumed run cannot take the refused input again."""
+    refused = [e.detail.get("error") or f"{e.actor} may not answer it ({describe(tuple(e.detail.get('roles', [])))})"
+               for e in audit.events_for(session, subject=subject)
+               if e.action in ("step.refused", "step.forbidden") and e.detail.get("step") == step]
+    if not refused:
+        return ask, step
+    return f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}", f"{step}-again-{len(refused)}"
+
+
+def and_superiors(tree, code: str) -> tuple[str, ...]:
+    """An authority and every one above it: where a head may approve what concerns it."""
+    return (code, *(a.code for a in tree.chain_up(code)))
 
 
 def who_may(roles: tuple[str, ...], authorities: tuple[str, ...]) -> str:

@@ -36,7 +36,7 @@ from storage.deadlines import Deadline
 from storage.incidents import Report, next_number, reports_for
 from storage.subjects import run_for
 from tasks import deadlines as engine, events
-from tasks.access import refusals, require, who_may
+from tasks.access import and_superiors, asking, require, who_may
 from tasks.incidents import Answered, StepState
 from tasks.notify import queue
 from tasks.render import local_time, render
@@ -207,14 +207,11 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
             row = step_rows.open_step(session, subject=case.number, name=name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=case.number, step=name)
         deadline = deadline_rows.get_deadline(session, subject=case.number, name=spec.deadline or "decision")
-        refused = refusals(session, subject=case.number, step=name)
-        ask = who_may(spec.roles, (case.authority_code,))
-        if refused:
-            ask = f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}"
+        ask, pause_key = asking(session, subject=case.number, step=name,
+                                ask=who_may(spec.roles, (case.authority_code,)))
         prompt = render("prompts/step.md.j2", subject=case, step=spec, deadline=deadline, now=now, ask=ask,
                         cli=f"regflow case decide {case.number} {name} by=姓名 …")
-        return StepState(case.number, name, row.status, row.answer, prompt, case.flow_run_id,
-                         pause_key=f"{name}-again-{len(refused)}" if refused else name)
+        return StepState(case.number, name, row.status, row.answer, prompt, case.flow_run_id, pause_key=pause_key)
 
 
 def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str,
@@ -599,8 +596,7 @@ def extend(number: str, name: str, *, by: str, reason: str, now: dt.datetime,
                     if name == "decision" else ""
                 raise StepConflict(f"deadline {name} of {number} was already extended{more}")
             period, how = Period.parse(limit.extension), f"负责人批准延长 / approved by the {limit.approver or 'head'}"
-        code = ctx.case.authority_code
-        require(session, by, roles=("head",), authorities=(code, *(a.code for a in ctx.tree.chain_up(code))),
+        require(session, by, roles=("head",), authorities=and_superiors(ctx.tree, ctx.case.authority_code),
                 subject=number, action=f"extend deadline {name}", now=now)
         due = due_after(row.due_at, period, tz=settings.timezone, calendar=calendar, event=ctx.rules.rules.limit(
             key).name if key else name)

@@ -27,7 +27,7 @@ from storage.deadlines import Deadline
 from storage.escalations import Escalation
 from storage.subjects import Subject, subject_for
 from tasks import events
-from tasks.access import require
+from tasks.access import and_superiors, require
 from tasks.notify import queue
 
 log = logging.getLogger("regflow.deadlines")
@@ -214,18 +214,18 @@ def resume(deadline_id: int, *, by: str, now: dt.datetime) -> Deadline:
 
 def extend(deadline_id: int, *, due_at: dt.datetime, by: str, reason: str, rule: str, now: dt.datetime) -> Deadline:
     with session_scope() as session:
-        deadline = _allowed(session, _open(session, deadline_id), by, ("head",), "extend", now)
+        deadline = _allowed(session, _open(session, deadline_id), by, ("head",), "extend", now, above=True)
         return extend_row(session, deadline, due_at=due_at, by=by, reason=reason, rule=rule, now=now)
 
 
 def _allowed(session: Session, deadline: Deadline, by: str, roles: tuple[str, ...], verb: str,
-             now: dt.datetime) -> Deadline:
-    """A deadline's clock is the handling authority's; a head above it may extend it too."""
+             now: dt.datetime, above: bool = False) -> Deadline:
+    """A deadline's clock is its authority's; with `above`, a superior's too (extensions)."""
     from storage.authorities import load_tree
 
     code = deadline.authority
-    above = tuple(a.code for a in load_tree(session).chain_up(code)) if roles == ("head",) else ()
-    require(session, by, roles=roles, authorities=(code, *above), subject=deadline.subject,
+    authorities = and_superiors(load_tree(session), code) if above else (code,)
+    require(session, by, roles=roles, authorities=authorities, subject=deadline.subject,
             action=f"{verb} deadline {deadline.name}", now=now)
     return deadline
 

@@ -31,9 +31,9 @@ from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
 from storage.subjects import run_for, subject_for
-from tasks.access import refusals, require, who_may
+from tasks.access import asking, require, who_may
 from tasks.deadlines import label, resolve_late
-from tasks.notify import queue
+from tasks.notify import deliver_now, queue
 from tasks.render import render
 
 REPORT_KINDS = {"initial": ("初报", "initial report"), "progress": ("续报", "progress report"),
@@ -139,8 +139,6 @@ def trigger_and_send(request: TriggerRequest, *, now: dt.datetime) -> Incident:
     """What a duty officer's trigger does before any flow run exists: record and
     dispatch (`trigger`), then send the dispatch order and activation notices from
     this process at once, leaving to the watcher what a slow channel holds up."""
-    from tasks.notify import deliver_now
-
     incident = trigger(request, now=now)
     deliver_now(incident.number, wait=get_settings().trigger_delivery_seconds)
     return incident
@@ -232,14 +230,11 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
             session.add(incident)
         ctx = _context(session, incident)
         deadline = _deadline(session, incident.number, spec.deadline)
-        refused = refusals(session, subject=incident.number, step=name)
-        ask = f"{_ASK[spec.form]}\n\n{who_may(spec.roles, (incident.authority_code,))}"
-        if refused:
-            ask = f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}"
+        ask, pause_key = asking(session, subject=incident.number, step=name,
+                                ask=f"{_ASK[spec.form]}\n\n{who_may(spec.roles, (incident.authority_code,))}")
         prompt = render("prompts/step.md.j2", **ctx.template_vars(step=spec, deadline=deadline, now=now,
                                                                   ask=ask, cli=_cli(spec, number)))
-        return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id,
-                         pause_key=f"{name}-again-{len(refused)}" if refused else name)
+        return StepState(number, name, row.status, row.answer, prompt, incident.flow_run_id, pause_key=pause_key)
 
 
 def stage_of(step: str) -> str:
