@@ -7,7 +7,10 @@ process: Ctrl-C stops them all. Logs go to $REGFLOW_HOME/logs.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from regflow.errors import PlatformUnavailable
+from regflow.prewarmed import flow_run_command
 from regflow.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 
 BIN = Path(sys.executable).parent
@@ -49,22 +53,38 @@ def wait_for_api(api_url: str, timeout: float = 90.0) -> None:
     raise PlatformUnavailable(f"Prefect API at {api_url} did not come up within {timeout:.0f}s")
 
 
-def deploy_all(env: dict[str, str], log: Path) -> None:
-    """Create the work pool (once) and apply every deployment of prefect.yaml."""
-    with log.open("a") as out:
-        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"],
-                       env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
-        subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
-                       stdout=out, stderr=subprocess.STDOUT, check=True)
+def deploy_all(env: dict[str, str], log: Path | None) -> None:
+    """Create or update the work pool (its runs handed to each worker's launcher) and
+    apply every deployment of prefect.yaml. Output to `log`, else to this terminal."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as template, \
+            (log.open("a") if log else contextlib.nullcontext(None)) as out:
+        json.dump(pool_template(), template)
+        template.flush()
+        for cmd in ([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite",
+                     "--base-job-template", template.name],
+                    [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"]):
+            subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None,
+                           check=True)
+
+
+def pool_template() -> dict:
+    """The process pool's template, with each run handed to the worker's prewarmed
+    launcher (regflow/flowrun.py runs the engine itself where there is none)."""
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = shlex.join(flow_run_command())
+    return template
 
 
 def start_worker(env: dict[str, str], log: Path, limit: int = 4) -> subprocess.Popen:
-    # The limit bounds concurrent flow-run processes: each costs ~2-4 s of CPU to
-    # start, and SQLite serialises writers (DESIGN.md decisions 5 and 6). Niced (its
-    # flow-run processes inherit it): their imports must not delay what is urgent,
-    # a trigger's dispatch order and the watcher's reminders.
-    return _spawn([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
-                   "--limit", str(limit)], env, log, nice=10)
+    # The limit bounds concurrent flow runs: SQLite serialises writers (DESIGN.md
+    # decisions 5 and 6). Runs fork from a prewarmed launcher (regflow/prewarmed.py)
+    # instead of importing Prefect anew. Niced (its runs inherit it): a burst of runs
+    # must not delay what is urgent, a trigger's dispatch order and the watcher's reminders.
+    return _spawn([str(BIN / "regflow"), "worker", "--pool", POOL, "--limit", str(limit)], env, log, nice=10)
 
 
 def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -68,8 +68,9 @@ def test_production_mode_end_to_end(databases, receivers, tmp_path):
         assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
 
         # Two workers polling the pool, two watchers heartbeating.
-        workers = client.post("/work_pools/regflow/workers/filter", json={}).json()
-        assert len([w for w in workers if w["status"] == "ONLINE"]) == 2, workers
+        # (each first warms its launcher, a few seconds on two busy cores)
+        wait_until(lambda: len([w for w in client.post("/work_pools/regflow/workers/filter", json={}).json()
+                                if w["status"] == "ONLINE"]) == 2, timeout=60, what="two workers online")
         doctor = json.loads(regflow("doctor", "--json").stdout)
         watcher = next(c for c in doctor if c["name"] == "watcher")
         assert watcher["ok"] and watcher["detail"].startswith("2 watcher(s) alive")

@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(authorities_app, name="authorities")
     app.add_typer(plans_app, name="plans")
     app.command()(watch)
+    app.command()(worker)
+    app.command()(deploy)
     app.command()(inbox)
     app.command()(up)
 
@@ -120,6 +122,47 @@ def watch(once: bool = typer.Option(False, help="Run one cycle and exit.")) -> N
     from regflow.watcher import Watcher
 
     Watcher().run(once=once)
+
+
+def worker(
+    limit: int = typer.Option(4, help="Flow runs at once (each is a process; two cores take about 4)."),
+    pool: str = typer.Option("regflow", help="The work pool to poll."),
+    socket: Optional[Path] = typer.Option(None, help="The launcher's socket (default: $REGFLOW_HOME/run/launcher-PID.sock)."),
+) -> None:
+    """Run a Prefect worker whose flow runs start from a prewarmed process.
+
+    Example: regflow worker --limit 4
+    """
+    import os
+    import sys
+
+    from regflow.prewarmed import worker as prewarmed_worker
+
+    path = socket or get_settings().home / "run" / f"launcher-{os.getpid()}.sock"
+    prewarmed_worker(path, [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
+                            "--type", "process", "--limit", str(limit)])
+
+
+def deploy() -> None:
+    """Create the `regflow` work pool (its runs start from each worker's launcher) and
+    apply every deployment in prefect.yaml, from this checkout.
+
+    Example: regflow deploy   (REGFLOW_PROJECT_DIR defaults to this checkout)
+    """
+    import os
+    import subprocess
+
+    from regflow.devstack import deploy_all
+    from regflow.errors import PlatformUnavailable
+    from regflow.settings import PROJECT_ROOT
+
+    env = dict(os.environ)
+    env.setdefault("REGFLOW_PROJECT_DIR", str(PROJECT_ROOT))
+    try:
+        deploy_all(env, None)
+    except subprocess.CalledProcessError as exc:
+        raise PlatformUnavailable(f"`{' '.join(exc.cmd[1:3])}` failed with exit {exc.returncode} (output above)") \
+            from None
 
 
 def inbox(

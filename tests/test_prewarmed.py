@@ -1,0 +1,91 @@
+"""Flow runs forked from the worker's prewarmed launcher (regflow/prewarmed.py): the
+worker still sees one process per run, with the run's exit code, and cancelling or
+killing that process ends the run; without a launcher the stock engine runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.states import Cancelling
+
+from regflow.devstack import POOL
+from regflow.prewarmed import flow_run_command
+from tests.conftest import ROOT, on_sqlite, processes_with_env, read_run, wait_until
+
+
+@pytest.fixture(scope="module")
+def sleeper(platform):
+    from prefect import flow
+
+    deployment_id = flow.from_source(source=str(ROOT), entrypoint="tests/fixtures/sleeper.py:sleeper").deploy(
+        name="launcher-test", work_pool_name=POOL, print_next_steps=False)
+
+    def start(**parameters) -> uuid.UUID:
+        with get_client(sync_client=True) as client:
+            return client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id
+    return start
+
+
+def exit_codes(platform, run_id) -> list[int]:
+    """What the launcher saw each process of this run exit with."""
+    log = (platform.logs / "worker.log").read_text(encoding="utf-8", errors="replace")
+    return [int(m) for m in re.findall(rf"^launcher: flow run {run_id} \(pid \d+\) exited (-?\d+) ", log, re.M)]
+
+
+def ended(run_id, *types):
+    run = read_run(run_id)
+    return run if run.state.type in types else None
+
+
+@on_sqlite
+def test_runs_fork_from_the_launcher_and_keep_their_exit_codes(platform, sleeper):
+    wait_until(lambda: "launcher: ready on " in (platform.logs / "worker.log").read_text(encoding="utf-8"),
+               what="the launcher to be ready")
+    ok, failing, dying = sleeper(), sleeper(fail=True), sleeper(die_with=3)
+    finished = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
+    assert wait_until(lambda: ended(ok, *finished), what="the run to finish").state.type == StateType.COMPLETED
+    assert wait_until(lambda: ended(failing, *finished), what="the run to fail").state.type == StateType.FAILED
+    # A process that dies under the engine: the worker sees its exit code and marks the run crashed.
+    assert wait_until(lambda: ended(dying, *finished), what="the run to crash").state.type == StateType.CRASHED
+    # Prefect's engine exits 0 once it has recorded the outcome, failed or not.
+    assert wait_until(lambda: exit_codes(platform, ok), what="the launcher's line") == [0]
+    assert wait_until(lambda: exit_codes(platform, failing), what="the launcher's line") == [0]
+    assert wait_until(lambda: exit_codes(platform, dying), what="the launcher's line") == [3]
+    assert "Process exited with status code: 3" in (platform.logs / "worker.log").read_text(encoding="utf-8")
+
+
+@on_sqlite
+def test_cancelling_a_run_reaches_the_forked_process(platform, sleeper):
+    run_id = sleeper(seconds=300)
+    wait_until(lambda: ended(run_id, StateType.RUNNING), what="the run to start")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Cancelling(), force=True)
+    assert wait_until(lambda: ended(run_id, StateType.CANCELLED, StateType.CRASHED, StateType.COMPLETED),
+                      timeout=90, what="the run to end").state.type == StateType.CANCELLED
+    assert wait_until(lambda: exit_codes(platform, run_id), what="the launcher to see the run end")
+
+
+@on_sqlite
+def test_a_killed_stand_in_takes_its_run_with_it(platform, sleeper):
+    run_id = sleeper(seconds=300)
+    wait_until(lambda: ended(run_id, StateType.RUNNING), what="the run to start")
+    stand_in = wait_until(lambda: processes_with_env(f"PREFECT__FLOW_RUN_ID={run_id}"), what="flowrun.py")
+    for pid in stand_in:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: exit_codes(platform, run_id), timeout=30, what="the run process to end") == [-9]
+
+
+def test_without_a_launcher_the_stock_engine_runs(tmp_path):
+    env = {**os.environ, "REGFLOW_LAUNCHER_SOCKET": str(tmp_path / "absent.sock"), "PREFECT__FLOW_RUN_ID": "not-a-run"}
+    done = subprocess.run(flow_run_command(), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Invalid flow run id" in done.stdout + done.stderr
+    assert flow_run_command()[:4] == [sys.executable, "-I", "-S", str(ROOT / "regflow" / "flowrun.py")]
