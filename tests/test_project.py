@@ -42,10 +42,22 @@ def test_every_command_has_help_with_an_example():
     for command in (["incident", "trigger"], ["incident", "arrive"], ["incident", "report"], ["incident", "close"],
                     ["incident", "review"], ["incident", "show"], ["incident", "list"], ["db", "upgrade"],
                     ["authorities", "load"], ["authorities", "list"], ["plans", "list"], ["plans", "check"],
-                    ["watch"], ["inbox"], ["up"], ["board"], ["due"], ["rules", "list"], ["escalation", "list"],
+                    ["watch"], ["worker"], ["deploy"], ["inbox"], ["up"], ["board"], ["due"], ["rules", "list"], ["escalation", "list"],
                     ["escalation", "ack"], ["deadline", "pause"], ["deadline", "resume"], ["deadline", "extend"]):
         result = cli(*command, "--help")
         assert result.code == 0 and "Example: regflow" in result.out, command
+
+
+def test_each_command_loads_only_its_module_and_the_table_says_which():
+    """`regflow X` imports only the module COMMANDS names for X: the table must list
+    every command the full tree has, each from the module that registers it."""
+    import typer
+
+    from regflow.cli import COMMANDS, MODULES, build
+
+    assert set(typer.main.get_command(build()).commands) == set(COMMANDS)
+    for name, module in COMMANDS.items():
+        assert module in MODULES and name in typer.main.get_command(build([name, "--help"])).commands, name
 
 
 def test_plans_check_names_the_problem(tmp_path):
