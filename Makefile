@@ -24,7 +24,7 @@ run-prod: $(STAMP)
 # Two pytest workers, whole files each (module fixtures stay together): the
 # end-to-end tests mostly wait on flow-run processes, so two cores overlap them.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --durations=15
 
 clean:
 	rm -rf $(VENV) .regflow

@@ -14,12 +14,17 @@ the trigger began.
 
 - single: N triggers one at a time, each on an idle platform (the previous run has
   reached its first human wait, or for the baseline, finished).
-- burst: N triggers from 8 threads as fast as they go; when each dispatch order
-  arrived, when all had, and when every regflow run reached its first human wait.
+- burst: N triggers spread evenly over a window (10 s), each from its own thread as
+  N duty officers would (open loop: none waits for another's); how long each trigger
+  call took, when each dispatch order arrived, when all had, and when every regflow
+  run reached its first human wait.
 - waiting: N incidents waiting on their arrival step (recorded by the trigger path,
   their runs created Paused in Prefect, as a suspended run is) and the platform's
   processes and resident memory before and after; the baseline's waiting runs keep
-  their processes, measured with a few and scaled, as labelled.
+  their processes, measured with a few and scaled, as labelled. Seeded from 8 threads.
+
+`--prod` runs the platform as `regflow up --prod` does (PostgreSQL for regflow and
+Prefect, API auth, two workers and two watchers) on scratch databases dropped after.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self, home: Path, api_port: int):
+    def __init__(self, home: Path, api_port: int, prod: bool = False):
         from regflow.devstack import write_demo_channels
         from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
 
@@ -84,17 +89,31 @@ class Bench:
         write_demo_channels(channels, http_port=self.http.port, smtp_port=self.smtp.port)
         self.api = f"http://127.0.0.1:{api_port}/api"
         os.environ.update(REGFLOW_HOME=str(home), REGFLOW_APPRISE_CONFIG=str(channels), PREFECT_API_URL=self.api)
+        self.databases: list[str] = []
+        if prod:
+            token = f"bench:{uuid.uuid4().hex}"
+            names = [f"{kind}_bench_{uuid.uuid4().hex[:8]}" for kind in ("regflow", "prefect")]
+            for name in names:
+                _pg(f'CREATE DATABASE "{name}"')
+                self.databases.append(name)
+            os.environ.update(REGFLOW_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}",
+                              PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/"
+                                                                  f"{names[1]}",
+                              PREFECT_SERVER_API_AUTH_STRING=token, PREFECT_API_AUTH_STRING=token)
         self.env = dict(os.environ)
         from regflow.settings import get_settings
 
         get_settings.cache_clear()
-        self.platform = subprocess.Popen([str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port)],
+        self.platform = subprocess.Popen([str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port),
+                                          *(["--prod"] if prod else [])],
                                          env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          text=True, start_new_session=True)
         for line in self.platform.stdout:
             if "regflow is running" in line:
                 break
         else:
+            self.baseline = None
+            self.stop()
             raise SystemExit("the platform did not start; see " + str(home / "logs"))
         threading.Thread(target=self.platform.stdout.read, daemon=True).start()
         self.baseline = None
@@ -234,6 +253,15 @@ class Bench:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
+        for name in self.databases:
+            _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(statement)
 
 
 def single(bench: Bench, n: int) -> dict[str, list[float]]:
@@ -251,12 +279,21 @@ def single(bench: Bench, n: int) -> dict[str, list[float]]:
     return {"regflow": ours, "baseline": base}
 
 
-def burst(bench: Bench, n: int, timeout: float) -> dict[str, dict]:
+def burst(bench: Bench, n: int, window: float, timeout: float) -> dict[str, dict]:
     results = {}
     for label, fire in (("regflow", bench.trigger),
                         ("baseline", lambda i: bench.baseline_trigger(f"BASE-B{i:04d}"))):
-        with ThreadPoolExecutor(8) as pool:
-            fired = list(pool.map(fire, range(n)))
+        start = time.time() + 1
+
+        def officer(i: int, fire=fire):
+            time.sleep(max(0.0, start + i * window / n - time.time()))
+            number, began, run = fire(i)
+            return number, began, run, time.time() - began
+
+        with ThreadPoolExecutor(n) as pool:
+            fired = list(pool.map(officer, range(n)))
+        calls = [f[3] for f in fired]
+        fired = [f[:3] for f in fired]
         first, last = min(f[1] for f in fired), max(f[1] for f in fired)
         numbers = [f[0] for f in fired]
         deadline = time.time() + timeout
@@ -276,7 +313,7 @@ def burst(bench: Bench, n: int, timeout: float) -> dict[str, dict]:
         else:
             bench.wait_state([f[2] for f in fired if f[2]], "COMPLETED", timeout)
             children = None
-        results[label] = {"window": last - first, "latencies": [a[0] for a in arrivals.values()],
+        results[label] = {"window": last - first, "calls": calls, "latencies": [a[0] for a in arrivals.values()],
                           "all_by": max((a[1] for a in arrivals.values()), default=float("nan")),
                           "delivered": len(arrivals), "twice": sum(1 for c in counts.values() if c > 1),
                           "lost": sum(1 for c in counts.values() if c == 0), "first_wait_by": waited,
@@ -311,24 +348,32 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     pids = tree_pids(bench.platform.pid)
     before_rss, before_procs = rss_mb(pids), len(pids)
     started = time.time()
-    with get_client(sync_client=True) as client:
-        from regflow.settings import get_settings
+    from regflow.settings import get_settings
 
+    local = threading.local()
+    with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(get_settings().deployment)
-        for i in range(n):
-            request = validate_trigger(dict(plan="product-quality", level="IV", title=f"等待 {i}", location="x",
-                                            authority="330106", occurred_at=None, reporter=None), now=utcnow())
-            incident = trigger(request, now=utcnow())
-            run = retry(lambda: client.create_flow_run_from_deployment(
-                deployment.id, parameters={"plan": incident.plan_key, "level": incident.level,
-                                           "title": incident.title, "location": incident.location,
-                                           "authority": incident.authority_code, "incident_number": incident.number},
-                name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
-                state=Suspended(pause_key="arrival")))
-            link_flow_run(incident.number, run.id)
-            open_step(incident.number, "arrival", now=utcnow())
-            if i and i % 1000 == 0:
-                print(f"  waiting: {i} recorded ({time.time() - started:.0f}s)", flush=True)
+
+    def seed(i: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = get_client(sync_client=True).__enter__()
+        client = local.client
+        request = validate_trigger(dict(plan="product-quality", level="IV", title=f"等待 {i}", location="x",
+                                        authority="330106", occurred_at=None, reporter=None), now=utcnow())
+        incident = trigger(request, now=utcnow())
+        run = retry(lambda: client.create_flow_run_from_deployment(
+            deployment.id, parameters={"plan": incident.plan_key, "level": incident.level,
+                                       "title": incident.title, "location": incident.location,
+                                       "authority": incident.authority_code, "incident_number": incident.number},
+            name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
+            state=Suspended(pause_key="arrival")))
+        link_flow_run(incident.number, run.id)
+        open_step(incident.number, "arrival", now=utcnow())
+        if i and i % 1000 == 0:
+            print(f"  waiting: {i} recorded ({time.time() - started:.0f}s)", flush=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(seed, range(n)))
     time.sleep(30)  # several watcher cycles over them all
     pids = tree_pids(bench.platform.pid)
     ours = {"incidents": n, "rss_before": before_rss, "rss_after": rss_mb(pids),
@@ -376,28 +421,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=50)
     parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--burst-window", type=float, default=10.0, help="seconds the burst's triggers spread over")
+    parser.add_argument("--prod", action="store_true", help="production mode: PostgreSQL, 2 workers, 2 watchers")
     parser.add_argument("--waiting", type=int, default=10000)
     parser.add_argument("--baseline-waiting", type=int, default=20, help="baseline runs held waiting (scaled up)")
     parser.add_argument("--cli", type=int, default=5, help="triggers through the CLI's own process")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--port", type=int, default=4390)
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png", help="PNG to write ('': none)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="regflow-bench-") as tmp:
-        bench = Bench(Path(tmp), args.port)
+        bench = Bench(Path(tmp), args.port, prod=args.prod)
         try:
             bench.start_baseline()
+            mode = ("production (PostgreSQL, API auth); Prefect server, 2 workers (limit 2 each) and 2 watchers"
+                    " from `regflow up --prod`" if args.prod else
+                    "embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`")
             print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**30}"
-                  f" GB; embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`;"
-                  f" baseline served with defaults on the same server", flush=True)
+                  f" GB; {mode}; baseline served with defaults on the same server", flush=True)
             # Each part is printed as soon as it is measured: a long run keeps what it got.
-            s = single(bench, args.single)
-            cli = [bench.cli_trigger(i) for i in range(args.cli)]
-            report_single(args, s, cli)
-            b = burst(bench, args.burst, args.timeout)
-            report_burst(args, b)
-            if args.plot:
+            # A part given 0 is skipped (e.g. `--single 0 --burst 0 --cli 0` measures waiting only).
+            if args.single:
+                s = single(bench, args.single)
+                cli = [bench.cli_trigger(i) for i in range(args.cli)]
+                report_single(args, s, cli)
+            if args.burst:
+                b = burst(bench, args.burst, args.burst_window, args.timeout)
+                report_burst(args, b)
+            if args.single and args.burst and args.plot and str(args.plot) not in ("", "."):
                 plot(args.plot, s, b)
                 print(f"\nplot: {args.plot}", flush=True)
             if args.waiting:
@@ -424,7 +476,10 @@ def report_single(args, s, cli) -> None:
 
 def report_burst(args, b) -> None:
     ours, base = b["regflow"], b["baseline"]
-    print(f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline)")
+    print(f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline),"
+          f" one officer (thread) each")
+    row("  trigger call returned after, p50", pct(ours["calls"], 50), pct(base["calls"], 50))
+    row("  trigger call returned after, p95", pct(ours["calls"], 95), pct(base["calls"], 95))
     row("  all dispatch orders delivered, after first", ours["all_by"], base["all_by"])
     row("  per-incident latency p50", pct(ours["latencies"], 50), pct(base["latencies"], 50))
     row("  per-incident latency p95", pct(ours["latencies"], 95), pct(base["latencies"], 95))
