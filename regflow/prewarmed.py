@@ -142,7 +142,12 @@ def serve(socket_path: Path, *, parent: int, ready: int | None = None) -> int:
         while os.getppid() == parent:
             for key, _ in selector.select(timeout=1.0):
                 if key.data == "accept":
-                    code = _fork_run(listener.accept()[0], selector, listener, clients)
+                    try:
+                        conn = listener.accept()[0]
+                    except OSError as exc:  # e.g. out of descriptors: that stand-in runs the engine itself
+                        print(f"launcher: accept failed ({exc.strerror})", flush=True)
+                        continue
+                    code = _fork_run(conn, selector, listener, clients)
                     if code is not None:  # this is the forked run, and it has ended
                         forked = True
                         return code
@@ -159,6 +164,7 @@ def serve(socket_path: Path, *, parent: int, ready: int | None = None) -> int:
 
 def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
     """Fork a flow run for this request; in the child, run it and return its exit code."""
+    fds: list[int] = []
     try:
         conn.settimeout(10)
         data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
@@ -172,6 +178,8 @@ def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
             raise ConnectionError(f"expected 3 descriptors, got {len(fds)}")
     except (OSError, ValueError) as exc:
         print(f"launcher: bad request ({exc}); the caller runs the engine itself", flush=True)
+        for fd in fds:
+            os.close(fd)
         conn.close()
         return None
     pid = os.fork()
@@ -184,10 +192,13 @@ def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
         return _run(request, fds)
     for fd in fds:
         os.close(fd)
-    conn.settimeout(None)
-    conn.sendall(f"pid {pid}\n".encode())
     clients[pid] = (conn, request["env"].get("PREFECT__FLOW_RUN_ID", "?"))
-    selector.register(conn, selectors.EVENT_READ, pid)
+    try:
+        conn.settimeout(None)
+        conn.sendall(f"pid {pid}\n".encode())
+        selector.register(conn, selectors.EVENT_READ, pid)
+    except OSError:  # the stand-in is gone already: so is its run (reaped as usual)
+        os.kill(pid, signal.SIGKILL)
     return None
 
 
