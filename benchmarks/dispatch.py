@@ -82,7 +82,7 @@ class Bench:
         from regflow.devstack import write_demo_channels
         from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
 
-        self.home, self.inbox = home, Inbox()
+        self.home, self.inbox, self.baseline = home, Inbox(), None
         self.http = HttpReceiver(self.inbox).start()
         self.smtp = SmtpReceiver(self.inbox).start()
         channels = home / "bench-apprise.yml"
@@ -93,9 +93,7 @@ class Bench:
         if prod:
             token = f"bench:{uuid.uuid4().hex}"
             names = [f"{kind}_bench_{uuid.uuid4().hex[:8]}" for kind in ("regflow", "prefect")]
-            for name in names:
-                _pg(f'CREATE DATABASE "{name}"')
-                self.databases.append(name)
+            self.databases = names  # `regflow up --prod` creates them; stop() drops them
             os.environ.update(REGFLOW_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}",
                               PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/"
                                                                   f"{names[1]}",
@@ -112,11 +110,9 @@ class Bench:
             if "regflow is running" in line:
                 break
         else:
-            self.baseline = None
             self.stop()
             raise SystemExit("the platform did not start; see " + str(home / "logs"))
         threading.Thread(target=self.platform.stdout.read, daemon=True).start()
-        self.baseline = None
         self.deferred = 0  # triggers whose run Prefect refused to create (the watcher made it)
 
     # --- what arrived -------------------------------------------------------------
@@ -338,7 +334,7 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     from prefect.client.orchestration import get_client
     from prefect.states import Suspended
 
-    from regflow.runs import run_key, run_name, subject_tags
+    from regflow.runs import incident_params, run_key, run_name, subject_tags
     from rules.incidents import validate_trigger
     from storage.db import utcnow
     from storage.subjects import link_flow_run
@@ -362,10 +358,7 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
                                         authority="330106", occurred_at=None, reporter=None), now=utcnow())
         incident = trigger(request, now=utcnow())
         run = retry(lambda: client.create_flow_run_from_deployment(
-            deployment.id, parameters={"plan": incident.plan_key, "level": incident.level,
-                                       "title": incident.title, "location": incident.location,
-                                       "authority": incident.authority_code, "incident_number": incident.number},
-            name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
+            deployment.id, parameters=incident_params(incident), name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
             state=Suspended(pause_key="arrival")))
         link_flow_run(incident.number, run.id)
         open_step(incident.number, "arrival", now=utcnow())

@@ -1,6 +1,6 @@
 """Parameter types of the deployments' Run forms: the plans and authorities known when
 the flows are deployed become drop-downs in the Prefect UI, and the server enforces
-them. Redeploy (`prefect deploy --all`) after adding a plan or an authority."""
+them. Redeploy (`regflow deploy`) after adding a plan or an authority."""
 
 from __future__ import annotations
 

@@ -77,11 +77,11 @@ def _warm_channels() -> None:
     """Parse the apprise config once here (~0.8 s of CPU a run otherwise); a run
     re-reads it only if the file has changed since. Not when it names a Prefect
     secret: reading one would start the client's threads in the launcher."""
-    from tasks.notify import _PLACEHOLDER, load_channels
+    from tasks.notify import load_channels, names_prefect_secrets
 
     path = get_settings().apprise_config_path
     try:
-        if any(kind != "env" for kind, _ in _PLACEHOLDER.findall(path.read_text(encoding="utf-8"))):
+        if names_prefect_secrets(path):
             return
         load_channels(path)
     except Exception as exc:  # a bad file is each run's to report, as it would be without the launcher
@@ -110,7 +110,7 @@ def worker(socket_path: Path, command: list[str]) -> None:
     os.execvp(command[0], command)
 
 
-def serve(socket_path: Path, *, parent: int, ready: int | None = None) -> int:
+def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     """Import, listen, and fork a flow run per request. Returns only in a forked
     child, with that flow run's exit code, or when the worker is gone."""
     _warm()
@@ -124,9 +124,8 @@ def serve(socket_path: Path, *, parent: int, ready: int | None = None) -> int:
         print(f"launcher: cannot listen on {socket_path} ({exc.strerror}); flow runs start cold", flush=True)
         return 0
     listener.listen(64)
-    if ready is not None:
-        os.write(ready, b"1")
-        os.close(ready)
+    os.write(ready, b"1")
+    os.close(ready)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -168,12 +167,9 @@ def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
     try:
         conn.settimeout(10)
         data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-        while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
-            more = conn.recv(65536)
-            if not more:
-                raise ConnectionError("request cut short")
-            data += more
-        request = json.loads(data[4:4 + struct.unpack("!I", data[:4])[0]])
+        data = _fill(conn, data, 4)
+        end = 4 + struct.unpack("!I", data[:4])[0]  # a length, then that much JSON
+        request = json.loads(_fill(conn, data, end)[4:end])
         if len(fds) != 3:
             raise ConnectionError(f"expected 3 descriptors, got {len(fds)}")
     except (OSError, ValueError) as exc:
@@ -200,6 +196,16 @@ def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
     except OSError:  # the stand-in is gone already: so is its run (reaped as usual)
         os.kill(pid, signal.SIGKILL)
     return None
+
+
+def _fill(conn: socket.socket, data: bytes, size: int) -> bytes:
+    """`data` read on from `conn` until it holds at least `size` bytes."""
+    while len(data) < size:
+        more = conn.recv(65536)
+        if not more:
+            raise ConnectionError("request cut short")
+        data += more
+    return data
 
 
 def _run(request: dict, fds: list[int]) -> int:

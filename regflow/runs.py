@@ -25,13 +25,17 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
     """Create the incident's `emergency-response` run and record its id."""
     from storage.subjects import link_flow_run
 
-    params = dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
-                  authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
-                  reporter=incident.reporter, incident_number=incident.number)
-    run_id = _run(get_settings().deployment, params, name=run_name(incident), tags=subject_tags(incident),
-                  key=run_key(incident))
+    run_id = _run(get_settings().deployment, incident_params(incident), name=run_name(incident),
+                  tags=subject_tags(incident), key=run_key(incident))
     link_flow_run(incident.number, run_id)
     return run_id
+
+
+def incident_params(incident: Incident) -> dict[str, Any]:
+    """The `emergency-response` run's parameters for an incident already recorded."""
+    return dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
+                authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
+                reporter=incident.reporter, incident_number=incident.number)
 
 
 def start_case_run(case: Case) -> uuid.UUID:
@@ -98,7 +102,7 @@ def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str],
     except Exception as exc:
         if type(exc).__name__ == "ObjectNotFound":
             raise PlatformUnavailable(
-                f"deployment {deployment!r} not found: deploy with `prefect deploy --all`") from exc
+                f"deployment {deployment!r} not found: deploy with `regflow deploy`") from exc
         raise
     return run.id
 

@@ -50,6 +50,11 @@ def fingerprint(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
+def names_prefect_secrets(path: Path) -> bool:
+    """Whether loading the channels file reads Prefect Secret blocks (an API call)."""
+    return any(kind == "secret" for kind, _ in _PLACEHOLDER.findall(path.read_text(encoding="utf-8")))
+
+
 def _substitute(text: str, path: Path) -> tuple[str, list[str]]:
     used: list[str] = []
 

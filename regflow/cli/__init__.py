@@ -27,7 +27,7 @@ COMMANDS = {
     "worker": "admin", "deploy": "admin", "inbox": "admin", "up": "admin", "rules": "supervise", "escalation": "supervise",
     "deadline": "supervise", "board": "supervise", "due": "supervise", "drill": "drill", "drills": "drill",
 }
-MODULES = ("incident", "audit", "case", "doctor", "admin", "supervise", "drill")  # the order help lists them
+MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 
 
 def _root() -> None:
@@ -44,13 +44,7 @@ def build(argv: list[str] | None = None) -> typer.Typer:
     app.callback()(_root)  # a group even when one command is loaded, so its name is still required
     name = next((arg for arg in argv if not arg.startswith("-")), None) if argv else None
     for module_name in ([COMMANDS[name]] if name in COMMANDS else MODULES):
-        module = importlib.import_module(f"regflow.cli.{module_name}")
-        if module_name in ("incident", "audit"):
-            app.add_typer(module.app, name=module_name)
-        elif module_name == "doctor":
-            app.command()(module.doctor)
-        else:
-            module.register(app)
+        importlib.import_module(f"regflow.cli.{module_name}").register(app)
     return app
 
 

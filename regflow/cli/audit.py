@@ -10,6 +10,10 @@ from storage.db import session_scope
 app = typer.Typer(help="The tamper-evident audit log: verify its hash chain.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="audit")
+
+
 @app.command()
 def verify(json_out: bool = JSON) -> None:
     """Walk the audit log's hash chain; report the first row altered, deleted or reordered.

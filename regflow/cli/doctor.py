@@ -172,3 +172,7 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON inste
             table.add_row(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix)
         console().print(table)
     return 0 if all(c.ok for c in checks) else 1
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

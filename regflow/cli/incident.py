@@ -17,6 +17,10 @@ from rules.drills import DRILL_MARK
 from rules.incidents import MAX_TEXT, parse_when, validate_trigger
 from storage.db import session_scope, utcnow
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="incident")
+
+
 app = typer.Typer(help="Trigger incidents, record arrival and reports, close and review them.",
                   no_args_is_help=True)
 
