@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from regflow.standin import DEFAULT_HOME
+
 # The repository root: plans, authorities and templates ship beside the code.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGFLOW_", extra="ignore")
 
-    home: Path = PROJECT_ROOT / ".regflow"
+    home: Path = Path(DEFAULT_HOME)
     database_url: str | None = None
     plans_dir: Path = PROJECT_ROOT / "data" / "plans"
     authorities_file: Path = PROJECT_ROOT / "data" / "authorities.yaml"

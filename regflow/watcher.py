@@ -193,6 +193,10 @@ class Watcher:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s watcher %(levelname)s %(message)s")
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         interval = get_settings().outbox_poll_seconds
+        if not once:
+            from regflow.prewarmed import share_tls_contexts
+
+            share_tls_contexts()  # it opens Prefect clients every cycle
         log.info("watching (every %.1fs)", interval)
         while not self.stopping:
             started = time.monotonic()

@@ -75,12 +75,3 @@ def main(argv: list[str] | None = None) -> int:
             err(f"error: {CREDENTIALS}")
             return 6
         raise
-
-
-def entry() -> None:
-    import os
-
-    # Without an API address Prefect's client would start a throwaway server of its
-    # own, which knows none of our runs: default to where `make run` serves it.
-    os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-    sys.exit(main())

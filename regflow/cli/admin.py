@@ -127,7 +127,8 @@ def watch(once: bool = typer.Option(False, help="Run one cycle and exit.")) -> N
 def worker(
     limit: int = typer.Option(4, help="Flow runs at once (each is a process; two cores take about 4)."),
     pool: str = typer.Option("regflow", help="The work pool to poll."),
-    socket: Optional[Path] = typer.Option(None, help="The launcher's socket (default: $REGFLOW_HOME/run/launcher-PID.sock)."),
+    socket: Optional[Path] = typer.Option(None, help="The launcher's socket (default: $REGFLOW_HOME/run/launcher-PID.sock,"
+                                          " where `regflow incident` and case commands find it)."),
 ) -> None:
     """Run a Prefect worker whose flow runs start from a prewarmed process.
 
@@ -137,8 +138,9 @@ def worker(
     import sys
 
     from regflow.prewarmed import worker as prewarmed_worker
+    from regflow.standin import launcher_socket
 
-    path = socket or get_settings().home / "run" / f"launcher-{os.getpid()}.sock"
+    path = socket or Path(launcher_socket(os.getpid()))
     prewarmed_worker(path, [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
                             "--type", "process", "--limit", str(limit)])
 

@@ -1,0 +1,93 @@
+"""Stand-ins: hand work to the prewarmed launcher (regflow/prewarmed.py) and stand
+in for it until it ends, so the caller sees an ordinary process.
+
+Two callers. The worker runs `python -I -S standin.py` for each flow run: its exit
+code is the run's, and the SIGTERM it sends to cancel a run is passed on; without a
+launcher it becomes the stock `python -m prefect.engine`. And `regflow` itself
+(`command_line`, the console script) hands a duty officer's command to a launcher
+of the same REGFLOW_HOME: run there, a trigger's dispatch order leaves ~0.1 s after
+Enter instead of after ~1 s of imports; without a launcher it runs here.
+
+Both start before anything else is imported, so this module imports nothing beyond
+the standard library (as a script it starts in ~20 ms).
+"""
+
+import glob
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+SOCKET_ENV = "REGFLOW_LAUNCHER_SOCKET"
+# The default REGFLOW_HOME (regflow/settings.py takes it from here).
+DEFAULT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".regflow")
+# Top-level commands a launcher runs for `regflow` (none that starts a service).
+HANDED_OVER = frozenset({"incident", "case", "lead", "complaint"})
+
+
+def launcher_socket(pid: int | str) -> str:
+    """Where a worker's launcher listens: $REGFLOW_HOME/run/launcher-PID.sock."""
+    return os.path.join(os.environ.get("REGFLOW_HOME") or DEFAULT_HOME, "run", f"launcher-{pid}.sock")
+
+
+def hand_over(path: str, target: str, argv: list[str]) -> int | None:
+    """Run `target` ("engine" or "cli") with `argv` in a process forked by the
+    launcher at `path`, with this process's environment, directory and standard
+    streams; its exit code, or None if no launcher took it."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        request = json.dumps({"target": target, "env": dict(os.environ), "cwd": os.getcwd(),
+                              "argv": argv}).encode()
+        socket.send_fds(conn, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+        reader = conn.makefile("r")
+        first = reader.readline().split()
+    except OSError:
+        conn.close()
+        return None
+    if first[:1] != ["pid"]:  # the launcher refused or could not fork
+        conn.close()
+        return None
+    pid = int(first[1])
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    parts = reader.readline().split()  # signals forwarded meanwhile (PEP 475 resumes the read)
+    # No exit line: the launcher died with the work in flight (a run: the worker marks it crashed).
+    return int(parts[1]) if parts[:1] == ["exit"] else 1
+
+
+def flow_run() -> int:
+    """The worker's command for a flow run."""
+    code = hand_over(os.environ.get(SOCKET_ENV) or "", "engine", sys.argv[1:])
+    if code is None:
+        os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])
+    return code
+
+
+def command_line() -> None:
+    """The `regflow` console script."""
+    # Without an API address Prefect's client would start a throwaway server of its
+    # own, which knows none of our runs: default to where `make run` serves it.
+    os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    argv = sys.argv[1:]
+    if argv and argv[0] in HANDED_OVER:
+        for path in sorted(glob.glob(os.path.join(glob.escape(os.path.dirname(launcher_socket(0))), "launcher-*.sock"))):
+            code = hand_over(path, "cli", argv)
+            if code is not None:
+                sys.exit(128 - code if code < 0 else code)  # killed by a signal: as a shell reports it
+    from regflow.cli import main
+
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(flow_run())
