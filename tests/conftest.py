@@ -214,6 +214,24 @@ def platform(database, receivers, prefect_api, home):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    _delete_unfinished_runs()
+
+
+def _delete_unfinished_runs() -> None:
+    """The platforms of both backends take turns on this session's Prefect server and
+    its `regflow` pool: runs one leaves unfinished (waiting, or resumed but not yet
+    picked up) would be picked up by the next one's worker, against a database where
+    their incident number means another incident."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    unfinished = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+        any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])))
+    with get_client(sync_client=True) as client:
+        while runs := client.read_flow_runs(flow_run_filter=unfinished, limit=200):
+            for run in runs:
+                client.delete_flow_run(run.id)
 
 
 @dataclass
@@ -324,3 +342,4 @@ def fresh(query, number: str):
 
     with session_scope() as session:
         return query(session, subject=number)
+
