@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (ROOT, free_port, pg_unavailable_reason, processes_with_env, scratch_pg_database,
-                            wait_until)
+from tests.conftest import (ROOT, free_port, pg_unavailable_reason, prefect_pg_template, processes_with_env,
+                            scratch_pg_database, wait_until)
 
 pytestmark = pytest.mark.skipif(pg_unavailable_reason() is not None,
                                 reason=f"production mode runs on PostgreSQL: {pg_unavailable_reason()}")
@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture
 def databases():
-    with scratch_pg_database("regflow_prod") as app, scratch_pg_database("prefect_prod") as prefect:
+    with scratch_pg_database("regflow_prod") as app, scratch_pg_database("prefect_prod", template=prefect_pg_template()) as prefect:
         yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{app}",
                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect}")
 
