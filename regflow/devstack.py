@@ -71,7 +71,7 @@ def deploy_all(env: dict[str, str], log: Path | None) -> None:
 
 def pool_template() -> dict:
     """The process pool's template, with each run handed to the worker's prewarmed
-    launcher (regflow/flowrun.py runs the engine itself where there is none)."""
+    launcher (regflow/standin.py runs the engine itself where there is none)."""
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
