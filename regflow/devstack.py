@@ -82,9 +82,9 @@ def pool_template() -> dict:
 def start_worker(env: dict[str, str], log: Path, limit: int = 4) -> subprocess.Popen:
     # The limit bounds concurrent flow runs: SQLite serialises writers (DESIGN.md
     # decisions 5 and 6). Runs fork from a prewarmed launcher (regflow/prewarmed.py)
-    # instead of importing Prefect anew. Niced (its runs inherit it): a burst of runs
-    # must not delay what is urgent, a trigger's dispatch order and the watcher's reminders.
-    return _spawn([str(BIN / "regflow"), "worker", "--pool", POOL, "--limit", str(limit)], env, log, nice=10)
+    # instead of importing Prefect anew; the launcher nices each run (RUN_NICE) so a
+    # burst of runs cannot delay what is urgent: a trigger, the watcher's reminders.
+    return _spawn([str(BIN / "regflow"), "worker", "--pool", POOL, "--limit", str(limit)], env, log)
 
 
 def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -34,6 +34,9 @@ from regflow.standin import HANDED_OVER, SOCKET_ENV
 from regflow.settings import get_settings
 
 STANDIN = Path(__file__).with_name("standin.py")
+# Flow runs run this much nicer than their launcher: a burst of runs must not delay
+# a duty officer's command run beside them, the watcher or the Prefect server.
+RUN_NICE = 10
 # What a run imports before its first human wait, measured (sys.modules in a run
 # against the launcher's). prefect.engine itself is left out: the child runs it as
 # __main__, as `python -m` would.
@@ -401,6 +404,7 @@ def _run(request: dict, fds: list[int], settings) -> int:
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: "interrupted", exit 130
         return main(request["argv"])  # its output is flushed on the way out (_leave)
+    os.nice(RUN_NICE)
     try:
         with warnings.catch_warnings():  # runpy warns that prefect.engine was imported (by prefect itself)
             warnings.simplefilter("ignore", RuntimeWarning)

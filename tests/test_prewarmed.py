@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelling
 
@@ -67,6 +68,10 @@ def test_runs_fork_from_the_launcher_and_keep_their_exit_codes(platform, sleeper
     assert wait_until(lambda: exit_codes(platform, failing), what="the launcher's line") == [0]
     assert wait_until(lambda: exit_codes(platform, dying), what="the launcher's line") == [3]
     assert "Process exited with status code: 3" in (platform.logs / "worker.log").read_text(encoding="utf-8")
+    # Each run is niced below its launcher (and the commands it runs beside them).
+    with get_client(sync_client=True) as client:
+        said = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[ok])))]
+    assert f"niceness {min(os.nice(0) + 10, 19)}" in said, said
 
 
 @on_sqlite
