@@ -194,17 +194,27 @@ def prefect_api():
 
 
 @pytest.fixture(scope="session")
-def platform(database, receivers, prefect_api, home):
-    """A process worker and a watcher on the session's database, flows deployed
-    from prefect.yaml exactly as `make run` deploys them."""
-    from regflow.devstack import deploy_all, platform_env, start_watcher, start_worker
+def deployed(prefect_api, home) -> None:
+    """Flows deployed from prefect.yaml exactly as `make run` deploys them, once per
+    server: the deployments and the pool do not depend on the database, so both
+    backends' platforms share them (a deploy is ~8 s here)."""
+    from regflow.devstack import deploy_all, platform_env
+
+    (home / "logs").mkdir(exist_ok=True)
+    deploy_all(platform_env(home, prefect_api), home / "logs" / "deploy.log")
+
+
+@pytest.fixture(scope="session")
+def platform(database, receivers, prefect_api, deployed, home):
+    """A process worker and a watcher on the session's database, running the
+    session server's deployments."""
+    from regflow.devstack import platform_env, start_watcher, start_worker
 
     backend = "pg" if database.startswith("postgresql") else "sqlite"
     env = platform_env(home, prefect_api)
     env.update(REGFLOW_DATABASE_URL=database, PREFECT_HOME=str(home / f"prefect-{backend}"))
     logs = home / f"logs-{backend}"
     logs.mkdir(exist_ok=True)
-    deploy_all(env, logs / "deploy.log")
     worker = start_worker(env, logs / "worker.log")
     watcher = start_watcher(env, logs / "watcher.log")
     yield Platform(database, logs)
