@@ -410,11 +410,8 @@ def _run(request: dict, fds: list[int], settings) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         return 0
-    except SystemExit as exc:
+    except SystemExit as exc:  # its output is flushed on the way out (_leave)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
 
 
 def _reap(clients: dict[int, tuple[socket.socket, str]], selector) -> None:
