@@ -55,6 +55,12 @@ def environment(home):
                       REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"))
     os.environ.pop("REGFLOW_DATABASE_URL", None)
     os.environ["REGFLOW_PEOPLE_FILE"] = str(write_people(home / "people.yaml"))
+    from regflow.prewarmed import share_tls_contexts
+
+    share_tls_contexts()  # as the launcher and the watcher do: tests open Prefect clients by the hundred
+    yield
+    for client in _CLIENTS.values():
+        client.__exit__(None, None, None)
 
 
 # Everyone the tests sign as holds every role everywhere; tests/test_access.py
@@ -74,7 +80,6 @@ def write_people(path: Path) -> Path:
               for i, name in enumerate(TEST_PEOPLE) for code in codes]
     path.write_text(yaml.safe_dump({"people": people}, allow_unicode=True), encoding="utf-8")
     return path
-    _reset_settings()
 
 
 def _reset_settings():
@@ -278,17 +283,29 @@ def wait_until(predicate, timeout: float = 90.0, interval: float = 0.3, what: st
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def read_run(run_id):
-    from prefect.client.orchestration import get_client
+_CLIENTS: dict[str, object] = {}
 
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id)
+
+def prefect_client():
+    """An open client to the current PREFECT_API_URL, kept for the session. Wait loops
+    poll every 0.3 s, and a new client per poll cost ~0.1 s of CPU here, half of it
+    the server's (Prefect's client asks for a CSRF token first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if url not in _CLIENTS:
+        _CLIENTS[url] = get_client(sync_client=True).__enter__()
+    return _CLIENTS[url]
+
+
+def read_run(run_id):
+    return prefect_client().read_flow_run(run_id)
 
 
 def wait_for_pause(run_id, key: str, timeout: float = 120):
     """The run, once it is suspended under this key with its form saved. Prefect sets
     the Paused state first and writes the form's schema and description just after."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -297,8 +314,7 @@ def wait_for_pause(run_id, key: str, timeout: float = 120):
         if run.state.type != StateType.PAUSED or run.state.state_details.pause_key != key:
             return None
         try:
-            with get_client(sync_client=True) as client:
-                client.read_flow_run_input(run_id, f"suspended-{key}-description")
+            prefect_client().read_flow_run_input(run_id, f"suspended-{key}-description")
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code == 404:
                 return None

@@ -27,7 +27,7 @@ from storage.notifications import Notification
 from tasks import incidents
 from tasks.deadlines import acknowledge, climb_escalations, pause, resume, send_reminders, extend
 from tasks.notify import deliver_due
-from tests.conftest import cli, wait_until
+from tests.conftest import cli, prefect_client, wait_until
 
 MIN = dt.timedelta(minutes=1)
 
@@ -273,7 +273,6 @@ def test_two_watchers_racing_fire_everything_once(own_database, receivers, tmp_p
 
 def test_misses_and_escalations_reach_prefects_event_feed(own_database, receivers, prefect_api):
     """Supervisors see them in the UI's event feed, related to the incident."""
-    from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
     from prefect.events.worker import EventsWorker
 
@@ -286,10 +285,9 @@ def test_misses_and_escalations_reach_prefects_event_feed(own_database, receiver
     EventsWorker.drain_all()
 
     def names():
-        with get_client(sync_client=True) as client:
-            page = client.read_events(EventFilter(
-                event=EventNameFilter(prefix=["regflow."]),
-                related=EventRelatedFilter(id=[f"regflow.incident.{number}"])), limit=50)
+        page = prefect_client().read_events(EventFilter(
+            event=EventNameFilter(prefix=["regflow."]),
+            related=EventRelatedFilter(id=[f"regflow.incident.{number}"])), limit=50)
         return {e.event for e in page.events}
 
     wanted = {"regflow.deadline.reminder", "regflow.deadline.missed", "regflow.escalation.raised",

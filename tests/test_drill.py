@@ -141,7 +141,9 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     # The late initial report was reminded about and escalated, as a real miss would be.
     late = [e for e in escalations if e.deadline_id in _deadline_ids(number, "initial_report")]
     assert late and late[0].status == "acknowledged" and "演练模拟" in late[0].acked_by
-    assert card["escalations_raised"] == len(escalations) and card["reminders_sent"] == reminders >= 3
+    # At ×1200 a watcher cycle spans minutes of drill time; when one passes two marks of
+    # a deadline it sends the latest reminder only, so how many is the machine's speed.
+    assert card["escalations_raised"] == len(escalations) and card["reminders_sent"] == reminders >= 1
     assert stored.scorecard == card and stored.finished_at is not None
     assert card["messages_sent"] == card["messages_queued"] > 0  # scored once the outbox had drained
 

@@ -22,7 +22,7 @@ import pytest
 
 from storage.db import session_scope, utcnow
 from tests.conftest import (free_port, fresh, pg_unavailable_reason, prefect_pg_template, processes_with_env,
-                            scratch_pg_database, wait_until)
+                            read_run, scratch_pg_database, wait_until)
 
 pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)
 
@@ -83,7 +83,6 @@ def _flow_run_processes(api: str) -> list[int]:
 
 
 def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, own_database, receivers):
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -162,8 +161,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
             state["worker"] = restart_worker()
 
         def completed() -> bool:
-            with get_client(sync_client=True) as client:
-                return all(client.read_flow_run(run_id).state.type == StateType.COMPLETED for run_id in runs.values())
+            return all(read_run(run_id).state.type == StateType.COMPLETED for run_id in runs.values())
         wait_until(completed, timeout=240, interval=2.0, what="every run to complete after the kills")
         phases["completed"] = time.monotonic() - began
 
@@ -197,7 +195,6 @@ def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_databas
     given meanwhile is recorded (the CLI says the run will get it), the watcher keeps
     sending what it can and reconnects, the run resumes and moves on, and every
     message so far arrived once."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -218,8 +215,7 @@ def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_databas
         number, run_id = incident.number, start_incident_run(incident)
 
         def paused_at(key):
-            with get_client(sync_client=True) as client:
-                run = client.read_flow_run(run_id)
+            run = read_run(run_id)
             return run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key
         wait_until(lambda: paused_at("arrival"), timeout=120, what="the run to wait at arrival")
 
