@@ -189,13 +189,38 @@ def write_channels(path: Path, http_port: int, smtp_port: int) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_api():
+    """Prefect's test server for this pytest worker. The first worker (and a run
+    without workers) gets Prefect's test harness on SQLite, the embedded default's
+    Prefect; the others the same server on a copy of the PostgreSQL template,
+    production's (no migrations to run: ~13 s of a start here; and no 'database is
+    locked' retries under the suite's load), where PostgreSQL is up."""
     from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
-        url = PREFECT_API_URL.value()
-        os.environ["PREFECT_API_URL"] = url
-        yield url
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" or pg_unavailable_reason() is not None:
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=90):
+            os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+            yield PREFECT_API_URL.value()
+        return
+    import prefect.context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    with scratch_pg_database("prefect_harness", template=prefect_pg_template()) as name:
+        with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL:
+                                 f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}):
+            server = SubprocessASGIServer(port=free_port())
+            server.start(timeout=90)
+        try:
+            # As the harness does: the address in this thread's settings and in the
+            # global ones, which threads started later (a burst's triggers) read.
+            with temporary_settings({PREFECT_API_URL: server.api_url}), \
+                    prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
+                os.environ["PREFECT_API_URL"] = server.api_url
+                yield server.api_url
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

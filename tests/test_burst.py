@@ -1,7 +1,10 @@
 """A burst of 100 incidents on the embedded default (SQLite), triggered from eight
 threads the way `regflow incident trigger` does it: none lost, each with its own
 flow run, every dispatch order delivered exactly once (counted at the loopback
-mail receiver), with a watcher racing the triggers' own sends.
+mail receiver), with a watcher racing the triggers' own sends. Where Prefect's
+SQLite server stays locked past its client's retries (HTTP 503, seen on a slow
+machine), the trigger says so and the watcher starts that run later, as it does for
+`regflow incident trigger`: every incident still ends with exactly one run.
 
 The runs are created in a work pool no worker polls: what a flow run does after it
 starts is covered by the lifecycle and fault tests, and how long 100 take to reach
@@ -46,8 +49,9 @@ def idle_deployment() -> str:
 def test_a_burst_of_100_incidents_loses_none_and_dispatches_each_once(own_database, receivers, prefect_api, home,
                                                                         monkeypatch):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
+    from regflow.errors import PlatformUnavailable
     from regflow.runs import start_incident_run
     from regflow.settings import get_settings
     from rules.incidents import validate_trigger
@@ -70,7 +74,10 @@ def test_a_burst_of_100_incidents_loses_none_and_dispatches_each_once(own_databa
             request = validate_trigger(dict(plan="product-quality", level="III", title=f"突发 {token} {i}",
                                             location="l", authority="330106"), now=now)
             incident = trigger_and_send(request, now=now)
-            return incident.number, time.monotonic(), start_incident_run(incident)
+            try:
+                return incident.number, time.monotonic(), start_incident_run(incident)
+            except PlatformUnavailable:  # recorded and dispatched; the watcher starts its run
+                return incident.number, time.monotonic(), None
 
         start = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
@@ -91,25 +98,34 @@ def test_a_burst_of_100_incidents_loses_none_and_dispatches_each_once(own_databa
         counts = orders()
         assert set(counts.values()) == {1}, {n: c for n, c in counts.items() if c != 1}
 
+        def linked() -> dict[str, object]:
+            with session_scope() as session:
+                return {i.number: i.flow_run_id for i in session.exec(select(Incident).where(
+                    Incident.title.contains(token))).all()}
+        runs_of = wait_until(lambda: (found := linked()) and all(found.values()) and found, timeout=120,
+                             what="every incident's run, the ones Prefect refused started by the watcher")
         with session_scope() as session:
             ours = select(Incident.id).where(Incident.title.contains(token))
             assert session.exec(select(func.count()).select_from(Incident).where(Incident.title.contains(token))
                                 ).one() == BURST
             assert session.exec(select(func.count()).select_from(Dispatch).where(Dispatch.incident_id.in_(ours))
                                 ).one() == BURST
-            linked = {i.number: i.flow_run_id for i in session.exec(select(Incident).where(
-                Incident.title.contains(token))).all()}
             unsent = session.exec(select(func.count()).select_from(Notification).where(
                 Notification.subject.in_(numbers), Notification.status != "sent")).one()
         assert unsent == 0
-        run_ids = {run_id for _, _, run_id in fired}
-        assert set(linked.values()) == run_ids and len(run_ids) == BURST
+        run_ids = set(runs_of.values())
+        refused = sum(1 for _, _, run_id in fired if run_id is None)
+        assert {run_id for _, _, run_id in fired if run_id} <= run_ids and len(run_ids) == BURST
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(run_ids))),
                                          limit=BURST + 1)
+            ours_anywhere = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=token)),
+                                                  limit=2 * BURST)
         assert len(runs) == BURST and {r.parameters["incident_number"] for r in runs} == numbers
+        assert len(ours_anywhere) == BURST  # a 503 whose run was made anyway got no second run
         print(f"\nburst: {BURST} incidents triggered in {window:.1f}s from 8 threads; every dispatch order "
-              f"delivered once, the last {delivered_after:.1f}s after the first trigger; {len(runs)} runs created")
+              f"delivered once, the last {delivered_after:.1f}s after the first trigger; {len(runs)} runs created, "
+              f"{refused} of them by the watcher after Prefect answered 503")
     finally:
         watcher.terminate()
         watcher.wait(20)
