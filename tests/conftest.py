@@ -207,9 +207,8 @@ def prefect_api():
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    with scratch_pg_database("prefect_harness", template=prefect_pg_template()) as name:
-        with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL:
-                                 f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}):
+    with prefect_pg_database("prefect_harness") as url:
+        with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
             server = SubprocessASGIServer(port=free_port())
             server.start(timeout=90)
         try:
@@ -414,11 +413,22 @@ def prefect_pg_template() -> str:
                 building = f"{name}_building"
                 conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{building}"')
-                url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{building}"
                 subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
-                               env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=url), check=True,
-                               capture_output=True, timeout=300)
+                               env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=_prefect_url(building)),
+                               check=True, capture_output=True, timeout=300)
                 conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
     return name
+
+
+@contextlib.contextmanager
+def prefect_pg_database(prefix: str):
+    """A copy of the template for a Prefect server of a test's own, dropped
+    afterwards; yields Prefect's connection URL for it."""
+    with scratch_pg_database(prefix, template=prefect_pg_template()) as name:
+        yield _prefect_url(name)
+
+
+def _prefect_url(name: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"

@@ -21,8 +21,8 @@ from collections import Counter
 import pytest
 
 from storage.db import session_scope, utcnow
-from tests.conftest import (free_port, fresh, pg_unavailable_reason, prefect_pg_template, processes_with_env,
-                            read_run, scratch_pg_database, wait_until)
+from tests.conftest import (free_port, fresh, pg_unavailable_reason, prefect_pg_database, processes_with_env,
+                            read_run, wait_until)
 
 pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)
 
@@ -47,8 +47,7 @@ def chaos(module_database, receivers, home):
                REGFLOW_RUN_START_SECONDS="25", REGFLOW_RUN_SILENT_SECONDS="12")
     databases = contextlib.ExitStack()
     if pg_unavailable_reason() is None:  # Prefect's own database on PostgreSQL, as in production
-        name = databases.enter_context(scratch_pg_database("prefect_chaos", template=prefect_pg_template()))
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = databases.enter_context(prefect_pg_database("prefect_chaos"))
     serve = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     state = {"worker": None, "watcher": None, "server": _spawn(serve, env, logs / "server.log")}
 

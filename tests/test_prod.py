@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (ROOT, free_port, pg_unavailable_reason, prefect_pg_template, processes_with_env,
+from tests.conftest import (ROOT, free_port, pg_unavailable_reason, prefect_pg_database, processes_with_env,
                             scratch_pg_database, wait_until)
 
 pytestmark = pytest.mark.skipif(pg_unavailable_reason() is not None,
@@ -27,9 +27,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture
 def databases():
-    with scratch_pg_database("regflow_prod") as app, scratch_pg_database("prefect_prod", template=prefect_pg_template()) as prefect:
-        yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{app}",
-               f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect}")
+    with scratch_pg_database("regflow_prod") as app, prefect_pg_database("prefect_prod") as prefect:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{app}", prefect
 
 
 def test_production_mode_end_to_end(databases, receivers, tmp_path):

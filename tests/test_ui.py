@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, pg_unavailable_reason, prefect_pg_template, scratch_pg_database, wait_until
+from tests.conftest import ROOT, free_port, pg_unavailable_reason, prefect_pg_database, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "ui"
@@ -44,8 +44,8 @@ def prefect_database():
     if pg_unavailable_reason() is not None:
         yield None
         return
-    with scratch_pg_database("prefect_ui", template=prefect_pg_template()) as name:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    with prefect_pg_database("prefect_ui") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
