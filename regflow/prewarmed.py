@@ -11,8 +11,9 @@ working directory and standard streams. `regflow incident ...` and the case
 commands are handed over the same way, so a trigger runs warm.
 
 The worker still owns the run: it sees one process per run (standin.py), whose
-exit code is the run's and whose SIGTERM reaches the run. The launcher exits with
-its worker; if it is gone, standin.py runs the engine (or the command) itself.
+exit code is the run's and whose SIGTERM reaches the run. When its worker is gone
+the launcher stops listening, and exits once what it forked has ended; with no
+launcher listening, standin.py runs the engine (or the command) itself.
 Only processes of the launcher's own user are served: a request carries the
 environment a run or command executes with.
 """
@@ -256,8 +257,8 @@ def _leave(code: int) -> None:
 
 
 def serve(socket_path: Path, *, parent: int, ready: int) -> int:
-    """Import, listen, and fork a flow run or command per request. Returns only in a
-    forked child, with its exit code, or when the worker is gone."""
+    """Import, listen, and fork a flow run or command per request. Returns in a forked
+    child, with its exit code, or once the worker is gone and all it forked has ended."""
     import prefect.context
 
     _warm()
@@ -289,9 +290,17 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     selector.register(wake_r, selectors.EVENT_READ, "child")
     clients: dict[int, tuple[socket.socket, str]] = {}  # pid -> (its standin.py connection, what it runs)
     print(f"launcher: ready on {socket_path} (pid {os.getpid()})", flush=True)
-    forked = False
+    forked, listening = False, True
     try:
-        while os.getppid() == parent:
+        while listening or clients:
+            if listening and os.getppid() != parent:
+                # The worker is gone: take no new requests (their stand-ins run them
+                # themselves), but see those in flight to their end, so an officer's
+                # command still reports its own exit code and not a lost launcher's.
+                selector.unregister(listener)
+                listener.close()
+                socket_path.unlink(missing_ok=True)
+                listening = False
             for key, _ in selector.select(timeout=1.0):
                 if key.data == "accept":
                     try:

@@ -106,7 +106,7 @@ def new_database(backend: str, home: Path) -> tuple[str, callable]:
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        url = pg_url(name)
 
         def drop():
             engine_for(url).dispose()
@@ -414,7 +414,7 @@ def prefect_pg_template() -> str:
                 conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{building}"')
                 subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
-                               env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=_prefect_url(building)),
+                               env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=pg_url(building, "asyncpg")),
                                check=True, capture_output=True, timeout=300)
                 conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
         finally:
@@ -427,8 +427,12 @@ def prefect_pg_database(prefix: str):
     """A copy of the template for a Prefect server of a test's own, dropped
     afterwards; yields Prefect's connection URL for it."""
     with scratch_pg_database(prefix, template=prefect_pg_template()) as name:
-        yield _prefect_url(name)
+        yield pg_url(name, "asyncpg")
 
 
-def _prefect_url(name: str) -> str:
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+def pg_url(name: str, driver: str = "psycopg") -> str:
+    """Database `name` on the server REGFLOW_TEST_PG points at, for `driver`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_ADMIN).set(drivername=f"postgresql+{driver}", database=name)
+    return url.render_as_string(hide_password=False)

@@ -155,3 +155,38 @@ def test_without_a_launcher_commands_run_in_their_own_process(tmp_path):
     # Run here, against a database never set up: the one-line error only this process could give.
     assert (done.returncode, done.stdout) == (6, ""), done.stderr
     assert done.stderr.startswith("error: database unavailable") and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("module_database", ["postgresql"], indirect=True)
+def test_a_command_in_flight_when_the_worker_stops_keeps_its_exit_code(own_database, tmp_path):
+    """Stopping the platform (or a worker restarting) while an officer's command runs
+    in the launcher: the command finishes and reports its own exit code, and no new
+    command is taken there meanwhile."""
+    import psycopg
+
+    home = {"REGFLOW_HOME": str(tmp_path), "REGFLOW_DATABASE_URL": own_database}
+    # A launcher whose "worker" is a sleep: killing that is the worker going away.
+    worker = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from regflow.prewarmed import worker; worker(Path(sys.argv[1]), ['sleep', '600'])",
+                               str(tmp_path / "run" / "launcher-test.sock")], env={**os.environ, **home}, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: launchers(tmp_path), what="the launcher's socket")
+        # The command is held on a table lock, so it is in flight when the worker goes.
+        with psycopg.connect(own_database.replace("+psycopg", "")) as lock:
+            lock.execute("LOCK TABLE incident IN ACCESS EXCLUSIVE MODE")
+            command = subprocess.Popen([str(BIN / "regflow"), "incident", "show", "INC-2026-999999"],
+                                       env={**os.environ, **home}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+            wait_until(lambda: lock.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+                       what="the command to wait on the lock")
+            worker.kill()
+            worker.wait(timeout=10)
+            wait_until(lambda: not launchers(tmp_path), what="the launcher to stop listening")
+            assert command.poll() is None
+        out, err = command.communicate(timeout=60)
+    finally:
+        worker.kill()
+    # Its own "not found" (3), as run anywhere; not the 1 of a launcher lost mid-command.
+    assert (command.returncode, out) == (3, ""), err
+    assert "INC-2026-999999" in err and len(err.strip().splitlines()) == 1

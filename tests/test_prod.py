@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (ROOT, free_port, pg_unavailable_reason, prefect_pg_database, processes_with_env,
+from tests.conftest import (ROOT, free_port, pg_unavailable_reason, pg_url, prefect_pg_database, processes_with_env,
                             scratch_pg_database, wait_until)
 
 pytestmark = pytest.mark.skipif(pg_unavailable_reason() is not None,
@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def databases():
     with scratch_pg_database("regflow_prod") as app, prefect_pg_database("prefect_prod") as prefect:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{app}", prefect
+        yield pg_url(app), prefect
 
 
 def test_production_mode_end_to_end(databases, receivers, tmp_path):
