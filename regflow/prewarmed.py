@@ -292,7 +292,7 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     print(f"launcher: ready on {socket_path} (pid {os.getpid()})", flush=True)
     forked, listening = False, True
     try:
-        while listening or clients:
+        while True:
             if listening and os.getppid() != parent:
                 # The worker is gone: take no new requests (their stand-ins run them
                 # themselves), but see those in flight to their end, so an officer's
@@ -301,6 +301,8 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
                 listener.close()
                 socket_path.unlink(missing_ok=True)
                 listening = False
+            if not (listening or clients):
+                return 0
             for key, _ in selector.select(timeout=1.0):
                 if key.data == "accept":
                     try:
@@ -317,7 +319,6 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
                 else:  # standin.py closed before its run ended: it was killed, so is the run
                     _lost(key.data, clients, selector)
             _reap(clients, selector)
-        return 0
     finally:
         if not forked:
             socket_path.unlink(missing_ok=True)
