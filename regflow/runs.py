@@ -86,10 +86,13 @@ def _unavailable(exc: httpx.HTTPError) -> PlatformUnavailable:
 def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str], key: str,
          scheduled_time=None) -> uuid.UUID:
     from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     try:
-        run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False, flow_run_name=name[:200],
-                             tags=tags, idempotency_key=key, scheduled_time=scheduled_time)
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: get_settings().run_start_retries}):
+            run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
+                                 flow_run_name=name[:200], tags=tags, idempotency_key=key,
+                                 scheduled_time=scheduled_time)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code in (401, 403):
             raise _unavailable(exc) from exc

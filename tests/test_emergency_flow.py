@@ -278,3 +278,49 @@ def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(p
             return get_incident(session, number=number).flow_run_id
     started = wait_until(run_id, timeout=90, what="the watcher to start the run")
     wait_for_pause(started, "arrival")
+
+
+@on_sqlite
+def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
+    """Prefect answering 503 to everything (its SQLite locked in a burst): the trigger
+    records the incident, retries once (run_start_retries) instead of Prefect's five
+    (126 s of sleeps), and says the watcher will start the run."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    seen = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_CLIENT_MAX_RETRIES"}
+    env.update(REGFLOW_DATABASE_URL=use_database, PREFECT_API_URL=f"http://127.0.0.1:{server.server_port}/api")
+    token = uuid.uuid4().hex[:8]
+    try:
+        result = subprocess.run([str(Path(sys.executable).parent / "regflow"), "incident", "trigger", "--plan",
+                                 "product-quality", "--level", "IV", "--title", f"繁忙 {token}", "--location", "l",
+                                 "--authority", "330108"], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert result.returncode == 6, result.stderr
+    assert "is recorded and its notices are queued" in result.stderr and "HTTP 503" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert len(seen) == 2, seen  # the first try and one retry of the deployment's look-up
+    number = result.stderr.split("error: ")[1].split()[0]
+    with session_scope() as session:
+        assert get_incident(session, number=number).title == f"繁忙 {token}"
