@@ -31,19 +31,17 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def setup(workdir: Path, http_port: int) -> None:
+def setup(workdir: Path, http_port: int, smtp_port: int) -> None:
     os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
                       REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))
     from regflow.settings import get_settings
 
     get_settings.cache_clear()
-    lines = ["urls:"]
-    for code in ("330106", "330100", "330000", "100000"):
-        for role in ("duty", "head"):
-            lines += [f"  - json://127.0.0.1:{http_port}/{code}/{role}:", f"    - tag: {code}.{role}"]
-    (workdir / "apprise.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    from regflow.devstack import prepare_database
+    # Every role `make run` routes: a tag without a channel would fail and retry with
+    # backoff in every cycle measured (the on-site team's dispatch orders did).
+    from regflow.devstack import prepare_database, write_demo_channels
 
+    write_demo_channels(workdir / "apprise.yml", http_port=http_port, smtp_port=smtp_port)
     prepare_database()
 
 
@@ -170,10 +168,10 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
     args = parser.parse_args()
 
-    from regflow.inbox import HttpReceiver, Inbox
+    from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
 
     inbox = Inbox()
-    receiver = HttpReceiver(inbox).start()
+    receiver, mail = HttpReceiver(inbox).start(), SmtpReceiver(inbox).start()
     from regflow import watcher as w
 
     ours = [w.Manager("send-reminders", w.send_reminders), w.Manager("climb-escalations", w.climb_escalations),
@@ -187,7 +185,7 @@ def main() -> None:
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            setup(Path(tmp), receiver.port)
+            setup(Path(tmp), receiver.port, mail.port)
             t = time.monotonic()
             ids = seed(size)
             print(f"\nseeded {size} pending deadlines in {time.monotonic() - t:.1f}s")
@@ -202,6 +200,7 @@ def main() -> None:
                   f"idle CPU x{naive_r['idle_cpu_pct'] / max(ours_r['idle_cpu_pct'], 1e-9):.1f}, "
                   f"idle cycle x{naive_r['idle_cycle_ms'] / max(ours_r['idle_cycle_ms'], 1e-9):.1f}")
     receiver.stop()
+    mail.stop()
 
 
 if __name__ == "__main__":
