@@ -287,6 +287,13 @@ class Result:
     err: str
 
 
+def shell(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """`regflow ARGS` as a new process, as a duty officer runs it from a shell (handed to
+    a launcher of the same REGFLOW_HOME if one listens), with `env` over this one's."""
+    return subprocess.run([str(Path(sys.executable).parent / "regflow"), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def cli(*args: str) -> Result:
     """Run `regflow ARGS` in this process, as a user would from a shell."""
     from regflow.cli import main

@@ -18,7 +18,7 @@ from storage.deadlines import deadlines_for
 from storage.incidents import get_incident, reports_for
 from storage.notifications import notifications_for
 from tasks.notify import load_channels
-from tests.conftest import TOKEN, cli, fresh, on_sqlite, read_run, wait_for_pause, wait_until
+from tests.conftest import TOKEN, cli, fresh, on_sqlite, read_run, shell, wait_for_pause, wait_until
 
 
 def trigger(**extra) -> dict:
@@ -258,17 +258,10 @@ def test_no_secret_reaches_logs_or_records(platform, use_database):
 def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(platform, use_database, tmp_path):
     """Trigger with Prefect unreachable: a clear error saying the incident is on record;
     then the platform's watcher starts its run, which reaches its first human step."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = dict(os.environ, REGFLOW_DATABASE_URL=use_database, PREFECT_API_URL="http://127.0.0.1:9/api",
-               PREFECT_CLIENT_MAX_RETRIES="0")
     token = uuid.uuid4().hex[:8]
-    result = subprocess.run([str(Path(sys.executable).parent / "regflow"), "incident", "trigger", "--plan",
-                             "product-quality", "--level", "IV", "--title", f"断网触发 {token}", "--location", "l",
-                             "--authority", "330108"], env=env, capture_output=True, text=True, timeout=120)
+    result = shell("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", f"断网触发 {token}",
+                   "--location", "l", "--authority", "330108", REGFLOW_DATABASE_URL=use_database,
+                   PREFECT_API_URL="http://127.0.0.1:9/api")
     assert result.returncode == 6 and "is recorded and its notices are queued" in result.stderr
     assert result.stderr.count("\n") == 1
     number = result.stderr.split("error: ")[1].split()[0]
@@ -285,12 +278,8 @@ def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
     """Prefect answering 503 to everything (its SQLite locked in a burst): the trigger
     records the incident, retries once (run_start_retries) instead of Prefect's five
     (126 s of sleeps), and says the watcher will start the run."""
-    import os
-    import subprocess
-    import sys
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from pathlib import Path
 
     seen = []
 
@@ -308,13 +297,11 @@ def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_CLIENT_MAX_RETRIES"}
-    env.update(REGFLOW_DATABASE_URL=use_database, PREFECT_API_URL=f"http://127.0.0.1:{server.server_port}/api")
     token = uuid.uuid4().hex[:8]
     try:
-        result = subprocess.run([str(Path(sys.executable).parent / "regflow"), "incident", "trigger", "--plan",
-                                 "product-quality", "--level", "IV", "--title", f"繁忙 {token}", "--location", "l",
-                                 "--authority", "330108"], env=env, capture_output=True, text=True, timeout=120)
+        result = shell("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", f"繁忙 {token}",
+                       "--location", "l", "--authority", "330108", REGFLOW_DATABASE_URL=use_database,
+                       PREFECT_API_URL=f"http://127.0.0.1:{server.server_port}/api")
     finally:
         server.shutdown()
     assert result.returncode == 6, result.stderr

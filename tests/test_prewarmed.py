@@ -24,7 +24,7 @@ from prefect.states import Cancelling
 from regflow.devstack import BIN, POOL
 from regflow.prewarmed import flow_run_command
 from regflow.standin import hand_over
-from tests.conftest import ROOT, on_sqlite, processes_with_env, read_run, wait_until
+from tests.conftest import ROOT, on_sqlite, processes_with_env, read_run, shell, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +107,12 @@ def launchers(home: Path) -> list[Path]:
     return sorted((home / "run").glob("launcher-*.sock"))
 
 
-def regflow(*args: str, **env: str) -> subprocess.CompletedProcess:
-    """`regflow ARGS` from a shell, as a duty officer runs it."""
-    return subprocess.run([str(BIN / "regflow"), *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=120)
-
-
 @on_sqlite
 def test_a_duty_officers_trigger_runs_in_the_launcher(platform, receivers, home):
     wait_until(lambda: launchers(home), what="the launcher's socket")
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in launchers(home))  # its user's alone
     token = uuid.uuid4().hex[:8]
-    done = regflow("incident", "trigger", "--plan", "product-quality", "--level", "III", "--title", f"电梯困人 {token}",
+    done = shell("incident", "trigger", "--plan", "product-quality", "--level", "III", "--title", f"电梯困人 {token}",
                    "--location", "文三路", "--authority", "330106", REGFLOW_DATABASE_URL=platform.database)
     assert done.returncode == 0, done.stderr
     number = re.search(r"^(INC-\d{4}-\d{6}) triggered", done.stdout, re.M).group(1)
@@ -129,7 +123,7 @@ def test_a_duty_officers_trigger_runs_in_the_launcher(platform, receivers, home)
     assert wait_until(lambda: [m for m in receivers.inbox.matching(token) if number in m.title],
                       what="the dispatch order")
     # A user's mistake there is the same one line and exit code as anywhere.
-    bad = regflow("incident", "trigger", "--plan", "product-quality", "--level", "V", "--title", "x", "--location", "x",
+    bad = shell("incident", "trigger", "--plan", "product-quality", "--level", "V", "--title", "x", "--location", "x",
                   "--authority", "330106", REGFLOW_DATABASE_URL=platform.database)
     assert (bad.returncode, bad.stdout, len(bad.stderr.strip().splitlines())) == (2, "", 1), bad.stderr
     assert "level" in bad.stderr and "Traceback" not in bad.stderr
@@ -150,7 +144,7 @@ def test_without_a_launcher_commands_run_in_their_own_process(tmp_path):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a launcher that died, leaving its socket
     stale.bind(str(tmp_path / "run" / "launcher-1.sock"))
     stale.close()
-    done = regflow("incident", "show", "INC-2026-999999", REGFLOW_HOME=str(tmp_path),
+    done = shell("incident", "show", "INC-2026-999999", REGFLOW_HOME=str(tmp_path),
                    REGFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
     # Run here, against a database never set up: the one-line error only this process could give.
     assert (done.returncode, done.stdout) == (6, ""), done.stderr

@@ -3,15 +3,12 @@ traceback for bad input, every command has help with an example."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
-from tests.conftest import cli
+from tests.conftest import cli, shell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,15 +23,11 @@ def test_every_deployment_entrypoint_loads_as_the_named_flow():
 
 
 def test_bad_input_from_a_real_shell_is_one_line_without_traceback(tmp_path, use_database):
-    env = dict(os.environ, REGFLOW_DATABASE_URL=use_database)
-    regflow = Path(sys.executable).parent / "regflow"
-    result = subprocess.run([str(regflow), "incident", "trigger", "--plan", "nope", "--level", "II", "--title", "t",
-                             "--location", "l", "--authority", "330106"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = shell("incident", "trigger", "--plan", "nope", "--level", "II", "--title", "t", "--location", "l",
+                   "--authority", "330106", timeout=60, REGFLOW_DATABASE_URL=use_database)
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown plan 'nope'") and result.stderr.count("\n") == 1
-    missing = subprocess.run([str(regflow), "incident", "trigger", "--plan", "x"], env=env, capture_output=True,
-                             text=True, timeout=60)
+    missing = shell("incident", "trigger", "--plan", "x", timeout=60, REGFLOW_DATABASE_URL=use_database)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
 
 
