@@ -99,7 +99,7 @@ class Bench:
                                                                   f"{names[1]}",
                               PREFECT_SERVER_API_AUTH_STRING=token, PREFECT_API_AUTH_STRING=token)
         self.env = dict(os.environ)
-        from regflow.settings import get_settings
+        from kernel.settings import get_settings
 
         get_settings.cache_clear()
         self.platform = subprocess.Popen([str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port),
@@ -137,8 +137,8 @@ class Bench:
 
     def trigger(self, i: int) -> tuple[str, float, object]:
         """Exactly what `regflow incident trigger` does after parsing its options."""
-        from regflow.errors import PlatformUnavailable
-        from regflow.runs import start_incident_run
+        from kernel.errors import PlatformUnavailable
+        from tasks.runs import start_incident_run
         from rules.incidents import validate_trigger
         from storage.db import utcnow
         from tasks.incidents import trigger_and_send
@@ -334,7 +334,7 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     from prefect.client.orchestration import get_client
     from prefect.states import Suspended
 
-    from regflow.runs import incident_params, run_key, run_name, subject_tags
+    from tasks.runs import incident_params, run_key, run_name, subject_tags
     from rules.incidents import validate_trigger
     from storage.db import utcnow
     from storage.subjects import link_flow_run
@@ -344,7 +344,7 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     pids = tree_pids(bench.platform.pid)
     before_rss, before_procs = rss_mb(pids), len(pids)
     started = time.time()
-    from regflow.settings import get_settings
+    from kernel.settings import get_settings
 
     local = threading.local()
     with get_client(sync_client=True) as client:

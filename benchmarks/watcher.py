@@ -34,7 +34,7 @@ def rss_mb() -> float:
 def setup(workdir: Path, http_port: int, smtp_port: int) -> None:
     os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
                       REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))
-    from regflow.settings import get_settings
+    from kernel.settings import get_settings
 
     get_settings.cache_clear()
     # Every role `make run` routes: a tag without a channel would fail and retry with

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 
 
 def _plans() -> list[str]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from regflow.errors import PlatformUnavailable
+from kernel.errors import PlatformUnavailable
 from regflow.prewarmed import flow_run_command
-from regflow.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
+from kernel.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 
 BIN = Path(sys.executable).parent
 ROLES = ("duty", "head", "onsite", "food")

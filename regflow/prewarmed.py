@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from regflow.standin import HANDED_OVER, SOCKET_ENV
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 
 STANDIN = Path(__file__).with_name("standin.py")
 # Flow runs run this much nicer than their launcher: a burst of runs must not delay
@@ -43,7 +43,7 @@ RUN_NICE = 10
 # __main__, as `python -m` would.
 PREIMPORT = ("prefect._internal.control_listener", "prefect.flow_engine", "prefect.task_engine",
              "prefect.deployments.steps", "prefect.utilities.visualization", "anyio._backends._asyncio",
-             "flows.emergency", "flows.enforcement", "tasks.status", "storage.heartbeats", "regflow.runs",
+             "flows.emergency", "flows.enforcement", "tasks.status", "storage.heartbeats", "tasks.runs",
              "smtplib", "email.mime.multipart", "email.mime.text", "email.mime.application",
              "regflow.cli.incident", "regflow.cli.case")
 

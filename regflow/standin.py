@@ -21,7 +21,8 @@ import struct
 import sys
 
 SOCKET_ENV = "REGFLOW_LAUNCHER_SOCKET"
-# The default REGFLOW_HOME (regflow/settings.py takes it from here).
+# The default REGFLOW_HOME, as kernel/settings.py has it (a script started with -I -S
+# cannot import the project; tests/test_layers.py checks the two agree).
 DEFAULT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".regflow")
 # Top-level commands a launcher runs for `regflow` (none that starts a service).
 HANDED_OVER = frozenset({"incident", "case", "lead", "complaint"})

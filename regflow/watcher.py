@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 from storage.db import session_scope, utcnow
 
 log = logging.getLogger("regflow.watcher")
@@ -34,7 +34,7 @@ class Manager:
 def hand_over_answers(now: dt.datetime) -> int:
     """Resume runs that suspended after their answer was already recorded (an answer
     given from the CLI while the run was still on its way to the step)."""
-    from regflow.runs import resume_when_suspended
+    from tasks.runs import resume_when_suspended
     from tasks.events import prefect_configured
     from tasks.incidents import pending_answer
 
@@ -55,7 +55,7 @@ def hand_over_answers(now: dt.datetime) -> int:
 def start_missing_runs(now: dt.datetime) -> int:
     """Start the flow run of an incident or case recorded while Prefect was
     unreachable, and schedule look-back reviews that could not be scheduled."""
-    from regflow.runs import schedule_lookback_run, start_case_run, start_incident_run
+    from tasks.runs import schedule_lookback_run, start_case_run, start_incident_run
     from storage import cases, incidents
     from tasks.events import prefect_configured
 
@@ -79,8 +79,8 @@ _touched: set[str] = set()  # subjects reminded or escalated about since the las
 
 
 def recover_crashed_runs(now: dt.datetime) -> int:
-    """Reschedule dead runs of open incidents and cases (regflow/runs.py)."""
-    from regflow.runs import recover_crashed_runs as recover
+    """Reschedule dead runs of open incidents and cases (tasks/runs.py)."""
+    from tasks.runs import recover_crashed_runs as recover
     from tasks.events import prefect_configured
 
     if not prefect_configured():

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from regflow.errors import InvalidPlan, UnknownAuthority
+from kernel.errors import InvalidPlan, UnknownAuthority
 
 
 class Tier(str, Enum):

@@ -20,7 +20,7 @@ from pathlib import Path
 import chinese_calendar
 import yaml
 
-from regflow.errors import CalendarUnavailable, InvalidPlan
+from kernel.errors import CalendarUnavailable, InvalidPlan
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidInput
+from kernel.errors import InvalidInput
 from rules.authorities import first_error
 from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
 
@@ -46,7 +46,7 @@ LEAD_SOURCES = {"complaint": "投诉", "report": "举报", "spot_check": "监督
 @dataclass(frozen=True)
 class CaseStep:
     name: str  # also the suspension key
-    form: str  # key of the form class in flows.forms.CASE_FORMS
+    form: str  # key of the form class in rules.forms.CASE_FORMS
     title: str  # zh / en
     deadline: str | None  # the deadline row this step meets, if it has its own
     role: str  # who answers: handler, head, legal, police liaison, inspector ...

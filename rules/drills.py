@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidInput
+from kernel.errors import InvalidInput
 from rules import lifecycle
 from rules.authorities import first_error
 from rules.durations import Period
@@ -103,7 +103,7 @@ class LoadedScenario:
 def load_scenario(path: Path) -> LoadedScenario:
     """Read and check a scenario: steps in lifecycle order, times not going back,
     every answer valid for its form. One-line InvalidInput naming the file otherwise."""
-    from flows.forms import FORMS
+    from rules.forms import FORMS
 
     if not path.is_file():
         raise InvalidInput(f"no drill scenario file {str(path)!r}")

@@ -15,7 +15,7 @@ from typing import Literal
 
 import pendulum
 
-from regflow.errors import InvalidInput
+from kernel.errors import InvalidInput
 from rules.calendar import WorkCalendar
 
 Unit = Literal["m", "h", "d", "wd"]

@@ -8,7 +8,7 @@ import re
 import pendulum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from regflow.errors import InvalidInput
+from kernel.errors import InvalidInput
 from rules.authorities import AuthorityTree, first_error
 from rules.plans import LevelRules, Level, Scope
 

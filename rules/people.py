@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidPlan
+from kernel.errors import InvalidPlan
 
 ROLES = {
     "duty": "值班员 duty officer", "head": "负责人 head", "onsite": "现场处置人员 on-site officer",

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidInput, InvalidPlan, UnknownPlan
+from kernel.errors import InvalidInput, InvalidPlan, UnknownPlan
 from rules.authorities import Tier, first_error
 from rules.durations import Period
 from rules.reminders import EscalationPolicy, ReminderPolicy

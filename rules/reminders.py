@@ -66,7 +66,7 @@ class EscalationPolicy(BaseModel):
 
 
 def _period(value: str) -> Period:
-    from regflow.errors import InvalidInput
+    from kernel.errors import InvalidInput
 
     try:
         return Period.parse(value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regflow.errors import InvalidInput, InvalidPlan
+from kernel.errors import InvalidInput, InvalidPlan
 from rules.authorities import first_error
 from rules.calendar import WorkCalendar
 from rules.durations import Due, Period, due_after

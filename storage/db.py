@@ -12,8 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-from regflow.errors import PlatformUnavailable
-from regflow.settings import get_settings
+from kernel.errors import PlatformUnavailable
+from kernel.settings import get_settings
 
 
 class UTCDateTime(sa.TypeDecorator):

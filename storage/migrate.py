@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from regflow.errors import PlatformUnavailable
-from regflow.settings import get_settings
+from kernel.errors import PlatformUnavailable
+from kernel.settings import get_settings
 from storage.db import engine_for
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

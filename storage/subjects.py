@@ -24,7 +24,7 @@ def run_for(subject: Subject, step: str):
 
 def link_flow_run(number: str, flow_run_id) -> None:
     """Record the flow run of an incident or case (once: the first run wins)."""
-    from regflow.errors import NotFound
+    from kernel.errors import NotFound
     from storage.db import session_scope
 
     with session_scope() as session:

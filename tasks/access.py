@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from regflow.errors import Forbidden
-from regflow.settings import get_settings
+from kernel.errors import Forbidden
+from kernel.settings import get_settings
 from rules.people import Person, describe, load_people
 from storage import audit
 from storage.db import session_scope

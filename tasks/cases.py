@@ -19,8 +19,8 @@ import pendulum
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from regflow.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
+from kernel.settings import get_settings
 from rules import cases as machine
 from rules.cases import LeadRequest
 from rules.authorities import AuthorityTree, first_error
@@ -222,7 +222,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
     the case awaits. From the flow, the step it was suspended on; an earlier
     answer (from the CLI) simply wins.
     """
-    from flows.forms import CASE_FORMS  # the same form classes the UI renders
+    from rules.forms import CASE_FORMS  # the same form classes the UI renders
 
     spec = machine.step_named(step)
     with session_scope() as session:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from regflow.errors import NotFound, StepConflict
+from kernel.errors import NotFound, StepConflict
 from rules.calendar import WorkCalendar
 from rules.reminders import due_reminder, first_pending, next_step_at, reminder_at, rung
 from storage import audit, deadlines as deadline_rows, escalations as escalation_rows

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from sqlmodel import Session, select
 
-from regflow.errors import RegflowError, StepConflict
+from kernel.errors import RegflowError, StepConflict
 from rules import lifecycle
 from rules.drills import LoadedScenario
 from rules.incidents import validate_trigger
@@ -118,7 +118,7 @@ def settle(number: str, *, timeout: float = 20.0, poll: float = 0.5) -> None:
 
 
 def _by(result) -> str:
-    from flows.forms import author_of
+    from rules.forms import author_of
 
     return author_of(lifecycle.step_named(result.step).form, result.answer)
 
@@ -126,7 +126,7 @@ def _by(result) -> str:
 def _hand_over(result) -> None:
     """Give the run its answer if it is already waiting; otherwise the run takes it
     from the database when it gets there, or the watcher hands it over."""
-    from regflow.runs import resume_when_suspended
+    from tasks.runs import resume_when_suspended
 
     if result.flow_run_id is None:
         return

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from regflow.errors import PlatformUnavailable
+from kernel.errors import PlatformUnavailable
 from rules.incidents import validate_trigger
 from storage.db import utcnow
 from storage.subjects import link_flow_run
@@ -68,7 +68,7 @@ def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     now = utcnow()
     request = validate_trigger(params, now=now)
     incident = incidents.trigger(request, now=now, flow_run_id=run_id)
-    from regflow.runs import rename_run, run_name, subject_tags
+    from tasks.runs import rename_run, run_name, subject_tags
 
     rename_run(run_id, run_name(incident), subject_tags(incident))
     return incident.number
@@ -78,7 +78,7 @@ def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
 def publish_status(number: str, retag: bool = True) -> int:
     """Refresh the subject's timeline, deadlines and progress artifacts on this run,
     and keep the run's `stage:` tag on what it awaits now."""
-    from regflow.runs import rename_run, subject_tags
+    from tasks.runs import rename_run, subject_tags
     from storage.db import session_scope
     from storage.subjects import subject_for
     from tasks import status
@@ -120,7 +120,7 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
 def refused_or(record, number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
     """`record()`, or None when the person's own answer was refused: a rule the form
     cannot check (on record here) or who may answer (on record already)."""
-    from regflow.errors import RegflowError
+    from kernel.errors import RegflowError
     from tasks.access import refuse
 
     try:

@@ -19,7 +19,7 @@ from tasks.emergency import RETRY, publish_once, refused_or
 @task(name="receive-lead", **RETRY)
 def receive_lead(params: dict[str, Any], number: str | None) -> str:
     """Record the lead or complaint (once per flow run) or adopt the one the CLI recorded."""
-    from regflow.runs import rename_run, run_name, subject_tags
+    from tasks.runs import rename_run, run_name, subject_tags
 
     run_id = uuid.UUID(flow_run.id)
     if number:
@@ -56,7 +56,7 @@ def publish_documents(number: str, step: str) -> int:
 @task(name="start-linked-runs", **RETRY)
 def start_linked_runs(number: str) -> list[str]:
     """Start the flow runs of cases this one opened (a complaint's lead, a failed look-back)."""
-    from regflow.runs import start_case_run
+    from tasks.runs import start_case_run
     from storage.cases import get_case
     from storage.db import session_scope
 
@@ -72,7 +72,7 @@ def start_linked_runs(number: str) -> list[str]:
 
 @task(name="schedule-lookback", **RETRY)
 def schedule_lookback(number: str) -> str | None:
-    from regflow.runs import schedule_lookback_run
+    from tasks.runs import schedule_lookback_run
 
     run_id = schedule_lookback_run(number)
     return str(run_id) if run_id else None

@@ -16,8 +16,8 @@ import pendulum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from regflow.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
+from kernel.settings import get_settings
 from rules import lifecycle
 from rules.authorities import AuthorityTree
 from rules.calendar import load_calendar
@@ -285,7 +285,7 @@ def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime
     `close`, ...), and it must be what the incident awaits. From the flow, `step`
     names the step it was suspended on, and an earlier answer simply wins.
     """
-    from flows.forms import FORMS, author_of  # the same form classes the UI renders
+    from rules.forms import FORMS, author_of  # the same form classes the UI renders
 
     with session_scope() as session:
         incident = _load(session, number)

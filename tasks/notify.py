@@ -19,8 +19,8 @@ from pathlib import Path
 
 import apprise
 
-from regflow.errors import InvalidInput
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput
+from kernel.settings import get_settings
 from rules.drills import DRILL_MARK
 from storage import notifications as outbox
 from storage.db import session_scope, utcnow

@@ -15,7 +15,7 @@ import pendulum
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 
 
 @lru_cache(maxsize=4)

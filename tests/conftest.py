@@ -72,7 +72,7 @@ TEST_PEOPLE = ("测试员", "张三", "李四", "王五", "赵六", "孙七", "�
 def write_people(path: Path) -> Path:
     import yaml
 
-    from regflow.settings import PROJECT_ROOT
+    from kernel.settings import PROJECT_ROOT
     from rules.people import ROLES
 
     codes = [a["code"] for a in yaml.safe_load((PROJECT_ROOT / "data" / "authorities.yaml").read_text())["authorities"]]
@@ -83,7 +83,7 @@ def write_people(path: Path) -> Path:
 
 
 def _reset_settings():
-    from regflow.settings import get_settings
+    from kernel.settings import get_settings
 
     get_settings.cache_clear()
 

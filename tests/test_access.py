@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlmodel import func, select
 
-from regflow.settings import PROJECT_ROOT, get_settings
+from kernel.settings import PROJECT_ROOT, get_settings
 from rules.incidents import validate_trigger
 from storage.audit import AuditEvent, events_for
 from storage.db import session_scope, utcnow

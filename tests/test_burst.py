@@ -51,9 +51,9 @@ def test_a_burst_of_100_incidents_loses_none_and_dispatches_each_once(own_databa
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
-    from regflow.errors import PlatformUnavailable
-    from regflow.runs import start_incident_run
-    from regflow.settings import get_settings
+    from kernel.errors import PlatformUnavailable
+    from tasks.runs import start_incident_run
+    from kernel.settings import get_settings
     from rules.incidents import validate_trigger
     from storage.db import session_scope, utcnow
     from storage.incidents import Dispatch, Incident

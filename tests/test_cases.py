@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from regflow.errors import InvalidInput, StepConflict
+from kernel.errors import InvalidInput, StepConflict
 from rules.cases import validate_lead
 from storage.audit import events_for
 from storage.cases import get_case

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 from tests.conftest import cli, on_sqlite, wait_until
 
 

@@ -32,8 +32,8 @@ def _counts() -> tuple[int, ...]:
 
 
 def test_scenarios_shipped_load_and_bad_ones_are_refused_by_line(tmp_path):
-    from regflow.errors import InvalidInput
-    from regflow.settings import PROJECT_ROOT
+    from kernel.errors import InvalidInput
+    from kernel.settings import PROJECT_ROOT
     from rules.drills import load_scenario
 
     for path in (PROJECT_ROOT / "data" / "drills").glob("*.yaml"):

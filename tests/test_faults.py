@@ -85,7 +85,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from regflow.runs import resume_when_suspended, start_incident_run
+    from tasks.runs import resume_when_suspended, start_incident_run
     from rules import lifecycle
     from rules.incidents import validate_trigger
     from storage.deadlines import deadlines_for
@@ -215,7 +215,7 @@ def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_databas
     api, env, logs, state, restart_worker, restart_server = chaos
     token = uuid.uuid4().hex[:8]
     with temporary_settings(updates={PREFECT_API_URL: api}):
-        from regflow.runs import start_incident_run
+        from tasks.runs import start_incident_run
 
         now = utcnow()
         incident = trigger(validate_trigger(dict(plan="product-quality", level="III", title=f"重启 {token}",

@@ -183,7 +183,7 @@ def test_a_tag_without_a_channel_stays_on_record_as_retrying(use_database, recei
 
 
 def test_channel_config_with_a_missing_secret_is_a_clear_error(tmp_path):
-    from regflow.errors import InvalidInput
+    from kernel.errors import InvalidInput
 
     config = tmp_path / "c.yml"
     config.write_text("urls:\n  - json://127.0.0.1:1/${env:REGFLOW_NOT_SET_ANYWHERE}:\n    - tag: a.duty\n")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from regflow.errors import InvalidInput
+from kernel.errors import InvalidInput
 from storage.db import session_scope, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]

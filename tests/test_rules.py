@@ -8,7 +8,7 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from regflow.errors import CalendarUnavailable, InvalidInput, InvalidPlan, UnknownAuthority, UnknownPlan
+from kernel.errors import CalendarUnavailable, InvalidInput, InvalidPlan, UnknownAuthority, UnknownPlan
 from rules import lifecycle
 from rules.authorities import load_authorities
 from rules.calendar import WorkCalendar, load_calendar

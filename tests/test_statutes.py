@@ -12,7 +12,7 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from regflow.errors import InvalidInput, InvalidPlan
+from kernel.errors import InvalidInput, InvalidPlan
 from rules.calendar import WorkCalendar
 from rules.statutes import due_by_rule, late_payment_surcharge, load_rules
 from tests.conftest import cli

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from regflow.cli.output import err
-from regflow.errors import RegflowError
+from kernel.errors import RegflowError
 
 # typer ships its own copy of click: take the exception classes from typer itself.
 _click = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException").__module__]
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Prefect's client raises httpx errors as they come; credentials are the user's to fix.
         if getattr(getattr(exc, "response", None), "status_code", None) in (401, 403):
-            from regflow.runs import CREDENTIALS
+            from tasks.runs import CREDENTIALS
 
             err(f"error: {CREDENTIALS}")
             return 6

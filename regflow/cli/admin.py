@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import JSON, console, emit_json, progress
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 
 
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
@@ -155,8 +155,8 @@ def deploy() -> None:
     import subprocess
 
     from regflow.devstack import deploy_all
-    from regflow.errors import PlatformUnavailable
-    from regflow.settings import PROJECT_ROOT
+    from kernel.errors import PlatformUnavailable
+    from kernel.settings import PROJECT_ROOT
 
     env = dict(os.environ)
     env.setdefault("REGFLOW_PROJECT_DIR", str(PROJECT_ROOT))

@@ -23,7 +23,7 @@ def verify(json_out: bool = JSON) -> None:
 
     Example: regflow audit verify
     """
-    from regflow.errors import AuditTampered
+    from kernel.errors import AuditTampered
     from storage.audit import verify as walk
 
     with session_scope() as session:

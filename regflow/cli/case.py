@@ -11,8 +11,8 @@ from rich.table import Table
 
 from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.cli.records import start_run
-from regflow.errors import InvalidInput, NotFound
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput, NotFound
+from kernel.settings import get_settings
 from rules import cases as machine
 from rules.incidents import parse_when
 from storage.db import session_scope, utcnow
@@ -39,7 +39,7 @@ def _detail(text: str | None, file: Path | None) -> str:
 
 
 def _start(request: dict[str, Any], json_out: bool) -> None:
-    from regflow.runs import start_case_run
+    from tasks.runs import start_case_run
     from rules.cases import validate_lead
     from tasks.cases import receive
 
@@ -139,7 +139,7 @@ def steps(json_out: bool = JSON) -> None:
 
     Example: regflow case steps
     """
-    from flows.forms import CASE_FORMS
+    from rules.forms import CASE_FORMS
 
     rows = []
     for step in machine.STEPS.values():

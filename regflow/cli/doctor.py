@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import console, emit_json
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 
 WORKER_FRESH = dt.timedelta(seconds=90)  # Prefect workers heartbeat every 30 s
 WATCHER_FRESH = dt.timedelta(seconds=30)  # watchers stamp every 5 s
@@ -47,7 +47,7 @@ def _prefect(now: dt.datetime) -> list[Check]:
 
     import httpx
 
-    from regflow.settings import prefect_auth_headers
+    from kernel.settings import prefect_auth_headers
 
     # Unset, it is where `make run` serves it; never let the client start a server of its own.
     api = os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
@@ -131,7 +131,7 @@ def _people() -> Check:
 def _calendar(now: dt.datetime) -> Check:
     import pendulum
 
-    from regflow.errors import CalendarUnavailable, InvalidInput
+    from kernel.errors import CalendarUnavailable, InvalidInput
     from rules.calendar import load_calendar
 
     settings = get_settings()

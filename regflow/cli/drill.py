@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import JSON, console, emit_json
-from regflow.settings import PROJECT_ROOT
+from kernel.settings import PROJECT_ROOT
 from storage.db import session_scope, utcnow
 
 STANDARD = PROJECT_ROOT / "data" / "drills" / "standard.yaml"
@@ -35,7 +35,7 @@ def drill(
     Example: regflow drill product-quality --level II --speed 60
     """
     from regflow.cli.records import start_run
-    from regflow.runs import start_incident_run
+    from tasks.runs import start_incident_run
     from rules.drills import DRILL_MARK, load_scenario
     from tasks import drills
 

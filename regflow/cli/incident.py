@@ -10,8 +10,8 @@ from rich.table import Table
 
 from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.cli.records import start_run
-from regflow.errors import InvalidInput, NotFound
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput, NotFound
+from kernel.settings import get_settings
 from rules import lifecycle
 from rules.drills import DRILL_MARK
 from rules.incidents import MAX_TEXT, parse_when, validate_trigger
@@ -43,7 +43,7 @@ def trigger(
     Example: regflow incident trigger --plan product-quality --level II --title "电梯困人"
     --location "西湖区文三路 1 号" --authority 330106
     """
-    from regflow.runs import start_incident_run
+    from tasks.runs import start_incident_run
     from tasks.incidents import trigger_and_send
 
     settings = get_settings()

@@ -40,13 +40,13 @@ def _default(value: Any) -> Any:
 def who(by: str | None) -> str:
     """The person acting: --by, else $REGFLOW_USER, else the login name. With
     REGFLOW_IDENTITY=login (production) only the login: --by may name only yourself."""
-    from regflow.settings import get_settings
+    from kernel.settings import get_settings
 
     login = getpass.getuser()
     if get_settings().identity != "login":
         return by or os.environ.get("REGFLOW_USER") or login
     if by and by != login:
-        from regflow.errors import Forbidden
+        from kernel.errors import Forbidden
         from rules.people import load_people
 
         if login not in {p.login for p in load_people(get_settings().people_file).named(by)}:

@@ -49,8 +49,8 @@ def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
     """Start the flow run of what was just recorded and say where to watch it. The
     record stands if Prefect is away: the watcher starts the run later."""
     from regflow.cli.output import console, emit_json
-    from regflow.errors import PlatformUnavailable
-    from regflow.settings import get_settings
+    from kernel.errors import PlatformUnavailable
+    from kernel.settings import get_settings
 
     try:
         run_id = start()
@@ -71,10 +71,10 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     happened. Without `wait`, leave that to the run (it reads recorded answers before
     suspending) and the watcher (it resumes a run suspended on an answered step)."""
     from regflow.cli.output import console, emit_json
-    from regflow.runs import resume_when_suspended
-    from regflow.settings import get_settings
+    from tasks.runs import resume_when_suspended
+    from kernel.settings import get_settings
 
-    from regflow.errors import PlatformUnavailable
+    from kernel.errors import PlatformUnavailable
 
     outcome = "pending"
     if result.flow_run_id is not None and wait:

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from regflow.cli.output import BY, JSON, console, emit_json, who
-from regflow.errors import InvalidInput
-from regflow.settings import get_settings
+from kernel.errors import InvalidInput
+from kernel.settings import get_settings
 from storage.db import session_scope, utcnow
 
 escalation_app = typer.Typer(help="Escalations of missed deadlines to supervising authorities.", no_args_is_help=True)

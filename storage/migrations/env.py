@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from regflow.settings import get_settings
+from kernel.settings import get_settings
 from storage.db import engine_for
 from storage.tables import metadata
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from sqlmodel import select
 
-from regflow.errors import PlatformUnavailable, RegflowError, StepConflict
-from regflow.settings import get_settings
+from kernel.errors import PlatformUnavailable, RegflowError, StepConflict
+from kernel.settings import get_settings
 from storage.db import session_scope, utcnow
 from storage.cases import Case, get_case
 from storage.incidents import Incident

@@ -12,16 +12,15 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from regflow.standin import DEFAULT_HOME
-
 # The repository root: plans, authorities and templates ship beside the code.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HOME = PROJECT_ROOT / ".regflow"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGFLOW_", extra="ignore")
 
-    home: Path = Path(DEFAULT_HOME)
+    home: Path = DEFAULT_HOME
     database_url: str | None = None
     plans_dir: Path = PROJECT_ROOT / "data" / "plans"
     authorities_file: Path = PROJECT_ROOT / "data" / "authorities.yaml"
@@ -56,7 +55,7 @@ class Settings(BaseSettings):
     # dispatch order are safe by then, and the watcher starts a missing run (with the
     # same idempotency key: never twice), so give up after one retry (~6 s).
     run_start_retries: int = 1
-    # Dead-run detection (regflow/runs.py): a flow-run process beats every 5 s.
+    # Dead-run detection (tasks/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0
     run_start_seconds: float = 90.0
 
