@@ -4,9 +4,9 @@
     -> arrival -> initial report -> progress reports until closed
     -> final report -> post-incident review (drafts the release notice) -> closed
 
-Each human step suspends the run (no process is held) with a typed form; the CLI
-answers the same form. A resumed run starts again from the top, so every task is
-idempotent by its own key and the suspension key is the step's name.
+The steps are declared in `rules.incidents.EMERGENCY` and walked by `flows.steps`:
+each suspends the run (no process is held) with a typed form the CLI answers too. A
+resumed run starts again from the top, so every task is idempotent by its own key.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow
-from prefect.flow_runs import suspend_flow_run
 
-from flows.forms import FORMS
 from flows.params import AUTHORITY_HELP, Param, AuthorityCode, PlanKey
-from rules import lifecycle
+from flows.steps import walk
+from rules.incidents import EMERGENCY
 from rules.plans import Level
-from tasks.emergency import (activate_plan, deliver_notifications, dispatch_team, keep_alive, open_step,
-                             publish_documents, publish_status, record_answer)
+from tasks.emergency import activate_plan, dispatch_team
+from tasks.prefect_tasks import deliver_notifications, keep_alive
 
 
 @flow(name="emergency-response", log_prints=True)
@@ -45,30 +44,5 @@ def emergency_response(
     deliver_notifications(number)
     dispatch_team(number)
     deliver_notifications(number)
-    step: lifecycle.StepSpec | None = lifecycle.ARRIVAL
-    while step is not None:
-        answer = await_human_step(number, step)
-        deliver_notifications(number)
-        step = lifecycle.following(step.name, answer)
-    publish_status(number)
+    walk(number, EMERGENCY)
     return number
-
-
-def await_human_step(number: str, step: lifecycle.StepSpec) -> dict:
-    """One human step: wait for its answer unless it was already given (from the CLI,
-    or before this re-run), then publish its documents. A refused answer is asked
-    for again under a new suspension key."""
-    while True:
-        state = open_step(number, step.name)
-        if state.status == "answered":
-            answer = state.answer
-            break
-        publish_status(number)  # what it waits for, on the run's tags and artifacts
-        form = FORMS[step.form]
-        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
-                                 key=state.pause_key, timeout=None)
-        answer = record_answer(number, step.name, given.model_dump())
-        if answer is not None:  # None: refused (a rule, or who may answer), on record; asked again
-            break
-    publish_documents(number, step.name)
-    return answer

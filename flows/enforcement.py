@@ -2,10 +2,9 @@
 (`complaint-handling`) and per look-back review (`lookback-review`, a scheduled run
 created when a case closes with a penalty or a rectification order).
 
-Each walks its step machine (rules/cases.py): every human step suspends the run
-(no process held) with a typed form the CLI answers too; a resumed run starts again
-from the top, so every task is idempotent and the suspension key is the step's
-name. Deadlines, reminders and escalation are rows the watcher fires, not timers
+Each walks its lifecycle, declared in `rules/cases.py`, with `flows.steps`: every
+human step suspends the run (no process held) with a typed form the CLI answers too;
+a resumed run starts again from the top, so every task is idempotent. Deadlines, reminders and escalation are rows the watcher fires, not timers
 in these flows.
 """
 
@@ -15,16 +14,15 @@ import datetime as dt
 from typing import Literal
 
 from prefect import flow
-from prefect.flow_runs import suspend_flow_run
 
-from flows.forms import CASE_FORMS
 from flows.params import AUTHORITY_HELP, Param, AuthorityCode
-from rules import cases as machine
-from tasks.emergency import deliver_notifications, keep_alive, publish_status
-from tasks.enforcement import (open_step, publish_documents, receive_lead, record_answer, schedule_lookback,
-                               start_linked_runs, start_lookback)
+from flows.steps import walk
+from rules.cases import CASE, COMPLAINT, LEAD_SOURCES, LOOKBACK
+from tasks.enforcement import receive_lead, schedule_lookback, start_linked_runs, start_lookback
+from tasks.prefect_tasks import deliver_notifications, keep_alive
 
-Source = Literal["complaint", "report", "spot_check", "referral", "risk_alert", "lookback"]
+# The lead sources the rules know, as the Run form's drop-down.
+Source = Literal[tuple(LEAD_SOURCES)]  # type: ignore[valid-type]
 
 
 @flow(name="enforcement-case", log_prints=True)
@@ -51,7 +49,7 @@ def enforcement_case(
     params = dict(kind="case", title=title, party=party, source=source, authority=authority, detail=detail,
                   received_at=received_at, reporter=reporter, real_name=real_name)
     number = receive_lead(params, number)
-    _walk(number, "case")
+    walk(number, CASE)
     start_linked_runs(number)
     schedule_lookback(number)
     deliver_notifications(number)
@@ -78,7 +76,7 @@ def complaint_handling(
     params = dict(kind="complaint", title=title, party=party, source=source, authority=authority, detail=detail,
                   reporter=reporter, reporter_contact=reporter_contact)
     number = receive_lead(params, number)
-    _walk(number, "complaint")
+    walk(number, COMPLAINT)
     start_linked_runs(number)
     deliver_notifications(number)
     return number
@@ -91,35 +89,6 @@ def lookback_review(
     keep_alive()
     start_lookback(case_number)
     deliver_notifications(case_number)
-    _walk(case_number, "lookback")
+    walk(case_number, LOOKBACK, retag=False)
     start_linked_runs(case_number)
     return case_number
-
-
-def _walk(number: str, kind: str) -> None:
-    step: machine.CaseStep | None = machine.STEPS[machine.FIRST[kind]]
-    while step is not None:
-        answer = await_case_step(number, step)
-        deliver_notifications(number)
-        step = machine.following(kind, step.name, answer)
-    publish_status(number, retag=kind != "lookback")
-
-
-def await_case_step(number: str, step: machine.CaseStep) -> dict:
-    """One human step: wait for its answer unless it was already given (from the CLI,
-    or before this re-run). An answer that breaks a rule the form cannot check is
-    refused on record and the step asked again, under a new suspension key."""
-    while True:
-        state = open_step(number, step.name)
-        if state.status == "answered":
-            answer = state.answer
-            break
-        publish_status(number, retag=step.name != "lookback")  # what it waits for: run tags, artifacts
-        form = CASE_FORMS[step.form]
-        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
-                                 key=state.pause_key, timeout=None)
-        answer = record_answer(number, step.name, given.model_dump(mode="json"))
-        if answer is not None:
-            break
-    publish_documents(number, step.name)
-    return answer

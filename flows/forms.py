@@ -18,3 +18,8 @@ def _run_input(form: type[forms.BaseModel]) -> type[RunInput]:
 
 FORMS: dict[str, type[RunInput]] = {key: _run_input(form) for key, form in forms.FORMS.items()}
 CASE_FORMS: dict[str, type[RunInput]] = {key: _run_input(form) for key, form in forms.CASE_FORMS.items()}
+
+
+def run_input(key: str) -> type[RunInput]:
+    """A step's form, by the key its declaration names, as the UI renders it."""
+    return FORMS.get(key) or CASE_FORMS[key]

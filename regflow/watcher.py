@@ -36,12 +36,12 @@ def hand_over_answers(now: dt.datetime) -> int:
     given from the CLI while the run was still on its way to the step)."""
     from tasks.runs import resume_when_suspended
     from tasks.events import prefect_configured
-    from tasks.incidents import pending_answer
+    from tasks.lifecycle import pending_answers
 
     if not prefect_configured():
         return 0
     with session_scope() as session:
-        waiting = pending_answer(session, older_than=now - dt.timedelta(seconds=5))
+        waiting = pending_answers(session, older_than=now - dt.timedelta(seconds=5))
     if not waiting:
         return 0
     resumed = 0

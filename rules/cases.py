@@ -1,9 +1,11 @@
-"""Enforcement cases, complaints and look-back reviews as step machines.
+"""Enforcement cases, complaints and look-back reviews: their lifecycles, declared
+(`CASE`, `COMPLAINT`, `LOOKBACK`, read by the engine in `tasks/lifecycle.py`), the
+rules each deadline follows, and what a valid lead is.
 
-Each human step names its form, the deadline it meets and who answers it; the
-flow walks `following(step, answer)` and the CLI uses the same machine to know what
-a case awaits, so "twice" and "out of order" have one definition. No step is
-reached twice on any path, so a step's name is also its suspension key.
+The flow walks a lifecycle and the CLI uses the same declaration to know what a case
+awaits, so "twice" and "out of order" have one definition. No step is reached twice
+on any path, so a step's name is also its suspension key. Drawn from the
+declarations in docs/lifecycles.md; in short:
 
 Case (执法办案):
     filing --not filed--> end
@@ -30,119 +32,133 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kernel.errors import InvalidInput
 from rules.authorities import first_error
 from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
+from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
 
 LEAD_SOURCES = {"complaint": "投诉", "report": "举报", "spot_check": "监督抽查", "referral": "移送/交办",
                 "risk_alert": "风险预警", "lookback": "回头看"}
 
 
-@dataclass(frozen=True)
-class CaseStep:
-    name: str  # also the suspension key
-    form: str  # key of the form class in rules.forms.CASE_FORMS
-    title: str  # zh / en
-    deadline: str | None  # the deadline row this step meets, if it has its own
-    role: str  # who answers: handler, head, legal, police liaison, inspector ...
-    document: str | None = None  # the document this step produces, if any
+# --- the lifecycles --------------------------------------------------------------------
 
-    @property
-    def roles(self) -> tuple[str, ...]:
-        """The role key (rules/people.py) of `role`: who may answer it."""
-        for key in ("head", "legal", "hearing", "desk", "mediator", "inspector", "handler"):
-            if key in self.role:
-                return (key,)
-        raise ValueError(f"{self.name}: no role key in {self.role!r}")
+_CASE_DOCUMENTS = {kind: Document(zh, en, "case.md.j2") for kind, (zh, en) in {
+    "filing": ("立案审批表", "Filing approval"), "not-filed": ("不予立案审批表", "Decision not to file"),
+    "transfer": ("涉嫌犯罪案件移送审批表", "Criminal transfer approval"),
+    "pre-penalty": ("行政处罚告知书", "Pre-penalty notice"), "decision": ("行政处罚决定书（摘要）", "Decision summary"),
+    "closure": ("结案审批表", "Closing report"), "lookback": ("回头看核查报告", "Look-back review report"),
+}.items()}
+_CLI = "regflow case decide {number} {step} by=姓名 …"
+_POLICE_OPENED = Notice("公安机关已立案，移交涉案物品并结案", "Police opened a case: hand over and close")
+
+CASE = Lifecycle(
+    name="case", title="执法办案 / enforcement case", first="filing", documents=_CASE_DOCUMENTS, cli=_CLI,
+    clock="decision",
+    steps=(
+        Step("filing", "核查立案 / verification and filing decision", "handler", "filing", meets=("filing",),
+             opens=("decision",), documents=("filing", "not-filed"),
+             then=Branch("decision", {"file": "investigation"}),
+             notice={"file": Notice("立案", "Case filed"), "not_file": Notice("不予立案", "Not filed")}),
+        Step("investigation", "调查取证 / investigation", "handler", "investigation",
+             then=Branch("finding", {"penalty": "legal-review", "no_penalty": "closure",
+                                     "transfer": "transfer-decision"}),
+             notice={"penalty": Notice("调查终结，送法制审核", "Investigation done, to legal review"),
+                     "no_penalty": Notice("调查终结，拟不予处罚", "Investigation done, no penalty proposed"),
+                     "transfer": Notice("涉嫌犯罪，报请移送", "Suspected crime: transfer proposed")}),
+        Step("transfer-decision", "移送审批 / head decides on the criminal transfer", "head", "approval", beside="investigation",
+             meets=("transfer-decision",), documents=("transfer",),
+             then=Branch("approve", {True: "transfer-sent"}, default="legal-review"),
+             notice={True: Notice("批准移送公安机关", "Transfer approved"),
+                     False: Notice("不予移送，继续办理", "Transfer refused; the case goes on")}),
+        Step("transfer-sent", "移送公安机关 / transfer to the police", "handler", "transfer-sent", beside="investigation",
+             meets=("transfer-sent",), then="police-decision",
+             notice=Notice("已移送 {police}", "Transferred to the police")),
+        Step("police-decision", "公安机关立案决定 / police decision", "handler", "police", beside="investigation",
+             meets=("police-decision",), then=Branch("accepted", {True: "closure"}, default="reconsideration"),
+             notice={True: _POLICE_OPENED,
+                     False: Notice("公安机关不予立案，可提请复议", "Police refused; reconsideration may be asked")}),
+        Step("reconsideration", "提请复议 / ask the police to reconsider", "head", "approval", beside="investigation",
+             meets=("reconsideration-request",),
+             then=Branch("approve", {True: "reconsideration-answer"}, default="legal-review"),
+             notice={True: Notice("已提请复议", "Reconsideration asked"),
+                     False: Notice("不提请复议，继续行政处理", "No reconsideration; the case goes on")}),
+        Step("reconsideration-answer", "复议决定 / police answer the reconsideration", "handler", "police", beside="investigation",
+             meets=("reconsideration-answer",), then=Branch("accepted", {True: "closure"}, default="legal-review"),
+             notice={True: _POLICE_OPENED, False: Notice("复议仍不予立案，继续行政处理",
+                                                          "Police refused again; the administrative case goes on")}),
+        Step("legal-review", "法制审核 / legal review", "legal", "legal-review", meets=("legal-review",),
+             then=Branch("opinion", {"agree": "pre-penalty"}, default="closure"),
+             notice={"agree": Notice("法制审核通过", "Legal review agreed"),
+                     "no_penalty": Notice("法制审核建议不予处罚", "Legal review: no penalty")}),
+        Step("pre-penalty", "行政处罚告知 / pre-penalty notice", "handler", "pre-penalty", documents=("pre-penalty",),
+             starts_from="served_on", then="party-response",
+             notice=Notice("行政处罚告知书已送达", "Pre-penalty notice served")),
+        Step("party-response", "陈述申辩或听证申请 / party's statement or hearing request", "handler",
+             "party-response", meets=("party-statement",), handler_opens=("hearing-notice",),
+             then=Branch("response", {"hearing": "hearing-notice"}, default="decision"),
+             notice={"waived": Notice("当事人未陈述申辩", "Party's answer recorded"),
+                     "statement": Notice("已听取陈述申辩", "Party's answer recorded")}),
+        Step("hearing-notice", "听证通知送达 / hearing notice served", "handler", "served", beside="party-response", meets=("hearing-notice",),
+             then="hearing", notice=Notice("听证通知已送达", "Hearing notice served")),
+        Step("hearing", "听证 / hearing", "hearing", "hearing", beside="party-response", then="decision",
+             notice=Notice("听证已举行", "Hearing held")),
+        Step("decision", "处罚决定 / decision", "head", "decision", meets=("decision",), documents=("decision",),
+             then=Branch("outcome", {"penalty": Branch("party_present", {True: "payment"}, default="delivery")},
+                         default="closure"),
+             notice={"penalty": Notice("作出处罚决定", "Decision made", to=("upward",)),
+                     "no_penalty": Notice("决定不予处罚", "Decision made", to=("upward",))}),
+        Step("delivery", "送达处罚决定书 / delivery of the decision", "handler", "served", beside="decision", meets=("delivery",),
+             starts_from="served_on", then="payment", notice=Notice("处罚决定书已送达", "Decision delivered")),
+        Step("payment", "缴纳罚款 / payment of the fine", "handler", "payment", meets=("payment",), then="closure",
+             notice=Notice("罚款已缴纳", "Fine paid")),
+        Step("closure", "结案 / closing the case", "head", "closure", meets=("closure",), documents=("closure",),
+             notice=Notice("结案", "Case closed", to=("upward", "listing"))),
+    ),
+)
+
+COMPLAINT = Lifecycle(
+    name="complaint", title="投诉处理 / 12315 complaint", first="acceptance", documents=_CASE_DOCUMENTS, cli=_CLI,
+    steps=(
+        # Both answers are told by the handler: the complainant's name and contact lead the text.
+        Step("acceptance", "投诉受理 / accept the complaint", "desk", "acceptance", meets=("acceptance",),
+             then=Branch("accept", {True: "mediation"})),
+        Step("mediation", "调解 / mediation", "mediator", "mediation", meets=("mediation",), notice_on="outcome",
+             notice={"agreed": Notice("调解达成协议", "Mediation ended"),
+                     "failed": Notice("终止调解，请告知双方", "Mediation ended")}),
+    ),
+)
+
+LOOKBACK = Lifecycle(
+    name="lookback", title="回头看 / look-back review", first="lookback", documents=_CASE_DOCUMENTS, cli=_CLI,
+    answered_once_opened=True,
+    steps=(
+        Step("lookback", "回头看 / look-back review", "inspector", "lookback", meets=("lookback",),
+             documents=("lookback",), notice_on="rectified",
+             notice={True: Notice("回头看：整改到位", "Look-back: rectified")}),
+    ),
+)
+
+LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK}
+# Every step of the three, by name: no name is used twice, so `case decide` needs none but it.
+STEPS = {step.name: step for lifecycle in LIFECYCLES.values() for step in lifecycle.steps}
 
 
-STEPS = {s.name: s for s in (
-    CaseStep("filing", "filing", "核查立案 / verification and filing decision", "filing", "承办人 handler",
-             "filing"),
-    CaseStep("investigation", "investigation", "调查取证 / investigation", None, "承办人 handler"),
-    CaseStep("transfer-decision", "approval", "移送审批 / head decides on the criminal transfer", "transfer-decision",
-             "负责人 head", "transfer"),
-    CaseStep("transfer-sent", "transfer-sent", "移送公安机关 / transfer to the police", "transfer-sent",
-             "承办人 handler"),
-    CaseStep("police-decision", "police", "公安机关立案决定 / police decision", "police-decision",
-             "承办人 handler (records the police answer)"),
-    CaseStep("reconsideration", "approval", "提请复议 / ask the police to reconsider", "reconsideration-request",
-             "负责人 head"),
-    CaseStep("reconsideration-answer", "police", "复议决定 / police answer the reconsideration",
-             "reconsideration-answer", "承办人 handler (records the police answer)"),
-    CaseStep("legal-review", "legal-review", "法制审核 / legal review", "legal-review", "法制审核人员 legal reviewer"),
-    CaseStep("pre-penalty", "pre-penalty", "行政处罚告知 / pre-penalty notice", None, "承办人 handler", "pre-penalty"),
-    CaseStep("party-response", "party-response", "陈述申辩或听证申请 / party's statement or hearing request",
-             "party-statement", "承办人 handler (records the party's answer)"),
-    CaseStep("hearing-notice", "served", "听证通知送达 / hearing notice served", "hearing-notice", "承办人 handler"),
-    CaseStep("hearing", "hearing", "听证 / hearing", None, "听证主持人 hearing officer"),
-    CaseStep("decision", "decision", "处罚决定 / decision", "decision", "负责人 head", "decision"),
-    CaseStep("delivery", "served", "送达处罚决定书 / delivery of the decision", "delivery", "承办人 handler"),
-    CaseStep("payment", "payment", "缴纳罚款 / payment of the fine", "payment", "承办人 handler (records payment)"),
-    CaseStep("closure", "closure", "结案 / closing the case", "closure", "负责人 head", "closure"),
-    CaseStep("acceptance", "acceptance", "投诉受理 / accept the complaint", "acceptance", "12315 承办人 desk officer"),
-    CaseStep("mediation", "mediation", "调解 / mediation", "mediation", "调解人 mediator"),
-    CaseStep("lookback", "lookback", "回头看 / look-back review", "lookback", "核查人员 inspector", "lookback"),
-)}
-
-# Where each machine starts.
-FIRST = {"case": "filing", "complaint": "acceptance", "lookback": "lookback"}
-
-
-def _case_following(name: str, a: dict[str, Any]) -> str | None:
-    return {
-        "filing": lambda: "investigation" if a.get("decision") == "file" else None,
-        "investigation": lambda: {"penalty": "legal-review", "no_penalty": "closure",
-                                  "transfer": "transfer-decision"}[a["finding"]],
-        "transfer-decision": lambda: "transfer-sent" if a.get("approve") else "legal-review",
-        "transfer-sent": lambda: "police-decision",
-        "police-decision": lambda: "closure" if a.get("accepted") else "reconsideration",
-        "reconsideration": lambda: "reconsideration-answer" if a.get("approve") else "legal-review",
-        "reconsideration-answer": lambda: "closure" if a.get("accepted") else "legal-review",
-        "legal-review": lambda: "pre-penalty" if a.get("opinion") == "agree" else "closure",
-        "pre-penalty": lambda: "party-response",
-        "party-response": lambda: "hearing-notice" if a.get("response") == "hearing" else "decision",
-        "hearing-notice": lambda: "hearing",
-        "hearing": lambda: "decision",
-        "decision": lambda: ("closure" if a.get("outcome") != "penalty"
-                             else "payment" if a.get("party_present") else "delivery"),
-        "delivery": lambda: "payment",
-        "payment": lambda: "closure",
-        "closure": lambda: None,
-    }[name]()
-
-
-MACHINES: dict[str, Callable[[str, dict[str, Any]], str | None]] = {
-    "case": _case_following,
-    "complaint": lambda name, a: "mediation" if name == "acceptance" and a.get("accept") else None,
-    "lookback": lambda name, a: None,
-}
-
-
-def following(kind: str, name: str, answer: dict[str, Any]) -> CaseStep | None:
-    """The step after `name` given its answer; None when the machine has ended."""
-    nxt = MACHINES[kind](name, answer)
-    return STEPS[nxt] if nxt else None
-
-
-def next_step(kind: str, answered: dict[str, dict[str, Any]]) -> CaseStep | None:
-    """The first step not yet answered, given answers by step name; None when done."""
-    step: CaseStep | None = STEPS[FIRST[kind]]
-    while step is not None and step.name in answered:
-        step = following(kind, step.name, answered[step.name])
-    return step
-
-
-def step_named(name: str) -> CaseStep:
+def step_named(name: str) -> Step:
     try:
         return STEPS[name]
     except KeyError:
         raise InvalidInput(f"unknown step {name!r}; steps: {', '.join(STEPS)}") from None
+
+
+def lifecycle_of(kind: str, step: str | None = None) -> Lifecycle:
+    """The lifecycle a case's step belongs to: its look-back review is a lifecycle of
+    its own, answered in a scheduled run months after the case closed."""
+    return LOOKBACK if step == "lookback" else LIFECYCLES[kind]
 
 
 # Deadlines of a case and the statutory rule (data/rules/statutory.yaml) each follows.

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kernel.errors import InvalidInput
-from rules import lifecycle
+from rules.incidents import EMERGENCY
 from rules.authorities import first_error
 from rules.durations import Period
 from rules.incidents import clean_line
@@ -120,7 +120,7 @@ def load_scenario(path: Path) -> LoadedScenario:
     answered: dict[str, dict[str, Any]] = {}
     last = -1
     for i, scripted in enumerate(scenario.steps):
-        expected = lifecycle.next_step(answered)
+        expected = EMERGENCY.next_step(answered)
         where = f"{path}: steps[{i}]"
         if expected is None or scripted.step != expected.name:
             wanted = expected.name if expected else "nothing (the incident is closed)"

@@ -29,9 +29,15 @@ class _Form(BaseModel):
         return clean_text(value) if info.field_name in cls.multiline else clean_line(value)
 
     multiline: ClassVar[tuple[str, ...]] = ()
+    signer: ClassVar[str] = "by"  # the field naming who answers, as the step and the audit log record it
+
+    @property
+    def signed_by(self) -> str:
+        return getattr(self, self.signer, "")
 
 
 class ArrivalForm(_Form):
+    signer: ClassVar[str] = "officer"
     officer: str = Field(title="到场负责人 Officer in charge on site",
                          description="现场处置组负责人姓名 / name of the on-site team leader", **_NAME)
     note: str = Field(default="", max_length=2000, title="现场情况 Situation on arrival",
@@ -40,6 +46,7 @@ class ArrivalForm(_Form):
 
 
 class ReportForm(_Form):
+    signer: ClassVar[str] = "author"
     author: str = Field(title="报告人 Author", description="报告人姓名 / who writes the report", **_NAME)
     text: str = Field(min_length=1, max_length=MAX_TEXT, title="报告内容 Report",
                       description="事件经过、伤亡、已采取措施、下一步 / what happened, casualties, actions, next steps")
@@ -47,6 +54,7 @@ class ReportForm(_Form):
 
 
 class ProgressForm(_Form):
+    signer: ClassVar[str] = "author"
     action: Literal["progress", "close"] = Field(
         default="progress", title="操作 Action",
         description="progress = 续报（事件仍在处置）/ progress report; close = 处置结束 / handling has ended")
@@ -57,6 +65,7 @@ class ProgressForm(_Form):
 
 
 class ReviewForm(_Form):
+    signer: ClassVar[str] = "reviewer"
     reviewer: str = Field(title="评估人 Reviewer", description="事后评估负责人 / who led the review", **_NAME)
     lessons: str = Field(min_length=1, max_length=MAX_TEXT, title="经验教训 Lessons learned",
                          description="处置评估、经验教训与改进措施 / assessment, lessons and improvements")
@@ -69,7 +78,8 @@ FORMS: dict[str, type[_Form]] = {
 
 
 def author_of(form: str, answer: dict) -> str:
-    return answer.get({"arrival": "officer", "review": "reviewer"}.get(form, "author"), "")
+    """Who signed an answer given as plain data."""
+    return answer.get(form_class(form).signer, "")
 
 
 # --- enforcement cases, complaints, look-back reviews ----------------------------------
@@ -187,3 +197,8 @@ CASE_FORMS: dict[str, type[_CaseForm]] = {
     "decision": DecisionForm, "payment": PaymentForm, "closure": ClosureForm, "acceptance": AcceptanceForm,
     "mediation": MediationForm, "lookback": LookbackForm,
 }
+
+
+def form_class(key: str) -> type[_Form]:
+    """A step's form by the key its declaration names (rules/lifecycle.py)."""
+    return FORMS.get(key) or CASE_FORMS[key]

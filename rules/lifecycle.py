@@ -1,74 +1,230 @@
-"""The emergency-response lifecycle's human steps, in order.
+"""What a lifecycle is: a declaration of human steps, read by the engine
+(`tasks/lifecycle.py`), the flows, the CLI, the prompts, the docs and the tests.
 
-The flow walks these steps one by one (`following`); the CLI uses the same order to know which answer an
-incident is waiting for, so "twice" and "out of order" have one definition.
+A step says who answers it and with which form, which deadlines its answer meets,
+which it opens, what it renders, whom it tells and where it leads, by the answer.
+Where a step does more than that, a handler keyed by its name does the rest; the
+engine is the same for every lifecycle. The declarations themselves live beside
+their domain rules: `rules/incidents.py` (emergency response) and `rules/cases.py`
+(enforcement case, complaint, look-back review); `rules/lifecycles.py` lists them.
 
-    arrival -> initial-report -> progress-1, progress-2, ... (until "close")
-            -> final-report -> review
+Pure: no Prefect, no database; the walk over a lifecycle is tested in milliseconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Union
 
-Form = Literal["arrival", "report", "progress", "review"]
+from kernel.errors import InvalidInput
+
+_INSTANCE = re.compile(r"^(?P<base>.+)-(?P<n>\d+)$")
 
 
 @dataclass(frozen=True)
-class StepSpec:
+class Branch:
+    """Where an answer leads, by the value of one of its fields; `default` for any
+    value not listed (or the field absent). Targets are step names, None for the end,
+    or a further Branch."""
+
+    on: str
+    to: dict[Any, Target]
+    default: Target = None
+
+    def pick(self, answer: dict[str, Any]) -> str | None:
+        target = self.to.get(answer.get(self.on), self.default)
+        return target.pick(answer) if isinstance(target, Branch) else target
+
+    def targets(self) -> Iterator[str | None]:
+        for target in (*self.to.values(), self.default):
+            yield from target.targets() if isinstance(target, Branch) else (target,)
+
+
+Target = Union[str, Branch, None]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message an answer sends: its heading (zh, en; `{n}` is a repeated step's
+    number), whom to (names the subject's context resolves: `desk`, `head`,
+    `upward`, `listing`), and the form field whose text it carries."""
+
+    zh: str
+    en: str
+    to: tuple[str, ...] = ("desk",)
+    text: str = "text"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document a step renders: its title (zh, en) and its template under
+    templates/documents/."""
+
+    zh: str
+    en: str
+    template: str
+
+
+@dataclass(frozen=True)
+class Step:
     name: str  # also the suspension key: deterministic per logical wait
-    form: Form
-    deadline: str  # the deadline this step meets
-    title: str  # zh / en, for prompts and messages
-    report_kind: str | None = None
+    title: str  # zh / en
+    role: str  # the role key of rules/people.py that answers it
+    form: str  # the key of its form in rules.forms
+    meets: tuple[str, ...] = ()  # deadlines its answer meets; the first is the one its prompt shows
+    # A value of one answer field that cancels `meets` instead (a progress report no
+    # longer due because handling ended).
+    cancels_when: tuple[str, Any] | None = None
+    # Deadlines opened when the answer leads on, besides those the next step meets
+    # (which the engine opens when absent).
+    opens: tuple[str, ...] = ()
+    # Deadlines of the next step its handler opens itself (a due time of its own).
+    handler_opens: tuple[str, ...] = ()
+    # The form's date field the next deadlines count from (the day a notice was
+    # served), instead of the moment of the answer.
+    starts_from: str | None = None
+    documents: tuple[str, ...] = ()  # document kinds its answer may render (templates/documents)
+    then: Target = None  # where it leads
+    # What the answer tells: one notice, or one by the value of a field (`notice_on`,
+    # else the one `then` branches on). A value left out is told by the step's handler
+    # (its text depends on what the handler did).
+    notice: Notice | dict[Any, Notice] | None = None
+    notice_on: str | None = None
+    repeats: bool = False  # a numbered series: progress-1, progress-2, ...
+    beside: str | None = None  # off the main path: the main-path step it branches from (for progress)
+    verbs: tuple[str, ...] = ()  # the CLI's words for answering it, where they are not the step's name
+    ask: str = ""  # what to enter, for its prompt (zh, then en)
+    cli: str = ""  # its CLI command for the prompt, if not the lifecycle's ({number}, {step})
+    number: int = 0  # for a repeated step, which one
+
+    def notice_for(self, answer: dict[str, Any]) -> Notice | None:
+        if not isinstance(self.notice, dict):
+            return self.notice
+        on = self.notice_on or (self.then.on if isinstance(self.then, Branch) else None)
+        return self.notice.get(answer.get(on)) if on else None
+
+    def cancels(self, answer: dict[str, Any]) -> bool:
+        return self.cancels_when is not None and answer.get(self.cancels_when[0]) == self.cancels_when[1]
+
+    def command(self, lifecycle: Lifecycle, number: str) -> str:
+        return (self.cli or lifecycle.cli).format(number=number, step=self.name)
 
     @property
-    def roles(self) -> tuple[str, ...]:
-        """Who may answer it (rules/people.py): the team on site records its arrival,
-        the duty desk reports, the head reviews."""
-        return {"arrival": ("onsite",), "report": ("duty",), "progress": ("duty",), "review": ("head",)}[self.form]
+    def deadline(self) -> str | None:
+        """The deadline its prompt shows (the first it meets)."""
+        return self.meets[0] if self.meets else None
 
-    @property
-    def answers(self) -> tuple[str, ...]:
-        """What the CLI may answer it with (`report:<kind>`, `arrive`, `close`, `review`)."""
-        return {"arrival": ("arrive",), "report": (f"report:{self.report_kind}",),
-                "progress": ("report:progress", "close"), "review": ("review",)}[self.form]
+    def targets(self) -> tuple[str | None, ...]:
+        return tuple(self.then.targets()) if isinstance(self.then, Branch) else (self.then,)
 
 
-ARRIVAL = StepSpec("arrival", "arrival", "arrival", "到达现场 / arrival on site")
-INITIAL = StepSpec("initial-report", "report", "initial_report", "初报 / initial report", "initial")
-FINAL = StepSpec("final-report", "report", "final_report", "终报 / final report", "final")
-REVIEW = StepSpec("review", "review", "review", "事后评估 / post-incident review")
+@dataclass(frozen=True)
+class Lifecycle:
+    """A lifecycle's steps, in the order a reader of the statute expects them."""
+
+    name: str  # emergency, case, complaint, lookback
+    title: str
+    first: str
+    steps: tuple[Step, ...]
+    documents: dict[str, Document] = field(default_factory=dict)  # by kind
+    cli: str = ""  # how a step is answered from the CLI ({number}, {step})
+    # The deadline a prompt shows for a step that meets none of its own (the case clock).
+    clock: str | None = None
+    # True where a step may be answered only once its run has opened it (a look-back
+    # review is scheduled months ahead: nothing is awaited before its run starts).
+    answered_once_opened: bool = False
+    by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {s.name: s for s in self.steps})
+
+    def step(self, name: str) -> Step:
+        """The step by its name; `progress-3` is the third of the repeated `progress`."""
+        found = self.by_name.get(name)
+        if found is not None and not found.repeats:
+            return found
+        match = _INSTANCE.match(name)
+        base = self.by_name.get(match["base"]) if match else None
+        if base is None or not base.repeats:
+            raise InvalidInput(f"unknown step {name!r}; steps: {', '.join(self.by_name)}")
+        return self._instance(base, int(match["n"]))
+
+    @staticmethod
+    def _instance(base: Step, n: int) -> Step:
+        name = f"{base.name}-{n}"
+        return replace(base, name=name, title=base.title.format(n=n), number=n,
+                       meets=tuple(m.format(name=name) for m in base.meets))
+
+    def following(self, name: str, answer: dict[str, Any]) -> Step | None:
+        """The step after `name` given its answer; None when the lifecycle has ended."""
+        current = self.step(name)
+        target = current.then.pick(answer) if isinstance(current.then, Branch) else current.then
+        if target is None:
+            return None
+        nxt = self.by_name[target]
+        if not nxt.repeats:
+            return nxt
+        return self._instance(nxt, current.number + 1 if target == _base(current) else 1)
+
+    def next_step(self, answered: dict[str, dict[str, Any]]) -> Step | None:
+        """The first step not yet answered, given answers by step name; None when done."""
+        step: Step | None = self.first_step()
+        while step is not None and step.name in answered:
+            step = self.following(step.name, answered[step.name])
+        return step
+
+    def first_step(self) -> Step:
+        first = self.by_name[self.first]
+        return self._instance(first, 1) if first.repeats else first
+
+    def progress(self, awaiting: Step | None) -> float:
+        """Percent of the main path passed while `awaiting` is awaited (the subject's
+        start counts as the first stretch; a side step stands where it branched off)."""
+        path = [s.name for s in self.steps if s.beside is None]
+        if awaiting is None:
+            return 100.0
+        base = self.by_name[_base(awaiting)]
+        passed = 1 + path.index(base.beside or base.name)
+        return round(100 * passed / (len(path) + 1), 1)
+
+    def reachable(self) -> set[str]:
+        """Names of the declared steps some path reaches from the first."""
+        seen, todo = set(), [self.first]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo += [t for t in self.by_name[name].targets() if t is not None]
+        return seen
+
+    def mermaid(self) -> str:
+        """The lifecycle as a Mermaid flowchart (docs/lifecycles.md)."""
+        lines = ["flowchart TD"]
+        for step in self.steps:
+            title = step.title.format(n="n")
+            lines.append(f'  {_node(step.name)}["{title}<br/><small>{step.role}</small>"]')
+        lines.append("  end_((end))")
+        for step in self.steps:
+            for value, target in _edges(step.then):
+                label = f"|{value.strip()}|" if value is not None else ""
+                lines.append(f"  {_node(step.name)} -->{label} {_node(target) if target else 'end_'}")
+        return "\n".join(lines) + "\n"
 
 
-def progress(n: int) -> StepSpec:
-    return StepSpec(f"progress-{n}", "progress", f"progress-{n}",
-                    f"续报 {n} 或结束处置 / progress report {n} or end of handling", "progress")
+def _base(step: Step) -> str:
+    return step.name.rsplit("-", 1)[0] if step.number else step.name
 
 
-def following(name: str, answer: dict[str, Any]) -> StepSpec | None:
-    """The step after `name`, given its answer; None after the last one."""
-    if name == ARRIVAL.name:
-        return INITIAL
-    if name == INITIAL.name:
-        return progress(1)
-    if name.startswith("progress-"):
-        return FINAL if answer.get("action") == "close" else progress(int(name.removeprefix("progress-")) + 1)
-    if name == FINAL.name:
-        return REVIEW
-    return None
+def _node(name: str) -> str:
+    return name.replace("-", "_")
 
 
-def next_step(answered: dict[str, dict[str, Any]]) -> StepSpec | None:
-    """The first step not yet answered, given answers by step name; None when done."""
-    step: StepSpec | None = ARRIVAL
-    while step is not None and step.name in answered:
-        step = following(step.name, answered[step.name])
-    return step
-
-
-def step_named(name: str) -> StepSpec:
-    if name.startswith("progress-"):
-        return progress(int(name.removeprefix("progress-")))
-    return {s.name: s for s in (ARRIVAL, INITIAL, FINAL, REVIEW)}[name]
+def _edges(then: Target, prefix: str = "") -> Iterator[tuple[str | None, str | None]]:
+    if not isinstance(then, Branch):
+        yield (prefix or None), then
+        return
+    for value, target in then.to.items():
+        yield from _edges(target, f"{prefix}{then.on}={value} ")
+    yield from _edges(then.default, f"{prefix}{then.on}: otherwise ")

@@ -12,6 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from rules.cases import LIFECYCLES
+from rules.lifecycle import Lifecycle
+from storage import authorities  # noqa: F401  the tables its foreign keys name, mapped with it
 from storage.db import UTCDateTime
 
 MONEY = dict(sa_type=sa.Numeric(14, 2))
@@ -54,6 +57,15 @@ class Case(SQLModel, table=True):
     lookback_run_id: uuid.UUID | None = Field(default=None)
     facts: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False,
                                                                             server_default="{}"))
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """Its own lifecycle; a look-back review after closing is `rules.cases.LOOKBACK`."""
+        return LIFECYCLES[self.kind]
 
     @property
     def summary(self) -> str:

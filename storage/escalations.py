@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from storage import deadlines  # noqa: F401  the tables its foreign keys name, mapped with it
 from storage.db import UTCDateTime
 
 

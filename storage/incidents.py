@@ -8,6 +8,9 @@ import uuid
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from rules.incidents import EMERGENCY
+from rules.lifecycle import Lifecycle
+from storage import authorities, plans  # noqa: F401  the tables its foreign keys name, mapped with it
 from storage.db import UTCDateTime, upsert_insert
 
 
@@ -38,6 +41,14 @@ class Incident(IncidentBase, table=True):
     handling_ended_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     flow_run_id: uuid.UUID | None = Field(default=None, unique=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "closed"
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return EMERGENCY
 
     @property
     def summary(self) -> str:

@@ -1,57 +1,49 @@
-"""Enforcement case and complaint state changes. As for incidents, each function
-is one transaction (the change, its deadlines, outbox rows, documents and audit
-event commit together) and is idempotent by its own key, because a resumed flow
-runs again from the top.
+"""Enforcement cases, complaints and look-back reviews: receiving leads, what their
+lifecycles' steps do beyond their declaration (`rules.cases`), and the obligations
+beside the steps (the case clock, extensions, measures, assistance, listed
+supervision, look-back scheduling).
 
-Statutory limits come from the rule file (with the authority's overrides) through
-`rules.statutes`; which step meets and opens which deadline is `_apply` below.
+As for incidents, each function is one transaction (the change, its deadlines,
+outbox rows, documents and audit event commit together) and is idempotent by its own
+key, because a resumed flow runs again from the top. Statutory limits come from the
+rule file (with the authority's overrides) through `rules.statutes`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pendulum
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules import cases as machine
 from rules.cases import LeadRequest
-from rules.authorities import AuthorityTree, first_error
 from rules.calendar import load_calendar
 from rules.durations import Due, Period, due_after
+from rules.lifecycle import Lifecycle
 from rules.reminders import EscalationPolicy, ReminderPolicy
 from rules.statutes import LoadedRules, due_by_rule, late_payment_surcharge, latest_before, load_rules
-from storage import audit, deadlines as deadline_rows, steps as step_rows
-from storage.authorities import Authority, load_tree
+from storage import audit, deadlines as deadline_rows
+from storage.authorities import Authority
 from storage.cases import Case, case_by_run, get_case
 from storage.db import session_scope
 from storage.deadlines import Deadline
-from storage.incidents import Report, next_number, reports_for
-from storage.subjects import run_for
-from tasks import deadlines as engine, events
-from tasks.access import and_superiors, asking, require, who_may
-from tasks.incidents import Answered, StepState
-from tasks.notify import queue
-from tasks.render import local_time, render
+from storage.incidents import Report, next_number
+from tasks import deadlines as engine_deadlines, lifecycle as engine
+from tasks.access import and_superiors, require
+from tasks.lifecycle import Answered, Context, Given, StepState, not_future
+from tasks.render import local_time
 
 # Case deadlines run for days: remind at half and four fifths, then daily while
 # overdue; an unacknowledged escalation climbs after a working day's hours.
 CASE_REMINDERS = ReminderPolicy(at=["50%", "80%"], overdue_every="24h")
 CASE_ESCALATION = EscalationPolicy(ack_timeout="8h", repeat=1)
 
-DOCUMENTS = {
-    "filing": ("立案审批表", "Filing approval"), "not-filed": ("不予立案审批表", "Decision not to file"),
-    "transfer": ("涉嫌犯罪案件移送审批表", "Criminal transfer approval"),
-    "pre-penalty": ("行政处罚告知书", "Pre-penalty notice"), "decision": ("行政处罚决定书（摘要）", "Decision summary"),
-    "closure": ("结案审批表", "Closing report"), "lookback": ("回头看核查报告", "Look-back review report"),
-}
 OUTCOMES = {"not_filed": "不予立案", "penalised": "予以处罚", "no_penalty": "不予处罚", "transferred": "移送司法机关",
             "rejected": "不予受理", "mediated": "调解成功", "mediation_failed": "终止调解", "lead": "转为案件线索"}
 
@@ -81,12 +73,12 @@ def _receive(session: Session, request: LeadRequest, *, now: dt.datetime, flow_r
                 kind=request.kind, title=request.title, party=request.party, source=request.source,
                 detail=request.detail, authority_code=request.authority, reporter=request.reporter,
                 reporter_contact=request.reporter_contact, real_name=request.real_name, linked_to=request.linked_to,
-                stage=machine.FIRST[request.kind], received_at=request.received_at or now, rules_hash=rules.content_hash,
+                stage=machine.LIFECYCLES[request.kind].first, received_at=request.received_at or now, rules_hash=rules.content_hash,
                 flow_run_id=flow_run_id)
     session.add(case)
     session.flush()
     ctx = CaseContext(session, case, rules)
-    first = machine.FIRST[request.kind]
+    first = machine.LIFECYCLES[request.kind].first
     deadline = ctx.add(first, case.received_at, rule=first_rule)
     audit.record(session, at=now, actor=request.reporter or "desk", action=f"{request.kind}.received",
                  subject=case.number, source=request.source, authority=request.authority, title=request.title,
@@ -100,22 +92,17 @@ def _receive(session: Session, request: LeadRequest, *, now: dt.datetime, flow_r
 # --- what every change to one case needs ---------------------------------------------
 
 
-@dataclass
-class CaseContext:
-    session: Session
-    case: Case
-    rules: LoadedRules
-    _tree: AuthorityTree | None = None
+class CaseContext(Context):
+    """A case's context: periods from the statutory rule file with its authority's
+    overrides; reminders to the desk that owes a deadline, escalation up its chain."""
+
+    def __init__(self, session: Session, case: Case, rules: LoadedRules | None = None) -> None:
+        super().__init__(session, case)
+        self.rules = rules or load_rules(get_settings().rules_file, authority=case.authority_code)
 
     @property
-    def tree(self) -> AuthorityTree:
-        if self._tree is None:
-            self._tree = load_tree(self.session)
-        return self._tree
-
-    @property
-    def authority(self) -> Authority:
-        return self.session.get(Authority, self.case.authority_code)
+    def case(self) -> Case:
+        return self.subject
 
     def desk(self, code: str | None = None) -> list[str]:
         code = code or self.case.authority_code
@@ -126,330 +113,126 @@ class CaseContext:
         limit = self.rules.rules.limit(rule or machine.rule_of(name))
         return due_by_rule(limit, start, tz=settings.timezone, calendar=load_calendar(settings.calendar_override))
 
-    def policy(self, code: str | None = None, ladder_from: str | None = None) -> dict[str, Any]:
+    def policy(self, code: str, ladder_from: str | None = None) -> dict[str, Any]:
         """Reminders to the desk that owes it; a miss climbs from `ladder_from` (a listing
         authority) or else from that desk's superiors."""
-        code = code or self.case.authority_code
         ladder = ([ladder_from] + [a.code for a in self.tree.chain_up(ladder_from)] if ladder_from
                   else [a.code for a in self.tree.chain_up(code)])
         return {"reminders": CASE_REMINDERS.snapshot(), "escalation": CASE_ESCALATION.snapshot(ladder)}
 
-    def add(self, name: str, start: dt.datetime, *, rule: str | None = None, due: Due | None = None,
-            authority: str | None = None, ladder_from: str | None = None) -> Deadline:
-        due = due or self.due(name, start, rule)
-        code = authority or self.case.authority_code
-        return deadline_rows.add_deadline(self.session, subject=self.case.number, name=name, due_at=due.at,
-                                          rule=due.rule, now=start, authority=code,
-                                          policy=self.policy(code, ladder_from))
+    def recipients(self, names: tuple[str, ...]) -> list[str]:
+        superior = [t for a in self.tree.chain_up(self.case.authority_code)[:1] for t in self.desk(a.code)]
+        groups = {"desk": self.desk(), "upward": self.desk() + superior, "listing": _listing_desk(self.case)}
+        return [tag for name in names for tag in groups[name]]
 
-    def get(self, name: str) -> Deadline | None:
-        return deadline_rows.get_deadline(self.session, subject=self.case.number, name=name)
+    def template_vars(self, **more: Any) -> dict[str, Any]:
+        return super().template_vars(case=self.case, **more)
 
-    def close(self, name: str, now: dt.datetime, status: str = "met") -> Deadline | None:
-        row = deadline_rows.close_deadline(self.session, subject=self.case.number, name=name, status=status, now=now)
-        if row is not None and status == "met":
-            engine.resolve_late(self.session, deadline=row, now=now)
-        return row
-
-    def notify(self, *, key: str, tags: list[str], heading: str, heading_en: str, by: str, now: dt.datetime,
-               text: str = "", next_deadline: Deadline | None = None) -> None:
-        queue(self.session, number=self.case.number, key=key, tags=tags, template="step", now=now,
-              subject=self.case, heading=heading, heading_en=heading_en, by=by, at=now, text=text,
-              next_deadline=next_deadline)
-
-    def document(self, kind: str, *, step: str, by: str, now: dt.datetime, text: str = "",
-                 fields: list[tuple[str, Any]] = (), deadline: Deadline | None = None) -> Report:
-        zh, en = DOCUMENTS[kind]
-        document = render("documents/case.md.j2", case=self.case, authority=self.authority, heading=zh,
-                          heading_en=en, source=machine.LEAD_SOURCES.get(self.case.source, self.case.source),
-                          fields=[(k, v) for k, v in fields if v not in (None, "")], by=by, at=now, text=text,
-                          deadline=deadline)
-        row = Report(subject=self.case.number, kind=kind, step=step, author=by, text=text, document=document,
-                     submitted_at=now)
-        self.session.add(row)
-        self.session.flush()
-        return row
-
-    def set_stage(self, stage: str) -> None:
-        self.case.stage = stage
-        self.session.add(self.case)
-
-
-def _context(session: Session, case: Case) -> CaseContext:
-    return CaseContext(session, case, load_rules(get_settings().rules_file, authority=case.authority_code))
+    def record(self, kind: str, given: Given, *, deadline: Deadline | None = None,
+               fields: list[tuple[str, Any]] = ()) -> Report:
+        """A case document (templates/documents/case.md.j2) filed under the step."""
+        return self.document(kind, step=given.step.name, by=given.by, now=given.now, text=given.text,
+                             deadline=deadline,
+                             source=machine.LEAD_SOURCES.get(self.case.source, self.case.source),
+                             fields=[(k, v) for k, v in fields if v not in (None, "")])
 
 
 def _load(session: Session, number: str) -> Case:
-    case = get_case(session, number=number)
-    if case is None:
-        raise NotFound(f"no case or complaint {number.strip()!r}")
-    return case
+    return engine.load(session, number, getter=get_case, what="case or complaint")
 
 
-# --- human steps ---------------------------------------------------------------------
+# --- what steps do beyond their declaration, in lifecycle order ------------------------
 
 
-def _kind_of(case: Case, name: str) -> str:
-    return "lookback" if name == "lookback" else case.kind
-
-
-def _answered(session: Session, case: Case) -> dict[str, Any]:
-    return {r.name: r for r in step_rows.steps_for(session, subject=case.number) if r.status == "answered"}
-
-
-def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
-    """Mark a step as awaited (once) and say what to enter, why and by when."""
-    spec = machine.step_named(name)
-    with session_scope() as session:
-        case = _load(session, number)
-        row = step_rows.get_step(session, subject=number, name=name)
-        if row is None:
-            row = step_rows.open_step(session, subject=case.number, name=name, now=now)
-            audit.record(session, at=now, actor="regflow", action="step.opened", subject=case.number, step=name)
-        deadline = deadline_rows.get_deadline(session, subject=case.number, name=spec.deadline or "decision")
-        ask, pause_key = asking(session, subject=case.number, step=name,
-                                ask=who_may(spec.roles, (case.authority_code,)))
-        prompt = render("prompts/step.md.j2", subject=case, step=spec, deadline=deadline, now=now, ask=ask,
-                        cli=f"regflow case decide {case.number} {name} by=姓名 …")
-        return StepState(case.number, name, row.status, row.answer, prompt, case.flow_run_id, pause_key=pause_key)
-
-
-def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str,
-           from_flow: bool = False) -> Answered:
-    """Record a step's answer and everything that follows from it.
-
-    From the CLI, `step` is what the person means to answer: it must be the step
-    the case awaits. From the flow, the step it was suspended on; an earlier
-    answer (from the CLI) simply wins.
-    """
-    from rules.forms import CASE_FORMS  # the same form classes the UI renders
-
-    spec = machine.step_named(step)
-    with session_scope() as session:
-        case = _load(session, number)
-        kind = _kind_of(case, spec.name)
-        done = _answered(session, case)
-        if spec.name in done:
-            if from_flow:
-                return Answered(case.number, spec.name, done[spec.name].answer or {}, None, newly=False)
-            row = done[spec.name]
-            raise StepConflict(f"{spec.title} of {case.number} was already recorded at "
-                               f"{local_time(row.answered_at)} by {row.answered_by}")
-        expected = machine.next_step(kind, {n: r.answer or {} for n, r in done.items()})
-        if kind == "lookback" and step_rows.get_step(session, subject=case.number, name="lookback") is None:
-            expected = None  # a look-back is answered only once its scheduled run has started
-        if expected is None or expected.name != spec.name:
-            waiting = f"awaiting {expected.title}" if expected else ("closed" if case.status == "closed"
-                                                                     else "not awaiting any step")
-            raise StepConflict(f"{case.number} is {waiting}, not {spec.title}")
-        try:
-            form = CASE_FORMS[spec.form].model_validate(answer)
-        except ValidationError as exc:
-            raise InvalidInput(first_error(exc)) from exc
-        except ValueError as exc:
-            raise InvalidInput(str(exc).splitlines()[0]) from exc
-        data = form.model_dump(mode="json", exclude={"multiline"})
-        require(session, form.by, roles=spec.roles, authorities=(case.authority_code,),
-                subject=case.number, action=f"answer {spec.title}", step=spec.name, now=now)
-        row = step_rows.open_step(session, subject=case.number, name=spec.name, now=now)
-        if not step_rows.claim_answer(session, step=row, answer=data, by=form.by, source=source, now=now):
-            raise StepConflict(f"{spec.title} of {case.number} was already recorded")
-        ctx = _context(session, case)
-        cycle = _apply(ctx, spec, form, now=now)
-        nxt = machine.following(kind, spec.name, data)
-        if case.status == "open":
-            ctx.set_stage(nxt.name if nxt else case.stage)
-        audit.record(session, at=now, actor=form.by, action="step.answered", subject=case.number, step=spec.name,
-                     source=source)
-        result = Answered(case.number, spec.name, data, run_for(case, spec.name), newly=True)
-    events.emit_all(cycle.emitted if cycle else [])
-    return result
-
-
-def _local_day(now: dt.datetime) -> dt.date:
-    return pendulum.instance(now).in_timezone(get_settings().timezone).date()
-
-
-def _not_future(day: dt.date, field: str, now: dt.datetime) -> dt.datetime:
-    if day > _local_day(now):
-        raise InvalidInput(f"{field}: {day} is in the future")
-    return machine.at_noon(day, get_settings().timezone)
-
-
-def _apply(ctx: CaseContext, spec: machine.CaseStep, form: Any, *, now: dt.datetime):
-    """What follows from an answer: deadlines met and opened, documents, notices."""
-    case, by, text = ctx.case, form.by, form.text
-    desk, upward = ctx.desk(), ctx.desk() + [t for a in ctx.tree.chain_up(case.authority_code)[:1]
-                                           for t in ctx.desk(a.code)]
-    met = ctx.close(spec.deadline, now) if spec.deadline else None
-
-    def notify(heading: str, heading_en: str, nxt: Deadline | None = None, tags: list[str] | None = None,
-               key: str = "") -> None:
-        ctx.notify(key=f"{spec.name}{key}", tags=tags or desk, heading=heading, heading_en=heading_en, by=by, now=now,
-                   text=text, next_deadline=nxt)
-
-    name = spec.name
-    if name == "filing":
-        if form.decision == "file":
-            case.filed_at, case.handler = now, form.handler or by
-            nxt = ctx.add("decision", now)
-            ctx.document("filing", step=name, by=by, now=now, text=text, deadline=met,
-                         fields=[("承办人 Handler", case.handler)])
-            notify("立案", "Case filed", nxt)
-        else:
-            ctx.document("not-filed", step=name, by=by, now=now, text=text, deadline=met)
-            _finish(ctx, "not_filed", now=now, by=by)
-            notify("不予立案", "Not filed")
-        if case.real_name:
-            ctx.add("reporter-notice", now)
-            notify("请告知实名举报人是否立案", "Tell the real-name reporter whether a case was filed",
-                   ctx.get("reporter-notice"), key=":reporter")
-    elif name == "investigation":
-        if form.finding == "penalty":
-            notify("调查终结，送法制审核", "Investigation done, to legal review", ctx.add("legal-review", now))
-        elif form.finding == "no_penalty":
-            notify("调查终结，拟不予处罚", "Investigation done, no penalty proposed", ctx.add("closure", now))
-        else:
-            _pause_clock(ctx, by=by, reason="移送司法机关审查 / criminal transfer under way", now=now, strict=False)
-            notify("涉嫌犯罪，报请移送", "Suspected crime: transfer proposed", ctx.add("transfer-decision", now),
-                   tags=desk)
-    elif name == "transfer-decision":
-        ctx.document("transfer", step=name, by=by, now=now, text=text, deadline=met,
-                     fields=[("负责人决定 Head's decision", "批准移送 approved" if form.approve else "不予移送 refused")])
-        if form.approve:
-            notify("批准移送公安机关", "Transfer approved", ctx.add("transfer-sent", now))
-        else:
-            _resume_clock(ctx, by=by, now=now, strict=False)
-            notify("不予移送，继续办理", "Transfer refused; the case goes on", ctx.add("legal-review", now))
-    elif name == "transfer-sent":
-        case.facts = {**case.facts, "police": form.police}
-        notify(f"已移送 {form.police}", "Transferred to the police", ctx.add("police-decision", now))
-    elif name in ("police-decision", "reconsideration-answer"):
-        if form.accepted:
-            ctx.add("handover", now)
-            notify("公安机关已立案，移交涉案物品并结案", "Police opened a case: hand over and close",
-                   ctx.add("closure", now))
-            case.facts = {**case.facts, "transferred": True}
-        elif name == "police-decision":
-            notify("公安机关不予立案，可提请复议", "Police refused; reconsideration may be asked",
-                   ctx.add("reconsideration-request", now))
-        else:
-            _resume_clock(ctx, by=by, now=now, strict=False)
-            notify("复议仍不予立案，继续行政处理", "Police refused again; the administrative case goes on",
-                   ctx.add("legal-review", now))
-    elif name == "reconsideration":
-        if form.approve:
-            notify("已提请复议", "Reconsideration asked", ctx.add("reconsideration-answer", now))
-        else:
-            _resume_clock(ctx, by=by, now=now, strict=False)
-            notify("不提请复议，继续行政处理", "No reconsideration; the case goes on", ctx.add("legal-review", now))
-    elif name == "legal-review":
-        if form.opinion == "agree":
-            notify("法制审核通过", "Legal review agreed")
-        else:
-            notify("法制审核建议不予处罚", "Legal review: no penalty", ctx.add("closure", now))
-    elif name == "pre-penalty":
-        served = _not_future(form.served_on, "served_on", now)
-        case.fine = form.fine
-        nxt = ctx.add("party-statement", served)
-        ctx.document("pre-penalty", step=name, by=by, now=now, text=text, deadline=nxt,
-                     fields=[("拟罚款 Proposed fine", f"{form.fine} 元"), ("送达日期 Served on", form.served_on)])
-        notify("行政处罚告知书已送达", "Pre-penalty notice served", nxt)
-    elif name == "party-response":
-        if form.response == "hearing":
-            notify("当事人要求听证", "Hearing requested", _hearing_notice(ctx, form.hearing_at, now))
-        else:
-            notify({"waived": "当事人未陈述申辩", "statement": "已听取陈述申辩"}[form.response],
-                   "Party's answer recorded")
-    elif name == "hearing-notice":
-        _not_future(form.served_on, "served_on", now)
-        if met is not None and machine.at_noon(form.served_on, get_settings().timezone) > met.due_at:
-            raise InvalidInput(f"served_on: {form.served_on} is too late for the hearing; the notice had to reach "
-                               f"the party by {local_time(met.due_at)} — set a later hearing date")
-        notify("听证通知已送达", "Hearing notice served")
-    elif name == "hearing":
-        notify("听证已举行", "Hearing held")
-    elif name == "decision":
-        _decide(ctx, form, met, now=now)
-        notify("作出处罚决定" if form.outcome == "penalty" else "决定不予处罚", "Decision made",
-               ctx.get("payment") or ctx.get("delivery") or ctx.get("closure"), tags=upward)
-    elif name == "delivery":
-        delivered = _not_future(form.served_on, "served_on", now)
-        notify("处罚决定书已送达", "Decision delivered", ctx.add("payment", delivered))
-    elif name == "payment":
-        _pay(ctx, form, met, now=now)
-        notify("罚款已缴纳", "Fine paid", ctx.add("closure", now))
-    elif name == "closure":
-        outcome = ("transferred" if case.facts.get("transferred") else
-                   "penalised" if case.fine is not None and case.facts.get("decided") == "penalty" else "no_penalty")
-        _finish(ctx, outcome, now=now, by=by)
-        ctx.close("handover", now)
-        ctx.document("closure", step=name, by=by, now=now, text=text, deadline=met,
-                     fields=[("结案类型 Outcome", OUTCOMES[outcome]),
-                             ("罚款 Fine", f"{case.fine} 元" if outcome == "penalised" else None),
-                             ("加处罚款 Surcharge", f"{case.surcharge} 元" if case.surcharge else None),
-                             ("回头看 Look-back", local_time(case.lookback_at) if case.lookback_at else None)])
-        notify("结案", "Case closed", tags=upward + _listing_desk(case))
-    elif name == "acceptance":
-        tell = f"请告知投诉人 {case.reporter or ''}（{case.reporter_contact or '无联系方式'}）：" \
-               f"{'已受理' if form.accept else '不予受理'}。"
-        text = f"{tell}\n\n{text}".strip()
-        if form.accept:
-            notify("投诉已受理", "Complaint accepted", ctx.add("mediation", now))
-        else:
-            _finish(ctx, "rejected", now=now, by=by)
-            notify("投诉不予受理", "Complaint not accepted")
-    elif name == "mediation":
-        outcome = {"agreed": "mediated", "failed": "mediation_failed", "lead": "lead"}[form.outcome]
-        _finish(ctx, outcome, now=now, by=by)
-        if form.outcome == "lead":
-            lead = _receive(ctx.session, LeadRequest(
-                title=case.title, party=case.party, source="complaint", detail=f"{case.detail}\n\n{text}".strip(),
-                authority=case.authority_code, reporter=case.reporter, reporter_contact=case.reporter_contact,
-                linked_to=case.number), now=now, first_rule="complaint.lead_check")
-            case.facts = {**case.facts, "lead": lead.number}
-            notify(f"调解中发现违法线索，转为 {lead.number}", f"Violation lead found: {lead.number}")
-        else:
-            notify({"agreed": "调解达成协议", "failed": "终止调解，请告知双方"}[form.outcome], "Mediation ended")
-    elif name == "lookback":
-        ctx.document("lookback", step=name, by=by, now=now, text=text, deadline=met,
-                     fields=[("整改到位 Rectified", "是 yes" if form.rectified else "否 no")])
-        case.facts = {**case.facts, "lookback": "passed" if form.rectified else "failed"}
-        if form.rectified:
-            notify("回头看：整改到位", "Look-back: rectified")
-            return None
-        reopened = _receive(ctx.session, LeadRequest(
-            title=case.title, party=case.party, source="lookback", authority=case.authority_code,
-            detail=f"{case.number} 回头看发现整改不到位。\n\n{text}".strip(), linked_to=case.number), now=now)
-        case.facts = {**case.facts, "reopened_as": reopened.number}
-        notify(f"回头看：整改不到位，重新立案核查 {reopened.number}", f"Look-back failed: reopened as {reopened.number}",
-               tags=upward)
-        return engine.escalate(ctx.session, case, met, why="lookback.failed", now=now)
-    ctx.session.add(case)
-    return None
-
-
-def _decide(ctx: CaseContext, form: Any, met: Deadline | None, *, now: dt.datetime) -> None:
+def _filed(ctx: CaseContext, given: Given) -> None:
     case = ctx.case
+    if given.data["decision"] == "file":
+        case.filed_at, case.handler = given.now, given.form.handler or given.by
+        ctx.record("filing", given, deadline=given.met, fields=[("承办人 Handler", case.handler)])
+    else:
+        ctx.record("not-filed", given, deadline=given.met)
+        _finish(ctx, "not_filed", now=given.now, by=given.by)
+    if case.real_name:
+        ctx.notify(key="filing:reporter", tags=ctx.desk(), heading="请告知实名举报人是否立案",
+                   heading_en="Tell the real-name reporter whether a case was filed", by=given.by, now=given.now,
+                   text=given.text, next_deadline=ctx.add("reporter-notice", given.now))
+    ctx.session.add(case)
+
+
+def _investigated(ctx: CaseContext, given: Given) -> None:
+    if given.data["finding"] == "transfer":
+        _pause_clock(ctx, by=given.by, reason="移送司法机关审查 / criminal transfer under way", now=given.now,
+                     strict=False)
+
+
+def _transfer_decided(ctx: CaseContext, given: Given) -> None:
+    ctx.record("transfer", given, deadline=given.met, fields=[
+        ("负责人决定 Head's decision", "批准移送 approved" if given.data["approve"] else "不予移送 refused")])
+    if not given.data["approve"]:
+        _resume_clock(ctx, by=given.by, now=given.now, strict=False)
+
+
+def _transfer_sent(ctx: CaseContext, given: Given) -> None:
+    ctx.case.facts = {**ctx.case.facts, "police": given.data["police"]}
+    ctx.session.add(ctx.case)
+
+
+def _police_answered(ctx: CaseContext, given: Given) -> None:
+    """The police opened a case (hand over, then close), or refused: after a refused
+    reconsideration, or none asked, the administrative case goes on."""
+    if given.data["accepted"]:
+        ctx.add("handover", given.now)
+        ctx.case.facts = {**ctx.case.facts, "transferred": True}
+        ctx.session.add(ctx.case)
+    elif given.next is not None and given.next.name == "legal-review":
+        _resume_clock(ctx, by=given.by, now=given.now, strict=False)
+
+
+def _reconsideration(ctx: CaseContext, given: Given) -> None:
+    if not given.data["approve"]:
+        _resume_clock(ctx, by=given.by, now=given.now, strict=False)
+
+
+def _notice_served(ctx: CaseContext, given: Given) -> None:
+    ctx.case.fine = given.form.fine
+    ctx.session.add(ctx.case)
+    ctx.record("pre-penalty", given, deadline=given.opened[0] if given.opened else ctx.get("party-statement"),
+               fields=[("拟罚款 Proposed fine", f"{given.form.fine} 元"), ("送达日期 Served on", given.form.served_on)])
+
+
+def _party_answered(ctx: CaseContext, given: Given) -> None:
+    if given.data["response"] == "hearing":
+        ctx.notify(key="party-response", tags=ctx.desk(), heading="当事人要求听证", heading_en="Hearing requested",
+                   by=given.by, now=given.now, text=given.text,
+                   next_deadline=_hearing_notice(ctx, given.form.hearing_at, given.now))
+
+
+def _hearing_notice_served(ctx: CaseContext, given: Given) -> None:
+    served = not_future(given.form.served_on, "served_on", given.now)
+    if given.met is not None and served > given.met.due_at:
+        raise InvalidInput(f"served_on: {given.form.served_on} is too late for the hearing; the notice had to "
+                           f"reach the party by {local_time(given.met.due_at)} — set a later hearing date")
+
+
+def _decided(ctx: CaseContext, given: Given) -> None:
+    case, form = ctx.case, given.form
     case.facts = {**case.facts, "decided": form.outcome}
     case.rectification = form.rectification
     if form.outcome == "penalty":
         if form.fine is None:
             raise InvalidInput("fine: a penalty decision needs the fine")
         case.fine = form.fine
-        nxt = ctx.add("payment", now) if form.party_present else ctx.add("delivery", now)
-    else:
-        nxt = ctx.add("closure", now)
-    ctx.document("decision", step="decision", by=form.by, now=now, text=form.text, deadline=met,
-                 fields=[("决定 Outcome", "处罚 penalty" if form.outcome == "penalty" else "不予处罚 no penalty"),
-                         ("罚款 Fine", f"{form.fine} 元" if form.fine else None),
-                         ("责令改正 Rectification", "是 yes" if form.rectification else None),
-                         ("下一时限 Next", nxt.rule)])
+    ctx.session.add(case)
+    ctx.record("decision", given, deadline=given.met, fields=[
+        ("决定 Outcome", "处罚 penalty" if form.outcome == "penalty" else "不予处罚 no penalty"),
+        ("罚款 Fine", f"{form.fine} 元" if form.fine else None),
+        ("责令改正 Rectification", "是 yes" if form.rectification else None),
+        ("下一时限 Next", given.opened[0].rule if given.opened else None)])
 
 
-def _pay(ctx: CaseContext, form: Any, met: Deadline | None, *, now: dt.datetime) -> None:
-    case = ctx.case
-    _not_future(form.paid_on, "paid_on", now)
+def _paid(ctx: CaseContext, given: Given) -> None:
+    case, form, met = ctx.case, given.form, given.met
+    not_future(form.paid_on, "paid_on", given.now)
     due_day = pendulum.instance(met.due_at).in_timezone(get_settings().timezone).date() if met else form.paid_on
     surcharge = late_payment_surcharge(Decimal(case.fine), payment_due=due_day, paid_on=form.paid_on)
     owed = Decimal(case.fine) + surcharge
@@ -458,6 +241,98 @@ def _pay(ctx: CaseContext, form: Any, met: Deadline | None, *, now: dt.datetime)
                            f"{surcharge} for payment after {due_day})")
     case.surcharge = surcharge
     case.facts = {**case.facts, "paid_on": form.paid_on.isoformat(), "paid": str(form.amount)}
+    ctx.session.add(case)
+
+
+def _closed(ctx: CaseContext, given: Given) -> None:
+    case = ctx.case
+    outcome = ("transferred" if case.facts.get("transferred") else
+               "penalised" if case.fine is not None and case.facts.get("decided") == "penalty" else "no_penalty")
+    _finish(ctx, outcome, now=given.now, by=given.by)
+    ctx.close("handover", given.now)
+    ctx.record("closure", given, deadline=given.met, fields=[
+        ("结案类型 Outcome", OUTCOMES[outcome]), ("罚款 Fine", f"{case.fine} 元" if outcome == "penalised" else None),
+        ("加处罚款 Surcharge", f"{case.surcharge} 元" if case.surcharge else None),
+        ("回头看 Look-back", local_time(case.lookback_at) if case.lookback_at else None)])
+
+
+def _accepted(ctx: CaseContext, given: Given) -> None:
+    """The complainant is told either way: the desk's notice names them first."""
+    case, accept = ctx.case, given.data["accept"]
+    tell = f"请告知投诉人 {case.reporter or ''}（{case.reporter_contact or '无联系方式'}）：{'已受理' if accept else '不予受理'}。"
+    if not accept:
+        _finish(ctx, "rejected", now=given.now, by=given.by)
+    ctx.notify(key="acceptance", tags=ctx.desk(), heading="投诉已受理" if accept else "投诉不予受理",
+               heading_en="Complaint accepted" if accept else "Complaint not accepted", by=given.by, now=given.now,
+               text=f"{tell}\n\n{given.text}".strip(), next_deadline=given.opened[0] if given.opened else None)
+
+
+def _mediated(ctx: CaseContext, given: Given) -> None:
+    case = ctx.case
+    outcome = given.data["outcome"]
+    _finish(ctx, {"agreed": "mediated", "failed": "mediation_failed", "lead": "lead"}[outcome], now=given.now,
+            by=given.by)
+    if outcome != "lead":
+        return
+    lead = _receive(ctx.session, LeadRequest(
+        title=case.title, party=case.party, source="complaint", detail=f"{case.detail}\n\n{given.text}".strip(),
+        authority=case.authority_code, reporter=case.reporter, reporter_contact=case.reporter_contact,
+        linked_to=case.number), now=given.now, first_rule="complaint.lead_check")
+    case.facts = {**case.facts, "lead": lead.number}
+    ctx.session.add(case)
+    ctx.notify(key="mediation", tags=ctx.desk(), heading=f"调解中发现违法线索，转为 {lead.number}",
+               heading_en=f"Violation lead found: {lead.number}", by=given.by, now=given.now, text=given.text)
+
+
+def _looked_back(ctx: CaseContext, given: Given):
+    """A failed review reopens the matter as a linked case and escalates."""
+    case = ctx.case
+    rectified = given.data["rectified"]
+    ctx.record("lookback", given, deadline=given.met, fields=[("整改到位 Rectified", "是 yes" if rectified else "否 no")])
+    case.facts = {**case.facts, "lookback": "passed" if rectified else "failed"}
+    ctx.session.add(case)
+    if rectified:
+        return None
+    reopened = _receive(ctx.session, LeadRequest(
+        title=case.title, party=case.party, source="lookback", authority=case.authority_code,
+        detail=f"{case.number} 回头看发现整改不到位。\n\n{given.text}".strip(), linked_to=case.number), now=given.now)
+    case.facts = {**case.facts, "reopened_as": reopened.number}
+    ctx.notify(key="lookback", tags=ctx.recipients(("upward",)), by=given.by, now=given.now, text=given.text,
+               heading=f"回头看：整改不到位，重新立案核查 {reopened.number}",
+               heading_en=f"Look-back failed: reopened as {reopened.number}")
+    return engine_deadlines.escalate(ctx.session, case, given.met, why="lookback.failed", now=given.now)
+
+
+class Cases:
+    """Cases, complaints and their look-back reviews, for the engine."""
+
+    handlers = {"filing": _filed, "investigation": _investigated, "transfer-decision": _transfer_decided,
+                "transfer-sent": _transfer_sent, "police-decision": _police_answered,
+                "reconsideration": _reconsideration, "reconsideration-answer": _police_answered,
+                "pre-penalty": _notice_served, "party-response": _party_answered,
+                "hearing-notice": _hearing_notice_served, "decision": _decided, "payment": _paid,
+                "closure": _closed, "acceptance": _accepted, "mediation": _mediated, "lookback": _looked_back}
+
+    def load(self, session: Session, number: str) -> Case:
+        return _load(session, number)
+
+    def context(self, session: Session, subject: Case) -> CaseContext:
+        return CaseContext(session, subject)
+
+    def lifecycle(self, subject: Case, step: str | None = None) -> Lifecycle:
+        return machine.lifecycle_of(subject.kind, step)
+
+
+CASES = Cases()
+
+
+def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
+    return engine.open_step(CASES, number, name, now=now)
+
+
+def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str,
+           from_flow: bool = False) -> Answered:
+    return engine.answer(CASES, number, step=step, answer=answer, source=source, now=now, from_flow=from_flow)
 
 
 def _hearing_notice(ctx: CaseContext, hearing_at: dt.datetime | None, now: dt.datetime) -> Deadline:
@@ -498,19 +373,6 @@ def _listing_desk(case: Case) -> list[str]:
     return [f"{case.listed_by}.duty", f"{case.listed_by}.head"] if case.listed_by else []
 
 
-def consume(number: str, name: str, *, now: dt.datetime, mark: bool = True) -> list[Report]:
-    """The flow has gone past a step: mark it, and return its documents the first
-    time only (so artifacts are published once however often the flow re-runs)."""
-    with session_scope() as session:
-        row = step_rows.get_step(session, subject=number, name=name)
-        if row is None or row.consumed_at is not None:
-            return []
-        if mark:  # without: read them to publish first, so a crash in between loses none
-            row.consumed_at = now
-            session.add(row)
-        return [r for r in reports_for(session, subject=number) if r.step == name]
-
-
 # --- the case clock, extensions, measures ---------------------------------------------
 
 
@@ -519,7 +381,7 @@ def _pause_clock(ctx: CaseContext, *, by: str, reason: str, now: dt.datetime, st
         if not strict:
             return []
         raise StepConflict(f"the clock of {ctx.case.number} is already paused since {local_time(ctx.case.clock_paused_at)}")
-    paused = [engine.pause_row(ctx.session, row, by=by, reason=reason, now=now)
+    paused = [engine_deadlines.pause_row(ctx.session, row, by=by, reason=reason, now=now)
               for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "open"]
     ctx.case.clock_paused_at = now
     ctx.session.add(ctx.case)
@@ -533,7 +395,7 @@ def _resume_clock(ctx: CaseContext, *, by: str, now: dt.datetime, strict: bool =
         raise StepConflict(f"the clock of {ctx.case.number} is not paused")
     settings = get_settings()
     calendar = load_calendar(settings.calendar_override)
-    resumed = [engine.resume_row(ctx.session, row, by=by, now=now, calendar=calendar, tz=settings.timezone)
+    resumed = [engine_deadlines.resume_row(ctx.session, row, by=by, now=now, calendar=calendar, tz=settings.timezone)
                for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "paused"]
     ctx.case.clock_paused_at = None
     ctx.session.add(ctx.case)
@@ -600,7 +462,7 @@ def extend(number: str, name: str, *, by: str, reason: str, now: dt.datetime,
                 subject=number, action=f"extend deadline {name}", now=now)
         due = due_after(row.due_at, period, tz=settings.timezone, calendar=calendar, event=ctx.rules.rules.limit(
             key).name if key else name)
-        extended = engine.extend_row(session, row, due_at=due.at, by=by, reason=reason,
+        extended = engine_deadlines.extend_row(session, row, due_at=due.at, by=by, reason=reason,
                                      rule=f"{how}: {due.rule}", now=now)
         ctx.notify(key=f"extended:{name}:{len(extended.extensions)}", tags=ctx.desk(), heading="期限延长",
                    heading_en=f"Deadline {name} extended", by=by, now=now, text=f"{how}\n\n{reason}",
@@ -642,13 +504,13 @@ def _open_case(session: Session, number: str) -> CaseContext:
     case = _load(session, number)
     if case.status != "open":
         raise StepConflict(f"{case.number} is closed ({OUTCOMES.get(case.outcome, case.outcome)})")
-    return _context(session, case)
+    return CaseContext(session, case)
 
 
 def reporter_notified(number: str, *, by: str, now: dt.datetime) -> Deadline:
     with session_scope() as session:
         case = _load(session, number)
-        ctx = _context(session, case)
+        ctx = CaseContext(session, case)
         row = ctx.get("reporter-notice")
         if row is None:
             raise StepConflict(f"{number} owes no notice to a real-name reporter")
@@ -681,7 +543,7 @@ def request_assistance(number: str, *, to: str, by: str, text: str, now: dt.date
 
 def answer_assistance(number: str, n: int, *, by: str, text: str, now: dt.datetime) -> Deadline:
     with session_scope() as session:
-        ctx = _context(session, _load(session, number))
+        ctx = CaseContext(session, _load(session, number))
         row = ctx.get(f"assistance-{n}")
         if row is None:
             raise NotFound(f"{number} has no assistance request {n}")
@@ -752,7 +614,7 @@ def supervision_report(number: str, *, by: str, text: str, now: dt.datetime) -> 
 
 def lift_listing(number: str, *, by: str, reason: str, now: dt.datetime) -> Case:
     with session_scope() as session:
-        ctx = _context(session, _load(session, number))
+        ctx = CaseContext(session, _load(session, number))
         case = ctx.case
         if not case.listed_by:
             raise StepConflict(f"{number} is not listed for supervision")
@@ -778,7 +640,7 @@ def start_lookback(number: str, *, now: dt.datetime) -> Case:
     15 WD. Once per case."""
     with session_scope() as session:
         case = _load(session, number)
-        ctx = _context(session, case)
+        ctx = CaseContext(session, case)
         if ctx.get("lookback") is None:
             row = ctx.add("lookback", now)
             ctx.notify(key="lookback", tags=ctx.desk(), heading="回头看：请核查整改情况",

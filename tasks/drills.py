@@ -19,7 +19,7 @@ from typing import Any, Callable
 from sqlmodel import Session, select
 
 from kernel.errors import RegflowError, StepConflict
-from rules import lifecycle
+from rules.incidents import EMERGENCY
 from rules.drills import LoadedScenario
 from rules.incidents import validate_trigger
 from rules.reminders import rung
@@ -75,7 +75,7 @@ def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.d
             incident = get_incident(session, number=number)
             if incident.status == "closed":
                 return "closed"
-            expected = lifecycle.next_step(answers(session, subject=number))
+            expected = EMERGENCY.next_step(answers(session, subject=number))
             escalations = list(session.exec(select(Escalation).where(Escalation.subject == number,
                                                                      Escalation.status == "open")).all())
         scripted = script.get(expected.name) if expected else None
@@ -120,7 +120,7 @@ def settle(number: str, *, timeout: float = 20.0, poll: float = 0.5) -> None:
 def _by(result) -> str:
     from rules.forms import author_of
 
-    return author_of(lifecycle.step_named(result.step).form, result.answer)
+    return author_of(EMERGENCY.step(result.step).form, result.answer)
 
 
 def _hand_over(result) -> None:

@@ -1,5 +1,6 @@
-"""The Prefect tasks of the enforcement-case, complaint-handling and lookback-review
-flows: thin wrappers over `tasks.cases`, retried on transient failures only."""
+"""The enforcement-case, complaint-handling and lookback-review flows' own Prefect
+tasks: receiving a lead, starting linked runs, scheduling and starting look-back
+reviews. The tasks every flow shares are in `tasks/prefect_tasks.py`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rules.cases import validate_lead
 from storage.db import utcnow
 from storage.subjects import link_flow_run
 from tasks import cases
-from tasks.emergency import RETRY, publish_once, refused_or
+from tasks.prefect_tasks import RETRY
 
 
 @task(name="receive-lead", **RETRY)
@@ -29,28 +30,6 @@ def receive_lead(params: dict[str, Any], number: str | None) -> str:
     case = cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
     rename_run(run_id, run_name(case), subject_tags(case))
     return case.number
-
-
-@task(name="open-case-step", **RETRY)
-def open_step(number: str, step: str):
-    return cases.open_step(number, step, now=utcnow())
-
-
-@task(name="record-case-answer", **RETRY)
-def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
-    """The answer as recorded, or None when it was refused (then the step is asked again)."""
-    return refused_or(lambda: cases.answer(number, answer=answer, source="ui", step=step, from_flow=True,
-                                           now=utcnow()).answer, number, step, answer)
-
-
-@task(name="publish-case-documents", **RETRY)
-def publish_documents(number: str, step: str) -> int:
-    reports = cases.consume(number, step, now=utcnow(), mark=False)
-    for report in reports:
-        zh, en = cases.DOCUMENTS[report.kind]
-        publish_once(f"{number.lower()}-{report.kind}", report.document, f"{number} {zh} / {en}")
-    cases.consume(number, step, now=utcnow())
-    return len(reports)
 
 
 @task(name="start-linked-runs", **RETRY)

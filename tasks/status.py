@@ -26,17 +26,6 @@ from storage.subjects import Subject, subject_for
 
 log = logging.getLogger("regflow.status")
 
-# How far a case has come, by the step it awaits: the main path of each machine.
-# Side paths sit beside the main-path step they branch from.
-_CASE_PATH = ["filing", "investigation", "legal-review", "pre-penalty", "party-response", "decision", "payment",
-              "closure"]
-_CASE_SIDE = {"transfer-decision": "investigation", "transfer-sent": "investigation",
-              "police-decision": "investigation", "reconsideration": "investigation",
-              "reconsideration-answer": "investigation", "hearing-notice": "party-response",
-              "hearing": "party-response", "delivery": "decision"}
-_PATHS = {"case": _CASE_PATH, "complaint": ["acceptance", "mediation"]}
-_INCIDENT_PATH = 7  # triggered, dispatched, arrived, initial report, handling ended, final report, reviewed
-
 ACTIONS = {
     "incident.triggered": "启动预案 plan activated", "incident.dispatched": "派出现场处置组 team dispatched",
     "incident.handling_ended": "处置结束 handling ended", "incident.closed": "结案 closed",
@@ -83,24 +72,11 @@ def records(session: Session, number: str) -> dict[str, Any]:
 
 def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
     """Percent of the lifecycle done, and what it waits for now (zh / en)."""
-    if subject.status == "closed":
+    if not subject.is_open:
         return 100.0, "已结案 / closed"
     answered = {s["name"]: s["answer"] or {} for s in data["steps"] if s["status"] == "answered"}
-    if subject.number.startswith("INC-"):
-        from rules import lifecycle
-
-        done = 1 + any(e["action"] == "incident.dispatched" for e in data["timeline"])
-        done += ("arrival" in answered) + ("initial-report" in answered) + (subject.status != "active")
-        done += "final-report" in answered
-        step = lifecycle.next_step(answered)
-        return round(100 * done / _INCIDENT_PATH, 1), step.title if step else "已结案 / closed"
-    from rules import cases as machine
-
-    path = _PATHS.get(subject.kind, [subject.stage])
-    stage = _CASE_SIDE.get(subject.stage, subject.stage)
-    done = path.index(stage) if stage in path else len(path) - 1
-    title = machine.STEPS[subject.stage].title if subject.stage in machine.STEPS else subject.stage
-    return round(100 * done / len(path), 1), title
+    step = subject.lifecycle.next_step(answered)
+    return subject.lifecycle.progress(step), step.title if step else "已结案 / closed"
 
 
 def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) -> str:

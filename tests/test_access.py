@@ -14,12 +14,13 @@ from kernel.settings import PROJECT_ROOT, get_settings
 from rules.incidents import validate_trigger
 from storage.audit import AuditEvent, events_for
 from storage.db import session_scope, utcnow
+from storage.deadlines import deadlines_for
 from storage.escalations import Escalation
 from storage.notifications import Notification
 from storage.steps import Step
 from tasks import incidents
 from tasks.deadlines import climb_escalations, send_reminders
-from tests.conftest import cli, fresh, read_run, wait_for_pause, wait_until
+from tests.conftest import cli, fresh, read_run, wait_for_pause
 
 MIN = dt.timedelta(minutes=1)
 
@@ -92,7 +93,7 @@ def test_only_an_authority_told_acknowledges_and_only_a_head_extends(own_databas
     assert cli("escalation", "ack", str(esc.id), "--by", "hz-duty").code == 0
 
     with session_scope() as session:
-        arrival = [d for d in incidents.deadline_rows.deadlines_for(session, subject=number) if d.name == "arrival"][0]
+        arrival = [d for d in deadlines_for(session, subject=number) if d.name == "arrival"][0]
     refused = cli("deadline", "extend", str(arrival.id), "--period", "2h", "--reason", "r", "--approved-by", "李四")
     assert refused.code == 8 and "负责人 head" in refused.err
     assert cli("deadline", "extend", str(arrival.id), "--period", "2h", "--reason", "r",

@@ -14,7 +14,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from rules.incidents import validate_trigger

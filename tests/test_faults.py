@@ -86,7 +86,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from tasks.runs import resume_when_suspended, start_incident_run
-    from rules import lifecycle
+    from rules.incidents import EMERGENCY
     from rules.incidents import validate_trigger
     from storage.deadlines import deadlines_for
     from storage.incidents import get_incident
@@ -145,7 +145,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
                     if incident.status == "closed":
                         continue
                     open_ += 1
-                    step = lifecycle.next_step(done)
+                    step = EMERGENCY.next_step(done)
                     opened = {s.name for s in _steps(number)}
                     if step is None or step.name not in opened:
                         continue  # answer only what the run has reached: kills land mid-step

@@ -8,7 +8,6 @@ runs in milliseconds and needs nothing started.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 from kernel.settings import PROJECT_ROOT

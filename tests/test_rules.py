@@ -9,7 +9,7 @@ import pendulum
 import pytest
 
 from kernel.errors import CalendarUnavailable, InvalidInput, InvalidPlan, UnknownAuthority, UnknownPlan
-from rules import lifecycle
+from rules.incidents import EMERGENCY
 from rules.authorities import load_authorities
 from rules.calendar import WorkCalendar, load_calendar
 from rules.durations import Period, due_after
@@ -165,15 +165,15 @@ def test_trigger_validation_accepts_a_past_occurrence_and_trims():
 
 
 def test_lifecycle_order():
-    assert lifecycle.next_step({}).name == "arrival"
+    assert EMERGENCY.next_step({}).name == "arrival"
     answered = {"arrival": {}, "initial-report": {}, "progress-1": {"action": "progress"}}
-    assert lifecycle.next_step(answered).name == "progress-2"
+    assert EMERGENCY.next_step(answered).name == "progress-2"
     answered["progress-2"] = {"action": "close"}
-    assert lifecycle.next_step(answered).name == "final-report"
+    assert EMERGENCY.next_step(answered).name == "final-report"
     answered.update({"final-report": {}, "review": {}})
-    assert lifecycle.next_step(answered) is None
-    assert lifecycle.following("progress-2", {"action": "close"}).name == "final-report"
-    assert lifecycle.step_named("progress-7").answers == ("report:progress", "close")
+    assert EMERGENCY.next_step(answered) is None
+    assert EMERGENCY.following("progress-2", {"action": "close"}).name == "final-report"
+    assert EMERGENCY.step("progress-7").verbs == ("report:progress", "close")
 
 
 # --- reminders and escalation ladder (rules/reminders.py) -----------------------------

@@ -110,7 +110,7 @@ def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool, wait
     from tasks.cases import answer as record
 
     result = record(number, answer=answer, source="cli", step=step, now=utcnow())
-    hand_over(result, machine.STEPS[result.step].title, json_out=json_out, wait=wait)
+    hand_over(result, machine.step_named(result.step).title, json_out=json_out, wait=wait)
 
 
 @app.command()
@@ -139,14 +139,15 @@ def steps(json_out: bool = JSON) -> None:
 
     Example: regflow case steps
     """
-    from rules.forms import CASE_FORMS
+    from rules.forms import form_class
+    from rules.people import describe
 
     rows = []
     for step in machine.STEPS.values():
-        schema = CASE_FORMS[step.form].model_json_schema()["properties"]
+        schema = form_class(step.form).model_json_schema()["properties"]
         fields = [f"{k}={'|'.join(map(str, v['enum'])) if 'enum' in v else v.get('type', v.get('format', 'value'))}"
                   for k, v in schema.items() if k not in ("by", "text")]
-        rows.append({"step": step.name, "title": step.title, "answered_by": step.role, "fields": fields,
+        rows.append({"step": step.name, "title": step.title, "answered_by": describe((step.role,)), "fields": fields,
                      "deadline": step.deadline})
     if json_out:
         emit_json(rows)
@@ -337,7 +338,7 @@ def overview(number: str) -> dict[str, Any]:
         if case is None:
             raise NotFound(f"no case or complaint {number.strip()!r}")
         answered = answers(session, subject=case.number)
-        awaiting = machine.next_step(case.kind, answered) if case.status == "open" else None
+        awaiting = case.lifecycle.next_step(answered) if case.is_open else None
         return {
             "number": case.number, "kind": case.kind, "title": case.title, "party": case.party,
             "source": case.source, "authority": case.authority_code, "status": case.status, "stage": case.stage,

@@ -12,9 +12,8 @@ from regflow.cli.output import BY, JSON, console, emit_json, who
 from regflow.cli.records import start_run
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import get_settings
-from rules import lifecycle
 from rules.drills import DRILL_MARK
-from rules.incidents import MAX_TEXT, parse_when, validate_trigger
+from rules.incidents import EMERGENCY, MAX_TEXT, parse_when, validate_trigger
 from storage.db import session_scope, utcnow
 
 def register(root: typer.Typer) -> None:
@@ -61,7 +60,7 @@ def _answer(number: str, verb: str, answer: dict[str, Any], json_out: bool) -> N
     from tasks.incidents import answer as record
 
     result = record(number, answer=answer, source="cli", verb=verb, now=utcnow())
-    hand_over(result, lifecycle.step_named(result.step).title, json_out=json_out)
+    hand_over(result, EMERGENCY.step(result.step).title, json_out=json_out)
 
 
 @app.command()
@@ -150,7 +149,7 @@ def overview(number: str) -> dict[str, Any]:
         if incident is None:
             raise NotFound(f"no incident {number.strip()!r}")
         answered = answers(session, subject=incident.number)
-        awaiting = lifecycle.next_step(answered) if incident.status != "closed" else None
+        awaiting = EMERGENCY.next_step(answered) if incident.is_open else None
         return {
             "number": incident.number, "title": incident.title, "plan": incident.plan_key, "level": incident.level,
             "location": incident.location, "authority": incident.authority_code, "status": incident.status,

@@ -5,9 +5,6 @@ Revises: b9938abaf560
 Create Date: 2026-11-26 17:11:16.317417
 """
 from alembic import op
-import sqlalchemy as sa
-import sqlmodel
-import storage.db
 
 
 revision = '271875aeb941'

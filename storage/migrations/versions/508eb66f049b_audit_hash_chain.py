@@ -10,7 +10,6 @@ Create Date: 2026-11-26 21:24:47.391913
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import storage.db
 
 
 revision = '508eb66f049b'

@@ -1,0 +1,46 @@
+"""Walking a lifecycle inside a flow run, the same for every flow.
+
+Each human step suspends the run (no process is held) with the step's form, under a
+key deterministic per logical wait (the step's name; `<step>-again-<n>` after a
+refused answer). A resumed run starts again from the top: the steps already
+answered are read from the database and walked past.
+"""
+
+from __future__ import annotations
+
+from prefect.flow_runs import suspend_flow_run
+
+from flows.forms import run_input
+from rules.lifecycle import Lifecycle, Step
+from tasks.prefect_tasks import deliver_notifications, open_step, publish_documents, publish_status, record_answer
+
+
+def walk(number: str, lifecycle: Lifecycle, *, retag: bool = True) -> None:
+    """Every step of the lifecycle, from its first to its end, by the answers given.
+    `retag=False` in a run that is not the subject's own (a look-back review)."""
+    step: Step | None = lifecycle.first_step()
+    while step is not None:
+        answer = await_step(number, step, retag=retag)
+        deliver_notifications(number)
+        step = lifecycle.following(step.name, answer)
+    publish_status(number, retag=retag)
+
+
+def await_step(number: str, step: Step, *, retag: bool = True) -> dict:
+    """One human step: wait for its answer unless it was already given (from the CLI,
+    or before this re-run), then publish its documents. A refused answer (a rule the
+    form cannot check, or who may answer) is on record, and the step asked again."""
+    while True:
+        state = open_step(number, step.name)
+        if state.status == "answered":
+            answer = state.answer
+            break
+        publish_status(number, retag=retag)  # what it waits for, on the run's tags and artifacts
+        form = run_input(step.form)
+        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
+                                 key=state.pause_key, timeout=None)
+        answer = record_answer(number, step.name, given.model_dump(mode="json"))
+        if answer is not None:
+            break
+    publish_documents(number, step.name)
+    return answer

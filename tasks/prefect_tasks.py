@@ -1,0 +1,136 @@
+"""The Prefect tasks every lifecycle's flow calls: thin wrappers over the engine
+(`tasks.lifecycle`), the outbox and the status artifacts, retried on transient
+failures only. The flows' own first tasks (activating a plan, receiving a lead)
+are in `tasks/emergency.py` and `tasks/enforcement.py`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, PlatformUnavailable
+from storage.db import utcnow
+from tasks import cases, incidents, lifecycle, notify
+from tasks.lifecycle import Kind, StepState
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry when the database or a service was briefly away, never on bad input."""
+    try:
+        state.result()
+    except PlatformUnavailable:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+RETRY = dict(retries=3, retry_delay_seconds=[1, 5, 15], retry_condition_fn=transient, cache_policy=NO_CACHE)
+BEAT_SECONDS = 5
+
+
+def kind_of(number: str) -> Kind:
+    """Incidents are numbered INC-…; cases and complaints CASE-… and CMP-…."""
+    return incidents.INCIDENTS if number.strip().upper().startswith("INC-") else cases.CASES
+
+
+def keep_alive() -> None:
+    """Stamp `flowrun:<id>` every few seconds while this run's process lives, so the
+    watcher can tell a run whose process was killed (it stays Running for ever in
+    Prefect, with nobody left to mark it Crashed) from one that is working."""
+    import threading
+    import time
+
+    from storage.db import session_scope
+    from storage.heartbeats import beat
+
+    name = f"flowrun:{flow_run.id}"
+
+    def loop() -> None:
+        while True:
+            try:
+                with session_scope() as session:
+                    beat(session, name=name, now=utcnow())
+            except Exception:  # a missed beat is retried; the watcher allows several
+                pass
+            time.sleep(BEAT_SECONDS)
+    threading.Thread(target=loop, name="regflow-keep-alive", daemon=True).start()
+
+
+@task(name="publish-status", **RETRY)
+def publish_status(number: str, retag: bool = True) -> int:
+    """Refresh the subject's timeline, deadlines and progress artifacts on this run,
+    and keep the run's `stage:` tag on what it awaits now."""
+    from storage.db import session_scope
+    from storage.subjects import subject_for
+    from tasks import status
+    from tasks.runs import rename_run, subject_tags
+
+    run_id = uuid.UUID(flow_run.id)
+    if retag:
+        with session_scope() as session:
+            tags = subject_tags(subject_for(session, number))
+        rename_run(run_id, None, tags)
+    return status.publish(number, utcnow(), run_id=run_id)
+
+
+@task(name="deliver-notifications", **RETRY)
+def deliver_notifications(number: str) -> int:
+    """Send this subject's due messages now; the watcher retries what fails."""
+    result = notify.deliver_due(subject=number)
+    if result.retrying:
+        get_run_logger().warning("%s: %d message(s) failed and will be retried", number, result.retrying)
+    return result.sent
+
+
+@task(name="open-step", **RETRY)
+def open_step(number: str, step: str) -> StepState:
+    return lifecycle.open_step(kind_of(number), number, step, now=utcnow())
+
+
+@task(name="record-answer", **RETRY)
+def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer as recorded, or None when the person's own answer was refused (then
+    the step is asked again): a rule the form cannot check, recorded here, or who may
+    answer, recorded already."""
+    from tasks.access import refuse
+
+    try:
+        return lifecycle.answer(kind_of(number), number, step=step, answer=answer, source="ui", now=utcnow(),
+                                from_flow=True).answer
+    except Forbidden:
+        return None
+    except (InvalidInput, CalendarUnavailable) as exc:
+        by = next((str(answer[k]) for k in ("by", "author", "officer", "reviewer") if answer.get(k)), "")
+        refuse(number, step, str(exc), by=by, now=utcnow())
+        return None
+
+
+@task(name="publish-documents", **RETRY)
+def publish_documents(number: str, step: str) -> int:
+    """Publish the step's documents as artifacts, then mark the step passed: a run
+    killed in between publishes the rest when it starts again, and none twice."""
+    kind = kind_of(number)
+    reports = lifecycle.consume(kind, number, step, now=utcnow(), mark=False)
+    for passed in reports:
+        publish_once(f"{number.lower()}-{passed.step}", passed.markdown,
+                     f"{number} {passed.declared.zh} / {passed.declared.en}")
+    lifecycle.consume(kind, number, step, now=utcnow())
+    return len(reports)
+
+
+def publish_once(key: str, markdown: str, description: str) -> None:
+    """A Markdown artifact of this run, unless the run already has one by that key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        if client.read_artifacts(limit=1, artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run.id)]))):
+            return
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
