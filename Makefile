@@ -21,9 +21,12 @@ run: $(STAMP)
 run-prod: $(STAMP)
 	$(VENV)/bin/regflow up --prod
 
-# Two pytest workers, whole files each (module fixtures stay together): the
-# end-to-end tests mostly wait on flow-run processes, so two cores overlap them.
+# ruff first (lint and format, configured in pyproject.toml: seconds), then two pytest
+# workers, whole files each (module fixtures stay together): the end-to-end tests
+# mostly wait on flow-run processes, so two cores overlap them.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --durations=15
 
 clean:

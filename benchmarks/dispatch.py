@@ -94,18 +94,25 @@ class Bench:
             token = f"bench:{uuid.uuid4().hex}"
             names = [f"{kind}_bench_{uuid.uuid4().hex[:8]}" for kind in ("regflow", "prefect")]
             self.databases = names  # `regflow up --prod` creates them; stop() drops them
-            os.environ.update(REGFLOW_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}",
-                              PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/"
-                                                                  f"{names[1]}",
-                              PREFECT_SERVER_API_AUTH_STRING=token, PREFECT_API_AUTH_STRING=token)
+            os.environ.update(
+                REGFLOW_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{names[0]}",
+                PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{names[1]}",
+                PREFECT_SERVER_API_AUTH_STRING=token,
+                PREFECT_API_AUTH_STRING=token,
+            )
         self.env = dict(os.environ)
         from kernel.settings import get_settings
 
         get_settings.cache_clear()
-        self.platform = subprocess.Popen([str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port),
-                                          *(["--prod"] if prod else [])],
-                                         env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         text=True, start_new_session=True)
+        self.platform = subprocess.Popen(
+            [str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port), *(["--prod"] if prod else [])],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         for line in self.platform.stdout:
             if "regflow is running" in line:
                 break
@@ -119,8 +126,9 @@ class Bench:
 
     def arrival(self, number: str, timeout: float) -> float | None:
         """When the dispatch order about `number` reached the HTTP receiver (epoch s)."""
-        found = self.inbox.wait_for(lambda m: m.channel == "http" and "出动指令" in m.title and number in m.title,
-                                    timeout=timeout)
+        found = self.inbox.wait_for(
+            lambda m: m.channel == "http" and "出动指令" in m.title and number in m.title, timeout=timeout
+        )
         return dt.datetime.fromisoformat(found[0].at).timestamp() if found else None
 
     def dispatch_counts(self, numbers: list[str]) -> dict[str, int]:
@@ -138,14 +146,24 @@ class Bench:
     def trigger(self, i: int) -> tuple[str, float, object]:
         """Exactly what `regflow incident trigger` does after parsing its options."""
         from kernel.errors import PlatformUnavailable
-        from tasks.runs import start_incident_run
         from rules.incidents import validate_trigger
         from storage.db import utcnow
         from tasks.incidents import trigger_and_send
+        from tasks.runs import start_incident_run
 
         began = time.time()
-        request = validate_trigger(dict(plan="product-quality", level="IV", title=f"压测 {i}", location="压测地点",
-                                        authority="330106", occurred_at=None, reporter=None), now=utcnow())
+        request = validate_trigger(
+            dict(
+                plan="product-quality",
+                level="IV",
+                title=f"压测 {i}",
+                location="压测地点",
+                authority="330106",
+                occurred_at=None,
+                reporter=None,
+            ),
+            now=utcnow(),
+        )
         incident = trigger_and_send(request, now=utcnow())
         try:
             return incident.number, began, start_incident_run(incident)
@@ -176,9 +194,10 @@ class Bench:
         counts: dict[str, int] = {}
         with get_client(sync_client=True) as client:
             for start in range(0, len(run_ids), 200):
-                chunk = run_ids[start:start + 200]
-                for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
-                                                 limit=len(chunk)):
+                chunk = run_ids[start : start + 200]
+                for run in client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+                ):
                     counts[run.state.type.value] = counts.get(run.state.type.value, 0) + 1
         return counts
 
@@ -193,9 +212,28 @@ class Bench:
     def cli_trigger(self, i: int) -> float | None:
         """The whole CLI: a new interpreter, options parsed, then the same path."""
         began = time.time()
-        out = subprocess.run([str(BIN / "regflow"), "incident", "trigger", "--plan", "product-quality", "--level",
-                              "IV", "--title", f"CLI {i}", "--location", "x", "--authority", "330106", "--json"],
-                             env=self.env, cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                str(BIN / "regflow"),
+                "incident",
+                "trigger",
+                "--plan",
+                "product-quality",
+                "--level",
+                "IV",
+                "--title",
+                f"CLI {i}",
+                "--location",
+                "x",
+                "--authority",
+                "330106",
+                "--json",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         import json
 
         if out.returncode:
@@ -211,9 +249,14 @@ class Bench:
     def start_baseline(self) -> None:
         from prefect.client.orchestration import get_client
 
-        self.baseline = subprocess.Popen([sys.executable, "-m", "benchmarks.baseline"], env=self.env, cwd=ROOT,
-                                         stdout=open(self.home / "logs" / "baseline.log", "w"),
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.baseline = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.baseline"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=open(self.home / "logs" / "baseline.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         from benchmarks.baseline import DEPLOYMENT
 
         with get_client(sync_client=True) as client:
@@ -232,8 +275,11 @@ class Bench:
 
         began = time.time()
         try:
-            run = run_deployment(DEPLOYMENT, parameters={"number": number, "url": f"http://127.0.0.1:{self.http.port}"
-                                                         f"/330106/onsite", "wait": wait}, timeout=0)
+            run = run_deployment(
+                DEPLOYMENT,
+                parameters={"number": number, "url": f"http://127.0.0.1:{self.http.port}/330106/onsite", "wait": wait},
+                timeout=0,
+            )
         except Exception as exc:  # plain Prefect: a run the server refused is an incident lost
             print(f"  baseline {number}: {type(exc).__name__}", flush=True)
             return number, began, None
@@ -277,11 +323,10 @@ def single(bench: Bench, n: int) -> dict[str, list[float]]:
 
 def burst(bench: Bench, n: int, window: float, timeout: float) -> dict[str, dict]:
     results = {}
-    for label, fire in (("regflow", bench.trigger),
-                        ("baseline", lambda i: bench.baseline_trigger(f"BASE-B{i:04d}"))):
+    for label, fire in (("regflow", bench.trigger), ("baseline", lambda i: bench.baseline_trigger(f"BASE-B{i:04d}"))):
         start = time.time() + 1
 
-        def officer(i: int, fire=fire):
+        def officer(i: int, fire=fire, start=start):
             time.sleep(max(0.0, start + i * window / n - time.time()))
             number, began, run = fire(i)
             return number, began, run, time.time() - began
@@ -309,11 +354,18 @@ def burst(bench: Bench, n: int, window: float, timeout: float) -> dict[str, dict
         else:
             bench.wait_state([f[2] for f in fired if f[2]], "COMPLETED", timeout)
             children = None
-        results[label] = {"window": last - first, "calls": calls, "latencies": [a[0] for a in arrivals.values()],
-                          "all_by": max((a[1] for a in arrivals.values()), default=float("nan")),
-                          "delivered": len(arrivals), "twice": sum(1 for c in counts.values() if c > 1),
-                          "lost": sum(1 for c in counts.values() if c == 0), "first_wait_by": waited,
-                          "processes_after": children, "deferred": bench.deferred if label == "regflow" else 0}
+        results[label] = {
+            "window": last - first,
+            "calls": calls,
+            "latencies": [a[0] for a in arrivals.values()],
+            "all_by": max((a[1] for a in arrivals.values()), default=float("nan")),
+            "delivered": len(arrivals),
+            "twice": sum(1 for c in counts.values() if c > 1),
+            "lost": sum(1 for c in counts.values() if c == 0),
+            "first_wait_by": waited,
+            "processes_after": children,
+            "deferred": bench.deferred if label == "regflow" else 0,
+        }
     return results
 
 
@@ -334,11 +386,11 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     from prefect.client.orchestration import get_client
     from prefect.states import Suspended
 
-    from tasks.runs import incident_params, run_key, run_name, subject_tags
     from rules.incidents import validate_trigger
     from storage.db import utcnow
     from storage.subjects import link_flow_run
     from tasks.incidents import open_step, trigger
+    from tasks.runs import incident_params, run_key, run_name, subject_tags
 
     time.sleep(10)  # let the platform settle after the burst
     pids = tree_pids(bench.platform.pid)
@@ -354,12 +406,29 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
         if not hasattr(local, "client"):
             local.client = get_client(sync_client=True).__enter__()
         client = local.client
-        request = validate_trigger(dict(plan="product-quality", level="IV", title=f"等待 {i}", location="x",
-                                        authority="330106", occurred_at=None, reporter=None), now=utcnow())
+        request = validate_trigger(
+            dict(
+                plan="product-quality",
+                level="IV",
+                title=f"等待 {i}",
+                location="x",
+                authority="330106",
+                occurred_at=None,
+                reporter=None,
+            ),
+            now=utcnow(),
+        )
         incident = trigger(request, now=utcnow())
-        run = retry(lambda: client.create_flow_run_from_deployment(
-            deployment.id, parameters=incident_params(incident), name=run_name(incident), tags=subject_tags(incident), idempotency_key=run_key(incident),
-            state=Suspended(pause_key="arrival")))
+        run = retry(
+            lambda: client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters=incident_params(incident),
+                name=run_name(incident),
+                tags=subject_tags(incident),
+                idempotency_key=run_key(incident),
+                state=Suspended(pause_key="arrival"),
+            )
+        )
         link_flow_run(incident.number, run.id)
         open_step(incident.number, "arrival", now=utcnow())
         if i and i % 1000 == 0:
@@ -369,8 +438,13 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
         list(pool.map(seed, range(n)))
     time.sleep(30)  # several watcher cycles over them all
     pids = tree_pids(bench.platform.pid)
-    ours = {"incidents": n, "rss_before": before_rss, "rss_after": rss_mb(pids),
-            "processes_before": before_procs, "processes_after": len(pids)}
+    ours = {
+        "incidents": n,
+        "rss_before": before_rss,
+        "rss_after": rss_mb(pids),
+        "processes_before": before_procs,
+        "processes_after": len(pids),
+    }
     # The baseline: the plain way to wait (pause_flow_run) keeps each run's process.
     served = tree_pids(bench.baseline.pid)
     base_before, base_procs = rss_mb(served), len(served)
@@ -379,9 +453,15 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     time.sleep(5)
     served = tree_pids(bench.baseline.pid)
     per_run = (rss_mb(served) - base_before) / baseline_n
-    base = {"incidents": baseline_n, "rss_before": base_before, "rss_after": rss_mb(served),
-            "processes_before": base_procs, "processes_after": len(served), "per_run_mb": per_run,
-            "scaled_mb": per_run * n}
+    base = {
+        "incidents": baseline_n,
+        "rss_before": base_before,
+        "rss_after": rss_mb(served),
+        "processes_before": base_procs,
+        "processes_after": len(served),
+        "per_run_mb": per_run,
+        "scaled_mb": per_run * n,
+    }
     return {"regflow": ours, "baseline": base}
 
 
@@ -392,13 +472,19 @@ def plot(path: Path, single_r: dict, burst_r: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, title, data in ((axes[0], "single trigger, idle platform", single_r),
-                            (axes[1], "burst: each incident's dispatch", {k: v["latencies"] for k, v in burst_r.items()})):
+    for ax, title, data in (
+        (axes[0], "single trigger, idle platform", single_r),
+        (axes[1], "burst: each incident's dispatch", {k: v["latencies"] for k, v in burst_r.items()}),
+    ):
         for label, values in data.items():
             xs = sorted(v for v in values if v != float("inf"))
             if xs:
-                ax.step(xs, [(i + 1) / len(values) for i in range(len(xs))], where="post",
-                        label=f"{label} (p50 {pct(xs, 50):.2f}s)")
+                ax.step(
+                    xs,
+                    [(i + 1) / len(values) for i in range(len(xs))],
+                    where="post",
+                    label=f"{label} (p50 {pct(xs, 50):.2f}s)",
+                )
         ax.set_xscale("log")
         ax.set_xlabel("trigger → dispatch order delivered (s, log)")
         ax.set_ylabel("share of incidents")
@@ -421,18 +507,26 @@ def main() -> None:
     parser.add_argument("--cli", type=int, default=5, help="triggers through the CLI's own process")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--port", type=int, default=4390)
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png", help="PNG to write ('': none)")
+    parser.add_argument(
+        "--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png", help="PNG to write ('': none)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="regflow-bench-") as tmp:
         bench = Bench(Path(tmp), args.port, prod=args.prod)
         try:
             bench.start_baseline()
-            mode = ("production (PostgreSQL, API auth); Prefect server, 2 workers (limit 2 each) and 2 watchers"
-                    " from `regflow up --prod`" if args.prod else
-                    "embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`")
-            print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**30}"
-                  f" GB; {mode}; baseline served with defaults on the same server", flush=True)
+            mode = (
+                "production (PostgreSQL, API auth); Prefect server, 2 workers (limit 2 each) and 2 watchers"
+                " from `regflow up --prod`"
+                if args.prod
+                else "embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`"
+            )
+            print(
+                f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**30}"
+                f" GB; {mode}; baseline served with defaults on the same server",
+                flush=True,
+            )
             # Each part is printed as soon as it is measured: a long run keeps what it got.
             # A part given 0 is skipped (e.g. `--single 0 --burst 0 --cli 0` measures waiting only).
             if args.single:
@@ -470,43 +564,65 @@ def report_single(args, s, cli) -> None:
 
 def report_burst(args, b) -> None:
     ours, base = b["regflow"], b["baseline"]
-    print(f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline),"
-          f" one officer (thread) each")
+    print(
+        f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline),"
+        f" one officer (thread) each"
+    )
     row("  trigger call returned after, p50", pct(ours["calls"], 50), pct(base["calls"], 50))
     row("  trigger call returned after, p95", pct(ours["calls"], 95), pct(base["calls"], 95))
     row("  all dispatch orders delivered, after first", ours["all_by"], base["all_by"])
     row("  per-incident latency p50", pct(ours["latencies"], 50), pct(base["latencies"], 50))
     row("  per-incident latency p95", pct(ours["latencies"], 95), pct(base["latencies"], 95))
-    print(f"{'  delivered / lost / twice':<44} {ours['delivered']:>4}/{ours['lost']}/{ours['twice']:<3}"
-          f" {base['delivered']:>6}/{base['lost']}/{base['twice']}", flush=True)
+    print(
+        f"{'  delivered / lost / twice':<44} {ours['delivered']:>4}/{ours['lost']}/{ours['twice']:<3}"
+        f" {base['delivered']:>6}/{base['lost']}/{base['twice']}",
+        flush=True,
+    )
     if ours["deferred"]:
-        print(f"  runs Prefect refused at the trigger (HTTP 503 from its SQLite), started by the watcher: "
-              f"{ours['deferred']}", flush=True)
+        print(
+            f"  runs Prefect refused at the trigger (HTTP 503 from its SQLite), started by the watcher: "
+            f"{ours['deferred']}",
+            flush=True,
+        )
     if ours["first_wait_by"] is not None:
-        print(f"{'  every regflow run at its first human wait':<44} {ours['first_wait_by']:>10.1f} s after the first"
-              f" trigger; platform processes afterwards: {ours['processes_after']}", flush=True)
+        print(
+            f"{'  every regflow run at its first human wait':<44} {ours['first_wait_by']:>10.1f} s after the first"
+            f" trigger; platform processes afterwards: {ours['processes_after']}",
+            flush=True,
+        )
     if ours.get("run_cpu"):
-        print(f"{'  CPU of a flow run (launcher log), p50 / p95':<44} {pct(ours['run_cpu'], 50):>10.2f}"
-              f" {pct(ours['run_cpu'], 95):>10.2f} s  ({len(ours['run_cpu'])} runs and resumes)", flush=True)
+        print(
+            f"{'  CPU of a flow run (launcher log), p50 / p95':<44} {pct(ours['run_cpu'], 50):>10.2f}"
+            f" {pct(ours['run_cpu'], 95):>10.2f} s  ({len(ours['run_cpu'])} runs and resumes)",
+            flush=True,
+        )
 
 
 def run_cpu(logs: Path) -> list[float]:
     """CPU each flow-run process used, as the workers' launchers log it."""
     pattern = re.compile(r"^launcher: flow run \S+ \(pid \d+\) exited -?\d+ after ([\d.]+) s of CPU", re.M)
-    return [float(x) for log in sorted(logs.glob("worker*.log")) for x in pattern.findall(log.read_text(errors="replace"))]
-
+    return [
+        float(x) for log in sorted(logs.glob("worker*.log")) for x in pattern.findall(log.read_text(errors="replace"))
+    ]
 
 
 def report_waiting(w) -> None:
     if w:
         o, bl = w["regflow"], w["baseline"]
         print(f"waiting on a human step: {o['incidents']} regflow incidents, {bl['incidents']} baseline runs")
-        print(f"{'  processes added':<44} {o['processes_after'] - o['processes_before']:>10d}"
-              f" {bl['processes_after'] - bl['processes_before']:>10d}")
-        print(f"{'  resident memory added (MB)':<44} {o['rss_after'] - o['rss_before']:>10.0f}"
-              f" {bl['rss_after'] - bl['rss_before']:>10.0f}")
-        print(f"{'  baseline scaled to ' + str(o['incidents']) + ' (MB, extrapolated)':<44} {'':>10}"
-              f" {bl['scaled_mb']:>10.0f}", flush=True)
+        print(
+            f"{'  processes added':<44} {o['processes_after'] - o['processes_before']:>10d}"
+            f" {bl['processes_after'] - bl['processes_before']:>10d}"
+        )
+        print(
+            f"{'  resident memory added (MB)':<44} {o['rss_after'] - o['rss_before']:>10.0f}"
+            f" {bl['rss_after'] - bl['rss_before']:>10.0f}"
+        )
+        print(
+            f"{'  baseline scaled to ' + str(o['incidents']) + ' (MB, extrapolated)':<44} {'':>10}"
+            f" {bl['scaled_mb']:>10.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def rss_mb() -> float:
 
 
 def setup(workdir: Path, http_port: int, smtp_port: int) -> None:
-    os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
-                      REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))
+    os.environ.update(
+        REGFLOW_HOME=str(workdir),
+        REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
+        REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"),
+    )
     from kernel.settings import get_settings
 
     get_settings.cache_clear()
@@ -45,40 +48,64 @@ def setup(workdir: Path, http_port: int, smtp_port: int) -> None:
     prepare_database()
 
 
-POLICY_LATER = {"reminders": {"fractions": [0.5, 0.8], "overdue_every_s": 1800},
-                "escalation": {"ack_timeout_s": 1800, "repeat": 1, "ladder": ["330100", "330000", "100000"]}}
-POLICY_AT_DUE = {"reminders": {"fractions": [], "overdue_every_s": 3600},
-                 "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]}}
+POLICY_LATER = {
+    "reminders": {"fractions": [0.5, 0.8], "overdue_every_s": 1800},
+    "escalation": {"ack_timeout_s": 1800, "repeat": 1, "ladder": ["330100", "330000", "100000"]},
+}
+POLICY_AT_DUE = {
+    "reminders": {"fractions": [], "overdue_every_s": 3600},
+    "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]},
+}
 
 
 def seed(pending: int, incidents: int = 100) -> list[int]:
     """`incidents` incidents and `pending` deadlines spread over the next 1-6 hours."""
     import sqlalchemy as sa
 
+    from regflow.cli.output import progress
     from rules.incidents import validate_trigger
     from storage.db import session_scope, utcnow
     from storage.deadlines import Deadline
     from tasks.incidents import trigger
 
-    from regflow.cli.output import progress
-
     now = utcnow()
     with progress("triggering incidents", incidents) as advance:
         ids = []
         for i in range(incidents):
-            ids.append(trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"bench {i}",
-                                                     location="x", authority="330106"), now=now), now=now).number)
+            ids.append(
+                trigger(
+                    validate_trigger(
+                        dict(plan="product-quality", level="IV", title=f"bench {i}", location="x", authority="330106"),
+                        now=now,
+                    ),
+                    now=now,
+                ).number
+            )
             advance(1)
     rows = []
     for k in range(pending):
         due = now + dt.timedelta(seconds=3600 + (k * 5 * 3600) // max(pending, 1))
-        rows.append(dict(subject=ids[k % incidents], authority="330106", name=f"p{k}", due_at=due, rule="bench", status="open",
-                         created_at=now, starts_at=now, next_at=now + (due - now) / 2, reminders_sent=0,
-                         policy=POLICY_LATER, paused_seconds=0, extensions=[]))
+        rows.append(
+            dict(
+                subject=ids[k % incidents],
+                authority="330106",
+                name=f"p{k}",
+                due_at=due,
+                rule="bench",
+                status="open",
+                created_at=now,
+                starts_at=now,
+                next_at=now + (due - now) / 2,
+                reminders_sent=0,
+                policy=POLICY_LATER,
+                paused_seconds=0,
+                extensions=[],
+            )
+        )
     with session_scope() as session, progress("seeding deadlines", len(rows)) as advance:
         for start in range(0, len(rows), 5000):
-            session.execute(sa.insert(Deadline), rows[start:start + 5000])
-            advance(len(rows[start:start + 5000]))
+            session.execute(sa.insert(Deadline), rows[start : start + 5000])
+            advance(len(rows[start : start + 5000]))
     return ids
 
 
@@ -93,8 +120,16 @@ def stream(incident_ids: list[str], count: int, window: float, lead: float = 3.0
         for i in range(count):
             name = f"s{tag}{i}"
             at = now + dt.timedelta(seconds=lead + window * i / count)
-            add_deadline(session, subject=incident_ids[i % len(incident_ids)], name=name, due_at=at, rule="bench",
-                         now=now, policy=POLICY_AT_DUE, authority="330106")
+            add_deadline(
+                session,
+                subject=incident_ids[i % len(incident_ids)],
+                name=name,
+                due_at=at,
+                rule="bench",
+                now=now,
+                policy=POLICY_AT_DUE,
+                authority="330106",
+            )
             due[name] = at
     return due
 
@@ -154,10 +189,18 @@ def measure(label: str, managers, incident_ids, inbox, *, count: int, window: fl
     cpu0, wall0 = time.process_time(), time.monotonic()
     cycles = run(managers, idle)
     cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
-    return {"label": label, "delivered": len(late), "expected": count, "p50": pct(late, 50), "p99": pct(late, 99),
-            "max": max(late) if late else float("nan"), "idle_cpu_pct": cpu,
-            "idle_cycle_ms": statistics.median(cycles) * 1000, "rss_mb": rss_mb(),
-            "messages": len(inbox.messages) - before}
+    return {
+        "label": label,
+        "delivered": len(late),
+        "expected": count,
+        "p50": pct(late, 50),
+        "p99": pct(late, 99),
+        "max": max(late) if late else float("nan"),
+        "idle_cpu_pct": cpu,
+        "idle_cycle_ms": statistics.median(cycles) * 1000,
+        "rss_mb": rss_mb(),
+        "messages": len(inbox.messages) - before,
+    }
 
 
 def main() -> None:
@@ -174,14 +217,24 @@ def main() -> None:
     receiver, mail = HttpReceiver(inbox).start(), SmtpReceiver(inbox).start()
     from regflow import watcher as w
 
-    ours = [w.Manager("send-reminders", w.send_reminders), w.Manager("climb-escalations", w.climb_escalations),
-            w.Manager("send-notifications", w.send_notifications)]
-    naive = [w.Manager("naive-reminders", naive_reminders), w.Manager("climb-escalations", w.climb_escalations),
-             w.Manager("send-notifications", w.send_notifications)]
-    print(f"machine: {os.cpu_count()} cores; SQLite; stream of {args.stream} deadlines due over {args.window:.0f}s; "
-          f"idle measured over {args.idle:.0f}s; watcher cycle every 1 s")
-    header = f"{'pending':>8} {'variant':<9} {'delivered':>9} {'p50 s':>7} {'p99 s':>7} {'max s':>7} " \
-             f"{'idle CPU %':>10} {'idle cycle ms':>13} {'RSS MB':>7}"
+    ours = [
+        w.Manager("send-reminders", w.send_reminders),
+        w.Manager("climb-escalations", w.climb_escalations),
+        w.Manager("send-notifications", w.send_notifications),
+    ]
+    naive = [
+        w.Manager("naive-reminders", naive_reminders),
+        w.Manager("climb-escalations", w.climb_escalations),
+        w.Manager("send-notifications", w.send_notifications),
+    ]
+    print(
+        f"machine: {os.cpu_count()} cores; SQLite; stream of {args.stream} deadlines due over {args.window:.0f}s; "
+        f"idle measured over {args.idle:.0f}s; watcher cycle every 1 s"
+    )
+    header = (
+        f"{'pending':>8} {'variant':<9} {'delivered':>9} {'p50 s':>7} {'p99 s':>7} {'max s':>7} "
+        f"{'idle CPU %':>10} {'idle cycle ms':>13} {'RSS MB':>7}"
+    )
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -193,12 +246,16 @@ def main() -> None:
             for label, managers in (("watcher", ours), ("naive", naive)):
                 r = measure(label, managers, ids, inbox, count=args.stream, window=args.window, idle=args.idle)
                 results.append((size, r))
-                print(f"{size:>8} {label:<9} {r['delivered']:>5}/{r['expected']:<3} {r['p50']:>7.2f} {r['p99']:>7.2f} "
-                      f"{r['max']:>7.2f} {r['idle_cpu_pct']:>10.2f} {r['idle_cycle_ms']:>13.1f} {r['rss_mb']:>7.0f}")
+                print(
+                    f"{size:>8} {label:<9} {r['delivered']:>5}/{r['expected']:<3} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                    f"{r['max']:>7.2f} {r['idle_cpu_pct']:>10.2f} {r['idle_cycle_ms']:>13.1f} {r['rss_mb']:>7.0f}"
+                )
             ours_r, naive_r = results[-2][1], results[-1][1]
-            print(f"{size:>8} ratio naive/watcher: p99 lateness x{naive_r['p99'] / max(ours_r['p99'], 1e-9):.1f}, "
-                  f"idle CPU x{naive_r['idle_cpu_pct'] / max(ours_r['idle_cpu_pct'], 1e-9):.1f}, "
-                  f"idle cycle x{naive_r['idle_cycle_ms'] / max(ours_r['idle_cycle_ms'], 1e-9):.1f}")
+            print(
+                f"{size:>8} ratio naive/watcher: p99 lateness x{naive_r['p99'] / max(ours_r['p99'], 1e-9):.1f}, "
+                f"idle CPU x{naive_r['idle_cpu_pct'] / max(ours_r['idle_cpu_pct'], 1e-9):.1f}, "
+                f"idle cycle x{naive_r['idle_cycle_ms'] / max(ours_r['idle_cycle_ms'], 1e-9):.1f}"
+            )
     receiver.stop()
     mail.stop()
 

@@ -15,7 +15,7 @@ import datetime as dt
 
 from prefect import flow
 
-from flows.params import AUTHORITY_HELP, Param, AuthorityCode, PlanKey
+from flows.params import AUTHORITY_HELP, AuthorityCode, Param, PlanKey
 from flows.steps import walk
 from rules.incidents import EMERGENCY
 from rules.plans import Level
@@ -30,16 +30,28 @@ def emergency_response(
     title: str = Param(title="事件名称 Title", description="简要描述事件 / short title", max_length=200),
     location: str = Param(title="地点 Location", description="事发地点 / where it happened", max_length=200),
     authority: AuthorityCode = Param(title="承办单位 Authority", description=AUTHORITY_HELP),
-    occurred_at: dt.datetime | None = Param(default=None, title="发生时间 Occurred at",
-                                            description="留空为当前时间 / empty means now"),
-    reporter: str | None = Param(default=None, title="报告人 Reporter", max_length=100,
-                                 description="接报人或报告人姓名 / who reported it"),
-    incident_number: str | None = Param(default=None, title="事件编号 Incident number",
-                                        description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty"),
+    occurred_at: dt.datetime | None = Param(
+        default=None, title="发生时间 Occurred at", description="留空为当前时间 / empty means now"
+    ),
+    reporter: str | None = Param(
+        default=None, title="报告人 Reporter", max_length=100, description="接报人或报告人姓名 / who reported it"
+    ),
+    incident_number: str | None = Param(
+        default=None,
+        title="事件编号 Incident number",
+        description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty",
+    ),
 ) -> str:
     keep_alive()
-    params = dict(plan=plan, level=level, title=title, location=location, authority=authority,
-                  occurred_at=occurred_at, reporter=reporter)
+    params = dict(
+        plan=plan,
+        level=level,
+        title=title,
+        location=location,
+        authority=authority,
+        occurred_at=occurred_at,
+        reporter=reporter,
+    )
     number = activate_plan(params, incident_number)
     deliver_notifications(number)
     dispatch_team(number)

@@ -37,8 +37,9 @@ def await_step(number: str, step: Step, *, retag: bool = True) -> dict:
             break
         publish_status(number, retag=retag)  # what it waits for, on the run's tags and artifacts
         form = run_input(step.form)
-        given = suspend_flow_run(wait_for_input=form.with_initial_data(description=state.prompt),
-                                 key=state.pause_key, timeout=None)
+        given = suspend_flow_run(
+            wait_for_input=form.with_initial_data(description=state.prompt), key=state.pause_key, timeout=None
+        )
         answer = record_answer(number, step.name, given.model_dump(mode="json"))
         if answer is not None:
             break

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from kernel.errors import PlatformUnavailable
-from regflow.prewarmed import flow_run_command
 from kernel.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
+from regflow.prewarmed import flow_run_command
 
 BIN = Path(sys.executable).parent
 ROLES = ("duty", "head", "onsite", "food")
@@ -31,9 +31,13 @@ POOL = "regflow"
 def platform_env(home: Path, api_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        REGFLOW_HOME=str(home), REGFLOW_PROJECT_DIR=str(PROJECT_ROOT), PREFECT_API_URL=api_url,
-        PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_CLI_PROMPT="false", PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        REGFLOW_HOME=str(home),
+        REGFLOW_PROJECT_DIR=str(PROJECT_ROOT),
+        PREFECT_API_URL=api_url,
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLI_PROMPT="false",
+        PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
         # A resumed run is Scheduled until a worker polls; Prefect's default 10 s poll
         # would add ~5 s to every human step.
         PREFECT_WORKER_QUERY_SECONDS=env.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
@@ -58,15 +62,29 @@ def deploy_all(env: dict[str, str], log: Path | None) -> None:
     apply every deployment of prefect.yaml. Output to `log`, else to this terminal."""
     import tempfile
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as template, \
-            (log.open("a") if log else contextlib.nullcontext(None)) as out:
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as template,
+        log.open("a") if log else contextlib.nullcontext(None) as out,
+    ):
         json.dump(pool_template(), template)
         template.flush()
-        for cmd in ([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite",
-                     "--base-job-template", template.name],
-                    [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"]):
-            subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None,
-                           check=True)
+        for cmd in (
+            [
+                str(BIN / "prefect"),
+                "work-pool",
+                "create",
+                POOL,
+                "--type",
+                "process",
+                "--overwrite",
+                "--base-job-template",
+                template.name,
+            ],
+            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        ):
+            subprocess.run(
+                cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None, check=True
+            )
 
 
 def pool_template() -> dict:
@@ -94,8 +112,15 @@ def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:
 def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("a")
-    return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+    )
 
 
 def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
@@ -109,8 +134,11 @@ def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
             tag = f"{authority.code}.{role}"
             lines += [f"  - json://127.0.0.1:{http_port}/{authority.code}/{role}:", f"    - tag: {tag}"]
             if role in ("onsite", "food"):
-                lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost"
-                          f"&to={role}@{authority.code}.demo&mode=insecure:", f"    - tag: {tag}"]
+                lines += [
+                    f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost"
+                    f"&to={role}@{authority.code}.demo&mode=insecure:",
+                    f"    - tag: {tag}",
+                ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -188,8 +216,13 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
     env = platform_env(home, api_url)
     if prod:
         env = production_env(env, home)
-    shared = ("PREFECT_API_URL", "PREFECT_HOME", "REGFLOW_PROJECT_DIR", "REGFLOW_DATABASE_URL",
-              "PREFECT_API_AUTH_STRING")
+    shared = (
+        "PREFECT_API_URL",
+        "PREFECT_HOME",
+        "REGFLOW_PROJECT_DIR",
+        "REGFLOW_DATABASE_URL",
+        "PREFECT_API_AUTH_STRING",
+    )
     os.environ.update({k: env[k] for k in shared if k in env})
     get_settings.cache_clear()
     children: list[subprocess.Popen] = []
@@ -201,8 +234,14 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
             logs.mkdir(parents=True, exist_ok=True)
             for step in (["db", "upgrade"], ["authorities", "load"]):
                 with (logs / "migrate.log").open("a") as out:
-                    subprocess.run([str(BIN / "regflow"), *step], env=env, cwd=PROJECT_ROOT, stdout=out,
-                                   stderr=subprocess.STDOUT, check=True)
+                    subprocess.run(
+                        [str(BIN / "regflow"), *step],
+                        env=env,
+                        cwd=PROJECT_ROOT,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        check=True,
+                    )
         else:
             print("regflow: preparing the database ...", flush=True)
             prepare_database()
@@ -212,8 +251,13 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
         if demo_channels or not prod:  # production with its own channels needs no demo inbox
             children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
         print(f"regflow: starting Prefect server on {api_url} (logs in {logs}) ...", flush=True)
-        children.append(_spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port)], env, logs / "server.log"))
+        children.append(
+            _spawn(
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env,
+                logs / "server.log",
+            )
+        )
         wait_for_api(api_url)
         print("regflow: deploying flows ...", flush=True)
         deploy_all(env, logs / "deploy.log")
@@ -254,9 +298,23 @@ def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen
     print("regflow: starting the demo drill ...", flush=True)
     with session_scope() as session:
         before = {d.number for d in list_drills(session)}
-    drill = _spawn([str(BIN / "regflow"), "drill", "product-quality", "--level", "II", "--speed", "60",
-                    "--scenario", str(PROJECT_ROOT / "data" / "drills" / "demo.yaml"), "--max-minutes", "240"],
-                   env, logs / "drill.log")
+    drill = _spawn(
+        [
+            str(BIN / "regflow"),
+            "drill",
+            "product-quality",
+            "--level",
+            "II",
+            "--speed",
+            "60",
+            "--scenario",
+            str(PROJECT_ROOT / "data" / "drills" / "demo.yaml"),
+            "--max-minutes",
+            "240",
+        ],
+        env,
+        logs / "drill.log",
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and drill.poll() is None:
         with session_scope() as session:
@@ -267,31 +325,47 @@ def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen
     raise PlatformUnavailable(f"the demo drill did not start; see {logs / 'drill.log'}")
 
 
-def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None,
-             inbox: bool = True) -> None:
+def _welcome(
+    api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None, inbox: bool = True
+) -> None:
     from sqlalchemy.engine import make_url
 
     ui = api_url.removesuffix("/api")
-    print(f"""
+    print(
+        f"""
 ==============================================================================
- regflow is running{' in production mode' if prod else ''}.
-   Prefect UI ............ {ui}""" + (f"""
-   Demo messages ......... {home / 'inbox' / 'messages.log'}""" if inbox else "") + f"""
-   Logs .................. {home / 'logs'}
-""", flush=True)
+ regflow is running{" in production mode" if prod else ""}.
+   Prefect UI ............ {ui}"""
+        + (
+            f"""
+   Demo messages ......... {home / "inbox" / "messages.log"}"""
+            if inbox
+            else ""
+        )
+        + f"""
+   Logs .................. {home / "logs"}
+""",
+        flush=True,
+    )
     if prod:
-        where = "$PREFECT_API_AUTH_STRING" if os.environ.get("PREFECT_SERVER_API_AUTH_STRING") else home / "prefect-auth"
-        print(f"""   regflow database ...... {make_url(prod['REGFLOW_DATABASE_URL']).render_as_string(hide_password=True)}
-   Prefect database ...... {make_url(prod['PREFECT_API_DATABASE_CONNECTION_URL']).render_as_string(hide_password=True)}
+        where = (
+            "$PREFECT_API_AUTH_STRING" if os.environ.get("PREFECT_SERVER_API_AUTH_STRING") else home / "prefect-auth"
+        )
+        print(
+            f"""   regflow database ...... {make_url(prod["REGFLOW_DATABASE_URL"]).render_as_string(hide_password=True)}
+   Prefect database ...... {make_url(prod["PREFECT_API_DATABASE_CONNECTION_URL"]).render_as_string(hide_password=True)}
    Workers, watchers ..... 2 and 2 (logs worker-N.log, watcher-N.log)
    API login ............. the UI asks for the auth string in {where};
                            CLI users export PREFECT_API_AUTH_STRING with it.
    Who may act ........... {get_settings().people_file} — CLI users export
                            REGFLOW_IDENTITY=login (they act as their OS login).
-""", flush=True)
+""",
+            flush=True,
+        )
     if number:
-        print(f"""   Demo drill ............ {number} (【演练 DRILL】, product-quality level II, ×60)
-   Drill log ............. {home / 'logs' / 'drill.log'}
+        print(
+            f"""   Demo drill ............ {number} (【演练 DRILL】, product-quality level II, ×60)
+   Drill log ............. {home / "logs" / "drill.log"}
 
  The demo drill plays an emergency at 60 times real speed: simulated responders
  arrive, report (the initial report 15 minutes late, so watch the reminders and
@@ -303,5 +377,10 @@ def _welcome(api_url: str, home: Path, number: str | None, prod: dict[str, str] 
  may review (data/people.yaml says who may do what): sign with another name and the
  refusal goes on record and the form is asked again. Meanwhile:
    regflow incident show {number}     regflow board     regflow drills
-""", flush=True)
-    print(" Ctrl-C stops everything.\n==============================================================================", flush=True)
+""",
+            flush=True,
+        )
+    print(
+        " Ctrl-C stops everything.\n==============================================================================",
+        flush=True,
+    )

@@ -39,8 +39,10 @@ class Inbox:
             self.messages.append(message)
             if self.log_file:
                 with self.log_file.open("a", encoding="utf-8") as fh:
-                    fh.write(f"===== {message.at} {message.channel} -> {message.to}\n"
-                             f"{message.title}\n\n{message.body.rstrip()}\n\n")
+                    fh.write(
+                        f"===== {message.at} {message.channel} -> {message.to}\n"
+                        f"{message.title}\n\n{message.body.rstrip()}\n\n"
+                    )
 
     def matching(self, text: str) -> list[Received]:
         with self._lock:
@@ -76,8 +78,9 @@ class HttpReceiver:
                     payload = json.loads(raw)
                 except ValueError:
                     payload = {"title": "", "message": raw.decode("utf-8", "replace")}
-                receiver.inbox.add(Received("http", self.path.split("?")[0], payload.get("title", ""),
-                                            payload.get("message", "")))
+                receiver.inbox.add(
+                    Received("http", self.path.split("?")[0], payload.get("title", ""), payload.get("message", ""))
+                )
                 self.send_response(200)
                 self.end_headers()
 

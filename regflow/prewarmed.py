@@ -31,8 +31,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from regflow.standin import HANDED_OVER, SOCKET_ENV
 from kernel.settings import get_settings
+from regflow.standin import HANDED_OVER, SOCKET_ENV
 
 STANDIN = Path(__file__).with_name("standin.py")
 # Flow runs run this much nicer than their launcher: a burst of runs must not delay
@@ -41,11 +41,25 @@ RUN_NICE = 10
 # What a run imports before its first human wait, measured (sys.modules in a run
 # against the launcher's). prefect.engine itself is left out: the child runs it as
 # __main__, as `python -m` would.
-PREIMPORT = ("prefect._internal.control_listener", "prefect.flow_engine", "prefect.task_engine",
-             "prefect.deployments.steps", "prefect.utilities.visualization", "anyio._backends._asyncio",
-             "flows.emergency", "flows.enforcement", "tasks.status", "storage.heartbeats", "tasks.runs",
-             "smtplib", "email.mime.multipart", "email.mime.text", "email.mime.application",
-             "regflow.cli.incident", "regflow.cli.case")
+PREIMPORT = (
+    "prefect._internal.control_listener",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.deployments.steps",
+    "prefect.utilities.visualization",
+    "anyio._backends._asyncio",
+    "flows.emergency",
+    "flows.enforcement",
+    "tasks.status",
+    "storage.heartbeats",
+    "tasks.runs",
+    "smtplib",
+    "email.mime.multipart",
+    "email.mime.text",
+    "email.mime.application",
+    "regflow.cli.incident",
+    "regflow.cli.case",
+)
 
 
 def _warm() -> None:
@@ -70,8 +84,11 @@ def _warm() -> None:
 
 
 # Where Prefect builds a verified TLS context for each client it opens.
-_PREFECT_TLS_USERS = ("prefect.client.orchestration", "prefect._internal.version_checking",
-                      "prefect._internal.websockets")
+_PREFECT_TLS_USERS = (
+    "prefect.client.orchestration",
+    "prefect._internal.version_checking",
+    "prefect._internal.websockets",
+)
 
 
 def share_tls_contexts() -> None:
@@ -167,11 +184,17 @@ def settings_key(env: dict[str, str], cwd: str) -> tuple | None:
     could point elsewhere: those are always read afresh."""
     if any(os.path.exists(os.path.join(cwd, name)) for name in (".env", "prefect.toml")):
         return None
-    names = sorted((k, v) for k, v in env.items()
-                   if (k.upper().startswith("PREFECT_") and not k.startswith("PREFECT__")) or k == "SSL_CERT_FILE")
+    names = sorted(
+        (k, v)
+        for k, v in env.items()
+        if (k.upper().startswith("PREFECT_") and not k.startswith("PREFECT__")) or k == "SSL_CERT_FILE"
+    )
     home = env.get("PREFECT_HOME") or os.path.join(os.path.expanduser("~"), ".prefect")
     files = []
-    for path in (os.path.join(cwd, "pyproject.toml"), env.get("PREFECT_PROFILES_PATH") or os.path.join(home, "profiles.toml")):
+    for path in (
+        os.path.join(cwd, "pyproject.toml"),
+        env.get("PREFECT_PROFILES_PATH") or os.path.join(home, "profiles.toml"),
+    ):
         try:  # the file's identity, not its name: each run has a directory of its own
             st = os.stat(os.path.expanduser(path))
             files.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
@@ -338,8 +361,7 @@ def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:
         uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
         if uid != os.getuid():
             raise PermissionError(f"uid {uid} is not this launcher's user")
-        if request.get("target", "engine") == "cli" and request["argv"][:1] and \
-                request["argv"][0] not in HANDED_OVER:
+        if request.get("target", "engine") == "cli" and request["argv"][:1] and request["argv"][0] not in HANDED_OVER:
             raise ValueError(f"`regflow {request['argv'][0]}` is not run here")
     except (OSError, ValueError) as exc:
         print(f"launcher: request refused ({exc}); the caller runs it itself", flush=True)
@@ -435,8 +457,10 @@ def _reap(clients: dict[int, tuple[socket.socket, str]], selector) -> None:
             return
         code = os.waitstatus_to_exitcode(status)
         conn, run = clients.pop(pid, (None, "?"))
-        print(f"launcher: {run} (pid {pid}) exited {code} after {usage.ru_utime + usage.ru_stime:.2f} s"
-              " of CPU", flush=True)
+        print(
+            f"launcher: {run} (pid {pid}) exited {code} after {usage.ru_utime + usage.ru_stime:.2f} s of CPU",
+            flush=True,
+        )
         if conn is not None:
             _forget(conn, selector)
             try:

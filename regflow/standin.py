@@ -40,8 +40,7 @@ def hand_over(path: str, target: str, argv: list[str]) -> int | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
-        request = json.dumps({"target": target, "env": dict(os.environ), "cwd": os.getcwd(),
-                              "argv": argv}).encode()
+        request = json.dumps({"target": target, "env": dict(os.environ), "cwd": os.getcwd(), "argv": argv}).encode()
         socket.send_fds(conn, [struct.pack("!I", len(request)) + request], [0, 1, 2])
         reader = conn.makefile("r")
         first = reader.readline().split()
@@ -81,7 +80,9 @@ def command_line() -> None:
     os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     argv = sys.argv[1:]
     if argv and argv[0] in HANDED_OVER:
-        for path in sorted(glob.glob(os.path.join(glob.escape(os.path.dirname(launcher_socket(0))), "launcher-*.sock"))):
+        for path in sorted(
+            glob.glob(os.path.join(glob.escape(os.path.dirname(launcher_socket(0))), "launcher-*.sock"))
+        ):
             code = hand_over(path, "cli", argv)
             if code is not None:
                 sys.exit(128 - code if code < 0 else code)  # killed by a signal: as a shell reports it

@@ -34,9 +34,9 @@ class Manager:
 def hand_over_answers(now: dt.datetime) -> int:
     """Resume runs that suspended after their answer was already recorded (an answer
     given from the CLI while the run was still on its way to the step)."""
-    from tasks.runs import resume_when_suspended
     from tasks.events import prefect_configured
     from tasks.lifecycle import pending_answers
+    from tasks.runs import resume_when_suspended
 
     if not prefect_configured():
         return 0
@@ -55,9 +55,9 @@ def hand_over_answers(now: dt.datetime) -> int:
 def start_missing_runs(now: dt.datetime) -> int:
     """Start the flow run of an incident or case recorded while Prefect was
     unreachable, and schedule look-back reviews that could not be scheduled."""
-    from tasks.runs import schedule_lookback_run, start_case_run, start_incident_run
     from storage import cases, incidents
     from tasks.events import prefect_configured
+    from tasks.runs import schedule_lookback_run, start_case_run, start_incident_run
 
     if not prefect_configured():
         return 0
@@ -80,8 +80,8 @@ _touched: set[str] = set()  # subjects reminded or escalated about since the las
 
 def recover_crashed_runs(now: dt.datetime) -> int:
     """Reschedule dead runs of open incidents and cases (tasks/runs.py)."""
-    from tasks.runs import recover_crashed_runs as recover
     from tasks.events import prefect_configured
+    from tasks.runs import recover_crashed_runs as recover
 
     if not prefect_configured():
         return 0
@@ -164,12 +164,18 @@ def heartbeat(now: dt.datetime) -> int:
 # Orphans and answers are acted on only once 15 s and 5 s old, and sealing the audit
 # chain has no deadline, so checking them every cycle only cost CPU (an idle cycle was
 # 25 ms here, 18-20 ms without).
-MANAGERS = [Manager("heartbeat", heartbeat, every=5), Manager("start-missing-runs", start_missing_runs, every=5),
-            Manager("recover-crashed-runs", recover_crashed_runs, every=5),
-            Manager("hand-over-answers", hand_over_answers, every=2), Manager("send-reminders", send_reminders),
-            Manager("climb-escalations", climb_escalations), Manager("publish-board", publish_board),
-            Manager("send-notifications", send_notifications), Manager("publish-status", publish_status),
-            Manager("seal-audit", seal_audit, every=2)]
+MANAGERS = [
+    Manager("heartbeat", heartbeat, every=5),
+    Manager("start-missing-runs", start_missing_runs, every=5),
+    Manager("recover-crashed-runs", recover_crashed_runs, every=5),
+    Manager("hand-over-answers", hand_over_answers, every=2),
+    Manager("send-reminders", send_reminders),
+    Manager("climb-escalations", climb_escalations),
+    Manager("publish-board", publish_board),
+    Manager("send-notifications", send_notifications),
+    Manager("publish-status", publish_status),
+    Manager("seal-audit", seal_audit, every=2),
+]
 
 
 class Watcher:

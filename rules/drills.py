@@ -28,11 +28,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kernel.errors import InvalidInput
-from rules.incidents import EMERGENCY
 from rules.authorities import first_error
 from rules.durations import Period
-from rules.incidents import clean_line
-
+from rules.incidents import EMERGENCY, clean_line
 
 # How a drill is marked wherever it shows: run names, messages, documents, boards.
 DRILL_MARK = "【演练 DRILL】"
@@ -84,7 +82,8 @@ class Scenario(BaseModel):
     steps: list[ScriptedStep] = Field(default_factory=list)
 
     _lines = field_validator("name", "title", "location", "authority", mode="before")(
-        lambda v: clean_line(v) if isinstance(v, str) else v)
+        lambda v: clean_line(v) if isinstance(v, str) else v
+    )
 
     _ack = field_validator("acknowledge_after")(lambda v: _duration(v))
 

@@ -20,10 +20,23 @@ from rules.calendar import WorkCalendar
 
 Unit = Literal["m", "h", "d", "wd"]
 _PATTERN = re.compile(r"^\s*(\d{1,5})\s*(m|min|minutes?|h|hours?|d|days?|wd|working days?)\s*$", re.I)
-_CANON = {"min": "m", "minute": "m", "minutes": "m", "hour": "h", "hours": "h", "day": "d",
-          "days": "d", "working day": "wd", "working days": "wd"}
-_WORDS = {"m": ("分钟", "minutes"), "h": ("小时", "hours"), "d": ("日", "calendar days"),
-          "wd": ("个工作日", "working days")}
+_CANON = {
+    "min": "m",
+    "minute": "m",
+    "minutes": "m",
+    "hour": "h",
+    "hours": "h",
+    "day": "d",
+    "days": "d",
+    "working day": "wd",
+    "working days": "wd",
+}
+_WORDS = {
+    "m": ("分钟", "minutes"),
+    "h": ("小时", "hours"),
+    "d": ("日", "calendar days"),
+    "wd": ("个工作日", "working days"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +48,7 @@ class Period:
     def parse(cls, text: str | int) -> Period:
         match = _PATTERN.match(str(text))
         if not match:
-            raise InvalidInput(
-                f"invalid period {text!r}: use a number and a unit, e.g. 30m, 2h, 10d, 15wd"
-            )
+            raise InvalidInput(f"invalid period {text!r}: use a number and a unit, e.g. 30m, 2h, 10d, 15wd")
         unit = match.group(2).lower()
         return cls(int(match.group(1)), _CANON.get(unit, unit))  # type: ignore[arg-type]
 
@@ -55,8 +66,15 @@ class Due:
     rule: str  # the arithmetic in words, zh / en
 
 
-def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar,
-              event: str = "", pauses: list[tuple[dt.datetime, dt.datetime]] = ()) -> Due:
+def due_after(
+    start: dt.datetime,
+    period: Period,
+    *,
+    tz: str,
+    calendar: WorkCalendar,
+    event: str = "",
+    pauses: list[tuple[dt.datetime, dt.datetime]] = (),
+) -> Due:
     """When `period` counted from `start` runs out.
 
     `pauses` (testing, appraisal...) do not count: minute, hour and calendar-day
@@ -75,9 +93,11 @@ def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCale
         due_local = local + delta[period.unit] + paused
     else:
         day = local.date()
-        paused_days = {begin.astimezone(local.tzinfo).date() + dt.timedelta(days=i)
-                       for begin, end in pauses
-                       for i in range((end.astimezone(local.tzinfo).date() - begin.astimezone(local.tzinfo).date()).days + 1)}
+        paused_days = {
+            begin.astimezone(local.tzinfo).date() + dt.timedelta(days=i)
+            for begin, end in pauses
+            for i in range((end.astimezone(local.tzinfo).date() - begin.astimezone(local.tzinfo).date()).days + 1)
+        }
         if period.unit == "d":
             last = day + dt.timedelta(days=period.amount) + dt.timedelta(days=paused.days)
             moved = calendar.next_workday_on_or_after(last)
@@ -98,8 +118,7 @@ def due_after(start: dt.datetime, period: Period, *, tz: str, calendar: WorkCale
         suffix_zh += f"，暂停 {len(pauses)} 次不计入"
         suffix_en += f", {len(pauses)} pause(s) not counted"
     label_zh = f"{event}：" if event else ""
-    rule = (f"{label_zh}自 {start_text} 起 {zh_amount}{suffix_zh} / "
-            f"{en_amount} from {start_text} ({tz}){suffix_en}")
+    rule = f"{label_zh}自 {start_text} 起 {zh_amount}{suffix_zh} / {en_amount} from {start_text} ({tz}){suffix_en}"
     return Due(at=due_local.in_timezone("UTC"), rule=rule)
 
 
@@ -110,5 +129,8 @@ def compressed(due: Due, start: dt.datetime, speed: int) -> Due:
         return due
     span = (due.at - start) / speed
     seconds = int(span.total_seconds())
-    return Due(at=start + span, rule=f"{due.rule}; 演练 ×{speed} 压缩为 {seconds // 60}分{seconds % 60}秒 / "
-                                     f"drill at ×{speed}: {seconds // 60}m {seconds % 60}s")
+    return Due(
+        at=start + span,
+        rule=f"{due.rule}; 演练 ×{speed} 压缩为 {seconds // 60}分{seconds % 60}秒 / "
+        f"drill at ×{speed}: {seconds // 60}m {seconds % 60}s",
+    )

@@ -38,42 +38,66 @@ class _Form(BaseModel):
 
 class ArrivalForm(_Form):
     signer: ClassVar[str] = "officer"
-    officer: str = Field(title="到场负责人 Officer in charge on site",
-                         description="现场处置组负责人姓名 / name of the on-site team leader", **_NAME)
-    note: str = Field(default="", max_length=2000, title="现场情况 Situation on arrival",
-                      description="到场时的现场情况（可选）/ what the team found (optional)")
+    officer: str = Field(
+        title="到场负责人 Officer in charge on site",
+        description="现场处置组负责人姓名 / name of the on-site team leader",
+        **_NAME,
+    )
+    note: str = Field(
+        default="",
+        max_length=2000,
+        title="现场情况 Situation on arrival",
+        description="到场时的现场情况（可选）/ what the team found (optional)",
+    )
     multiline: ClassVar[tuple[str, ...]] = ("note",)
 
 
 class ReportForm(_Form):
     signer: ClassVar[str] = "author"
     author: str = Field(title="报告人 Author", description="报告人姓名 / who writes the report", **_NAME)
-    text: str = Field(min_length=1, max_length=MAX_TEXT, title="报告内容 Report",
-                      description="事件经过、伤亡、已采取措施、下一步 / what happened, casualties, actions, next steps")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        title="报告内容 Report",
+        description="事件经过、伤亡、已采取措施、下一步 / what happened, casualties, actions, next steps",
+    )
     multiline: ClassVar[tuple[str, ...]] = ("text",)
 
 
 class ProgressForm(_Form):
     signer: ClassVar[str] = "author"
     action: Literal["progress", "close"] = Field(
-        default="progress", title="操作 Action",
-        description="progress = 续报（事件仍在处置）/ progress report; close = 处置结束 / handling has ended")
+        default="progress",
+        title="操作 Action",
+        description="progress = 续报（事件仍在处置）/ progress report; close = 处置结束 / handling has ended",
+    )
     author: str = Field(title="报告人 Author", description="报告人姓名 / who writes it", **_NAME)
-    text: str = Field(min_length=1, max_length=MAX_TEXT, title="内容 Text",
-                      description="续报内容，或处置结束的小结 / the progress report, or a summary of how handling ended")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        title="内容 Text",
+        description="续报内容，或处置结束的小结 / the progress report, or a summary of how handling ended",
+    )
     multiline: ClassVar[tuple[str, ...]] = ("text",)
 
 
 class ReviewForm(_Form):
     signer: ClassVar[str] = "reviewer"
     reviewer: str = Field(title="评估人 Reviewer", description="事后评估负责人 / who led the review", **_NAME)
-    lessons: str = Field(min_length=1, max_length=MAX_TEXT, title="经验教训 Lessons learned",
-                         description="处置评估、经验教训与改进措施 / assessment, lessons and improvements")
+    lessons: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        title="经验教训 Lessons learned",
+        description="处置评估、经验教训与改进措施 / assessment, lessons and improvements",
+    )
     multiline: ClassVar[tuple[str, ...]] = ("lessons",)
 
 
 FORMS: dict[str, type[_Form]] = {
-    "arrival": ArrivalForm, "report": ReportForm, "progress": ProgressForm, "review": ReviewForm,
+    "arrival": ArrivalForm,
+    "report": ReportForm,
+    "progress": ProgressForm,
+    "review": ReviewForm,
 }
 
 
@@ -99,16 +123,22 @@ class _CaseForm(_Form):
 
 class FilingForm(_CaseForm):
     decision: Literal["file", "not_file"] = Field(
-        title="立案决定 Decision", description="file = 立案 / open a case; not_file = 不予立案 / do not file")
-    handler: str = Field(default="", max_length=100, title="承办人 Case handler",
-                         description="立案后的承办人（可选）/ who handles the case once filed (optional)")
+        title="立案决定 Decision", description="file = 立案 / open a case; not_file = 不予立案 / do not file"
+    )
+    handler: str = Field(
+        default="",
+        max_length=100,
+        title="承办人 Case handler",
+        description="立案后的承办人（可选）/ who handles the case once filed (optional)",
+    )
 
 
 class InvestigationForm(_CaseForm):
     finding: Literal["penalty", "no_penalty", "transfer"] = Field(
         title="调查结论 Finding",
         description="penalty = 拟处罚，送法制审核 / propose a penalty, to legal review; no_penalty = 不予处罚，结案 / "
-                    "close without penalty; transfer = 涉嫌犯罪，报请移送 / suspected crime, ask the head to transfer")
+        "close without penalty; transfer = 涉嫌犯罪，报请移送 / suspected crime, ask the head to transfer",
+    )
 
 
 class ApprovalForm(_CaseForm):
@@ -116,38 +146,55 @@ class ApprovalForm(_CaseForm):
 
 
 class TransferSentForm(_CaseForm):
-    police: str = Field(title="接收公安机关 Police unit", description="移送至哪个公安机关 / which police unit received it",
-                        **_NAME)
+    police: str = Field(
+        title="接收公安机关 Police unit", description="移送至哪个公安机关 / which police unit received it", **_NAME
+    )
 
 
 class PoliceForm(_CaseForm):
-    accepted: bool = Field(title="公安机关立案 Police opened a case",
-                           description="公安机关是否决定立案（或复议后立案）/ did the police open a case")
+    accepted: bool = Field(
+        title="公安机关立案 Police opened a case",
+        description="公安机关是否决定立案（或复议后立案）/ did the police open a case",
+    )
 
 
 class LegalReviewForm(_CaseForm):
     opinion: Literal["agree", "no_penalty"] = Field(
-        title="审核意见 Opinion", description="agree = 同意处罚意见 / agree; no_penalty = 建议不予处罚 / no penalty")
+        title="审核意见 Opinion", description="agree = 同意处罚意见 / agree; no_penalty = 建议不予处罚 / no penalty"
+    )
 
 
 class PrePenaltyForm(_CaseForm):
-    fine: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=14, decimal_places=2, title="拟罚款 Proposed fine (yuan)",
-                          description="拟处罚款金额（元）/ the proposed fine in yuan")
-    served_on: dt.date = Field(title="告知书送达日期 Notice served on",
-                               description="当事人收到告知书的日期 / the day the party received the notice")
+    fine: Decimal = Field(
+        gt=0,
+        le=Decimal("1000000000"),
+        max_digits=14,
+        decimal_places=2,
+        title="拟罚款 Proposed fine (yuan)",
+        description="拟处罚款金额（元）/ the proposed fine in yuan",
+    )
+    served_on: dt.date = Field(
+        title="告知书送达日期 Notice served on",
+        description="当事人收到告知书的日期 / the day the party received the notice",
+    )
 
 
 class PartyResponseForm(_CaseForm):
     response: Literal["waived", "statement", "hearing"] = Field(
         title="当事人意见 Party's answer",
-        description="waived = 未提出/放弃; statement = 陈述申辩 / statement or defence; hearing = 要求听证 / hearing")
+        description="waived = 未提出/放弃; statement = 陈述申辩 / statement or defence; hearing = 要求听证 / hearing",
+    )
     hearing_at: dt.datetime | None = Field(
-        default=None, title="听证时间 Hearing at",
-        description="要求听证时必填，须含时区，如 2026-10-20T09:00+08:00 / required for a hearing, with time zone")
+        default=None,
+        title="听证时间 Hearing at",
+        description="要求听证时必填，须含时区，如 2026-10-20T09:00+08:00 / required for a hearing, with time zone",
+    )
 
 
 class ServedForm(_CaseForm):
-    served_on: dt.date = Field(title="送达日期 Served on", description="文书送达当事人的日期 / the day it reached the party")
+    served_on: dt.date = Field(
+        title="送达日期 Served on", description="文书送达当事人的日期 / the day it reached the party"
+    )
 
 
 class HearingForm(_CaseForm):
@@ -155,20 +202,40 @@ class HearingForm(_CaseForm):
 
 
 class DecisionForm(_CaseForm):
-    outcome: Literal["penalty", "no_penalty"] = Field(title="决定 Outcome",
-                                                       description="penalty = 处罚 / penalty; no_penalty = 不予处罚")
-    fine: Decimal | None = Field(default=None, gt=0, le=Decimal("1000000000"), max_digits=14, decimal_places=2,
-                                 title="罚款 Fine (yuan)", description="处罚时填写 / with a penalty")
-    party_present: bool = Field(default=True, title="当场送达 Delivered on the spot",
-                                description="当事人在场、当场送达决定书 / the party was present and received it")
-    rectification: bool = Field(default=False, title="责令改正 Rectification ordered",
-                                description="是否责令改正（结案后安排回头看）/ rectification ordered (look-back follows)")
+    outcome: Literal["penalty", "no_penalty"] = Field(
+        title="决定 Outcome", description="penalty = 处罚 / penalty; no_penalty = 不予处罚"
+    )
+    fine: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=Decimal("1000000000"),
+        max_digits=14,
+        decimal_places=2,
+        title="罚款 Fine (yuan)",
+        description="处罚时填写 / with a penalty",
+    )
+    party_present: bool = Field(
+        default=True,
+        title="当场送达 Delivered on the spot",
+        description="当事人在场、当场送达决定书 / the party was present and received it",
+    )
+    rectification: bool = Field(
+        default=False,
+        title="责令改正 Rectification ordered",
+        description="是否责令改正（结案后安排回头看）/ rectification ordered (look-back follows)",
+    )
 
 
 class PaymentForm(_CaseForm):
     paid_on: dt.date = Field(title="缴款日期 Paid on", description="当事人缴纳罚款的日期 / the day the fine was paid")
-    amount: Decimal = Field(gt=0, le=Decimal("2000000000"), max_digits=14, decimal_places=2,
-                            title="缴款金额 Amount paid (yuan)", description="含加处罚款 / including any surcharge")
+    amount: Decimal = Field(
+        gt=0,
+        le=Decimal("2000000000"),
+        max_digits=14,
+        decimal_places=2,
+        title="缴款金额 Amount paid (yuan)",
+        description="含加处罚款 / including any surcharge",
+    )
 
 
 class ClosureForm(_CaseForm):
@@ -176,14 +243,17 @@ class ClosureForm(_CaseForm):
 
 
 class AcceptanceForm(_CaseForm):
-    accept: bool = Field(title="受理 Accept", description="是否受理该投诉（将告知投诉人）/ accept (the complainant is told)")
+    accept: bool = Field(
+        title="受理 Accept", description="是否受理该投诉（将告知投诉人）/ accept (the complainant is told)"
+    )
 
 
 class MediationForm(_CaseForm):
     outcome: Literal["agreed", "failed", "lead"] = Field(
         title="调解结果 Outcome",
         description="agreed = 达成协议; failed = 终止调解 / ended without agreement; lead = 发现违法线索 / a violation "
-                    "lead was found (becomes a case)")
+        "lead was found (becomes a case)",
+    )
 
 
 class LookbackForm(_CaseForm):
@@ -191,11 +261,22 @@ class LookbackForm(_CaseForm):
 
 
 CASE_FORMS: dict[str, type[_CaseForm]] = {
-    "filing": FilingForm, "investigation": InvestigationForm, "approval": ApprovalForm,
-    "transfer-sent": TransferSentForm, "police": PoliceForm, "legal-review": LegalReviewForm,
-    "pre-penalty": PrePenaltyForm, "party-response": PartyResponseForm, "served": ServedForm, "hearing": HearingForm,
-    "decision": DecisionForm, "payment": PaymentForm, "closure": ClosureForm, "acceptance": AcceptanceForm,
-    "mediation": MediationForm, "lookback": LookbackForm,
+    "filing": FilingForm,
+    "investigation": InvestigationForm,
+    "approval": ApprovalForm,
+    "transfer-sent": TransferSentForm,
+    "police": PoliceForm,
+    "legal-review": LegalReviewForm,
+    "pre-penalty": PrePenaltyForm,
+    "party-response": PartyResponseForm,
+    "served": ServedForm,
+    "hearing": HearingForm,
+    "decision": DecisionForm,
+    "payment": PaymentForm,
+    "closure": ClosureForm,
+    "acceptance": AcceptanceForm,
+    "mediation": MediationForm,
+    "lookback": LookbackForm,
 }
 
 

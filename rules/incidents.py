@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kernel.errors import InvalidInput
 from rules.authorities import AuthorityTree, first_error
 from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
-from rules.plans import LevelRules, Level, Scope
+from rules.plans import Level, LevelRules, Scope
 
 # Control characters other than tab and newline never belong in user text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -116,52 +116,104 @@ def _scope(scope: Scope, rules: LevelRules, tree: AuthorityTree, handling: str) 
 def incident_number(year: int, seq: int) -> str:
     return f"INC-{year}-{seq:06d}"
 
+
 # The longest report or note a form accepts (characters); longer text is refused.
 MAX_TEXT = 20_000
 
 
 # --- the emergency-response lifecycle ---------------------------------------------------
 # arrival -> initial report -> progress 1, 2, ... (until handling ends) -> final report -> review
-_REPORT = "填写报告内容；提交后报告将报送上级单位。\n\nWrite the report; on submission it is sent to the superior authorities."
+_REPORT = (
+    "填写报告内容；提交后报告将报送上级单位。\n\n"
+    "Write the report; on submission it is sent to the superior authorities."
+)
 
 EMERGENCY = Lifecycle(
-    name="emergency", title="突发事件应急处置 / emergency response", first="arrival",
-    documents={"initial": Document("初报", "initial report", "report.md.j2"),
-               "progress": Document("续报", "progress report", "report.md.j2"),
-               "final": Document("终报", "final report", "report.md.j2"),
-               "closure": Document("处置结束小结", "end of handling", "report.md.j2"),
-               "review": Document("事后评估", "post-incident review", "report.md.j2"),
-               "release": Document("信息发布通稿", "release notice", "release.md.j2")},
+    name="emergency",
+    title="突发事件应急处置 / emergency response",
+    first="arrival",
+    documents={
+        "initial": Document("初报", "initial report", "report.md.j2"),
+        "progress": Document("续报", "progress report", "report.md.j2"),
+        "final": Document("终报", "final report", "report.md.j2"),
+        "closure": Document("处置结束小结", "end of handling", "report.md.j2"),
+        "review": Document("事后评估", "post-incident review", "report.md.j2"),
+        "release": Document("信息发布通稿", "release notice", "release.md.j2"),
+    },
     steps=(
-        Step("arrival", "到达现场 / arrival on site", "onsite", "arrival", meets=("arrival",), then="initial-report",
-             notice=Notice("现场到达", "Arrival on site", to=("desk", "head"), text="note"), verbs=("arrive",),
-             cli="regflow incident arrive {number} --officer 姓名",
-             ask="现场处置组到达现场后，填写到场负责人和现场情况。\n\n"
-                 "When the on-site team arrives, enter who leads it and what it found."),
-        Step("initial-report", "初报 / initial report", "duty", "report", meets=("initial_report", "upward_report"),
-             documents=("initial",), then="progress", notice=Notice("初报", "Initial report", to=("upward",)),
-             verbs=("report:initial",), cli="regflow incident report {number} --kind initial --text '…'",
-             ask=_REPORT),
-        Step("progress", "续报 {n} 或结束处置 / progress report {n} or end of handling", "duty", "progress",
-             meets=("{name}",), cancels_when=("action", "close"), documents=("progress", "closure"), repeats=True,
-             then=Branch("action", {"close": "final-report"}, default="progress"),
-             notice={"progress": Notice("续报 {n}", "Progress report {n}", to=("upward",)),
-                     "close": Notice("处置结束", "End of handling", to=("upward",))},
-             verbs=("report:progress", "close"),
-             cli="regflow incident report {number} --kind progress --text '…'  |  "
-                 "regflow incident close {number} --summary '…'",
-             ask="事件仍在处置时提交续报（action = progress）；处置结束时选择 close 并填写小结。\n\n"
-                 "While handling goes on, submit a progress report (action = progress); when handling "
-                 "has ended, choose close and summarise."),
-        Step("final-report", "终报 / final report", "duty", "report", meets=("final_report",), documents=("final",),
-             then="review", notice=Notice("终报", "Final report", to=("upward",)), verbs=("report:final",),
-             cli="regflow incident report {number} --kind final --text '…'", ask=_REPORT),
-        Step("review", "事后评估 / post-incident review", "head", "review", meets=("review",),
-             documents=("review", "release"),
-             notice=Notice("事后评估完成，事件结案", "Review done, incident closed", to=("upward", "head"), text=""),
-             verbs=("review",), cli="regflow incident review {number} --lessons '…'",
-             ask="事后评估：处置评估、经验教训与改进措施。提交后生成信息发布通稿，事件结案。\n\n"
-                 "Post-incident review: assessment, lessons, improvements. Submitting it drafts the "
-                 "information release notice and closes the incident."),
+        Step(
+            "arrival",
+            "到达现场 / arrival on site",
+            "onsite",
+            "arrival",
+            meets=("arrival",),
+            then="initial-report",
+            notice=Notice("现场到达", "Arrival on site", to=("desk", "head"), text="note"),
+            verbs=("arrive",),
+            cli="regflow incident arrive {number} --officer 姓名",
+            ask="现场处置组到达现场后，填写到场负责人和现场情况。\n\n"
+            "When the on-site team arrives, enter who leads it and what it found.",
+        ),
+        Step(
+            "initial-report",
+            "初报 / initial report",
+            "duty",
+            "report",
+            meets=("initial_report", "upward_report"),
+            documents=("initial",),
+            then="progress",
+            notice=Notice("初报", "Initial report", to=("upward",)),
+            verbs=("report:initial",),
+            cli="regflow incident report {number} --kind initial --text '…'",
+            ask=_REPORT,
+        ),
+        Step(
+            "progress",
+            "续报 {n} 或结束处置 / progress report {n} or end of handling",
+            "duty",
+            "progress",
+            meets=("{name}",),
+            cancels_when=("action", "close"),
+            documents=("progress", "closure"),
+            repeats=True,
+            then=Branch("action", {"close": "final-report"}, default="progress"),
+            notice={
+                "progress": Notice("续报 {n}", "Progress report {n}", to=("upward",)),
+                "close": Notice("处置结束", "End of handling", to=("upward",)),
+            },
+            verbs=("report:progress", "close"),
+            cli="regflow incident report {number} --kind progress --text '…'  |  "
+            "regflow incident close {number} --summary '…'",
+            ask="事件仍在处置时提交续报（action = progress）；处置结束时选择 close 并填写小结。\n\n"
+            "While handling goes on, submit a progress report (action = progress); when handling "
+            "has ended, choose close and summarise.",
+        ),
+        Step(
+            "final-report",
+            "终报 / final report",
+            "duty",
+            "report",
+            meets=("final_report",),
+            documents=("final",),
+            then="review",
+            notice=Notice("终报", "Final report", to=("upward",)),
+            verbs=("report:final",),
+            cli="regflow incident report {number} --kind final --text '…'",
+            ask=_REPORT,
+        ),
+        Step(
+            "review",
+            "事后评估 / post-incident review",
+            "head",
+            "review",
+            meets=("review",),
+            documents=("review", "release"),
+            notice=Notice("事后评估完成，事件结案", "Review done, incident closed", to=("upward", "head"), text=""),
+            verbs=("review",),
+            cli="regflow incident review {number} --lessons '…'",
+            ask="事后评估：处置评估、经验教训与改进措施。提交后生成信息发布通稿，事件结案。\n\n"
+            "Post-incident review: assessment, lessons, improvements. Submitting it drafts the "
+            "information release notice and closes the incident.",
+        ),
     ),
 )

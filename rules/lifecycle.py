@@ -153,8 +153,13 @@ class Lifecycle:
     @staticmethod
     def _instance(base: Step, n: int) -> Step:
         name = f"{base.name}-{n}"
-        return replace(base, name=name, title=base.title.format(n=n), number=n,
-                       meets=tuple(m.format(name=name) for m in base.meets))
+        return replace(
+            base,
+            name=name,
+            title=base.title.format(n=n),
+            number=n,
+            meets=tuple(m.format(name=name) for m in base.meets),
+        )
 
     def following(self, name: str, answer: dict[str, Any]) -> Step | None:
         """The step after `name` given its answer; None when the lifecycle has ended."""

@@ -14,21 +14,34 @@ def markdown() -> str:
     (`python -m rules.lifecycles > docs/lifecycles.md`; a test keeps the file current)."""
     from rules.people import ROLES
 
-    out = ["# Lifecycles", "",
-           "Generated from the declarations (`rules/incidents.py`, `rules/cases.py`) by",
-           "`python -m rules.lifecycles > docs/lifecycles.md`; `tests/test_lifecycles.py` fails when this",
-           "file and the declarations disagree. Deadline names are those of `regflow … show`; their",
-           "periods are in the plans (`data/plans/`) and the rule file (`data/rules/statutory.yaml`).", ""]
+    out = [
+        "# Lifecycles",
+        "",
+        "Generated from the declarations (`rules/incidents.py`, `rules/cases.py`) by",
+        "`python -m rules.lifecycles > docs/lifecycles.md`; `tests/test_lifecycles.py` fails when this",
+        "file and the declarations disagree. Deadline names are those of `regflow … show`; their",
+        "periods are in the plans (`data/plans/`) and the rule file (`data/rules/statutory.yaml`).",
+        "",
+    ]
     for lifecycle in LIFECYCLES.values():
-        out += [f"## {lifecycle.title} (`{lifecycle.name}`)", "", "```mermaid", lifecycle.mermaid().rstrip(),
-                "```", "", "| step | title | answered by | form | meets | opens | documents |",
-                "|---|---|---|---|---|---|---|"]
+        out += [
+            f"## {lifecycle.title} (`{lifecycle.name}`)",
+            "",
+            "```mermaid",
+            lifecycle.mermaid().rstrip(),
+            "```",
+            "",
+            "| step | title | answered by | form | meets | opens | documents |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for step in lifecycle.steps:
             opens = ", ".join((*step.opens, *step.handler_opens))
             meets = ", ".join(m.format(name=f"{step.name}-n") for m in step.meets)
-            out.append(f"| `{step.name}`{'-n' if step.repeats else ''} | {step.title.format(n='n')} | "
-                       f"{ROLES[step.role]} | {step.form} | {meets} | {opens} | "
-                       f"{', '.join(step.documents)} |")
+            out.append(
+                f"| `{step.name}`{'-n' if step.repeats else ''} | {step.title.format(n='n')} | "
+                f"{ROLES[step.role]} | {step.form} | {meets} | {opens} | "
+                f"{', '.join(step.documents)} |"
+            )
         out.append("")
     return "\n".join(out)
 

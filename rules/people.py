@@ -20,9 +20,15 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from kernel.errors import InvalidPlan
 
 ROLES = {
-    "duty": "值班员 duty officer", "head": "负责人 head", "onsite": "现场处置人员 on-site officer",
-    "handler": "承办人 handler", "legal": "法制审核人员 legal reviewer", "hearing": "听证主持人 hearing officer",
-    "desk": "12315 承办人 desk officer", "mediator": "调解人 mediator", "inspector": "核查人员 inspector",
+    "duty": "值班员 duty officer",
+    "head": "负责人 head",
+    "onsite": "现场处置人员 on-site officer",
+    "handler": "承办人 handler",
+    "legal": "法制审核人员 legal reviewer",
+    "hearing": "听证主持人 hearing officer",
+    "desk": "12315 承办人 desk officer",
+    "mediator": "调解人 mediator",
+    "inspector": "核查人员 inspector",
 }
 
 

@@ -21,12 +21,11 @@ from rules.authorities import Tier, first_error
 from rules.durations import Period
 from rules.reminders import EscalationPolicy, ReminderPolicy
 
-
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 
 
 class Level(str, Enum):
-    I = "I"
+    I = "I"  # noqa: E741  the level's Roman numeral, as the plans write it
     II = "II"
     III = "III"
     IV = "IV"
@@ -37,8 +36,9 @@ class Level(str, Enum):
 
     @property
     def label_en(self) -> str:
-        return {"I": "extraordinarily serious", "II": "serious", "III": "relatively serious",
-                "IV": "ordinary"}[self.value]
+        return {"I": "extraordinarily serious", "II": "serious", "III": "relatively serious", "IV": "ordinary"}[
+            self.value
+        ]
 
 
 class Scope(str, Enum):

@@ -45,8 +45,10 @@ class ReminderPolicy(BaseModel):
         return value
 
     def snapshot(self) -> dict[str, Any]:
-        return {"fractions": sorted(int(v.strip().removesuffix("%")) / 100 for v in self.at),
-                "overdue_every_s": _seconds(self.overdue_every)}
+        return {
+            "fractions": sorted(int(v.strip().removesuffix("%")) / 100 for v in self.at),
+            "overdue_every_s": _seconds(self.overdue_every),
+        }
 
 
 class EscalationPolicy(BaseModel):
@@ -95,8 +97,9 @@ def reminder_at(index: int, *, starts_at: dt.datetime, due_at: dt.datetime, poli
     return Reminder(index, at, "due" if overdue == 0 else "overdue")
 
 
-def due_reminder(sent: int, *, now: dt.datetime, starts_at: dt.datetime, due_at: dt.datetime,
-                 policy: dict[str, Any]) -> tuple[Reminder | None, Reminder]:
+def due_reminder(
+    sent: int, *, now: dt.datetime, starts_at: dt.datetime, due_at: dt.datetime, policy: dict[str, Any]
+) -> tuple[Reminder | None, Reminder]:
     """The reminder to send now (the latest one whose time has come, so a watcher
     back from downtime sends one, not a burst) and the one after it."""
     current = None

@@ -93,8 +93,14 @@ def _yaml(raw: str, path: Path) -> dict:
         raise InvalidPlan(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
 
 
-def due_by_rule(limit: Limit, start: dt.datetime, *, tz: str, calendar: WorkCalendar,
-                pauses: list[tuple[dt.datetime, dt.datetime]] = ()) -> Due:
+def due_by_rule(
+    limit: Limit,
+    start: dt.datetime,
+    *,
+    tz: str,
+    calendar: WorkCalendar,
+    pauses: list[tuple[dt.datetime, dt.datetime]] = (),
+) -> Due:
     """When a limit runs out counted from `start` or, for `before` limits, the latest
     time something may happen before the event at `start`."""
     period = Period.parse(limit.period)
@@ -103,8 +109,7 @@ def due_by_rule(limit: Limit, start: dt.datetime, *, tz: str, calendar: WorkCale
     return due_after(start, period, tz=tz, calendar=calendar, event=limit.name, pauses=pauses)
 
 
-def latest_before(event: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar,
-                  label: str = "") -> Due:
+def latest_before(event: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar, label: str = "") -> Due:
     """The end of the last day on which a notice may arrive: the N-th (working) day
     before the event day, the event day not counted."""
     import pendulum
@@ -119,8 +124,10 @@ def latest_before(event: dt.datetime, period: Period, *, tz: str, calendar: Work
             counted += 1
     due = pendulum.datetime(day.year, day.month, day.day, 23, 59, 59, tz=tz)
     zh, en = period.words()
-    rule = (f"{label + '：' if label else ''}须于 {local.format('YYYY-MM-DD')} 前 {zh}（当日不计入）送达 / "
-            f"at least {en} before {local.format('YYYY-MM-DD')}, the event day not counted")
+    rule = (
+        f"{label + '：' if label else ''}须于 {local.format('YYYY-MM-DD')} 前 {zh}（当日不计入）送达 / "
+        f"at least {en} before {local.format('YYYY-MM-DD')}, the event day not counted"
+    )
     return Due(at=due.in_timezone("UTC"), rule=rule)
 
 

@@ -24,7 +24,6 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from storage.db import UTCDateTime, json_column, upsert_insert
 
-
 GENESIS = "0" * 64
 
 
@@ -51,8 +50,7 @@ class AuditChain(SQLModel, table=True):
     hash: str = Field(default=GENESIS, max_length=64)
 
 
-def record(session: Session, *, at: dt.datetime, actor: str, action: str, subject: str,
-           **detail: Any) -> AuditEvent:
+def record(session: Session, *, at: dt.datetime, actor: str, action: str, subject: str, **detail: Any) -> AuditEvent:
     event = AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail)
     session.add(event)
     return event
@@ -67,16 +65,31 @@ def events_for(session: Session, *, subject: str, action: str | None = None) -> 
 
 def digest(prev_hash: str, event: AuditEvent, seq: int) -> str:
     """The row's hash: SHA-256 of the previous hash and the row's canonical content."""
-    content = json.dumps({"seq": seq, "id": event.id, "at": event.at.isoformat(), "actor": event.actor,
-                          "action": event.action, "subject": event.subject, "detail": event.detail},
-                         sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    content = json.dumps(
+        {
+            "seq": seq,
+            "id": event.id,
+            "at": event.at.isoformat(),
+            "actor": event.actor,
+            "action": event.action,
+            "subject": event.subject,
+            "detail": event.detail,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
     return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
 
 
 def _head(session: Session, *, lock: bool) -> AuditChain:
     """The chain head, created on first use; with `lock`, held until the transaction ends."""
-    session.execute(upsert_insert(session, AuditChain).values(id=1, seq=0, hash=GENESIS)
-                    .on_conflict_do_nothing(index_elements=["id"]))
+    session.execute(
+        upsert_insert(session, AuditChain)
+        .values(id=1, seq=0, hash=GENESIS)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
     stmt = select(AuditChain).where(AuditChain.id == 1)
     if lock:
         stmt = stmt.with_for_update()
@@ -86,8 +99,9 @@ def _head(session: Session, *, lock: bool) -> AuditChain:
 def seal(session: Session, *, limit: int = 1000) -> tuple[int, AuditChain]:
     """Chain the unsealed rows, oldest id first; returns how many and the new head."""
     head = _head(session, lock=True)
-    rows = list(session.exec(select(AuditEvent).where(AuditEvent.seq.is_(None))
-                             .order_by(AuditEvent.id).limit(limit)).all())
+    rows = list(
+        session.exec(select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(limit)).all()
+    )
     for row in rows:
         seq = head.seq + 1
         row.seq, row.prev_hash, row.hash = seq, head.hash, digest(head.hash, row, seq)
@@ -110,23 +124,45 @@ class Verdict:
 def verify(session: Session, *, batch: int = 5000) -> Verdict:
     """Walk the chain in order and report the first row altered, deleted or reordered."""
     head = _head(session, lock=False)
-    unsealed = session.execute(select(sa.func.count()).select_from(AuditEvent)
-                               .where(AuditEvent.seq.is_(None))).scalar_one()
+    unsealed = session.execute(
+        select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None))
+    ).scalar_one()
     prev, expected = GENESIS, 1
     while True:
-        rows = list(session.exec(select(AuditEvent).where(AuditEvent.seq >= expected)
-                                 .order_by(AuditEvent.seq).limit(batch)).all())
+        rows = list(
+            session.exec(
+                select(AuditEvent).where(AuditEvent.seq >= expected).order_by(AuditEvent.seq).limit(batch)
+            ).all()
+        )
         for row in rows:
             if row.seq != expected:
-                return Verdict(False, expected - 1, head.seq, head.hash, unsealed,
-                               f"chain row #{expected} is missing (deleted); the next one is #{row.seq} (id {row.id})")
+                return Verdict(
+                    False,
+                    expected - 1,
+                    head.seq,
+                    head.hash,
+                    unsealed,
+                    f"chain row #{expected} is missing (deleted); the next one is #{row.seq} (id {row.id})",
+                )
             if row.prev_hash != prev or digest(prev, row, row.seq) != row.hash:
-                return Verdict(False, expected - 1, head.seq, head.hash, unsealed,
-                               f"audit row id {row.id} (chain #{row.seq}, {row.action} {row.subject}) was altered")
+                return Verdict(
+                    False,
+                    expected - 1,
+                    head.seq,
+                    head.hash,
+                    unsealed,
+                    f"audit row id {row.id} (chain #{row.seq}, {row.action} {row.subject}) was altered",
+                )
             prev, expected = row.hash, expected + 1
         if len(rows) < batch:
             break
     if head.seq != expected - 1 or head.hash != prev:
-        return Verdict(False, expected - 1, head.seq, head.hash, unsealed,
-                       f"the chain ends at #{expected - 1} but its head says #{head.seq}: the last rows were deleted")
+        return Verdict(
+            False,
+            expected - 1,
+            head.seq,
+            head.hash,
+            unsealed,
+            f"the chain ends at #{expected - 1} but its head says #{head.seq}: the last rows were deleted",
+        )
     return Verdict(True, expected - 1, head.seq, head.hash, unsealed)

@@ -21,8 +21,9 @@ class Authority(AuthorityBase, table=True):
     pass
 
 
-def upsert_authorities(session: Session, *, tree: AuthorityTree,
-                       advance: Callable[[int], None] = lambda n: None) -> int:
+def upsert_authorities(
+    session: Session, *, tree: AuthorityTree, advance: Callable[[int], None] = lambda n: None
+) -> int:
     """Insert or update every authority of the tree, superiors first, in the caller's
     transaction (a bad file loads nothing); `advance` counts them for a progress bar."""
     ordered = sorted(tree.authorities, key=lambda a: -a.tier.rank)
@@ -38,8 +39,10 @@ def upsert_authorities(session: Session, *, tree: AuthorityTree,
 def load_tree(session: Session) -> AuthorityTree:
     rows = session.exec(select(Authority)).all()
     return AuthorityTree.model_validate(
-        {"authorities": [
-            {"code": r.code, "name": r.name, "name_en": r.name_en, "tier": r.tier, "superior": r.superior_code}
-            for r in rows
-        ]}
+        {
+            "authorities": [
+                {"code": r.code, "name": r.name, "name_en": r.name_en, "tier": r.tier, "superior": r.superior_code}
+                for r in rows
+            ]
+        }
     )

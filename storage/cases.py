@@ -55,8 +55,9 @@ class Case(SQLModel, table=True):
     supervision_reports: int = 0
     lookback_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     lookback_run_id: uuid.UUID | None = Field(default=None)
-    facts: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False,
-                                                                            server_default="{}"))
+    facts: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}")
+    )
 
     @property
     def is_open(self) -> bool:
@@ -80,8 +81,9 @@ def case_by_run(session: Session, *, flow_run_id: uuid.UUID) -> Case | None:
     return session.exec(select(Case).where(Case.flow_run_id == flow_run_id)).first()
 
 
-def list_cases(session: Session, *, kind: str | None = None, stage: str | None = None, open_only: bool = False,
-               limit: int = 200) -> list[Case]:
+def list_cases(
+    session: Session, *, kind: str | None = None, stage: str | None = None, open_only: bool = False, limit: int = 200
+) -> list[Case]:
     stmt = select(Case).order_by(Case.received_at.desc()).limit(limit)
     if kind:
         stmt = stmt.where(Case.kind == kind)
@@ -94,12 +96,22 @@ def list_cases(session: Session, *, kind: str | None = None, stage: str | None =
 
 def without_run(session: Session, *, older_than: dt.datetime, limit: int = 20) -> list[Case]:
     """Open matters that have no flow run yet (received while Prefect was down)."""
-    return list(session.exec(select(Case).where(Case.flow_run_id.is_(None), Case.status == "open",
-                                                Case.received_at < older_than)
-                             .order_by(Case.received_at).limit(limit)).all())
+    return list(
+        session.exec(
+            select(Case)
+            .where(Case.flow_run_id.is_(None), Case.status == "open", Case.received_at < older_than)
+            .order_by(Case.received_at)
+            .limit(limit)
+        ).all()
+    )
 
 
 def lookbacks_unscheduled(session: Session, *, closed_before: dt.datetime, limit: int = 20) -> list[Case]:
     """Cases due a look-back review whose scheduled run could not be created."""
-    return list(session.exec(select(Case).where(Case.lookback_at.is_not(None), Case.lookback_run_id.is_(None),
-                                                Case.closed_at < closed_before).limit(limit)).all())
+    return list(
+        session.exec(
+            select(Case)
+            .where(Case.lookback_at.is_not(None), Case.lookback_run_id.is_(None), Case.closed_at < closed_before)
+            .limit(limit)
+        ).all()
+    )

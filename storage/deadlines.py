@@ -19,9 +19,11 @@ class Deadline(SQLModel, table=True):
 
     # (status, next_at): the watcher's query seeks straight to open rows that are due;
     # with next_at alone SQLite chose the status index and scanned every open row.
-    __table_args__ = (sa.UniqueConstraint("subject", "name"),
-                      sa.Index("ix_deadline_open_due", "status", "due_at"),
-                      sa.Index("ix_deadline_watermark", "status", "next_at"))
+    __table_args__ = (
+        sa.UniqueConstraint("subject", "name"),
+        sa.Index("ix_deadline_open_due", "status", "due_at"),
+        sa.Index("ix_deadline_watermark", "status", "next_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(max_length=32, index=True)  # the incident or case number that owes it
     name: str = Field(max_length=40)
@@ -37,33 +39,52 @@ class Deadline(SQLModel, table=True):
     next_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     reminders_sent: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     # The reminder and escalation policy as it was when the deadline was set.
-    policy: dict[str, Any] = Field(default_factory=dict,
-                                   sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}"))
+    policy: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}")
+    )
     paused_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     paused_seconds: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
-    extensions: list[dict[str, Any]] = Field(default_factory=list,
-                                             sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]"))
+    extensions: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]")
+    )
 
 
 def get_deadline(session: Session, *, subject: str, name: str) -> Deadline | None:
     return session.exec(select(Deadline).where(Deadline.subject == subject, Deadline.name == name)).first()
 
 
-def add_deadline(session: Session, *, subject: str, name: str, due_at: dt.datetime, rule: str,
-                 now: dt.datetime, policy: dict[str, Any], authority: str) -> Deadline:
+def add_deadline(
+    session: Session,
+    *,
+    subject: str,
+    name: str,
+    due_at: dt.datetime,
+    rule: str,
+    now: dt.datetime,
+    policy: dict[str, Any],
+    authority: str,
+) -> Deadline:
     existing = get_deadline(session, subject=subject, name=name)
     if existing:
         return existing
     first = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"])
-    row = Deadline(subject=subject, name=name, due_at=due_at, rule=rule, created_at=now, starts_at=now,
-                   next_at=first.at, policy=policy, authority=authority)
+    row = Deadline(
+        subject=subject,
+        name=name,
+        due_at=due_at,
+        rule=rule,
+        created_at=now,
+        starts_at=now,
+        next_at=first.at,
+        policy=policy,
+        authority=authority,
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def close_deadline(session: Session, *, subject: str, name: str, status: str,
-                   now: dt.datetime) -> Deadline | None:
+def close_deadline(session: Session, *, subject: str, name: str, status: str, now: dt.datetime) -> Deadline | None:
     """Mark an open deadline met or cancelled; a closed one is left as it was."""
     row = get_deadline(session, subject=subject, name=name)
     if row is not None and row.status in ("open", "paused"):
@@ -73,15 +94,18 @@ def close_deadline(session: Session, *, subject: str, name: str, status: str,
 
 
 def deadlines_for(session: Session, *, subject: str) -> list[Deadline]:
-    return list(session.exec(select(Deadline).where(Deadline.subject == subject)
-                             .order_by(Deadline.due_at)).all())
+    return list(session.exec(select(Deadline).where(Deadline.subject == subject).order_by(Deadline.due_at)).all())
 
 
 def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Deadline]:
     """Open deadlines whose next reminder has come, locked for this watcher (other
     watchers on PostgreSQL skip them rather than wait)."""
-    stmt = (select(Deadline).where(Deadline.next_at <= now, Deadline.status == "open")
-            .order_by(Deadline.next_at).limit(limit))
+    stmt = (
+        select(Deadline)
+        .where(Deadline.next_at <= now, Deadline.status == "open")
+        .order_by(Deadline.next_at)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.exec(stmt).all())
@@ -90,12 +114,16 @@ def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Dea
 def advance(session: Session, *, deadline: Deadline, sent: int, next_at: dt.datetime) -> bool:
     """Move the watermark past a reminder, if nobody else has; False if they had."""
     result = session.execute(
-        sa.update(Deadline).where(Deadline.id == deadline.id, Deadline.status == "open",
-                                  Deadline.reminders_sent == deadline.reminders_sent)
-        .values(reminders_sent=sent, next_at=next_at))
+        sa.update(Deadline)
+        .where(
+            Deadline.id == deadline.id, Deadline.status == "open", Deadline.reminders_sent == deadline.reminders_sent
+        )
+        .values(reminders_sent=sent, next_at=next_at)
+    )
     return result.rowcount == 1
 
 
 def open_deadlines(session: Session) -> list[Deadline]:
-    return list(session.exec(select(Deadline).where(Deadline.status.in_(("open", "paused")))
-                             .order_by(Deadline.due_at)).all())
+    return list(
+        session.exec(select(Deadline).where(Deadline.status.in_(("open", "paused"))).order_by(Deadline.due_at)).all()
+    )

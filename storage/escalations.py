@@ -31,8 +31,12 @@ def for_deadline(session: Session, *, deadline_id: int) -> Escalation | None:
 
 
 def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Escalation]:
-    stmt = (select(Escalation).where(Escalation.next_at <= now, Escalation.status == "open")
-            .order_by(Escalation.next_at).limit(limit))
+    stmt = (
+        select(Escalation)
+        .where(Escalation.next_at <= now, Escalation.status == "open")
+        .order_by(Escalation.next_at)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.exec(stmt).all())
@@ -40,9 +44,10 @@ def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Esc
 
 def climb(session: Session, *, escalation: Escalation, step: int, next_at: dt.datetime | None) -> bool:
     result = session.execute(
-        sa.update(Escalation).where(Escalation.id == escalation.id, Escalation.status == "open",
-                                    Escalation.step == escalation.step)
-        .values(step=step, next_at=next_at))
+        sa.update(Escalation)
+        .where(Escalation.id == escalation.id, Escalation.status == "open", Escalation.step == escalation.step)
+        .values(step=step, next_at=next_at)
+    )
     return result.rowcount == 1
 
 
@@ -51,8 +56,9 @@ def close(session: Session, *, escalation_id: int, status: str, now: dt.datetime
     values: dict[str, Any] = dict(status=status, closed_at=now, next_at=None)
     if status == "acknowledged":
         values.update(acked_by=by, acked_at=now)
-    result = session.execute(sa.update(Escalation).where(Escalation.id == escalation_id,
-                                                         Escalation.status == "open").values(**values))
+    result = session.execute(
+        sa.update(Escalation).where(Escalation.id == escalation_id, Escalation.status == "open").values(**values)
+    )
     return result.rowcount == 1
 
 

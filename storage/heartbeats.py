@@ -22,8 +22,9 @@ def beat(session: Session, *, name: str, now: dt.datetime) -> None:
 
 
 def alive(session: Session, *, prefix: str, since: dt.datetime) -> list[Heartbeat]:
-    return list(session.exec(select(Heartbeat).where(Heartbeat.name.startswith(prefix),
-                                                     Heartbeat.seen_at >= since)).all())
+    return list(
+        session.exec(select(Heartbeat).where(Heartbeat.name.startswith(prefix), Heartbeat.seen_at >= since)).all()
+    )
 
 
 def seen(session: Session, *, names: list[str]) -> dict[str, dt.datetime]:

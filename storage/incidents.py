@@ -30,8 +30,9 @@ class Incident(IncidentBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     plan_version_id: int = Field(foreign_key="plan_version.id")
     status: str = Field(default="active", max_length=20, index=True)  # active | handling_ended | closed
-    stage: str = Field(default="dispatch", max_length=32, index=True,
-                       sa_column_kwargs={"server_default": "dispatch"})  # the step awaited, or "closed"
+    stage: str = Field(
+        default="dispatch", max_length=32, index=True, sa_column_kwargs={"server_default": "dispatch"}
+    )  # the step awaited, or "closed"
     # An exercise (应急演练): marked in every message, board and run, never counted as real.
     drill: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
     # A drill's compressed time: statutory periods and policy intervals run this many times faster.
@@ -87,8 +88,9 @@ def next_number(session: Session, *, name: str) -> int:
 
     Insert-if-absent first, so two first allocations of a new counter cannot both
     insert; the update then holds the row until the transaction ends."""
-    session.execute(upsert_insert(session, Counter).values(name=name, value=0)
-                    .on_conflict_do_nothing(index_elements=["name"]))
+    session.execute(
+        upsert_insert(session, Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"])
+    )
     stmt = sa.update(Counter).where(Counter.name == name).values(value=Counter.value + 1).returning(Counter.value)
     return session.execute(stmt).scalar_one()
 
@@ -109,12 +111,18 @@ def list_incidents(session: Session, *, open_only: bool = False, limit: int = 20
 
 
 def reports_for(session: Session, *, subject: str) -> list[Report]:
-    return list(session.exec(select(Report).where(Report.subject == subject)
-                             .order_by(Report.submitted_at, Report.id)).all())
+    return list(
+        session.exec(select(Report).where(Report.subject == subject).order_by(Report.submitted_at, Report.id)).all()
+    )
 
 
 def without_run(session: Session, *, older_than: dt.datetime, limit: int = 20) -> list[Incident]:
     """Open incidents that have no flow run yet (triggered while Prefect was down)."""
-    return list(session.exec(select(Incident).where(Incident.flow_run_id.is_(None), Incident.status != "closed",
-                                                    Incident.triggered_at < older_than)
-                             .order_by(Incident.triggered_at).limit(limit)).all())
+    return list(
+        session.exec(
+            select(Incident)
+            .where(Incident.flow_run_id.is_(None), Incident.status != "closed", Incident.triggered_at < older_than)
+            .order_by(Incident.triggered_at)
+            .limit(limit)
+        ).all()
+    )

@@ -38,20 +38,19 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
-def enqueue(session: Session, *, key: str, subject: str, tag: str, title: str, body: str,
-            now: dt.datetime) -> bool:
+def enqueue(session: Session, *, key: str, subject: str, tag: str, title: str, body: str, now: dt.datetime) -> bool:
     """Queue a message once per key; False if it was already queued."""
     exists = session.exec(select(Notification.id).where(Notification.key == key)).first()
     if exists is not None:
         return False
-    session.add(Notification(key=key, subject=subject, tag=tag, title=title,
-                             body=body, created_at=now, next_attempt_at=now))
+    session.add(
+        Notification(key=key, subject=subject, tag=tag, title=title, body=body, created_at=now, next_attempt_at=now)
+    )
     session.flush()
     return True
 
 
-def due_ids(session: Session, *, now: dt.datetime, subject: str | None = None,
-            limit: int = 100) -> list[int]:
+def due_ids(session: Session, *, now: dt.datetime, subject: str | None = None, limit: int = 100) -> list[int]:
     """Rows ready to send, and rows whose sender died mid-claim (their claim expired)."""
     ready = sa.and_(Notification.status.in_(SENDABLE), Notification.next_attempt_at <= now)
     stale = sa.and_(Notification.status == "sending", Notification.claimed_until < now)
@@ -66,7 +65,8 @@ def claim(session: Session, *, notification_id: int, now: dt.datetime, until: dt
     ready = sa.and_(Notification.status.in_(SENDABLE), Notification.next_attempt_at <= now)
     stale = sa.and_(Notification.status == "sending", Notification.claimed_until < now)
     result = session.execute(
-        sa.update(Notification).where(Notification.id == notification_id, sa.or_(ready, stale))
+        sa.update(Notification)
+        .where(Notification.id == notification_id, sa.or_(ready, stale))
         .values(status="sending", claimed_until=until, attempts=Notification.attempts + 1)
     )
     if result.rowcount != 1:
@@ -75,18 +75,30 @@ def claim(session: Session, *, notification_id: int, now: dt.datetime, until: dt
 
 
 def mark_sent(session: Session, *, notification_id: int, now: dt.datetime, delivered: list[str]) -> None:
-    session.execute(sa.update(Notification).where(Notification.id == notification_id)
-                    .values(status="sent", sent_at=now, claimed_until=None, last_error=None,
-                            delivered=delivered))
+    session.execute(
+        sa.update(Notification)
+        .where(Notification.id == notification_id)
+        .values(status="sent", sent_at=now, claimed_until=None, last_error=None, delivered=delivered)
+    )
 
 
-def mark_retry(session: Session, *, notification_id: int, error: str, retry_at: dt.datetime,
-               delivered: list[str]) -> None:
-    session.execute(sa.update(Notification).where(Notification.id == notification_id)
-                    .values(status="retrying", next_attempt_at=retry_at, claimed_until=None,
-                            last_error=error[:500], delivered=delivered))
+def mark_retry(
+    session: Session, *, notification_id: int, error: str, retry_at: dt.datetime, delivered: list[str]
+) -> None:
+    session.execute(
+        sa.update(Notification)
+        .where(Notification.id == notification_id)
+        .values(
+            status="retrying", next_attempt_at=retry_at, claimed_until=None, last_error=error[:500], delivered=delivered
+        )
+    )
 
 
 def notifications_for(session: Session, *, subject: str) -> list[Notification]:
-    return list(session.exec(select(Notification).where(Notification.subject == subject)
-                             .order_by(Notification.created_at, Notification.id)).all())
+    return list(
+        session.exec(
+            select(Notification)
+            .where(Notification.subject == subject)
+            .order_by(Notification.created_at, Notification.id)
+        ).all()
+    )

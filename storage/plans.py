@@ -31,8 +31,18 @@ class PlanVersion(SQLModel, table=True):
 def register_plan(session: Session, *, loaded: LoadedPlan) -> PlanVersion:
     """The stored version for this content, created the first time it is seen.
     Insert-or-ignore: two first triggers of a new plan version at once both succeed."""
-    session.execute(upsert_insert(session, PlanVersion).values(
-        key=loaded.plan.key, content_hash=loaded.content_hash, name=loaded.plan.name, source=loaded.source,
-        body=loaded.raw, loaded_at=utcnow()).on_conflict_do_nothing(index_elements=["key", "content_hash"]))
-    return session.exec(select(PlanVersion).where(PlanVersion.key == loaded.plan.key,
-                                                  PlanVersion.content_hash == loaded.content_hash)).one()
+    session.execute(
+        upsert_insert(session, PlanVersion)
+        .values(
+            key=loaded.plan.key,
+            content_hash=loaded.content_hash,
+            name=loaded.plan.name,
+            source=loaded.source,
+            body=loaded.raw,
+            loaded_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["key", "content_hash"])
+    )
+    return session.exec(
+        select(PlanVersion).where(PlanVersion.key == loaded.plan.key, PlanVersion.content_hash == loaded.content_hash)
+    ).one()

@@ -18,8 +18,7 @@ from storage.db import UTCDateTime, upsert_insert
 class Step(SQLModel, table=True):
     # (status, consumed_at): the watcher looks for answered, unconsumed steps every
     # second; a status index alone would walk every step ever answered.
-    __table_args__ = (sa.UniqueConstraint("subject", "name"),
-                      sa.Index("ix_step_unconsumed", "status", "consumed_at"))
+    __table_args__ = (sa.UniqueConstraint("subject", "name"), sa.Index("ix_step_unconsumed", "status", "consumed_at"))
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(max_length=32, index=True)  # the incident or case number
     name: str = Field(max_length=40)  # arrival, progress-3, filing, legal-review, ...
@@ -41,22 +40,27 @@ def get_step(session: Session, *, subject: str, name: str) -> Step | None:
 def open_step(session: Session, *, subject: str, name: str, now: dt.datetime) -> Step:
     """The step row, inserted if absent. The flow opening a step and a person
     answering it may insert at the same moment: insert-or-ignore, then read."""
-    session.execute(upsert_insert(session, Step).values(subject=subject, name=name, status="awaiting",
-                                                        opened_at=now)
-                    .on_conflict_do_nothing(index_elements=["subject", "name"]))
+    session.execute(
+        upsert_insert(session, Step)
+        .values(subject=subject, name=name, status="awaiting", opened_at=now)
+        .on_conflict_do_nothing(index_elements=["subject", "name"])
+    )
     return get_step(session, subject=subject, name=name)
 
 
 def awaiting_step(session: Session, *, subject: str) -> Step | None:
-    return session.exec(select(Step).where(Step.subject == subject, Step.status == "awaiting")
-                        .order_by(Step.opened_at.desc())).first()
+    return session.exec(
+        select(Step).where(Step.subject == subject, Step.status == "awaiting").order_by(Step.opened_at.desc())
+    ).first()
 
 
-def claim_answer(session: Session, *, step: Step, answer: dict[str, Any], by: str, source: str,
-                 now: dt.datetime) -> bool:
+def claim_answer(
+    session: Session, *, step: Step, answer: dict[str, Any], by: str, source: str, now: dt.datetime
+) -> bool:
     """Record the answer if the step is still awaiting; False if someone answered first."""
     result = session.execute(
-        sa.update(Step).where(Step.id == step.id, Step.status == "awaiting")
+        sa.update(Step)
+        .where(Step.id == step.id, Step.status == "awaiting")
         .values(status="answered", answer=answer, answered_by=by, source=source, answered_at=now)
     )
     session.refresh(step)
@@ -64,8 +68,7 @@ def claim_answer(session: Session, *, step: Step, answer: dict[str, Any], by: st
 
 
 def steps_for(session: Session, *, subject: str) -> list[Step]:
-    return list(session.exec(select(Step).where(Step.subject == subject)
-                             .order_by(Step.opened_at, Step.id)).all())
+    return list(session.exec(select(Step).where(Step.subject == subject).order_by(Step.opened_at, Step.id)).all())
 
 
 def answers(session: Session, *, subject: str) -> dict[str, dict[str, Any]]:
@@ -74,7 +77,10 @@ def answers(session: Session, *, subject: str) -> dict[str, dict[str, Any]]:
 
 
 def unconsumed_answers(session: Session, *, older_than: dt.datetime, limit: int = 50) -> list[Step]:
-    return list(session.exec(
-        select(Step).where(Step.status == "answered", Step.consumed_at.is_(None),
-                           Step.answered_at < older_than).limit(limit)
-    ).all())
+    return list(
+        session.exec(
+            select(Step)
+            .where(Step.status == "answered", Step.consumed_at.is_(None), Step.answered_at < older_than)
+            .limit(limit)
+        ).all()
+    )

@@ -1,7 +1,9 @@
 """Every table module, imported once so `SQLModel.metadata` knows them all."""
 
-from storage import (audit, authorities, cases, deadlines, drills, escalations, heartbeats, incidents,  # noqa: F401
-                     notifications, plans, steps)
 from sqlmodel import SQLModel
+
+from storage import (
+    incidents,  # noqa: F401
+)
 
 metadata = SQLModel.metadata

@@ -13,8 +13,17 @@ from storage import audit
 from storage.db import session_scope
 
 
-def require(session, who: str, *, roles: tuple[str, ...], authorities: tuple[str, ...], subject: str,
-            action: str, now: dt.datetime, step: str | None = None) -> Person:
+def require(
+    session,
+    who: str,
+    *,
+    roles: tuple[str, ...],
+    authorities: tuple[str, ...],
+    subject: str,
+    action: str,
+    now: dt.datetime,
+    step: str | None = None,
+) -> Person:
     """The person `who` (login or name) if they hold one of `roles` at one of
     `authorities`; otherwise the refusal is recorded and Forbidden raised. Call it
     before the caller's session has written anything: the refusal is committed in
@@ -23,22 +32,35 @@ def require(session, who: str, *, roles: tuple[str, ...], authorities: tuple[str
     person = directory.allows(who, roles, authorities)
     if person is not None:
         return person
-    audit.record(session, at=now, actor=(who or "?")[:100], action="step.forbidden", subject=subject,
-                 step=step, attempted=action, roles=list(roles), authorities=list(authorities))
+    audit.record(
+        session,
+        at=now,
+        actor=(who or "?")[:100],
+        action="step.forbidden",
+        subject=subject,
+        step=step,
+        attempted=action,
+        roles=list(roles),
+        authorities=list(authorities),
+    )
     session.commit()
     holders = [f"{p.name} ({p.login})" for p in directory.holders(roles, authorities)][:3]
     known = "" if directory.named(who) else f" ({who!r} is not in the people file)"
-    raise Forbidden(f"{who!r} may not {action} of {subject}{known}: only the {describe(roles)} of "
-                    f"{', '.join(authorities)} may" + (f", e.g. {', '.join(holders)}" if holders else ""))
+    raise Forbidden(
+        f"{who!r} may not {action} of {subject}{known}: only the {describe(roles)} of "
+        f"{', '.join(authorities)} may" + (f", e.g. {', '.join(holders)}" if holders else "")
+    )
 
 
 def asking(session, *, subject: str, step: str, ask: str) -> tuple[str, str]:
     """A step's prompt text, led by why its last answer was refused if one was (a rule
     broken, or not allowed), and its suspension key: a step refused n times waits
     under `<step>-again-<n>`, so a resumed run cannot take the refused input again."""
-    refused = [e.detail.get("error") or f"{e.actor} may not answer it ({describe(tuple(e.detail.get('roles', [])))})"
-               for e in audit.events_for(session, subject=subject)
-               if e.action in ("step.refused", "step.forbidden") and e.detail.get("step") == step]
+    refused = [
+        e.detail.get("error") or f"{e.actor} may not answer it ({describe(tuple(e.detail.get('roles', [])))})"
+        for e in audit.events_for(session, subject=subject)
+        if e.action in ("step.refused", "step.forbidden") and e.detail.get("step") == step
+    ]
     if not refused:
         return ask, step
     return f"**上次提交未被接受 / the last answer was refused:** {refused[-1]}\n\n{ask}", f"{step}-again-{len(refused)}"
@@ -63,5 +85,6 @@ def refuse(number: str, step: str, error: str, *, by: str, now: dt.datetime) -> 
     """A form answer from the UI broke a rule the form cannot check (a date in the
     future, too little paid): on record, and the step is asked again."""
     with session_scope() as session:
-        audit.record(session, at=now, actor=(by or "ui")[:100], action="step.refused", subject=number, step=step,
-                     error=error)
+        audit.record(
+            session, at=now, actor=(by or "ui")[:100], action="step.refused", subject=number, step=step, error=error
+        )

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from storage.authorities import load_tree
+from storage.cases import Case
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
-from storage.cases import Case
 from storage.incidents import Incident
 from tasks.deadlines import label
 from tasks.render import local_time, time_left
@@ -38,61 +38,110 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
     with session_scope() as session:
         scope = under(session, authority) if authority else None
         open_ = Deadline.status.in_(("open", "paused"))
-        counts = select(Deadline.authority, sa.func.count(), sa.func.sum(
-            sa.case((Deadline.due_at < now, 1), else_=0))).where(open_).group_by(Deadline.authority)
+        counts = (
+            select(Deadline.authority, sa.func.count(), sa.func.sum(sa.case((Deadline.due_at < now, 1), else_=0)))
+            .where(open_)
+            .group_by(Deadline.authority)
+        )
         rows = select(Deadline).where(open_).order_by(Deadline.due_at).limit(limit)
         if scope is not None:
             counts, rows = counts.where(Deadline.authority.in_(scope)), rows.where(Deadline.authority.in_(scope))
-        by_authority = [{"authority": code, "open": total, "overdue": int(overdue or 0)}
-                        for code, total, overdue in session.execute(counts).all()]
+        by_authority = [
+            {"authority": code, "open": total, "overdue": int(overdue or 0)}
+            for code, total, overdue in session.execute(counts).all()
+        ]
         found = list(session.exec(rows).all())
-        escalations = {e.deadline_id: e for e in session.exec(select(Escalation).where(
-            Escalation.deadline_id.in_([d.id for d in found]), Escalation.status == "open")).all()} if found else {}
+        escalations = (
+            {
+                e.deadline_id: e
+                for e in session.exec(
+                    select(Escalation).where(
+                        Escalation.deadline_id.in_([d.id for d in found]), Escalation.status == "open"
+                    )
+                ).all()
+            }
+            if found
+            else {}
+        )
         titles = _titles(session, {d.subject for d in found})
         items = []
         for deadline in found:
             escalation = escalations.get(deadline.id)
-            items.append({
-                "authority": deadline.authority, "subject": deadline.subject, "title": titles.get(deadline.subject, ""),
-                "deadline": deadline.name, "label": label(deadline.name), "due_at": deadline.due_at.isoformat(),
-                "status": "paused" if deadline.status == "paused" else ("overdue" if deadline.due_at < now else "open"),
-                "time_left": time_left(deadline.due_at, now), "escalation": escalation.id if escalation else None,
-                "escalation_step": escalation.step if escalation else None,
-            })
-        open_escalations = session.execute(select(sa.func.count()).select_from(Escalation)
-                                           .where(Escalation.status == "open")).scalar_one()
+            items.append(
+                {
+                    "authority": deadline.authority,
+                    "subject": deadline.subject,
+                    "title": titles.get(deadline.subject, ""),
+                    "deadline": deadline.name,
+                    "label": label(deadline.name),
+                    "due_at": deadline.due_at.isoformat(),
+                    "status": "paused"
+                    if deadline.status == "paused"
+                    else ("overdue" if deadline.due_at < now else "open"),
+                    "time_left": time_left(deadline.due_at, now),
+                    "escalation": escalation.id if escalation else None,
+                    "escalation_step": escalation.step if escalation else None,
+                }
+            )
+        open_escalations = session.execute(
+            select(sa.func.count()).select_from(Escalation).where(Escalation.status == "open")
+        ).scalar_one()
         failing = _failing(session, scope)
-    return {"authorities": sorted(by_authority, key=lambda r: r["authority"]), "deadlines": items,
-            "open_escalations": open_escalations, "failing_messages": failing}
+    return {
+        "authorities": sorted(by_authority, key=lambda r: r["authority"]),
+        "deadlines": items,
+        "open_escalations": open_escalations,
+        "failing_messages": failing,
+    }
 
 
 def _failing(session: Session, scope: list[str] | None, limit: int = 50) -> list[dict[str, Any]]:
     """Messages that could not be delivered yet (errors are already scrubbed of secrets)."""
     from storage.notifications import Notification
 
-    stmt = (select(Notification).where(Notification.status == "retrying")
-            .order_by(Notification.created_at).limit(limit))
+    stmt = select(Notification).where(Notification.status == "retrying").order_by(Notification.created_at).limit(limit)
     rows = [n for n in session.exec(stmt).all() if scope is None or n.tag.split(".")[0] in scope]
-    return [{"subject": n.subject, "to": n.tag, "title": n.title, "attempts": n.attempts,
-             "error": n.last_error or "", "next_attempt_at": n.next_attempt_at.isoformat()} for n in rows]
+    return [
+        {
+            "subject": n.subject,
+            "to": n.tag,
+            "title": n.title,
+            "attempts": n.attempts,
+            "error": n.last_error or "",
+            "next_attempt_at": n.next_attempt_at.isoformat(),
+        }
+        for n in rows
+    ]
 
 
 def _titles(session: Session, numbers: set[str]) -> dict[str, str]:
     """Titles by number; a drill's title says it is one, so it is never taken for real."""
     from rules.drills import DRILL_MARK
 
-    found = [(number, DRILL_MARK + title if drill else title) for number, title, drill in session.execute(
-        select(Incident.number, Incident.title, Incident.drill).where(Incident.number.in_(numbers))).all()]
+    found = [
+        (number, DRILL_MARK + title if drill else title)
+        for number, title, drill in session.execute(
+            select(Incident.number, Incident.title, Incident.drill).where(Incident.number.in_(numbers))
+        ).all()
+    ]
     found += session.execute(select(Case.number, Case.title).where(Case.number.in_(numbers))).all()
     return dict(found)
 
 
 def table(data: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"单位 authority": r["authority"], "事项 subject": r["subject"], "标题 title": r["title"],
-             "时限 deadline": r["label"], "截止 due": local_time(dt.datetime.fromisoformat(r["due_at"])),
-             "状态 status": r["status"], "剩余 left": r["time_left"],
-             "督办 escalation": f"#{r['escalation']} (level {r['escalation_step'] + 1})" if r["escalation"] else ""}
-            for r in data["deadlines"]]
+    return [
+        {
+            "单位 authority": r["authority"],
+            "事项 subject": r["subject"],
+            "标题 title": r["title"],
+            "时限 deadline": r["label"],
+            "截止 due": local_time(dt.datetime.fromisoformat(r["due_at"])),
+            "状态 status": r["status"],
+            "剩余 left": r["time_left"],
+            "督办 escalation": f"#{r['escalation']} (level {r['escalation_step'] + 1})" if r["escalation"] else "",
+        }
+        for r in data["deadlines"]
+    ]
 
 
 def publish(now: dt.datetime, *, every: float = 60.0) -> int:
@@ -113,14 +162,26 @@ def publish(now: dt.datetime, *, every: float = 60.0) -> int:
 
     summary = ", ".join(f"{a['authority']}: {a['open']} open / {a['overdue']} overdue" for a in data["authorities"])
     rows = table(data) or [{"状态 status": "无待办时限 / nothing open"}]
-    rows += [{"单位 authority": m["to"], "事项 subject": m["subject"], "标题 title": m["title"],
-              "状态 status": f"消息发送失败 message failing ({m['attempts']} tries)", "督办 escalation": m["error"][:120]}
-             for m in data["failing_messages"]]
+    rows += [
+        {
+            "单位 authority": m["to"],
+            "事项 subject": m["subject"],
+            "标题 title": m["title"],
+            "状态 status": f"消息发送失败 message failing ({m['attempts']} tries)",
+            "督办 escalation": m["error"][:120],
+        }
+        for m in data["failing_messages"]
+    ]
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(
-            key=ARTIFACT_KEY, type="table", data=json.dumps(rows, ensure_ascii=False),
-            description=f"督办看板 supervision board, {local_time(now)} — {summary or 'nothing open'}; "
-                        f"{data['open_escalations']} open escalation(s); "
-                        f"{len(data['failing_messages'])} message(s) failing"))
+        client.create_artifact(
+            ArtifactCreate(
+                key=ARTIFACT_KEY,
+                type="table",
+                data=json.dumps(rows, ensure_ascii=False),
+                description=f"督办看板 supervision board, {local_time(now)} — {summary or 'nothing open'}; "
+                f"{data['open_escalations']} open escalation(s); "
+                f"{len(data['failing_messages'])} message(s) failing",
+            )
+        )
     _last["hash"] = digest
     return 1

@@ -22,19 +22,21 @@ from sqlmodel import Session
 from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules import cases as machine
-from rules.cases import LeadRequest
 from rules.calendar import load_calendar
+from rules.cases import LeadRequest
 from rules.durations import Due, Period, due_after
 from rules.lifecycle import Lifecycle
 from rules.reminders import EscalationPolicy, ReminderPolicy
 from rules.statutes import LoadedRules, due_by_rule, late_payment_surcharge, latest_before, load_rules
-from storage import audit, deadlines as deadline_rows
+from storage import audit
+from storage import deadlines as deadline_rows
 from storage.authorities import Authority
 from storage.cases import Case, case_by_run, get_case
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.incidents import Report, next_number
-from tasks import deadlines as engine_deadlines, lifecycle as engine
+from tasks import deadlines as engine_deadlines
+from tasks import lifecycle as engine
 from tasks.access import and_superiors, require
 from tasks.lifecycle import Answered, Context, Given, StepState, not_future
 from tasks.render import local_time
@@ -44,8 +46,16 @@ from tasks.render import local_time
 CASE_REMINDERS = ReminderPolicy(at=["50%", "80%"], overdue_every="24h")
 CASE_ESCALATION = EscalationPolicy(ack_timeout="8h", repeat=1)
 
-OUTCOMES = {"not_filed": "不予立案", "penalised": "予以处罚", "no_penalty": "不予处罚", "transferred": "移送司法机关",
-            "rejected": "不予受理", "mediated": "调解成功", "mediation_failed": "终止调解", "lead": "转为案件线索"}
+OUTCOMES = {
+    "not_filed": "不予立案",
+    "penalised": "予以处罚",
+    "no_penalty": "不予处罚",
+    "transferred": "移送司法机关",
+    "rejected": "不予受理",
+    "mediated": "调解成功",
+    "mediation_failed": "终止调解",
+    "lead": "转为案件线索",
+}
 
 
 # --- receiving leads and complaints --------------------------------------------------
@@ -61,31 +71,65 @@ def receive(request: LeadRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | 
         return _receive(session, request, now=now, flow_run_id=flow_run_id)
 
 
-def _receive(session: Session, request: LeadRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None,
-             first_rule: str | None = None) -> Case:
+def _receive(
+    session: Session,
+    request: LeadRequest,
+    *,
+    now: dt.datetime,
+    flow_run_id: uuid.UUID | None = None,
+    first_rule: str | None = None,
+) -> Case:
     if session.get(Authority, request.authority) is None:
         raise UnknownAuthority(f"unknown authority {request.authority!r} (list them with `regflow authorities list`)")
     settings = get_settings()
     rules = load_rules(settings.rules_file, authority=request.authority)
     year = pendulum.instance(now).in_timezone(settings.timezone).year
     prefix = "CASE" if request.kind == "case" else "CMP"
-    case = Case(number=machine.case_number(year, next_number(session, name=f"{prefix}-{year}"), request.kind),
-                kind=request.kind, title=request.title, party=request.party, source=request.source,
-                detail=request.detail, authority_code=request.authority, reporter=request.reporter,
-                reporter_contact=request.reporter_contact, real_name=request.real_name, linked_to=request.linked_to,
-                stage=machine.LIFECYCLES[request.kind].first, received_at=request.received_at or now, rules_hash=rules.content_hash,
-                flow_run_id=flow_run_id)
+    case = Case(
+        number=machine.case_number(year, next_number(session, name=f"{prefix}-{year}"), request.kind),
+        kind=request.kind,
+        title=request.title,
+        party=request.party,
+        source=request.source,
+        detail=request.detail,
+        authority_code=request.authority,
+        reporter=request.reporter,
+        reporter_contact=request.reporter_contact,
+        real_name=request.real_name,
+        linked_to=request.linked_to,
+        stage=machine.LIFECYCLES[request.kind].first,
+        received_at=request.received_at or now,
+        rules_hash=rules.content_hash,
+        flow_run_id=flow_run_id,
+    )
     session.add(case)
     session.flush()
     ctx = CaseContext(session, case, rules)
     first = machine.LIFECYCLES[request.kind].first
     deadline = ctx.add(first, case.received_at, rule=first_rule)
-    audit.record(session, at=now, actor=request.reporter or "desk", action=f"{request.kind}.received",
-                 subject=case.number, source=request.source, authority=request.authority, title=request.title,
-                 rules_version=rules.content_hash[:12], linked_to=request.linked_to)
+    audit.record(
+        session,
+        at=now,
+        actor=request.reporter or "desk",
+        action=f"{request.kind}.received",
+        subject=case.number,
+        source=request.source,
+        authority=request.authority,
+        title=request.title,
+        rules_version=rules.content_hash[:12],
+        linked_to=request.linked_to,
+    )
     heading = "收到投诉" if request.kind == "complaint" else f"收到案件线索（{machine.LEAD_SOURCES[request.source]}）"
-    ctx.notify(key="received", tags=ctx.desk(), heading=heading, heading_en=f"New {request.kind}", by="regflow",
-               now=now, text=request.detail, next_deadline=deadline)
+    ctx.notify(
+        key="received",
+        tags=ctx.desk(),
+        heading=heading,
+        heading_en=f"New {request.kind}",
+        by="regflow",
+        now=now,
+        text=request.detail,
+        next_deadline=deadline,
+    )
     return case
 
 
@@ -116,8 +160,11 @@ class CaseContext(Context):
     def policy(self, code: str, ladder_from: str | None = None) -> dict[str, Any]:
         """Reminders to the desk that owes it; a miss climbs from `ladder_from` (a listing
         authority) or else from that desk's superiors."""
-        ladder = ([ladder_from] + [a.code for a in self.tree.chain_up(ladder_from)] if ladder_from
-                  else [a.code for a in self.tree.chain_up(code)])
+        ladder = (
+            [ladder_from] + [a.code for a in self.tree.chain_up(ladder_from)]
+            if ladder_from
+            else [a.code for a in self.tree.chain_up(code)]
+        )
         return {"reminders": CASE_REMINDERS.snapshot(), "escalation": CASE_ESCALATION.snapshot(ladder)}
 
     def recipients(self, names: tuple[str, ...]) -> list[str]:
@@ -128,13 +175,20 @@ class CaseContext(Context):
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return super().template_vars(case=self.case, **more)
 
-    def record(self, kind: str, given: Given, *, deadline: Deadline | None = None,
-               fields: list[tuple[str, Any]] = ()) -> Report:
+    def record(
+        self, kind: str, given: Given, *, deadline: Deadline | None = None, fields: list[tuple[str, Any]] = ()
+    ) -> Report:
         """A case document (templates/documents/case.md.j2) filed under the step."""
-        return self.document(kind, step=given.step.name, by=given.by, now=given.now, text=given.text,
-                             deadline=deadline,
-                             source=machine.LEAD_SOURCES.get(self.case.source, self.case.source),
-                             fields=[(k, v) for k, v in fields if v not in (None, "")])
+        return self.document(
+            kind,
+            step=given.step.name,
+            by=given.by,
+            now=given.now,
+            text=given.text,
+            deadline=deadline,
+            source=machine.LEAD_SOURCES.get(self.case.source, self.case.source),
+            fields=[(k, v) for k, v in fields if v not in (None, "")],
+        )
 
 
 def _load(session: Session, number: str) -> Case:
@@ -153,21 +207,33 @@ def _filed(ctx: CaseContext, given: Given) -> None:
         ctx.record("not-filed", given, deadline=given.met)
         _finish(ctx, "not_filed", now=given.now, by=given.by)
     if case.real_name:
-        ctx.notify(key="filing:reporter", tags=ctx.desk(), heading="请告知实名举报人是否立案",
-                   heading_en="Tell the real-name reporter whether a case was filed", by=given.by, now=given.now,
-                   text=given.text, next_deadline=ctx.add("reporter-notice", given.now))
+        ctx.notify(
+            key="filing:reporter",
+            tags=ctx.desk(),
+            heading="请告知实名举报人是否立案",
+            heading_en="Tell the real-name reporter whether a case was filed",
+            by=given.by,
+            now=given.now,
+            text=given.text,
+            next_deadline=ctx.add("reporter-notice", given.now),
+        )
     ctx.session.add(case)
 
 
 def _investigated(ctx: CaseContext, given: Given) -> None:
     if given.data["finding"] == "transfer":
-        _pause_clock(ctx, by=given.by, reason="移送司法机关审查 / criminal transfer under way", now=given.now,
-                     strict=False)
+        _pause_clock(
+            ctx, by=given.by, reason="移送司法机关审查 / criminal transfer under way", now=given.now, strict=False
+        )
 
 
 def _transfer_decided(ctx: CaseContext, given: Given) -> None:
-    ctx.record("transfer", given, deadline=given.met, fields=[
-        ("负责人决定 Head's decision", "批准移送 approved" if given.data["approve"] else "不予移送 refused")])
+    ctx.record(
+        "transfer",
+        given,
+        deadline=given.met,
+        fields=[("负责人决定 Head's decision", "批准移送 approved" if given.data["approve"] else "不予移送 refused")],
+    )
     if not given.data["approve"]:
         _resume_clock(ctx, by=given.by, now=given.now, strict=False)
 
@@ -196,22 +262,35 @@ def _reconsideration(ctx: CaseContext, given: Given) -> None:
 def _notice_served(ctx: CaseContext, given: Given) -> None:
     ctx.case.fine = given.form.fine
     ctx.session.add(ctx.case)
-    ctx.record("pre-penalty", given, deadline=given.opened[0] if given.opened else ctx.get("party-statement"),
-               fields=[("拟罚款 Proposed fine", f"{given.form.fine} 元"), ("送达日期 Served on", given.form.served_on)])
+    ctx.record(
+        "pre-penalty",
+        given,
+        deadline=given.opened[0] if given.opened else ctx.get("party-statement"),
+        fields=[("拟罚款 Proposed fine", f"{given.form.fine} 元"), ("送达日期 Served on", given.form.served_on)],
+    )
 
 
 def _party_answered(ctx: CaseContext, given: Given) -> None:
     if given.data["response"] == "hearing":
-        ctx.notify(key="party-response", tags=ctx.desk(), heading="当事人要求听证", heading_en="Hearing requested",
-                   by=given.by, now=given.now, text=given.text,
-                   next_deadline=_hearing_notice(ctx, given.form.hearing_at, given.now))
+        ctx.notify(
+            key="party-response",
+            tags=ctx.desk(),
+            heading="当事人要求听证",
+            heading_en="Hearing requested",
+            by=given.by,
+            now=given.now,
+            text=given.text,
+            next_deadline=_hearing_notice(ctx, given.form.hearing_at, given.now),
+        )
 
 
 def _hearing_notice_served(ctx: CaseContext, given: Given) -> None:
     served = not_future(given.form.served_on, "served_on", given.now)
     if given.met is not None and served > given.met.due_at:
-        raise InvalidInput(f"served_on: {given.form.served_on} is too late for the hearing; the notice had to "
-                           f"reach the party by {local_time(given.met.due_at)} — set a later hearing date")
+        raise InvalidInput(
+            f"served_on: {given.form.served_on} is too late for the hearing; the notice had to "
+            f"reach the party by {local_time(given.met.due_at)} — set a later hearing date"
+        )
 
 
 def _decided(ctx: CaseContext, given: Given) -> None:
@@ -223,11 +302,17 @@ def _decided(ctx: CaseContext, given: Given) -> None:
             raise InvalidInput("fine: a penalty decision needs the fine")
         case.fine = form.fine
     ctx.session.add(case)
-    ctx.record("decision", given, deadline=given.met, fields=[
-        ("决定 Outcome", "处罚 penalty" if form.outcome == "penalty" else "不予处罚 no penalty"),
-        ("罚款 Fine", f"{form.fine} 元" if form.fine else None),
-        ("责令改正 Rectification", "是 yes" if form.rectification else None),
-        ("下一时限 Next", given.opened[0].rule if given.opened else None)])
+    ctx.record(
+        "decision",
+        given,
+        deadline=given.met,
+        fields=[
+            ("决定 Outcome", "处罚 penalty" if form.outcome == "penalty" else "不予处罚 no penalty"),
+            ("罚款 Fine", f"{form.fine} 元" if form.fine else None),
+            ("责令改正 Rectification", "是 yes" if form.rectification else None),
+            ("下一时限 Next", given.opened[0].rule if given.opened else None),
+        ],
+    )
 
 
 def _paid(ctx: CaseContext, given: Given) -> None:
@@ -237,8 +322,10 @@ def _paid(ctx: CaseContext, given: Given) -> None:
     surcharge = late_payment_surcharge(Decimal(case.fine), payment_due=due_day, paid_on=form.paid_on)
     owed = Decimal(case.fine) + surcharge
     if form.amount < owed:
-        raise InvalidInput(f"amount: {form.amount} is less than the {owed} owed (fine {case.fine} + surcharge "
-                           f"{surcharge} for payment after {due_day})")
+        raise InvalidInput(
+            f"amount: {form.amount} is less than the {owed} owed (fine {case.fine} + surcharge "
+            f"{surcharge} for payment after {due_day})"
+        )
     case.surcharge = surcharge
     case.facts = {**case.facts, "paid_on": form.paid_on.isoformat(), "paid": str(form.amount)}
     ctx.session.add(case)
@@ -246,72 +333,140 @@ def _paid(ctx: CaseContext, given: Given) -> None:
 
 def _closed(ctx: CaseContext, given: Given) -> None:
     case = ctx.case
-    outcome = ("transferred" if case.facts.get("transferred") else
-               "penalised" if case.fine is not None and case.facts.get("decided") == "penalty" else "no_penalty")
+    outcome = (
+        "transferred"
+        if case.facts.get("transferred")
+        else "penalised"
+        if case.fine is not None and case.facts.get("decided") == "penalty"
+        else "no_penalty"
+    )
     _finish(ctx, outcome, now=given.now, by=given.by)
     ctx.close("handover", given.now)
-    ctx.record("closure", given, deadline=given.met, fields=[
-        ("结案类型 Outcome", OUTCOMES[outcome]), ("罚款 Fine", f"{case.fine} 元" if outcome == "penalised" else None),
-        ("加处罚款 Surcharge", f"{case.surcharge} 元" if case.surcharge else None),
-        ("回头看 Look-back", local_time(case.lookback_at) if case.lookback_at else None)])
+    ctx.record(
+        "closure",
+        given,
+        deadline=given.met,
+        fields=[
+            ("结案类型 Outcome", OUTCOMES[outcome]),
+            ("罚款 Fine", f"{case.fine} 元" if outcome == "penalised" else None),
+            ("加处罚款 Surcharge", f"{case.surcharge} 元" if case.surcharge else None),
+            ("回头看 Look-back", local_time(case.lookback_at) if case.lookback_at else None),
+        ],
+    )
 
 
 def _accepted(ctx: CaseContext, given: Given) -> None:
     """The complainant is told either way: the desk's notice names them first."""
     case, accept = ctx.case, given.data["accept"]
-    tell = f"请告知投诉人 {case.reporter or ''}（{case.reporter_contact or '无联系方式'}）：{'已受理' if accept else '不予受理'}。"
+    whom = f"{case.reporter or ''}（{case.reporter_contact or '无联系方式'}）"
+    tell = f"请告知投诉人 {whom}：{'已受理' if accept else '不予受理'}。"
     if not accept:
         _finish(ctx, "rejected", now=given.now, by=given.by)
-    ctx.notify(key="acceptance", tags=ctx.desk(), heading="投诉已受理" if accept else "投诉不予受理",
-               heading_en="Complaint accepted" if accept else "Complaint not accepted", by=given.by, now=given.now,
-               text=f"{tell}\n\n{given.text}".strip(), next_deadline=given.opened[0] if given.opened else None)
+    ctx.notify(
+        key="acceptance",
+        tags=ctx.desk(),
+        heading="投诉已受理" if accept else "投诉不予受理",
+        heading_en="Complaint accepted" if accept else "Complaint not accepted",
+        by=given.by,
+        now=given.now,
+        text=f"{tell}\n\n{given.text}".strip(),
+        next_deadline=given.opened[0] if given.opened else None,
+    )
 
 
 def _mediated(ctx: CaseContext, given: Given) -> None:
     case = ctx.case
     outcome = given.data["outcome"]
-    _finish(ctx, {"agreed": "mediated", "failed": "mediation_failed", "lead": "lead"}[outcome], now=given.now,
-            by=given.by)
+    _finish(
+        ctx, {"agreed": "mediated", "failed": "mediation_failed", "lead": "lead"}[outcome], now=given.now, by=given.by
+    )
     if outcome != "lead":
         return
-    lead = _receive(ctx.session, LeadRequest(
-        title=case.title, party=case.party, source="complaint", detail=f"{case.detail}\n\n{given.text}".strip(),
-        authority=case.authority_code, reporter=case.reporter, reporter_contact=case.reporter_contact,
-        linked_to=case.number), now=given.now, first_rule="complaint.lead_check")
+    lead = _receive(
+        ctx.session,
+        LeadRequest(
+            title=case.title,
+            party=case.party,
+            source="complaint",
+            detail=f"{case.detail}\n\n{given.text}".strip(),
+            authority=case.authority_code,
+            reporter=case.reporter,
+            reporter_contact=case.reporter_contact,
+            linked_to=case.number,
+        ),
+        now=given.now,
+        first_rule="complaint.lead_check",
+    )
     case.facts = {**case.facts, "lead": lead.number}
     ctx.session.add(case)
-    ctx.notify(key="mediation", tags=ctx.desk(), heading=f"调解中发现违法线索，转为 {lead.number}",
-               heading_en=f"Violation lead found: {lead.number}", by=given.by, now=given.now, text=given.text)
+    ctx.notify(
+        key="mediation",
+        tags=ctx.desk(),
+        heading=f"调解中发现违法线索，转为 {lead.number}",
+        heading_en=f"Violation lead found: {lead.number}",
+        by=given.by,
+        now=given.now,
+        text=given.text,
+    )
 
 
 def _looked_back(ctx: CaseContext, given: Given):
     """A failed review reopens the matter as a linked case and escalates."""
     case = ctx.case
     rectified = given.data["rectified"]
-    ctx.record("lookback", given, deadline=given.met, fields=[("整改到位 Rectified", "是 yes" if rectified else "否 no")])
+    ctx.record(
+        "lookback", given, deadline=given.met, fields=[("整改到位 Rectified", "是 yes" if rectified else "否 no")]
+    )
     case.facts = {**case.facts, "lookback": "passed" if rectified else "failed"}
     ctx.session.add(case)
     if rectified:
         return None
-    reopened = _receive(ctx.session, LeadRequest(
-        title=case.title, party=case.party, source="lookback", authority=case.authority_code,
-        detail=f"{case.number} 回头看发现整改不到位。\n\n{given.text}".strip(), linked_to=case.number), now=given.now)
+    reopened = _receive(
+        ctx.session,
+        LeadRequest(
+            title=case.title,
+            party=case.party,
+            source="lookback",
+            authority=case.authority_code,
+            detail=f"{case.number} 回头看发现整改不到位。\n\n{given.text}".strip(),
+            linked_to=case.number,
+        ),
+        now=given.now,
+    )
     case.facts = {**case.facts, "reopened_as": reopened.number}
-    ctx.notify(key="lookback", tags=ctx.recipients(("upward",)), by=given.by, now=given.now, text=given.text,
-               heading=f"回头看：整改不到位，重新立案核查 {reopened.number}",
-               heading_en=f"Look-back failed: reopened as {reopened.number}")
+    ctx.notify(
+        key="lookback",
+        tags=ctx.recipients(("upward",)),
+        by=given.by,
+        now=given.now,
+        text=given.text,
+        heading=f"回头看：整改不到位，重新立案核查 {reopened.number}",
+        heading_en=f"Look-back failed: reopened as {reopened.number}",
+    )
     return engine_deadlines.escalate(ctx.session, case, given.met, why="lookback.failed", now=given.now)
 
 
 class Cases:
     """Cases, complaints and their look-back reviews, for the engine."""
 
-    handlers = {"filing": _filed, "investigation": _investigated, "transfer-decision": _transfer_decided,
-                "transfer-sent": _transfer_sent, "police-decision": _police_answered,
-                "reconsideration": _reconsideration, "reconsideration-answer": _police_answered,
-                "pre-penalty": _notice_served, "party-response": _party_answered,
-                "hearing-notice": _hearing_notice_served, "decision": _decided, "payment": _paid,
-                "closure": _closed, "acceptance": _accepted, "mediation": _mediated, "lookback": _looked_back}
+    handlers = {
+        "filing": _filed,
+        "investigation": _investigated,
+        "transfer-decision": _transfer_decided,
+        "transfer-sent": _transfer_sent,
+        "police-decision": _police_answered,
+        "reconsideration": _reconsideration,
+        "reconsideration-answer": _police_answered,
+        "pre-penalty": _notice_served,
+        "party-response": _party_answered,
+        "hearing-notice": _hearing_notice_served,
+        "decision": _decided,
+        "payment": _paid,
+        "closure": _closed,
+        "acceptance": _accepted,
+        "mediation": _mediated,
+        "lookback": _looked_back,
+    }
 
     def load(self, session: Session, number: str) -> Case:
         return _load(session, number)
@@ -330,8 +485,9 @@ def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
     return engine.open_step(CASES, number, name, now=now)
 
 
-def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str,
-           from_flow: bool = False) -> Answered:
+def answer(
+    number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, step: str, from_flow: bool = False
+) -> Answered:
     return engine.answer(CASES, number, step=step, answer=answer, source=source, now=now, from_flow=from_flow)
 
 
@@ -342,11 +498,18 @@ def _hearing_notice(ctx: CaseContext, hearing_at: dt.datetime | None, now: dt.da
     if hearing_at.tzinfo is None:
         raise InvalidInput("hearing_at: must include a time zone (e.g. +08:00)")
     limit = ctx.rules.rules.limit("case.hearing_notice")
-    latest = latest_before(hearing_at, Period.parse(limit.period), tz=settings.timezone,
-                           calendar=load_calendar(settings.calendar_override), label=limit.name)
+    latest = latest_before(
+        hearing_at,
+        Period.parse(limit.period),
+        tz=settings.timezone,
+        calendar=load_calendar(settings.calendar_override),
+        label=limit.name,
+    )
     if latest.at < now:
-        raise InvalidInput(f"hearing_at: {local_time(hearing_at)} is too soon; the notice must reach the party "
-                           f"{limit.period} before it, by {local_time(latest.at)}, which has passed")
+        raise InvalidInput(
+            f"hearing_at: {local_time(hearing_at)} is too soon; the notice must reach the party "
+            f"{limit.period} before it, by {local_time(latest.at)}, which has passed"
+        )
     ctx.case.facts = {**ctx.case.facts, "hearing_at": hearing_at.isoformat()}
     return ctx.add("hearing-notice", now, due=latest)
 
@@ -362,10 +525,18 @@ def _finish(ctx: CaseContext, outcome: str, *, now: dt.datetime, by: str) -> Non
     if case.kind == "case" and (outcome == "penalised" or case.rectification):
         # The period from the rule file (default 90 d), at 09:00 on the day it ends.
         day = pendulum.instance(ctx.due("lookback", now, rule="lookback.schedule").at).in_timezone(
-            get_settings().timezone)
+            get_settings().timezone
+        )
         case.lookback_at = day.set(hour=9, minute=0, second=0).in_timezone("UTC")
-    audit.record(ctx.session, at=now, actor=by, action=f"{case.kind}.closed", subject=case.number, outcome=outcome,
-                 lookback_at=case.lookback_at.isoformat() if case.lookback_at else None)
+    audit.record(
+        ctx.session,
+        at=now,
+        actor=by,
+        action=f"{case.kind}.closed",
+        subject=case.number,
+        outcome=outcome,
+        lookback_at=case.lookback_at.isoformat() if case.lookback_at else None,
+    )
     ctx.session.add(case)
 
 
@@ -380,9 +551,14 @@ def _pause_clock(ctx: CaseContext, *, by: str, reason: str, now: dt.datetime, st
     if ctx.case.clock_paused_at is not None:
         if not strict:
             return []
-        raise StepConflict(f"the clock of {ctx.case.number} is already paused since {local_time(ctx.case.clock_paused_at)}")
-    paused = [engine_deadlines.pause_row(ctx.session, row, by=by, reason=reason, now=now)
-              for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "open"]
+        raise StepConflict(
+            f"the clock of {ctx.case.number} is already paused since {local_time(ctx.case.clock_paused_at)}"
+        )
+    paused = [
+        engine_deadlines.pause_row(ctx.session, row, by=by, reason=reason, now=now)
+        for name in machine.CLOCK
+        if (row := ctx.get(name)) is not None and row.status == "open"
+    ]
     ctx.case.clock_paused_at = now
     ctx.session.add(ctx.case)
     return paused
@@ -395,8 +571,11 @@ def _resume_clock(ctx: CaseContext, *, by: str, now: dt.datetime, strict: bool =
         raise StepConflict(f"the clock of {ctx.case.number} is not paused")
     settings = get_settings()
     calendar = load_calendar(settings.calendar_override)
-    resumed = [engine_deadlines.resume_row(ctx.session, row, by=by, now=now, calendar=calendar, tz=settings.timezone)
-               for name in machine.CLOCK if (row := ctx.get(name)) is not None and row.status == "paused"]
+    resumed = [
+        engine_deadlines.resume_row(ctx.session, row, by=by, now=now, calendar=calendar, tz=settings.timezone)
+        for name in machine.CLOCK
+        if (row := ctx.get(name)) is not None and row.status == "paused"
+    ]
     ctx.case.clock_paused_at = None
     ctx.session.add(ctx.case)
     return resumed
@@ -406,30 +585,58 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
     """Testing, inspection, appraisal...: those days do not count (Art. 18, 64)."""
     with session_scope() as session:
         ctx = _open_case(session, number)
-        require(session, by, roles=("handler", "head"), authorities=(ctx.case.authority_code,),
-                subject=number, action="pause the case clock", now=now)
+        require(
+            session,
+            by,
+            roles=("handler", "head"),
+            authorities=(ctx.case.authority_code,),
+            subject=number,
+            action="pause the case clock",
+            now=now,
+        )
         paused = _pause_clock(ctx, by=by, reason=reason, now=now)
         if not paused:
             raise StepConflict(f"{number} has no running case clock to pause")
-        ctx.notify(key=f"clock-paused:{now.isoformat()}", tags=ctx.desk(),
-                   heading="办案期限中止", heading_en="Case clock paused", by=by, now=now, text=reason)
+        ctx.notify(
+            key=f"clock-paused:{now.isoformat()}",
+            tags=ctx.desk(),
+            heading="办案期限中止",
+            heading_en="Case clock paused",
+            by=by,
+            now=now,
+            text=reason,
+        )
         return paused
 
 
 def resume_clock(number: str, *, by: str, now: dt.datetime) -> list[Deadline]:
     with session_scope() as session:
         ctx = _open_case(session, number)
-        require(session, by, roles=("handler", "head"), authorities=(ctx.case.authority_code,),
-                subject=number, action="resume the case clock", now=now)
+        require(
+            session,
+            by,
+            roles=("handler", "head"),
+            authorities=(ctx.case.authority_code,),
+            subject=number,
+            action="resume the case clock",
+            now=now,
+        )
         resumed = _resume_clock(ctx, by=by, now=now)
-        ctx.notify(key=f"clock-resumed:{now.isoformat()}", tags=ctx.desk(), heading="办案期限恢复计算",
-                   heading_en="Case clock resumed", by=by, now=now,
-                   next_deadline=resumed[-1] if resumed else None)
+        ctx.notify(
+            key=f"clock-resumed:{now.isoformat()}",
+            tags=ctx.desk(),
+            heading="办案期限恢复计算",
+            heading_en="Case clock resumed",
+            by=by,
+            now=now,
+            next_deadline=resumed[-1] if resumed else None,
+        )
         return resumed
 
 
-def extend(number: str, name: str, *, by: str, reason: str, now: dt.datetime,
-           collective_period: str | None = None) -> Deadline:
+def extend(
+    number: str, name: str, *, by: str, reason: str, now: dt.datetime, collective_period: str | None = None
+) -> Deadline:
     """Extend a deadline as its rule allows: once by the head (filing +15 WD, seizure
     +30 d, decision +30 d); the case decision beyond that only by a recorded
     collective decision, which sets its own period."""
@@ -454,19 +661,42 @@ def extend(number: str, name: str, *, by: str, reason: str, now: dt.datetime,
             period, how = Period.parse(collective_period), "集体讨论决定延长 / collective decision"
         else:
             if len(row.extensions) >= (limit.max_extensions or 1):
-                more = "; a further extension needs a collective decision (--collective --period 30d)" \
-                    if name == "decision" else ""
+                more = (
+                    "; a further extension needs a collective decision (--collective --period 30d)"
+                    if name == "decision"
+                    else ""
+                )
                 raise StepConflict(f"deadline {name} of {number} was already extended{more}")
             period, how = Period.parse(limit.extension), f"负责人批准延长 / approved by the {limit.approver or 'head'}"
-        require(session, by, roles=("head",), authorities=and_superiors(ctx.tree, ctx.case.authority_code),
-                subject=number, action=f"extend deadline {name}", now=now)
-        due = due_after(row.due_at, period, tz=settings.timezone, calendar=calendar, event=ctx.rules.rules.limit(
-            key).name if key else name)
-        extended = engine_deadlines.extend_row(session, row, due_at=due.at, by=by, reason=reason,
-                                     rule=f"{how}: {due.rule}", now=now)
-        ctx.notify(key=f"extended:{name}:{len(extended.extensions)}", tags=ctx.desk(), heading="期限延长",
-                   heading_en=f"Deadline {name} extended", by=by, now=now, text=f"{how}\n\n{reason}",
-                   next_deadline=extended)
+        require(
+            session,
+            by,
+            roles=("head",),
+            authorities=and_superiors(ctx.tree, ctx.case.authority_code),
+            subject=number,
+            action=f"extend deadline {name}",
+            now=now,
+        )
+        due = due_after(
+            row.due_at,
+            period,
+            tz=settings.timezone,
+            calendar=calendar,
+            event=ctx.rules.rules.limit(key).name if key else name,
+        )
+        extended = engine_deadlines.extend_row(
+            session, row, due_at=due.at, by=by, reason=reason, rule=f"{how}: {due.rule}", now=now
+        )
+        ctx.notify(
+            key=f"extended:{name}:{len(extended.extensions)}",
+            tags=ctx.desk(),
+            heading="期限延长",
+            heading_en=f"Deadline {name} extended",
+            by=by,
+            now=now,
+            text=f"{how}\n\n{reason}",
+            next_deadline=extended,
+        )
         return extended
 
 
@@ -487,16 +717,37 @@ def measure(number: str, kind: str, *, by: str, end: bool, now: dt.datetime, tex
             if row is None or row.status != "open":
                 raise StepConflict(f"{number} has no {en} under way")
             ctx.close(kind, now)
-            ctx.notify(key=f"measure:{kind}:end", tags=ctx.desk(), heading=f"{zh}处理完毕", heading_en=f"{en} ended",
-                       by=by, now=now, text=text)
+            ctx.notify(
+                key=f"measure:{kind}:end",
+                tags=ctx.desk(),
+                heading=f"{zh}处理完毕",
+                heading_en=f"{en} ended",
+                by=by,
+                now=now,
+                text=text,
+            )
         else:
             if row is not None:
                 raise StepConflict(f"{en} of {number} was already recorded at {local_time(row.created_at)}")
             row = ctx.add(kind, now)
-            ctx.notify(key=f"measure:{kind}", tags=ctx.desk(), heading=f"采取{zh}措施", heading_en=f"{en} taken",
-                       by=by, now=now, text=text, next_deadline=row)
-        audit.record(session, at=now, actor=by, action=f"case.measure.{'ended' if end else 'taken'}",
-                     subject=number, measure=kind)
+            ctx.notify(
+                key=f"measure:{kind}",
+                tags=ctx.desk(),
+                heading=f"采取{zh}措施",
+                heading_en=f"{en} taken",
+                by=by,
+                now=now,
+                text=text,
+                next_deadline=row,
+            )
+        audit.record(
+            session,
+            at=now,
+            actor=by,
+            action=f"case.measure.{'ended' if end else 'taken'}",
+            subject=number,
+            measure=kind,
+        )
         return row
 
 
@@ -535,8 +786,16 @@ def request_assistance(number: str, *, to: str, by: str, text: str, now: dt.date
             raise InvalidInput("assistance is asked of another authority")
         n = 1 + sum(1 for d in deadline_rows.deadlines_for(session, subject=number) if d.name.startswith("assistance-"))
         row = ctx.add(f"assistance-{n}", now, authority=to)
-        ctx.notify(key=f"assistance-{n}", tags=ctx.desk(to), heading=f"协查请求（{ctx.authority.name}）",
-                   heading_en="Assistance requested", by=by, now=now, text=text, next_deadline=row)
+        ctx.notify(
+            key=f"assistance-{n}",
+            tags=ctx.desk(to),
+            heading=f"协查请求（{ctx.authority.name}）",
+            heading_en="Assistance requested",
+            by=by,
+            now=now,
+            text=text,
+            next_deadline=row,
+        )
         audit.record(session, at=now, actor=by, action="case.assistance.requested", subject=number, to=to, request=n)
         return row
 
@@ -550,15 +809,30 @@ def answer_assistance(number: str, n: int, *, by: str, text: str, now: dt.dateti
         if row.status != "open":
             raise StepConflict(f"assistance request {n} of {number} was already answered")
         ctx.close(row.name, now)
-        ctx.notify(key=f"assistance-{n}:answered", tags=ctx.desk(), heading=f"协查回复 {n}",
-                   heading_en="Assistance answered", by=by, now=now, text=text)
-        audit.record(session, at=now, actor=by, action="case.assistance.answered", subject=number, request=n,
-                     by_authority=row.authority)
+        ctx.notify(
+            key=f"assistance-{n}:answered",
+            tags=ctx.desk(),
+            heading=f"协查回复 {n}",
+            heading_en="Assistance answered",
+            by=by,
+            now=now,
+            text=text,
+        )
+        audit.record(
+            session,
+            at=now,
+            actor=by,
+            action="case.assistance.answered",
+            subject=number,
+            request=n,
+            by_authority=row.authority,
+        )
         return row
 
 
-def supervise(number: str, *, by_authority: str, report_every: str, finish_by: dt.datetime, by: str,
-              now: dt.datetime) -> Case:
+def supervise(
+    number: str, *, by_authority: str, report_every: str, finish_by: dt.datetime, by: str, now: dt.datetime
+) -> Case:
     """A supervising authority lists the case: progress reports owed at the interval,
     the result by the date, each miss escalated to the listing authority."""
     every = Period.parse(report_every)
@@ -573,19 +847,52 @@ def supervise(number: str, *, by_authority: str, report_every: str, finish_by: d
             raise StepConflict(f"{number} is already listed by {case.listed_by}")
         if finish_by <= now:
             raise InvalidInput("finish_by: is in the past")
-        case.listed_by, case.report_every, case.finish_by, case.supervision_reports = \
-            by_authority, str(every), finish_by, 0
+        case.listed_by, case.report_every, case.finish_by, case.supervision_reports = (
+            by_authority,
+            str(every),
+            finish_by,
+            0,
+        )
         session.add(case)
         settings = get_settings()
-        progress = ctx.add("supervision-progress-1", now, ladder_from=by_authority, due=due_after(
-            now, every, tz=settings.timezone, calendar=load_calendar(settings.calendar_override), event="督办进展报告 1"))
-        ctx.add("supervision-final", now, ladder_from=by_authority,
-                due=Due(at=finish_by, rule=f"督办通知：{local_time(finish_by)} 前办结 / finish by {local_time(finish_by)}"))
-        ctx.notify(key="listed", tags=ctx.desk() + _listing_desk(case), heading=f"挂牌督办（{by_authority}）",
-                   heading_en="Listed for supervision", by=by, now=now,
-                   text=f"每 {every} 报告进展，{local_time(finish_by)} 前办结。", next_deadline=progress)
-        audit.record(session, at=now, actor=by, action="case.listed", subject=number, by_authority=by_authority,
-                     report_every=str(every), finish_by=finish_by.isoformat())
+        progress = ctx.add(
+            "supervision-progress-1",
+            now,
+            ladder_from=by_authority,
+            due=due_after(
+                now,
+                every,
+                tz=settings.timezone,
+                calendar=load_calendar(settings.calendar_override),
+                event="督办进展报告 1",
+            ),
+        )
+        ctx.add(
+            "supervision-final",
+            now,
+            ladder_from=by_authority,
+            due=Due(at=finish_by, rule=f"督办通知：{local_time(finish_by)} 前办结 / finish by {local_time(finish_by)}"),
+        )
+        ctx.notify(
+            key="listed",
+            tags=ctx.desk() + _listing_desk(case),
+            heading=f"挂牌督办（{by_authority}）",
+            heading_en="Listed for supervision",
+            by=by,
+            now=now,
+            text=f"每 {every} 报告进展，{local_time(finish_by)} 前办结。",
+            next_deadline=progress,
+        )
+        audit.record(
+            session,
+            at=now,
+            actor=by,
+            action="case.listed",
+            subject=number,
+            by_authority=by_authority,
+            report_every=str(every),
+            finish_by=finish_by.isoformat(),
+        )
         return case
 
 
@@ -602,12 +909,28 @@ def supervision_report(number: str, *, by: str, text: str, now: dt.datetime) -> 
         ctx.close(f"supervision-progress-{n}", now)
         case.supervision_reports = n
         session.add(case)
-        nxt = ctx.add(f"supervision-progress-{n + 1}", now, ladder_from=case.listed_by, due=due_after(
-            now, Period.parse(case.report_every), tz=settings.timezone,
-            calendar=load_calendar(settings.calendar_override), event=f"督办进展报告 {n + 1}"))
-        ctx.notify(key=f"supervision-report-{n}", tags=ctx.desk() + _listing_desk(case),
-                   heading=f"督办进展报告 {n}", heading_en=f"Progress report {n} on a listed case", by=by, now=now,
-                   text=text, next_deadline=nxt)
+        nxt = ctx.add(
+            f"supervision-progress-{n + 1}",
+            now,
+            ladder_from=case.listed_by,
+            due=due_after(
+                now,
+                Period.parse(case.report_every),
+                tz=settings.timezone,
+                calendar=load_calendar(settings.calendar_override),
+                event=f"督办进展报告 {n + 1}",
+            ),
+        )
+        ctx.notify(
+            key=f"supervision-report-{n}",
+            tags=ctx.desk() + _listing_desk(case),
+            heading=f"督办进展报告 {n}",
+            heading_en=f"Progress report {n} on a listed case",
+            by=by,
+            now=now,
+            text=text,
+            next_deadline=nxt,
+        )
         audit.record(session, at=now, actor=by, action="case.supervision.reported", subject=number, report=n)
         return nxt
 
@@ -622,13 +945,21 @@ def lift_listing(number: str, *, by: str, reason: str, now: dt.datetime) -> Case
         for row in deadline_rows.deadlines_for(session, subject=number):
             if row.name.startswith("supervision-") and row.status in ("open", "paused"):
                 ctx.close(row.name, now, "cancelled")
-        ctx.notify(key=f"unlisted:{now.isoformat()}", tags=ctx.desk() + _listing_desk(case), heading="撤销挂牌督办",
-                   heading_en="Listing lifted", by=by, now=now, text=reason)
+        ctx.notify(
+            key=f"unlisted:{now.isoformat()}",
+            tags=ctx.desk() + _listing_desk(case),
+            heading="撤销挂牌督办",
+            heading_en="Listing lifted",
+            by=by,
+            now=now,
+            text=reason,
+        )
         case.facts = {**case.facts, "listing_lifted": {"by": by, "at": now.isoformat(), "listed_by": listed_by}}
         case.listed_by = None
         session.add(case)
-        audit.record(session, at=now, actor=by, action="case.unlisted", subject=number, listed_by=listed_by,
-                     reason=reason)
+        audit.record(
+            session, at=now, actor=by, action="case.unlisted", subject=number, listed_by=listed_by, reason=reason
+        )
         return case
 
 
@@ -643,8 +974,15 @@ def start_lookback(number: str, *, now: dt.datetime) -> Case:
         ctx = CaseContext(session, case)
         if ctx.get("lookback") is None:
             row = ctx.add("lookback", now)
-            ctx.notify(key="lookback", tags=ctx.desk(), heading="回头看：请核查整改情况",
-                       heading_en="Look-back review due", by="regflow", now=now, next_deadline=row)
+            ctx.notify(
+                key="lookback",
+                tags=ctx.desk(),
+                heading="回头看：请核查整改情况",
+                heading_en="Look-back review due",
+                by="regflow",
+                now=now,
+                next_deadline=row,
+            )
             audit.record(session, at=now, actor="regflow", action="case.lookback.started", subject=number)
         return case
 
@@ -655,5 +993,12 @@ def lookback_scheduled(number: str, flow_run_id: uuid.UUID, *, now: dt.datetime)
         if case.lookback_run_id is None:
             case.lookback_run_id = flow_run_id
             session.add(case)
-            audit.record(session, at=now, actor="regflow", action="case.lookback.scheduled", subject=number,
-                         at_time=case.lookback_at.isoformat(), flow_run_id=str(flow_run_id))
+            audit.record(
+                session,
+                at=now,
+                actor="regflow",
+                action="case.lookback.scheduled",
+                subject=number,
+                at_time=case.lookback_at.isoformat(),
+                flow_run_id=str(flow_run_id),
+            )

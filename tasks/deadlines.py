@@ -20,7 +20,9 @@ from sqlmodel import Session
 from kernel.errors import NotFound, StepConflict
 from rules.calendar import WorkCalendar
 from rules.reminders import due_reminder, first_pending, next_step_at, reminder_at, rung
-from storage import audit, deadlines as deadline_rows, escalations as escalation_rows
+from storage import audit
+from storage import deadlines as deadline_rows
+from storage import escalations as escalation_rows
 from storage.authorities import Authority
 from storage.db import session_scope
 from storage.deadlines import Deadline
@@ -31,8 +33,14 @@ from tasks.access import and_superiors, require
 from tasks.notify import queue
 
 log = logging.getLogger("regflow.deadlines")
-LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
-          "final_report": "终报", "review": "事后评估"}
+LABELS = {
+    "dispatch": "出动",
+    "arrival": "到场",
+    "initial_report": "初报",
+    "upward_report": "报送上级",
+    "final_report": "终报",
+    "review": "事后评估",
+}
 
 
 def label(name: str) -> str:
@@ -53,10 +61,29 @@ class Cycle:
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def _queue(session: Session, subject: Subject, *, key: str, tags: list[str], template: str,
-           now: dt.datetime, deadline: Deadline, **variables: Any) -> None:
-    queue(session, number=subject.number, key=key, tags=tags, template=template, now=now, subject=subject,
-          deadline=deadline, authority=session.get(Authority, deadline.authority), **variables)
+def _queue(
+    session: Session,
+    subject: Subject,
+    *,
+    key: str,
+    tags: list[str],
+    template: str,
+    now: dt.datetime,
+    deadline: Deadline,
+    **variables: Any,
+) -> None:
+    queue(
+        session,
+        number=subject.number,
+        key=key,
+        tags=tags,
+        template=template,
+        now=now,
+        subject=subject,
+        deadline=deadline,
+        authority=session.get(Authority, deadline.authority),
+        **variables,
+    )
 
 
 def _desk(code: str) -> list[str]:
@@ -78,43 +105,100 @@ def send_reminders(now: dt.datetime, *, limit: int = 200) -> Cycle:
 
 def _remind(session: Session, deadline: Deadline, now: dt.datetime, cycle: Cycle) -> None:
     policy = deadline.policy["reminders"]
-    current, following = due_reminder(deadline.reminders_sent, now=now, starts_at=deadline.starts_at,
-                                      due_at=deadline.due_at, policy=policy)
-    if current is None or not deadline_rows.advance(session, deadline=deadline, sent=following.index,
-                                                    next_at=following.at):
+    current, following = due_reminder(
+        deadline.reminders_sent, now=now, starts_at=deadline.starts_at, due_at=deadline.due_at, policy=policy
+    )
+    if current is None or not deadline_rows.advance(
+        session, deadline=deadline, sent=following.index, next_at=following.at
+    ):
         return
     incident = subject_for(session, deadline.subject)
     code = deadline.authority
     tags = [f"{code}.duty"] + ([f"{code}.head"] if current.kind != "before" else [])
-    _queue(session, incident, key=f"reminder:{deadline.name}:{current.index}", tags=tags, template="reminder",
-           now=now, reminder=current, deadline=deadline, label=label(deadline.name))
-    audit.record(session, at=now, actor="watcher", action="deadline.reminder", subject=incident.number,
-                 deadline=deadline.name, reminder=current.index, kind=current.kind)
+    _queue(
+        session,
+        incident,
+        key=f"reminder:{deadline.name}:{current.index}",
+        tags=tags,
+        template="reminder",
+        now=now,
+        reminder=current,
+        deadline=deadline,
+        label=label(deadline.name),
+    )
+    audit.record(
+        session,
+        at=now,
+        actor="watcher",
+        action="deadline.reminder",
+        subject=incident.number,
+        deadline=deadline.name,
+        reminder=current.index,
+        kind=current.kind,
+    )
     cycle.done += 1
     cycle.emitted.append(("regflow.deadline.reminder", _payload(incident, deadline, kind=current.kind)))
     if current.kind != "before" and escalation_rows.for_deadline(session, deadline_id=deadline.id) is None:
         _raise(session, incident, deadline, now, cycle)
 
 
-def _raise(session: Session, incident: Subject, deadline: Deadline, now: dt.datetime, cycle: Cycle,
-           why: str = "deadline.missed") -> Escalation:
+def _raise(
+    session: Session,
+    incident: Subject,
+    deadline: Deadline,
+    now: dt.datetime,
+    cycle: Cycle,
+    why: str = "deadline.missed",
+) -> Escalation:
     policy = deadline.policy["escalation"]
     first = rung(0, policy)
-    escalation = Escalation(deadline_id=deadline.id, subject=incident.number, policy=policy, raised_at=now,
-                            next_at=next_step_at(0, raised_at=now, policy=policy))
+    escalation = Escalation(
+        deadline_id=deadline.id,
+        subject=incident.number,
+        policy=policy,
+        raised_at=now,
+        next_at=next_step_at(0, raised_at=now, policy=policy),
+    )
     session.add(escalation)
     session.flush()
-    audit.record(session, at=now, actor="watcher" if why == "deadline.missed" else "regflow", action=why,
-                 subject=incident.number, deadline=deadline.name, due_at=deadline.due_at.isoformat())
-    audit.record(session, at=now, actor="watcher", action="escalation.raised", subject=incident.number,
-                 escalation=escalation.id, to=first.authority if first else None)
+    audit.record(
+        session,
+        at=now,
+        actor="watcher" if why == "deadline.missed" else "regflow",
+        action=why,
+        subject=incident.number,
+        deadline=deadline.name,
+        due_at=deadline.due_at.isoformat(),
+    )
+    audit.record(
+        session,
+        at=now,
+        actor="watcher",
+        action="escalation.raised",
+        subject=incident.number,
+        escalation=escalation.id,
+        to=first.authority if first else None,
+    )
     if first:
-        _queue(session, incident, key=f"escalation:{escalation.id}:0", tags=_desk(first.authority),
-               template="escalation", now=now, event="raised", escalation=escalation, deadline=deadline,
-               label=label(deadline.name))
+        _queue(
+            session,
+            incident,
+            key=f"escalation:{escalation.id}:0",
+            tags=_desk(first.authority),
+            template="escalation",
+            now=now,
+            event="raised",
+            escalation=escalation,
+            deadline=deadline,
+            label=label(deadline.name),
+        )
     cycle.emitted.append((f"regflow.{why}", _payload(incident, deadline)))
-    cycle.emitted.append(("regflow.escalation.raised",
-                          _payload(incident, deadline, escalation=escalation.id, to=first.authority if first else None)))
+    cycle.emitted.append(
+        (
+            "regflow.escalation.raised",
+            _payload(incident, deadline, escalation=escalation.id, to=first.authority if first else None),
+        )
+    )
     return escalation
 
 
@@ -135,19 +219,44 @@ def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
             step = escalation.step + 1
             target = rung(step, escalation.policy)
             if target is None or not escalation_rows.climb(
-                    session, escalation=escalation, step=step,
-                    next_at=next_step_at(step, raised_at=escalation.raised_at, policy=escalation.policy)):
+                session,
+                escalation=escalation,
+                step=step,
+                next_at=next_step_at(step, raised_at=escalation.raised_at, policy=escalation.policy),
+            ):
                 continue
             deadline = session.get(Deadline, escalation.deadline_id)
             incident = subject_for(session, deadline.subject)
-            _queue(session, incident, key=f"escalation:{escalation.id}:{step}", tags=_desk(target.authority),
-                   template="escalation", now=now, event="climbed", escalation=escalation, deadline=deadline,
-                   label=label(deadline.name))
-            audit.record(session, at=now, actor="watcher", action="escalation.climbed", subject=incident.number,
-                         escalation=escalation.id, step=step, to=target.authority, round=target.round)
+            _queue(
+                session,
+                incident,
+                key=f"escalation:{escalation.id}:{step}",
+                tags=_desk(target.authority),
+                template="escalation",
+                now=now,
+                event="climbed",
+                escalation=escalation,
+                deadline=deadline,
+                label=label(deadline.name),
+            )
+            audit.record(
+                session,
+                at=now,
+                actor="watcher",
+                action="escalation.climbed",
+                subject=incident.number,
+                escalation=escalation.id,
+                step=step,
+                to=target.authority,
+                round=target.round,
+            )
             cycle.done += 1
-            cycle.emitted.append(("regflow.escalation.raised", _payload(
-                incident, deadline, escalation=escalation.id, to=target.authority, step=step)))
+            cycle.emitted.append(
+                (
+                    "regflow.escalation.raised",
+                    _payload(incident, deadline, escalation=escalation.id, to=target.authority, step=step),
+                )
+            )
     events.emit_all(cycle.emitted)
     return cycle
 
@@ -161,16 +270,29 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = 
             raise NotFound(f"no escalation {escalation_id}")
         if source != "drill" and escalation.status == "open":
             ladder = escalation.policy.get("ladder", [])
-            require(session, by, roles=("duty", "head"), authorities=tuple(ladder[:escalation.step + 1]),
-                    subject=escalation.subject, action=f"acknowledge escalation {escalation_id}", now=now)
+            require(
+                session,
+                by,
+                roles=("duty", "head"),
+                authorities=tuple(ladder[: escalation.step + 1]),
+                subject=escalation.subject,
+                action=f"acknowledge escalation {escalation_id}",
+                now=now,
+            )
         if not escalation_rows.close(session, escalation_id=escalation_id, status="acknowledged", now=now, by=by):
             raise StepConflict(f"escalation {escalation_id} is already {escalation.status}")
         session.refresh(escalation)
         deadline = session.get(Deadline, escalation.deadline_id)
         incident = subject_for(session, deadline.subject)
         _notify_told(session, incident, deadline, escalation, "acknowledged", now)
-        audit.record(session, at=now, actor=by, action="escalation.acknowledged", subject=incident.number,
-                     escalation=escalation_id)
+        audit.record(
+            session,
+            at=now,
+            actor=by,
+            action="escalation.acknowledged",
+            subject=incident.number,
+            escalation=escalation_id,
+        )
         payload = _payload(incident, deadline, escalation=escalation_id, by=by)
     events.emit_all([("regflow.escalation.acknowledged", payload)])
     return escalation
@@ -179,22 +301,41 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = 
 def resolve_late(session: Session, *, deadline: Deadline, now: dt.datetime) -> None:
     """A missed deadline met after all: close its escalation and tell those who were told."""
     escalation = escalation_rows.for_deadline(session, deadline_id=deadline.id)
-    if escalation is None or not escalation_rows.close(session, escalation_id=escalation.id, status="resolved",
-                                                       now=now):
+    if escalation is None or not escalation_rows.close(
+        session, escalation_id=escalation.id, status="resolved", now=now
+    ):
         return
     session.refresh(escalation)
     incident = subject_for(session, deadline.subject)
     _notify_told(session, incident, deadline, escalation, "resolved", now)
-    audit.record(session, at=now, actor="regflow", action="escalation.resolved", subject=incident.number,
-                 escalation=escalation.id, deadline=deadline.name)
+    audit.record(
+        session,
+        at=now,
+        actor="regflow",
+        action="escalation.resolved",
+        subject=incident.number,
+        escalation=escalation.id,
+        deadline=deadline.name,
+    )
 
 
-def _notify_told(session: Session, incident: Subject, deadline: Deadline, escalation: Escalation, event: str,
-                 now: dt.datetime) -> None:
+def _notify_told(
+    session: Session, incident: Subject, deadline: Deadline, escalation: Escalation, event: str, now: dt.datetime
+) -> None:
     told = {rung(s, escalation.policy).authority for s in range(escalation.step + 1) if rung(s, escalation.policy)}
     tags = [f"{deadline.authority}.duty"] + [t for code in sorted(told) for t in _desk(code)]
-    _queue(session, incident, key=f"escalation:{escalation.id}:{event}", tags=tags, template="escalation", now=now,
-           event=event, escalation=escalation, deadline=deadline, label=label(deadline.name))
+    _queue(
+        session,
+        incident,
+        key=f"escalation:{escalation.id}:{event}",
+        tags=tags,
+        template="escalation",
+        now=now,
+        event=event,
+        escalation=escalation,
+        deadline=deadline,
+        label=label(deadline.name),
+    )
 
 
 def pause(deadline_id: int, *, by: str, reason: str, now: dt.datetime) -> Deadline:
@@ -218,15 +359,29 @@ def extend(deadline_id: int, *, due_at: dt.datetime, by: str, reason: str, rule:
         return extend_row(session, deadline, due_at=due_at, by=by, reason=reason, rule=rule, now=now)
 
 
-def _allowed(session: Session, deadline: Deadline, by: str, roles: tuple[str, ...], verb: str,
-             now: dt.datetime, above: bool = False) -> Deadline:
+def _allowed(
+    session: Session,
+    deadline: Deadline,
+    by: str,
+    roles: tuple[str, ...],
+    verb: str,
+    now: dt.datetime,
+    above: bool = False,
+) -> Deadline:
     """A deadline's clock is its authority's; with `above`, a superior's too (extensions)."""
     from storage.authorities import load_tree
 
     code = deadline.authority
     authorities = and_superiors(load_tree(session), code) if above else (code,)
-    require(session, by, roles=roles, authorities=authorities, subject=deadline.subject,
-            action=f"{verb} deadline {deadline.name}", now=now)
+    require(
+        session,
+        by,
+        roles=roles,
+        authorities=authorities,
+        subject=deadline.subject,
+        action=f"{verb} deadline {deadline.name}",
+        now=now,
+    )
     return deadline
 
 
@@ -234,13 +389,27 @@ def pause_row(session: Session, deadline: Deadline, *, by: str, reason: str, now
     """Stop a deadline's clock (testing, appraisal...): no reminders while paused."""
     deadline.status, deadline.paused_at, deadline.next_at = "paused", now, None
     session.add(deadline)
-    audit.record(session, at=now, actor=by, action="deadline.paused", subject=deadline.subject,
-                 deadline=deadline.name, reason=reason)
+    audit.record(
+        session,
+        at=now,
+        actor=by,
+        action="deadline.paused",
+        subject=deadline.subject,
+        deadline=deadline.name,
+        reason=reason,
+    )
     return deadline
 
 
-def resume_row(session: Session, deadline: Deadline, *, by: str, now: dt.datetime,
-               calendar: WorkCalendar | None = None, tz: str = "Asia/Shanghai") -> Deadline:
+def resume_row(
+    session: Session,
+    deadline: Deadline,
+    *,
+    by: str,
+    now: dt.datetime,
+    calendar: WorkCalendar | None = None,
+    tz: str = "Asia/Shanghai",
+) -> Deadline:
     """Restart the clock: the due time moves by the paused span. With a calendar (a
     day-counted limit), by the whole days paused, as `rules.durations.due_after`
     counts pauses, and a due day that lands on a holiday moves to the next working
@@ -258,39 +427,66 @@ def resume_row(session: Session, deadline: Deadline, *, by: str, now: dt.datetim
         day = pendulum.instance(deadline.due_at).in_timezone(tz).date()
         moved = calendar.next_workday_on_or_after(day)
         if moved != day:
-            deadline.due_at = pendulum.datetime(moved.year, moved.month, moved.day, 23, 59, 59, tz=tz) \
-                .in_timezone("UTC")
+            deadline.due_at = pendulum.datetime(moved.year, moved.month, moved.day, 23, 59, 59, tz=tz).in_timezone(
+                "UTC"
+            )
             deadline.rule = f"{deadline.rule}; {day} is not a working day, moved to {moved}"[:500]
     _rewind(deadline, now)
     session.add(deadline)
-    audit.record(session, at=now, actor=by, action="deadline.resumed", subject=deadline.subject,
-                 deadline=deadline.name, paused_seconds=int(span.total_seconds()))
+    audit.record(
+        session,
+        at=now,
+        actor=by,
+        action="deadline.resumed",
+        subject=deadline.subject,
+        deadline=deadline.name,
+        paused_seconds=int(span.total_seconds()),
+    )
     return deadline
 
 
-def extend_row(session: Session, deadline: Deadline, *, due_at: dt.datetime, by: str, reason: str, rule: str,
-               now: dt.datetime) -> Deadline:
+def extend_row(
+    session: Session, deadline: Deadline, *, due_at: dt.datetime, by: str, reason: str, rule: str, now: dt.datetime
+) -> Deadline:
     """A new due time, with who approved it and why."""
     if due_at <= deadline.due_at:
         raise StepConflict("an extension must move the due time later")
-    deadline.extensions = [*deadline.extensions, {"by": by, "reason": reason, "at": now.isoformat(),
-                                                  "from": deadline.due_at.isoformat(), "to": due_at.isoformat(),
-                                                  "rule": rule}]
+    deadline.extensions = [
+        *deadline.extensions,
+        {
+            "by": by,
+            "reason": reason,
+            "at": now.isoformat(),
+            "from": deadline.due_at.isoformat(),
+            "to": due_at.isoformat(),
+            "rule": rule,
+        },
+    ]
     deadline.due_at, deadline.rule = due_at, rule[:500]  # the rule now governing it; history in extensions
     _rewind(deadline, now)
     session.add(deadline)
-    audit.record(session, at=now, actor=by, action="deadline.extended", subject=deadline.subject,
-                 deadline=deadline.name, to=due_at.isoformat(), reason=reason)
+    audit.record(
+        session,
+        at=now,
+        actor=by,
+        action="deadline.extended",
+        subject=deadline.subject,
+        deadline=deadline.name,
+        to=due_at.isoformat(),
+        reason=reason,
+    )
     return deadline
 
 
 def _rewind(deadline: Deadline, now: dt.datetime) -> None:
     """After the due time moved: the next reminder is the first still ahead."""
     policy = deadline.policy["reminders"]
-    deadline.reminders_sent = first_pending(now=now, starts_at=deadline.starts_at, due_at=deadline.due_at,
-                                            policy=policy)
-    deadline.next_at = reminder_at(deadline.reminders_sent, starts_at=deadline.starts_at, due_at=deadline.due_at,
-                                   policy=policy).at
+    deadline.reminders_sent = first_pending(
+        now=now, starts_at=deadline.starts_at, due_at=deadline.due_at, policy=policy
+    )
+    deadline.next_at = reminder_at(
+        deadline.reminders_sent, starts_at=deadline.starts_at, due_at=deadline.due_at, policy=policy
+    ).at
 
 
 def _open(session: Session, deadline_id: int) -> Deadline:
@@ -308,6 +504,12 @@ def _span(span: dt.timedelta) -> str:
 
 
 def _payload(incident: Subject, deadline: Deadline, **extra: Any) -> dict[str, Any]:
-    return dict(number=incident.number, flow_run_id=str(incident.flow_run_id) if incident.flow_run_id else None,
-                authority=deadline.authority, deadline_id=deadline.id, deadline=deadline.name,
-                due_at=deadline.due_at.isoformat(), **extra)
+    return dict(
+        number=incident.number,
+        flow_run_id=str(incident.flow_run_id) if incident.flow_run_id else None,
+        authority=deadline.authority,
+        deadline_id=deadline.id,
+        deadline=deadline.name,
+        due_at=deadline.due_at.isoformat(),
+        **extra,
+    )

@@ -19,9 +19,8 @@ from typing import Any, Callable
 from sqlmodel import Session, select
 
 from kernel.errors import RegflowError, StepConflict
-from rules.incidents import EMERGENCY
 from rules.drills import LoadedScenario
-from rules.incidents import validate_trigger
+from rules.incidents import EMERGENCY, validate_trigger
 from rules.reminders import rung
 from storage import audit
 from storage.db import session_scope, utcnow
@@ -40,12 +39,26 @@ def start(loaded: LoadedScenario, *, plan: str, level: str, speed: int, now: dt.
     from tasks.incidents import trigger
 
     s = loaded.scenario
-    request = validate_trigger(dict(plan=plan, level=level, title=s.title, location=s.location,
-                                    authority=s.authority, reporter=DRILL_CONTROL, drill=True, speed=speed), now=now)
+    request = validate_trigger(
+        dict(
+            plan=plan,
+            level=level,
+            title=s.title,
+            location=s.location,
+            authority=s.authority,
+            reporter=DRILL_CONTROL,
+            drill=True,
+            speed=speed,
+        ),
+        now=now,
+    )
 
     def record(session: Session, incident: Incident) -> None:
-        session.add(Drill(number=incident.number, scenario=s.name, scenario_hash=loaded.content_hash, speed=speed,
-                          started_at=now))
+        session.add(
+            Drill(
+                number=incident.number, scenario=s.name, scenario_hash=loaded.content_hash, speed=speed, started_at=now
+            )
+        )
 
     return trigger(request, now=now, also=record)
 
@@ -55,8 +68,16 @@ def exercise(delta: dt.timedelta, speed: int) -> float:
     return delta.total_seconds() * speed
 
 
-def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.datetime, until: dt.datetime,
-            say: Callable[[str], None] = print, poll: float = 0.25) -> str:
+def respond(
+    number: str,
+    loaded: LoadedScenario,
+    *,
+    speed: int,
+    started_at: dt.datetime,
+    until: dt.datetime,
+    say: Callable[[str], None] = print,
+    poll: float = 0.25,
+) -> str:
     """Play the scenario until the incident closes ("closed") or `until` ("timeout").
 
     Each scripted answer is given once its exercise time has come and the incident
@@ -76,8 +97,9 @@ def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.d
             if incident.status == "closed":
                 return "closed"
             expected = EMERGENCY.next_step(answers(session, subject=number))
-            escalations = list(session.exec(select(Escalation).where(Escalation.subject == number,
-                                                                     Escalation.status == "open")).all())
+            escalations = list(
+                session.exec(select(Escalation).where(Escalation.subject == number, Escalation.status == "open")).all()
+            )
         scripted = script.get(expected.name) if expected else None
         if scripted is not None and now >= started_at + dt.timedelta(seconds=scripted.at_seconds / speed):
             try:
@@ -88,8 +110,10 @@ def respond(number: str, loaded: LoadedScenario, *, speed: int, started_at: dt.d
             say(f"{_clock(now - started_at, speed)}  {expected.title}: answered by {_by(result)}")
         elif scripted is None and expected is not None and expected.name not in announced:
             announced.add(expected.name)
-            say(f"{_clock(now - started_at, speed)}  {expected.title}: left to a person — answer it in the "
-                f"Prefect UI (Resume) or with the regflow CLI")
+            say(
+                f"{_clock(now - started_at, speed)}  {expected.title}: left to a person — answer it in the "
+                f"Prefect UI (Resume) or with the regflow CLI"
+            )
         for escalation in escalations:
             if ack is not None and now >= escalation.raised_at + dt.timedelta(seconds=ack / speed):
                 told = rung(escalation.step, escalation.policy)
@@ -169,10 +193,20 @@ def scorecard(session: Session, number: str, *, outcome: str, now: dt.datetime) 
             result = "missed" if d.due_at <= now else "open"
         else:
             result = d.status
-        deadlines.append({"name": d.name, "label": label(d.name), "limit_s": exercise(d.due_at - d.starts_at, speed),
-                          "taken_s": taken, "result": result})
-    steps = [{"step": s.name, "at_s": exercise(s.answered_at - start, speed), "by": s.answered_by, "source": s.source}
-             for s in steps_for(session, subject=number) if s.status == "answered"]
+        deadlines.append(
+            {
+                "name": d.name,
+                "label": label(d.name),
+                "limit_s": exercise(d.due_at - d.starts_at, speed),
+                "taken_s": taken,
+                "result": result,
+            }
+        )
+    steps = [
+        {"step": s.name, "at_s": exercise(s.answered_at - start, speed), "by": s.answered_by, "source": s.source}
+        for s in steps_for(session, subject=number)
+        if s.status == "answered"
+    ]
     events = audit.events_for(session, subject=number)
     reminders = Counter(e.detail.get("kind", "") for e in events if e.action == "deadline.reminder")
     escalations = list(session.exec(select(Escalation).where(Escalation.subject == number)).all())
@@ -180,17 +214,25 @@ def scorecard(session: Session, number: str, *, outcome: str, now: dt.datetime) 
     judged = [d for d in deadlines if d["result"] in ("met", "late", "missed")]
     on_time = sum(d["result"] == "met" for d in judged)
     return {
-        "number": number, "scenario": drill.scenario, "speed": speed, "outcome": outcome,
-        "exercise_s": exercise(now - start, speed), "wall_s": (now - start).total_seconds(),
+        "number": number,
+        "scenario": drill.scenario,
+        "speed": speed,
+        "outcome": outcome,
+        "exercise_s": exercise(now - start, speed),
+        "wall_s": (now - start).total_seconds(),
         "score": round(100 * on_time / len(judged), 1) if judged else None,
         "deadlines": deadlines,
-        "deadlines_met": on_time, "deadlines_late": sum(d["result"] == "late" for d in judged),
+        "deadlines_met": on_time,
+        "deadlines_late": sum(d["result"] == "late" for d in judged),
         "deadlines_missed": sum(d["result"] == "missed" for d in judged),
-        "reminders": dict(reminders), "reminders_sent": sum(reminders.values()),
-        "escalations_raised": len(escalations), "escalation_levels": sum(e.step + 1 for e in escalations),
+        "reminders": dict(reminders),
+        "reminders_sent": sum(reminders.values()),
+        "escalations_raised": len(escalations),
+        "escalation_levels": sum(e.step + 1 for e in escalations),
         "escalations_acknowledged": sum(e.status == "acknowledged" for e in escalations),
         "escalations_resolved": sum(e.status == "resolved" for e in escalations),
-        "messages_queued": len(messages), "messages_sent": sum(m.status == "sent" for m in messages),
+        "messages_queued": len(messages),
+        "messages_sent": sum(m.status == "sent" for m in messages),
         "steps": steps,
     }
 
@@ -207,11 +249,19 @@ def finish(number: str, *, outcome: str, now: dt.datetime) -> Drill:
             return drill
         card = scorecard(session, number, outcome=outcome, now=now)
         drill.scorecard, drill.finished_at = card, now
-        drill.document = render("documents/scorecard.md.j2", card=card, incident=get_incident(session, number=number),
-                                span=_span, now=now)
+        drill.document = render(
+            "documents/scorecard.md.j2", card=card, incident=get_incident(session, number=number), span=_span, now=now
+        )
         session.add(drill)
-        audit.record(session, at=now, actor=DRILL_CONTROL, action="drill.scored", subject=number, outcome=outcome,
-                     score=card["score"])
+        audit.record(
+            session,
+            at=now,
+            actor=DRILL_CONTROL,
+            action="drill.scored",
+            subject=number,
+            outcome=outcome,
+            score=card["score"],
+        )
         session.flush()
         session.expunge(drill)
     return drill
@@ -230,7 +280,13 @@ def publish(drill: Drill) -> int:
     from prefect.client.schemas.actions import ArtifactCreate
 
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key=f"{drill.number.lower()}-scorecard", type="markdown",
-                                              data=drill.document, flow_run_id=run_id,
-                                              description=f"{drill.number} 演练评分 / drill scorecard"))
+        client.create_artifact(
+            ArtifactCreate(
+                key=f"{drill.number.lower()}-scorecard",
+                type="markdown",
+                data=drill.document,
+                flow_run_id=run_id,
+                description=f"{drill.number} 演练评分 / drill scorecard",
+            )
+        )
     return 1

@@ -35,9 +35,9 @@ def receive_lead(params: dict[str, Any], number: str | None) -> str:
 @task(name="start-linked-runs", **RETRY)
 def start_linked_runs(number: str) -> list[str]:
     """Start the flow runs of cases this one opened (a complaint's lead, a failed look-back)."""
-    from tasks.runs import start_case_run
     from storage.cases import get_case
     from storage.db import session_scope
+    from tasks.runs import start_case_run
 
     with session_scope() as session:
         case = get_case(session, number=number)

@@ -24,17 +24,31 @@ def emit_all(batch: list[tuple[str, dict[str, Any]]]) -> None:
     from prefect.events import emit_event
 
     for name, payload in batch:
-        related = [{"prefect.resource.id": f"regflow.incident.{payload['number']}",
-                    "prefect.resource.role": "incident", "prefect.resource.name": payload["number"]},
-                   {"prefect.resource.id": f"regflow.authority.{payload['authority']}",
-                    "prefect.resource.role": "authority"}]
+        related = [
+            {
+                "prefect.resource.id": f"regflow.incident.{payload['number']}",
+                "prefect.resource.role": "incident",
+                "prefect.resource.name": payload["number"],
+            },
+            {"prefect.resource.id": f"regflow.authority.{payload['authority']}", "prefect.resource.role": "authority"},
+        ]
         if payload.get("flow_run_id"):
-            related.append({"prefect.resource.id": f"prefect.flow-run.{payload['flow_run_id']}",
-                            "prefect.resource.role": "flow-run"})
+            related.append(
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{payload['flow_run_id']}",
+                    "prefect.resource.role": "flow-run",
+                }
+            )
         try:
-            emit_event(event=name, resource={"prefect.resource.id": f"regflow.deadline.{payload['deadline_id']}",
-                                             "prefect.resource.name": f"{payload['number']} {payload['deadline']}"},
-                       related=related, payload=payload)
+            emit_event(
+                event=name,
+                resource={
+                    "prefect.resource.id": f"regflow.deadline.{payload['deadline_id']}",
+                    "prefect.resource.name": f"{payload['number']} {payload['deadline']}",
+                },
+                related=related,
+                payload=payload,
+            )
         except Exception as exc:
             log.warning("event %s not emitted: %s", name, type(exc).__name__)
 
@@ -47,8 +61,10 @@ def emit_audit_head(seq: int, digest: str) -> None:
     from prefect.events import emit_event
 
     try:
-        emit_event(event="regflow.audit.sealed", resource={"prefect.resource.id": "regflow.audit-chain",
-                                                           "prefect.resource.name": "audit chain"},
-                   payload={"seq": seq, "hash": digest})
+        emit_event(
+            event="regflow.audit.sealed",
+            resource={"prefect.resource.id": "regflow.audit-chain", "prefect.resource.name": "audit chain"},
+            payload={"seq": seq, "hash": digest},
+        )
     except Exception as exc:
         log.warning("event regflow.audit.sealed not emitted: %s", type(exc).__name__)

@@ -21,28 +21,38 @@ from kernel.errors import StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules.calendar import load_calendar
 from rules.durations import Due, compressed, due_after
-from rules.incidents import (EMERGENCY, TriggerRequest, activation_recipients, incident_number, onsite_recipients,
-                             upward_recipients)
+from rules.incidents import (
+    EMERGENCY,
+    TriggerRequest,
+    activation_recipients,
+    incident_number,
+    onsite_recipients,
+    upward_recipients,
+)
 from rules.lifecycle import Lifecycle
-from rules.plans import LevelRules, Level, Plan, load_plan
-from storage import audit, steps as step_rows
+from rules.plans import Level, LevelRules, Plan, load_plan
+from storage import audit
+from storage import steps as step_rows
+from storage.authorities import Authority
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
-from storage.authorities import Authority
 from tasks import lifecycle as engine
 from tasks.deadlines import label
 from tasks.lifecycle import Answered, Context, Given, StepState
 from tasks.notify import deliver_now
 from tasks.render import local_time
 
-
-
 # --- trigger -------------------------------------------------------------------------
 
 
-def trigger(request: TriggerRequest, *, now: dt.datetime, flow_run_id: uuid.UUID | None = None,
-            also: Callable[[Session, Incident], None] | None = None) -> Incident:
+def trigger(
+    request: TriggerRequest,
+    *,
+    now: dt.datetime,
+    flow_run_id: uuid.UUID | None = None,
+    also: Callable[[Session, Incident], None] | None = None,
+) -> Incident:
     """Activate the plan: the incident, its first deadlines, the activation notices
     (and `also`, what the caller records with them, e.g. a drill)."""
     settings = get_settings()
@@ -74,8 +84,9 @@ def trigger_and_send(request: TriggerRequest, *, now: dt.datetime) -> Incident:
     return incident
 
 
-def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.datetime,
-              flow_run_id: uuid.UUID | None) -> Incident:
+def _activate(
+    session: Session, request: TriggerRequest, loaded, *, now: dt.datetime, flow_run_id: uuid.UUID | None
+) -> Incident:
     authority = session.get(Authority, request.authority)
     if authority is None:
         raise UnknownAuthority(f"unknown authority {request.authority!r} (list them with `regflow authorities list`)")
@@ -83,26 +94,48 @@ def _activate(session: Session, request: TriggerRequest, loaded, *, now: dt.date
     year = pendulum.instance(now).in_timezone(get_settings().timezone).year
     incident = Incident(
         number=incident_number(year, next_number(session, name=f"INC-{year}")),
-        plan_key=request.plan, level=request.level.value, title=request.title, location=request.location,
-        authority_code=request.authority, reporter=request.reporter, plan_version_id=version.id,
-        occurred_at=request.occurred_at or now, triggered_at=now, flow_run_id=flow_run_id,
-        drill=request.drill, time_scale=request.speed,
+        plan_key=request.plan,
+        level=request.level.value,
+        title=request.title,
+        location=request.location,
+        authority_code=request.authority,
+        reporter=request.reporter,
+        plan_version_id=version.id,
+        occurred_at=request.occurred_at or now,
+        triggered_at=now,
+        flow_run_id=flow_run_id,
+        drill=request.drill,
+        time_scale=request.speed,
     )
     session.add(incident)
     session.flush()
     ctx = IncidentContext(session, incident)
     created = [ctx.add(name, now) for name in ("dispatch", "arrival", "initial_report", "upward_report")]
-    audit.record(session, at=now, actor=request.reporter or "duty-officer", action="incident.triggered",
-                 subject=incident.number, plan=request.plan, plan_version=version.content_hash[:12],
-                 level=request.level.value, authority=request.authority, title=request.title,
-                 flow_run_id=str(flow_run_id) if flow_run_id else None,
-                 **({"drill": True, "speed": request.speed} if request.drill else {}))
+    audit.record(
+        session,
+        at=now,
+        actor=request.reporter or "duty-officer",
+        action="incident.triggered",
+        subject=incident.number,
+        plan=request.plan,
+        plan_version=version.content_hash[:12],
+        level=request.level.value,
+        authority=request.authority,
+        title=request.title,
+        flow_run_id=str(flow_run_id) if flow_run_id else None,
+        **({"drill": True, "speed": request.speed} if request.drill else {}),
+    )
     # The team is sent in the trigger's own transaction, not when a flow-run process
     # gets round to it (seconds later, minutes in a burst); its order is queued
     # first so the outbox sends it first.
     _dispatch(session, ctx, now=now)
-    ctx.queue(key="activation", template="activation", now=now, deadlines=created,
-              tags=activation_recipients(ctx.rules, ctx.tree, incident.authority_code))
+    ctx.queue(
+        key="activation",
+        template="activation",
+        now=now,
+        deadlines=created,
+        tags=activation_recipients(ctx.rules, ctx.tree, incident.authority_code),
+    )
     return incident
 
 
@@ -121,8 +154,7 @@ def _dispatch(session: Session, ctx: IncidentContext, *, now: dt.datetime) -> No
     team = onsite_recipients(ctx.rules, incident.authority_code)
     session.add(Dispatch(incident_id=incident.id, team=",".join(team), dispatched_at=now))
     ctx.close("dispatch", now)
-    audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number,
-                 team=team)
+    audit.record(session, at=now, actor="regflow", action="incident.dispatched", subject=incident.number, team=team)
     ctx.queue(key="dispatch", template="dispatch", tags=team, now=now, arrival=ctx.get("arrival"))
 
 
@@ -147,8 +179,13 @@ class IncidentContext(Context):
     def due(self, name: str, start: dt.datetime, rule: str | None = None) -> Due:
         settings = get_settings()
         period = rule or ("progress_every" if name.startswith("progress-") else name)
-        due = due_after(start, self.rules.deadlines.period(period), tz=settings.timezone,
-                        calendar=load_calendar(settings.calendar_override), event=label(name))
+        due = due_after(
+            start,
+            self.rules.deadlines.period(period),
+            tz=settings.timezone,
+            calendar=load_calendar(settings.calendar_override),
+            event=label(name),
+        )
         return compressed(due, start, self.incident.time_scale)
 
     def policy(self, code: str, ladder_from: str | None = None) -> dict[str, Any]:
@@ -164,8 +201,11 @@ class IncidentContext(Context):
 
     def recipients(self, names: tuple[str, ...]) -> list[str]:
         code = self.incident.authority_code
-        groups = {"desk": [f"{code}.duty"], "head": [f"{code}.head"],
-                  "upward": [f"{code}.duty", *upward_recipients(self.rules, self.tree, code)]}
+        groups = {
+            "desk": [f"{code}.duty"],
+            "head": [f"{code}.head"],
+            "upward": [f"{code}.duty", *upward_recipients(self.rules, self.tree, code)],
+        }
         return [tag for name in names for tag in groups[name]]
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
@@ -186,8 +226,7 @@ def _reported(ctx: IncidentContext, given: Given) -> None:
         ctx.session.add(ctx.incident)
         given.met = None  # no progress report was due: the summary has no deadline
         _report(ctx, given, kind="closure", text=given.data["text"])
-        audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended",
-                     subject=ctx.number)
+        audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended", subject=ctx.number)
         return
     kind = {"initial-report": "initial", "final-report": "final"}.get(given.step.name, "progress")
     _report(ctx, given, kind=kind, text=given.data["text"])
@@ -198,9 +237,14 @@ def _reviewed(ctx: IncidentContext, given: Given) -> None:
     _report(ctx, given, kind="review", text=given.data["lessons"])
     reports = {r.kind: r for r in reports_for(ctx.session, subject=ctx.number)}
     arrival = step_rows.get_step(ctx.session, subject=ctx.number, name="arrival")
-    release = ctx.document("release", step="release", by=ctx.authority.name, now=given.now,
-                           arrived_at=arrival.answered_at if arrival else None,
-                           final_text=reports["final"].text if "final" in reports else "")
+    release = ctx.document(
+        "release",
+        step="release",
+        by=ctx.authority.name,
+        now=given.now,
+        arrived_at=arrival.answered_at if arrival else None,
+        final_text=reports["final"].text if "final" in reports else "",
+    )
     release.text = release.document
     incident = ctx.incident
     incident.status, incident.closed_at, incident.stage = "closed", given.now, "closed"
@@ -211,8 +255,7 @@ def _reviewed(ctx: IncidentContext, given: Given) -> None:
 class Incidents:
     """The emergency-response lifecycle's subjects, for the engine."""
 
-    handlers = {"initial-report": _reported, "progress": _reported, "final-report": _reported,
-                "review": _reviewed}
+    handlers = {"initial-report": _reported, "progress": _reported, "final-report": _reported, "review": _reviewed}
 
     def load(self, session: Session, number: str) -> Incident:
         return engine.load(session, number, getter=get_incident, what="incident")
@@ -229,17 +272,29 @@ INCIDENTS = Incidents()
 
 # --- human steps, as the flow and the CLI give them ------------------------------------
 
-VERB_TITLES = {"arrive": "到场登记 / arrival", "report:initial": "初报 / initial report",
-               "report:progress": "续报 / progress report", "close": "结束处置 / closing",
-               "report:final": "终报 / final report", "review": "事后评估 / review"}
+VERB_TITLES = {
+    "arrive": "到场登记 / arrival",
+    "report:initial": "初报 / initial report",
+    "report:progress": "续报 / progress report",
+    "close": "结束处置 / closing",
+    "report:final": "终报 / final report",
+    "review": "事后评估 / review",
+}
 
 
 def open_step(number: str, name: str, *, now: dt.datetime) -> StepState:
     return engine.open_step(INCIDENTS, number, name, now=now)
 
 
-def answer(number: str, *, answer: dict[str, Any], source: str, now: dt.datetime, verb: str | None = None,
-           step: str | None = None) -> Answered:
+def answer(
+    number: str,
+    *,
+    answer: dict[str, Any],
+    source: str,
+    now: dt.datetime,
+    verb: str | None = None,
+    step: str | None = None,
+) -> Answered:
     """Record a human step's answer and everything that follows from it.
 
     From the CLI, `verb` says what the person is doing (`arrive`, `report:initial`,
@@ -264,8 +319,9 @@ def _check_verb(number: str, verb: str, expected, done: dict) -> None:
     wanted = VERB_TITLES.get(verb, verb)
     for name, row in done.items():
         if verb in EMERGENCY.step(name).verbs and verb != "report:progress":
-            raise StepConflict(f"{wanted} of {number} was already recorded at {local_time(row.answered_at)} "
-                               f"by {row.answered_by}")
+            raise StepConflict(
+                f"{wanted} of {number} was already recorded at {local_time(row.answered_at)} by {row.answered_by}"
+            )
     if expected is None:
         raise StepConflict(f"{number} is closed: no step is awaited")
     raise StepConflict(f"{number} is awaiting {expected.title}, not {wanted}")

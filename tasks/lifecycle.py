@@ -32,7 +32,9 @@ from rules.authorities import AuthorityTree, first_error
 from rules.durations import Due
 from rules.forms import form_class
 from rules.lifecycle import Document, Lifecycle, Step
-from storage import audit, deadlines as deadline_rows, steps as step_rows
+from storage import audit
+from storage import deadlines as deadline_rows
+from storage import steps as step_rows
 from storage.authorities import Authority, load_tree
 from storage.db import session_scope
 from storage.deadlines import Deadline
@@ -81,15 +83,30 @@ class Context:
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return dict(subject=self.subject, authority=self.authority, **more)
 
-    def add(self, name: str, start: dt.datetime, *, rule: str | None = None, due: Due | None = None,
-            authority: str | None = None, ladder_from: str | None = None) -> Deadline:
+    def add(
+        self,
+        name: str,
+        start: dt.datetime,
+        *,
+        rule: str | None = None,
+        due: Due | None = None,
+        authority: str | None = None,
+        ladder_from: str | None = None,
+    ) -> Deadline:
         """Open a deadline: from its rule (or the `due` given), owed by the subject's
         authority (or `authority`), reminded and escalated by the kind's policy."""
         due = due or self.due(name, start, rule)
         code = authority or self.subject.authority_code
-        return deadline_rows.add_deadline(self.session, subject=self.number, name=name, due_at=due.at,
-                                          rule=due.rule, now=start, authority=code,
-                                          policy=self.policy(code, ladder_from))
+        return deadline_rows.add_deadline(
+            self.session,
+            subject=self.number,
+            name=name,
+            due_at=due.at,
+            rule=due.rule,
+            now=start,
+            authority=code,
+            policy=self.policy(code, ladder_from),
+        )
 
     def get(self, name: str) -> Deadline | None:
         return deadline_rows.get_deadline(self.session, subject=self.number, name=name)
@@ -102,23 +119,52 @@ class Context:
 
     def queue(self, *, key: str, tags: list[str], template: str, now: dt.datetime, **variables: Any) -> None:
         """A message from `templates/messages/<template>.j2` to each tag, once per key."""
-        queue(self.session, number=self.number, key=key, tags=tags, template=template, now=now,
-              **self.template_vars(**variables))
+        queue(
+            self.session,
+            number=self.number,
+            key=key,
+            tags=tags,
+            template=template,
+            now=now,
+            **self.template_vars(**variables),
+        )
 
-    def notify(self, *, key: str, tags: list[str], heading: str, heading_en: str, by: str, now: dt.datetime,
-               text: str = "", next_deadline: Deadline | None = None) -> None:
+    def notify(
+        self,
+        *,
+        key: str,
+        tags: list[str],
+        heading: str,
+        heading_en: str,
+        by: str,
+        now: dt.datetime,
+        text: str = "",
+        next_deadline: Deadline | None = None,
+    ) -> None:
         """A step's message: what was done, by whom, and the deadline that runs next."""
-        self.queue(key=key, tags=tags, template="step", now=now, heading=heading, heading_en=heading_en, by=by,
-                   at=now, text=text, next_deadline=next_deadline)
+        self.queue(
+            key=key,
+            tags=tags,
+            template="step",
+            now=now,
+            heading=heading,
+            heading_en=heading_en,
+            by=by,
+            at=now,
+            text=text,
+            next_deadline=next_deadline,
+        )
 
-    def document(self, kind: str, *, step: str, by: str, now: dt.datetime, text: str = "",
-                 **variables: Any) -> Report:
+    def document(self, kind: str, *, step: str, by: str, now: dt.datetime, text: str = "", **variables: Any) -> Report:
         """Render a document its lifecycle declares and file it under the step that made it."""
         declared = self.subject.lifecycle.documents[kind]
-        document = render(f"documents/{declared.template}", **self.template_vars(
-            document=declared, by=by, at=now, text=text, **variables))
-        row = Report(subject=self.number, kind=kind, step=step, author=by, text=text, document=document,
-                     submitted_at=now)
+        document = render(
+            f"documents/{declared.template}",
+            **self.template_vars(document=declared, by=by, at=now, text=text, **variables),
+        )
+        row = Report(
+            subject=self.number, kind=kind, step=step, author=by, text=text, document=document, submitted_at=now
+        )
         self.session.add(row)
         self.session.flush()
         return row
@@ -187,19 +233,24 @@ def open_step(kind: Kind, number: str, name: str, *, now: dt.datetime) -> StepSt
         row = step_rows.get_step(session, subject=subject.number, name=spec.name)
         if row is None:
             row = step_rows.open_step(session, subject=subject.number, name=spec.name, now=now)
-            audit.record(session, at=now, actor="regflow", action="step.opened", subject=subject.number,
-                         step=spec.name)
+            audit.record(session, at=now, actor="regflow", action="step.opened", subject=subject.number, step=spec.name)
         if row.status != "answered":
             _set_stage(session, subject, stage_of(spec))
         ctx = kind.context(session, subject)
         deadline = ctx.get(spec.deadline or lifecycle.clock or "")
         ask = who_may((spec.role,), (subject.authority_code,))
-        ask, pause_key = asking(session, subject=subject.number, step=spec.name,
-                                ask=f"{spec.ask}\n\n{ask}" if spec.ask else ask)
-        prompt = render("prompts/step.md.j2", **ctx.template_vars(
-            step=spec, deadline=deadline, now=now, ask=ask, cli=spec.command(lifecycle, subject.number)))
-        return StepState(subject.number, spec.name, row.status, row.answer, prompt, run_for(subject, spec.name),
-                         pause_key=pause_key)
+        ask, pause_key = asking(
+            session, subject=subject.number, step=spec.name, ask=f"{spec.ask}\n\n{ask}" if spec.ask else ask
+        )
+        prompt = render(
+            "prompts/step.md.j2",
+            **ctx.template_vars(
+                step=spec, deadline=deadline, now=now, ask=ask, cli=spec.command(lifecycle, subject.number)
+            ),
+        )
+        return StepState(
+            subject.number, spec.name, row.status, row.answer, prompt, run_for(subject, spec.name), pause_key=pause_key
+        )
 
 
 def stage_of(step: Step) -> str:
@@ -214,8 +265,16 @@ def _set_stage(session: Session, subject: Subject, stage: str) -> None:
         session.add(subject)
 
 
-def answer(kind: Kind, number: str, *, step: str, answer: dict[str, Any], source: str, now: dt.datetime,
-           from_flow: bool = False) -> Answered:
+def answer(
+    kind: Kind,
+    number: str,
+    *,
+    step: str,
+    answer: dict[str, Any],
+    source: str,
+    now: dt.datetime,
+    from_flow: bool = False,
+) -> Answered:
     """Record a step's answer and everything that follows from it.
 
     From the CLI, `step` is what the person means to answer: it must be the step the
@@ -231,22 +290,33 @@ def answer(kind: Kind, number: str, *, step: str, answer: dict[str, Any], source
             row = done[spec.name]
             if from_flow:
                 return Answered(subject.number, spec.name, row.answer or {}, run_for(subject, spec.name), False)
-            raise StepConflict(f"{spec.title} of {subject.number} was already recorded at "
-                               f"{local_time(row.answered_at)} by {row.answered_by}")
+            raise StepConflict(
+                f"{spec.title} of {subject.number} was already recorded at "
+                f"{local_time(row.answered_at)} by {row.answered_by}"
+            )
         _check_awaited(session, subject, lifecycle, spec, done)
         form = validate(spec.form, answer)
         data = form.model_dump(mode="json")
         by = form.signed_by
         if source != "drill":  # a drill's simulated responders are the drill itself, on record as such
-            require(session, by, roles=(spec.role,), authorities=(subject.authority_code,), subject=subject.number,
-                    action=f"answer {spec.title}", step=spec.name, now=now)
+            require(
+                session,
+                by,
+                roles=(spec.role,),
+                authorities=(subject.authority_code,),
+                subject=subject.number,
+                action=f"answer {spec.title}",
+                step=spec.name,
+                now=now,
+            )
         row = step_rows.open_step(session, subject=subject.number, name=spec.name, now=now)
         if not step_rows.claim_answer(session, step=row, answer=data, by=by, source=source, now=now):
             raise StepConflict(f"{spec.title} of {subject.number} was already recorded")
         ctx = kind.context(session, subject)
         cycle = _apply(kind, ctx, lifecycle, Given(spec, form, data, by, now, None, [], None))
-        audit.record(session, at=now, actor=by, action="step.answered", subject=subject.number, step=spec.name,
-                     source=source)
+        audit.record(
+            session, at=now, actor=by, action="step.answered", subject=subject.number, step=spec.name, source=source
+        )
         result = Answered(subject.number, spec.name, data, run_for(subject, spec.name), newly=True)
     events.emit_all(cycle.emitted if cycle else [])
     return result
@@ -257,8 +327,9 @@ def _check_awaited(session: Session, subject: Subject, lifecycle: Lifecycle, spe
     if lifecycle.answered_once_opened and step_rows.get_step(session, subject=subject.number, name=spec.name) is None:
         expected = None  # not opened yet: its run has not started
     if expected is None or expected.name != spec.name:
-        waiting = (f"awaiting {expected.title}" if expected else
-                   "closed" if not subject.is_open else "not awaiting any step")
+        waiting = (
+            f"awaiting {expected.title}" if expected else "closed" if not subject.is_open else "not awaiting any step"
+        )
         raise StepConflict(f"{subject.number} is {waiting}, not {spec.title}")
 
 
@@ -288,10 +359,16 @@ def _apply(kind: Kind, ctx: Context, lifecycle: Lifecycle, given: Given) -> Cycl
     notice = spec.notice_for(given.data)
     if notice is not None:
         fields = {**given.data, "n": spec.number}
-        ctx.notify(key=spec.name, tags=ctx.recipients(notice.to), heading=notice.zh.format(**fields),
-                   heading_en=notice.en.format(**fields), by=given.by, now=now,
-                   text=given.data.get(notice.text, "") if notice.text else "",
-                   next_deadline=given.opened[0] if given.opened else None)
+        ctx.notify(
+            key=spec.name,
+            tags=ctx.recipients(notice.to),
+            heading=notice.zh.format(**fields),
+            heading_en=notice.en.format(**fields),
+            by=given.by,
+            now=now,
+            text=given.data.get(notice.text, "") if notice.text else "",
+            next_deadline=given.opened[0] if given.opened else None,
+        )
     handler = kind.handlers.get(stage_of(spec))
     cycle = handler(ctx, given) if handler is not None else None
     if given.next is not None:
@@ -333,8 +410,11 @@ def consume(kind: Kind, number: str, name: str, *, now: dt.datetime, mark: bool 
             row.consumed_at = now
             session.add(row)
         # Its own documents, and those it drafts under a name of their own (the release).
-        return [Passed(r.step, r.document, subject.lifecycle.documents[r.kind])
-                for r in reports_for(session, subject=subject.number) if r.step in (name, *spec.documents)]
+        return [
+            Passed(r.step, r.document, subject.lifecycle.documents[r.kind])
+            for r in reports_for(session, subject=subject.number)
+            if r.step in (name, *spec.documents)
+        ]
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,9 @@ def load_channels(path: Path | None = None) -> Channels:
 DRILL_BANNER = f"{DRILL_MARK}本消息为应急演练，非真实事件。 This is an exercise, not a real incident."
 
 
-def queue(session, *, number: str, key: str, tags: list[str], template: str, now: dt.datetime,
-          **variables: object) -> None:
+def queue(
+    session, *, number: str, key: str, tags: list[str], template: str, now: dt.datetime, **variables: object
+) -> None:
     """Render a message once and queue it for each tag, keyed `<subject>:<key>:<tag>`
     so the same step re-executed queues nothing new. `number` is the incident's or
     case's number."""
@@ -125,8 +126,7 @@ def queue(session, *, number: str, key: str, tags: list[str], template: str, now
     if getattr(variables.get("subject"), "drill", False):
         title, body = f"{DRILL_MARK}{title}", f"{DRILL_BANNER}\n\n{body}"
     for tag in dict.fromkeys(tags):
-        outbox.enqueue(session, key=f"{number}:{key}:{tag}", subject=number, tag=tag, title=title, body=body,
-                       now=now)
+        outbox.enqueue(session, key=f"{number}:{key}:{tag}", subject=number, tag=tag, title=title, body=body, now=now)
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -151,8 +151,12 @@ def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Chann
     for notification_id in ids:
         now = utcnow()
         with session_scope() as session:
-            row = outbox.claim(session, notification_id=notification_id, now=now,
-                               until=now + dt.timedelta(seconds=settings.outbox_claim_seconds))
+            row = outbox.claim(
+                session,
+                notification_id=notification_id,
+                now=now,
+                until=now + dt.timedelta(seconds=settings.outbox_claim_seconds),
+            )
             if row is None:
                 continue
             tag, title, body, attempts, delivered = row.tag, row.title, row.body, row.attempts, list(row.delivered)
@@ -160,8 +164,13 @@ def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Chann
         errors = _send(channels, tag, title, body, delivered)
         with session_scope() as session:
             if errors:
-                outbox.mark_retry(session, notification_id=notification_id, error="; ".join(errors),
-                                  retry_at=utcnow() + backoff(attempts), delivered=delivered)
+                outbox.mark_retry(
+                    session,
+                    notification_id=notification_id,
+                    error="; ".join(errors),
+                    retry_at=utcnow() + backoff(attempts),
+                    delivered=delivered,
+                )
                 if attempts >= FALLBACK_AFTER:
                     _fallback(session, channels, key=key, subject=subject_number, tag=tag, title=title, body=body)
                 result.retrying += 1
@@ -199,9 +208,15 @@ def _fallback(session, channels: Channels, *, key: str, subject: str, tag: str, 
     fallback = f"{tag.split('.')[0]}.fallback"
     if ":escalation:" not in key or key.endswith(":fallback") or not channels.destinations(fallback):
         return
-    outbox.enqueue(session, key=f"{key}:fallback", subject=subject, tag=fallback,
-                   title=f"【备用通道 FALLBACK】{title}",
-                   body=f"{body}\n（主通道 {tag} 多次发送失败 / sent here because {tag} keeps failing）\n", now=utcnow())
+    outbox.enqueue(
+        session,
+        key=f"{key}:fallback",
+        subject=subject,
+        tag=fallback,
+        title=f"【备用通道 FALLBACK】{title}",
+        body=f"{body}\n（主通道 {tag} 多次发送失败 / sent here because {tag} keeps failing）\n",
+        now=utcnow(),
+    )
 
 
 def _send(channels: Channels, tag: str, title: str, body: str, delivered: list[str]) -> list[str]:

@@ -59,6 +59,7 @@ def keep_alive() -> None:
             except Exception:  # a missed beat is retried; the watcher allows several
                 pass
             time.sleep(BEAT_SECONDS)
+
     threading.Thread(target=loop, name="regflow-keep-alive", daemon=True).start()
 
 
@@ -101,8 +102,9 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
     from tasks.access import refuse
 
     try:
-        return lifecycle.answer(kind_of(number), number, step=step, answer=answer, source="ui", now=utcnow(),
-                                from_flow=True).answer
+        return lifecycle.answer(
+            kind_of(number), number, step=step, answer=answer, source="ui", now=utcnow(), from_flow=True
+        ).answer
     except Forbidden:
         return None
     except (InvalidInput, CalendarUnavailable) as exc:
@@ -118,8 +120,9 @@ def publish_documents(number: str, step: str) -> int:
     kind = kind_of(number)
     reports = lifecycle.consume(kind, number, step, now=utcnow(), mark=False)
     for passed in reports:
-        publish_once(f"{number.lower()}-{passed.step}", passed.markdown,
-                     f"{number} {passed.declared.zh} / {passed.declared.en}")
+        publish_once(
+            f"{number.lower()}-{passed.step}", passed.markdown, f"{number} {passed.declared.zh} / {passed.declared.en}"
+        )
     lifecycle.consume(kind, number, step, now=utcnow())
     return len(reports)
 
@@ -130,7 +133,11 @@ def publish_once(key: str, markdown: str, description: str) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        if client.read_artifacts(limit=1, artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run.id)]))):
+        if client.read_artifacts(
+            limit=1,
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run.id)])
+            ),
+        ):
             return
     create_markdown_artifact(key=key, markdown=markdown, description=description)

@@ -20,9 +20,14 @@ from kernel.settings import get_settings
 
 @lru_cache(maxsize=4)
 def _environment(templates_dir: Path, tz: str) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
-                               autoescape=False, trim_blocks=True, lstrip_blocks=True,
-                               keep_trailing_newline=True)
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["local"] = lambda value: local_time(value, tz)
     env.filters["left"] = time_left
     return env

@@ -15,8 +15,8 @@ from sqlmodel import select
 
 from kernel.errors import PlatformUnavailable, RegflowError, StepConflict
 from kernel.settings import get_settings
-from storage.db import session_scope, utcnow
 from storage.cases import Case, get_case
+from storage.db import session_scope, utcnow
 from storage.incidents import Incident
 from storage.steps import get_step
 
@@ -25,17 +25,29 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
     """Create the incident's `emergency-response` run and record its id."""
     from storage.subjects import link_flow_run
 
-    run_id = _run(get_settings().deployment, incident_params(incident), name=run_name(incident),
-                  tags=subject_tags(incident), key=run_key(incident))
+    run_id = _run(
+        get_settings().deployment,
+        incident_params(incident),
+        name=run_name(incident),
+        tags=subject_tags(incident),
+        key=run_key(incident),
+    )
     link_flow_run(incident.number, run_id)
     return run_id
 
 
 def incident_params(incident: Incident) -> dict[str, Any]:
     """The `emergency-response` run's parameters for an incident already recorded."""
-    return dict(plan=incident.plan_key, level=incident.level, title=incident.title, location=incident.location,
-                authority=incident.authority_code, occurred_at=incident.occurred_at.isoformat(),
-                reporter=incident.reporter, incident_number=incident.number)
+    return dict(
+        plan=incident.plan_key,
+        level=incident.level,
+        title=incident.title,
+        location=incident.location,
+        authority=incident.authority_code,
+        occurred_at=incident.occurred_at.isoformat(),
+        reporter=incident.reporter,
+        incident_number=incident.number,
+    )
 
 
 def start_case_run(case: Case) -> uuid.UUID:
@@ -44,10 +56,16 @@ def start_case_run(case: Case) -> uuid.UUID:
 
     settings = get_settings()
     deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
-    params = dict(title=case.title, party=case.party, source=case.source, authority=case.authority_code,
-                  number=case.number)
-    run_id = _run(deployment, params, name=run_name(case), tags=subject_tags(case),
-                  key=f"regflow-{case.kind}:{case.number}:{case.received_at.isoformat()}")
+    params = dict(
+        title=case.title, party=case.party, source=case.source, authority=case.authority_code, number=case.number
+    )
+    run_id = _run(
+        deployment,
+        params,
+        name=run_name(case),
+        tags=subject_tags(case),
+        key=f"regflow-{case.kind}:{case.number}:{case.received_at.isoformat()}",
+    )
     link_flow_run(case.number, run_id)
     return run_id
 
@@ -55,8 +73,8 @@ def start_case_run(case: Case) -> uuid.UUID:
 def schedule_lookback_run(number: str) -> uuid.UUID | None:
     """The look-back review as a real scheduled run of `lookback-review` at the case's
     `lookback_at`, so supervisors see it among upcoming runs. None if none is due."""
-    from tasks.cases import lookback_scheduled
     from storage.db import utcnow
+    from tasks.cases import lookback_scheduled
 
     with session_scope() as session:
         case = get_case(session, number=number)
@@ -66,14 +84,14 @@ def schedule_lookback_run(number: str) -> uuid.UUID | None:
             return case.lookback_run_id
         when, tags = case.lookback_at, [f"authority:{case.authority_code}", "kind:lookback", f"case:{case.number}"]
         name, key = f"回头看 {case.number} {case.title}", f"regflow-lookback:{case.number}:{case.closed_at.isoformat()}"
-    run_id = _run(get_settings().lookback_deployment, {"case_number": number}, name=name, tags=tags, key=key,
-                  scheduled_time=when)
+    run_id = _run(
+        get_settings().lookback_deployment, {"case_number": number}, name=name, tags=tags, key=key, scheduled_time=when
+    )
     lookback_scheduled(number, run_id, now=utcnow())
     return run_id
 
 
-CREDENTIALS = ("Prefect API refused our credentials (HTTP 401): set PREFECT_API_AUTH_STRING to the server's "
-               "auth string")
+CREDENTIALS = "Prefect API refused our credentials (HTTP 401): set PREFECT_API_AUTH_STRING to the server's auth string"
 
 
 def _unavailable(exc: httpx.HTTPError) -> PlatformUnavailable:
@@ -83,16 +101,24 @@ def _unavailable(exc: httpx.HTTPError) -> PlatformUnavailable:
     return PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}")
 
 
-def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str], key: str,
-         scheduled_time=None) -> uuid.UUID:
+def _run(
+    deployment: str, params: dict[str, Any], *, name: str, tags: list[str], key: str, scheduled_time=None
+) -> uuid.UUID:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     try:
         with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: get_settings().run_start_retries}):
-            run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
-                                 flow_run_name=name[:200], tags=tags, idempotency_key=key,
-                                 scheduled_time=scheduled_time)
+            run = run_deployment(
+                deployment,
+                parameters=params,
+                timeout=0,
+                as_subflow=False,
+                flow_run_name=name[:200],
+                tags=tags,
+                idempotency_key=key,
+                scheduled_time=scheduled_time,
+            )
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code in (401, 403):
             raise _unavailable(exc) from exc
@@ -104,8 +130,7 @@ def _run(deployment: str, params: dict[str, Any], *, name: str, tags: list[str],
         raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
     except Exception as exc:
         if type(exc).__name__ == "ObjectNotFound":
-            raise PlatformUnavailable(
-                f"deployment {deployment!r} not found: deploy with `regflow deploy`") from exc
+            raise PlatformUnavailable(f"deployment {deployment!r} not found: deploy with `regflow deploy`") from exc
         raise
     return run.id
 
@@ -115,8 +140,12 @@ def subject_tags(subject: Incident | Case) -> list[str]:
     awaits (kept current), and `drill` on an exercise."""
     if isinstance(subject, Case):
         return [f"kind:{subject.kind}", f"authority:{subject.authority_code}", f"stage:{subject.stage}"]
-    tags = [f"level:{subject.level}", f"plan:{subject.plan_key}", f"authority:{subject.authority_code}",
-            f"stage:{subject.stage}"]
+    tags = [
+        f"level:{subject.level}",
+        f"plan:{subject.plan_key}",
+        f"authority:{subject.authority_code}",
+        f"stage:{subject.stage}",
+    ]
     return tags + (["drill"] if subject.drill else [])
 
 
@@ -147,8 +176,9 @@ def run_key(incident: Incident) -> str:
     return f"regflow-incident:{incident.number}:{incident.triggered_at.isoformat()}"
 
 
-def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer: dict[str, Any], *,
-                          wait_seconds: float) -> str:
+def resume_when_suspended(
+    flow_run_id: uuid.UUID, number: str, step: str, answer: dict[str, Any], *, wait_seconds: float
+) -> str:
     """Hand a recorded answer to the run once it is suspended on `step`.
 
     Returns "resumed", "consumed" (the run took the answer from the database by
@@ -190,8 +220,10 @@ def resume_when_suspended(flow_run_id: uuid.UUID, number: str, step: str, answer
         if type(exc).__name__ == "ObjectNotFound":  # another Prefect server than the one that runs it
             from prefect.settings import PREFECT_API_URL
 
-            raise PlatformUnavailable(f"flow run {flow_run_id} is not on the Prefect API at "
-                                      f"{PREFECT_API_URL.value()}: is PREFECT_API_URL right?") from exc
+            raise PlatformUnavailable(
+                f"flow run {flow_run_id} is not on the Prefect API at "
+                f"{PREFECT_API_URL.value()}: is PREFECT_API_URL right?"
+            ) from exc
         raise
 
 
@@ -208,12 +240,17 @@ def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]
     Crashed by its worker, and nothing in Prefect runs it again; if its worker died
     too, the run stays Running (or Pending, if it died starting) for ever. All are
     found here: Crashed runs, Pending runs that never started, and Running runs whose
-    process stopped stamping its heartbeat (tasks.emergency.keep_alive). Every task of our flows is idempotent by its own key, so such a run
-    simply starts again from the top: scheduling it again hands it to a live worker.
+    process stopped stamping its heartbeat (tasks.prefect_tasks.keep_alive). Every task of our flows is
+    idempotent by its own key, so such a run simply starts again from the top: scheduling it again hands it
+    to a live worker.
     Runs whose subject is closed are left alone. Returns (number, run id, why)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
-                                                FlowRunFilterTags)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Scheduled
 
@@ -223,10 +260,15 @@ def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]
     recovered = []
     try:
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(limit=limit, flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(
-                    any_=[StateType.CRASHED, StateType.RUNNING, StateType.PENDING])),
-                tags=FlowRunFilterTags(all_=["regflow"])))
+            runs = client.read_flow_runs(
+                limit=limit,
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.RUNNING, StateType.PENDING])
+                    ),
+                    tags=FlowRunFilterTags(all_=["regflow"]),
+                ),
+            )
             with session_scope() as session:
                 beats = seen(session, names=[f"flowrun:{r.id}" for r in runs])
             for run in runs:
@@ -238,8 +280,15 @@ def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]
                 with session_scope() as session:
                     from storage import audit
 
-                    audit.record(session, at=now, actor="watcher", action="run.recovered", subject=number,
-                                 flow_run_id=str(run.id), why=why)
+                    audit.record(
+                        session,
+                        at=now,
+                        actor="watcher",
+                        action="run.recovered",
+                        subject=number,
+                        flow_run_id=str(run.id),
+                        why=why,
+                    )
                 recovered.append((number, run.id, why))
     except httpx.HTTPError as exc:
         raise _unavailable(exc) from exc

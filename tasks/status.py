@@ -27,16 +27,27 @@ from storage.subjects import Subject, subject_for
 log = logging.getLogger("regflow.status")
 
 ACTIONS = {
-    "incident.triggered": "启动预案 plan activated", "incident.dispatched": "派出现场处置组 team dispatched",
-    "incident.handling_ended": "处置结束 handling ended", "incident.closed": "结案 closed",
-    "step.opened": "等待 awaiting", "step.answered": "已填报 answered", "step.refused": "填报被退回 refused",
-    "deadline.reminder": "时限提醒 reminder", "deadline.missed": "逾期 missed",
-    "escalation.raised": "上报督办 escalated", "escalation.climbed": "督办升级 escalation climbed",
-    "escalation.acknowledged": "督办已签收 acknowledged", "escalation.resolved": "督办解除 resolved",
-    "deadline.paused": "时限中止 clock paused", "deadline.resumed": "时限恢复 clock resumed",
-    "deadline.extended": "时限延长 extended", "case.received": "收到线索 lead received",
-    "case.closed": "结案 closed", "drill.scored": "演练评分 drill scored",
-    "step.forbidden": "无权填报，已拒绝 not allowed", "run.recovered": "流程运行已恢复 run recovered",
+    "incident.triggered": "启动预案 plan activated",
+    "incident.dispatched": "派出现场处置组 team dispatched",
+    "incident.handling_ended": "处置结束 handling ended",
+    "incident.closed": "结案 closed",
+    "step.opened": "等待 awaiting",
+    "step.answered": "已填报 answered",
+    "step.refused": "填报被退回 refused",
+    "deadline.reminder": "时限提醒 reminder",
+    "deadline.missed": "逾期 missed",
+    "escalation.raised": "上报督办 escalated",
+    "escalation.climbed": "督办升级 escalation climbed",
+    "escalation.acknowledged": "督办已签收 acknowledged",
+    "escalation.resolved": "督办解除 resolved",
+    "deadline.paused": "时限中止 clock paused",
+    "deadline.resumed": "时限恢复 clock resumed",
+    "deadline.extended": "时限延长 extended",
+    "case.received": "收到线索 lead received",
+    "case.closed": "结案 closed",
+    "drill.scored": "演练评分 drill scored",
+    "step.forbidden": "无权填报，已拒绝 not allowed",
+    "run.recovered": "流程运行已恢复 run recovered",
 }
 
 
@@ -50,23 +61,63 @@ def records(session: Session, number: str) -> dict[str, Any]:
     from storage.steps import steps_for
 
     return {
-        "steps": [{"name": s.name, "status": s.status, "opened_at": s.opened_at, "answered_at": s.answered_at,
-                   "by": s.answered_by, "source": s.source, "answer": s.answer}
-                  for s in steps_for(session, subject=number)],
-        "deadlines": [{"id": d.id, "name": d.name, "authority": d.authority, "due_at": d.due_at, "status": d.status,
-                       "starts_at": d.starts_at, "closed_at": d.closed_at, "rule": d.rule,
-                       "extensions": d.extensions, "reminders_sent": d.reminders_sent}
-                      for d in deadlines_for(session, subject=number)],
-        "notifications": [{"tag": n.tag, "title": n.title, "status": n.status, "attempts": n.attempts,
-                           "sent_at": n.sent_at, "last_error": n.last_error}
-                          for n in notifications_for(session, subject=number)],
-        "escalations": [{"id": e.id, "deadline_id": e.deadline_id, "status": e.status, "level": e.step + 1,
-                         "raised_at": e.raised_at, "acked_by": e.acked_by}
-                        for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()],
-        "reports": [{"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
-                    for r in reports_for(session, subject=number)],
-        "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
-                     for e in events_for(session, subject=number)],
+        "steps": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "opened_at": s.opened_at,
+                "answered_at": s.answered_at,
+                "by": s.answered_by,
+                "source": s.source,
+                "answer": s.answer,
+            }
+            for s in steps_for(session, subject=number)
+        ],
+        "deadlines": [
+            {
+                "id": d.id,
+                "name": d.name,
+                "authority": d.authority,
+                "due_at": d.due_at,
+                "status": d.status,
+                "starts_at": d.starts_at,
+                "closed_at": d.closed_at,
+                "rule": d.rule,
+                "extensions": d.extensions,
+                "reminders_sent": d.reminders_sent,
+            }
+            for d in deadlines_for(session, subject=number)
+        ],
+        "notifications": [
+            {
+                "tag": n.tag,
+                "title": n.title,
+                "status": n.status,
+                "attempts": n.attempts,
+                "sent_at": n.sent_at,
+                "last_error": n.last_error,
+            }
+            for n in notifications_for(session, subject=number)
+        ],
+        "escalations": [
+            {
+                "id": e.id,
+                "deadline_id": e.deadline_id,
+                "status": e.status,
+                "level": e.step + 1,
+                "raised_at": e.raised_at,
+                "acked_by": e.acked_by,
+            }
+            for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()
+        ],
+        "reports": [
+            {"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
+            for r in reports_for(session, subject=number)
+        ],
+        "timeline": [
+            {"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+            for e in events_for(session, subject=number)
+        ],
     }
 
 
@@ -83,9 +134,14 @@ def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) 
     from tasks.deadlines import label
     from tasks.render import local_time
 
-    lines = [f"# {subject.number} {subject.title}", "",
-             f"时间线（{local_time(now)} 时点）/ Timeline as of {local_time(now)} Asia/Shanghai", "",
-             "| 时间 time | 人员 who | 事项 what |", "|---|---|---|"]
+    lines = [
+        f"# {subject.number} {subject.title}",
+        "",
+        f"时间线（{local_time(now)} 时点）/ Timeline as of {local_time(now)} Asia/Shanghai",
+        "",
+        "| 时间 time | 人员 who | 事项 what |",
+        "|---|---|---|",
+    ]
     for event in data["timeline"]:
         what = ACTIONS.get(event["action"], event["action"])
         detail = event["detail"]
@@ -110,9 +166,16 @@ def deadline_table(data: dict[str, Any], now: dt.datetime) -> list[dict[str, str
             status = "overdue 逾期"
         left = time_left(d["due_at"], now) if d["status"] in ("open", "paused") else local_time(d["closed_at"])
         escalation = escalated.get(d["id"])
-        rows.append({"时限 deadline": f"{label(d['name'])} {d['name']}", "承办 owed by": d["authority"],
-                     "截止 due": local_time(d["due_at"]), "状态 status": status, "剩余/完成 left or done": left,
-                     "督办 escalation": f"#{escalation['id']} level {escalation['level']}" if escalation else ""})
+        rows.append(
+            {
+                "时限 deadline": f"{label(d['name'])} {d['name']}",
+                "承办 owed by": d["authority"],
+                "截止 due": local_time(d["due_at"]),
+                "状态 status": status,
+                "剩余/完成 left or done": left,
+                "督办 escalation": f"#{escalation['id']} level {escalation['level']}" if escalation else "",
+            }
+        )
     return rows
 
 
@@ -145,23 +208,44 @@ def publish(number: str, now: dt.datetime, *, run_id: uuid.UUID | None = None) -
 
     at = local_time(now)
     artifacts = [
-        ArtifactCreate(key=f"{key}-timeline", type="markdown", data=timeline, flow_run_id=run_id,
-                       description=f"{number} 时间线 / timeline, {at}"),
-        ArtifactCreate(key=f"{key}-deadlines", type="table", flow_run_id=run_id,
-                       data=json.dumps(table or [{"状态 status": "无时限 / no deadlines"}], ensure_ascii=False),
-                       description=f"{number} 时限 / deadlines, {at}"),
-        ArtifactCreate(key=f"{key}-progress", type="progress", data=percent, flow_run_id=run_id,
-                       description=f"{number}: {percent:.0f}% — 当前 / now: {awaiting}"),
+        ArtifactCreate(
+            key=f"{key}-timeline",
+            type="markdown",
+            data=timeline,
+            flow_run_id=run_id,
+            description=f"{number} 时间线 / timeline, {at}",
+        ),
+        ArtifactCreate(
+            key=f"{key}-deadlines",
+            type="table",
+            flow_run_id=run_id,
+            data=json.dumps(table or [{"状态 status": "无时限 / no deadlines"}], ensure_ascii=False),
+            description=f"{number} 时限 / deadlines, {at}",
+        ),
+        ArtifactCreate(
+            key=f"{key}-progress",
+            type="progress",
+            data=percent,
+            flow_run_id=run_id,
+            description=f"{number}: {percent:.0f}% — 当前 / now: {awaiting}",
+        ),
     ]
     with get_client(sync_client=True) as client:
         # Updated in place: the run shows one of each, always the latest.
-        existing = {a.key: a.id for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-            key=ArtifactFilterKey(any_=[a.key for a in artifacts])))}
+        existing = {
+            a.key: a.id
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                    key=ArtifactFilterKey(any_=[a.key for a in artifacts]),
+                )
+            )
+        }
         for artifact in artifacts:
             if artifact.key in existing:
-                client.update_artifact(existing[artifact.key], ArtifactUpdate(
-                    data=artifact.data, description=artifact.description))
+                client.update_artifact(
+                    existing[artifact.key], ArtifactUpdate(data=artifact.data, description=artifact.description)
+                )
             else:
                 client.create_artifact(artifact)
     return len(artifacts)

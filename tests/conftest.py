@@ -38,7 +38,8 @@ def pg_unavailable_reason() -> str | None:
 # every task-level test runs on both.
 on_sqlite = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 on_postgresql = pytest.mark.parametrize(
-    "database", ["postgresql" if pg_unavailable_reason() is None else "sqlite"], indirect=True)
+    "database", ["postgresql" if pg_unavailable_reason() is None else "sqlite"], indirect=True
+)
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +49,17 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def environment(home):
-    os.environ.update(REGFLOW_HOME=str(home), REGFLOW_APPRISE_CONFIG=str(home / "apprise.yml"),
-                      REGFLOW_OUTBOX_BACKOFF_BASE="0.5", REGFLOW_OUTBOX_POLL_SECONDS="0.3",
-                      REGFLOW_RESUME_WAIT_SECONDS="90", REGFLOW_TEST_TOKEN=TOKEN,
-                      PREFECT_SERVER_ANALYTICS_ENABLED="false", REGFLOW_USER="测试员",
-                      REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"))
+    os.environ.update(
+        REGFLOW_HOME=str(home),
+        REGFLOW_APPRISE_CONFIG=str(home / "apprise.yml"),
+        REGFLOW_OUTBOX_BACKOFF_BASE="0.5",
+        REGFLOW_OUTBOX_POLL_SECONDS="0.3",
+        REGFLOW_RESUME_WAIT_SECONDS="90",
+        REGFLOW_TEST_TOKEN=TOKEN,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        REGFLOW_USER="测试员",
+        REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"),
+    )
     os.environ.pop("REGFLOW_DATABASE_URL", None)
     os.environ["REGFLOW_PEOPLE_FILE"] = str(write_people(home / "people.yaml"))
     from regflow.prewarmed import share_tls_contexts
@@ -65,8 +72,20 @@ def environment(home):
 
 # Everyone the tests sign as holds every role everywhere; tests/test_access.py
 # checks the refusals with a directory of its own.
-TEST_PEOPLE = ("测试员", "张三", "李四", "王五", "赵六", "孙七", "局长", "集体讨论", "值班员", "省局值班员",
-               "市局值班员", "x")
+TEST_PEOPLE = (
+    "测试员",
+    "张三",
+    "李四",
+    "王五",
+    "赵六",
+    "孙七",
+    "局长",
+    "集体讨论",
+    "值班员",
+    "省局值班员",
+    "市局值班员",
+    "x",
+)
 
 
 def write_people(path: Path) -> Path:
@@ -76,8 +95,11 @@ def write_people(path: Path) -> Path:
     from rules.people import ROLES
 
     codes = [a["code"] for a in yaml.safe_load((PROJECT_ROOT / "data" / "authorities.yaml").read_text())["authorities"]]
-    people = [{"login": f"t{i}-{code}", "name": name, "authority": code, "roles": list(ROLES)}
-              for i, name in enumerate(TEST_PEOPLE) for code in codes]
+    people = [
+        {"login": f"t{i}-{code}", "name": name, "authority": code, "roles": list(ROLES)}
+        for i, name in enumerate(TEST_PEOPLE)
+        for code in codes
+    ]
     path.write_text(yaml.safe_dump({"people": people}, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -112,6 +134,7 @@ def new_database(backend: str, home: Path) -> tuple[str, callable]:
             engine_for(url).dispose()
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     os.environ["REGFLOW_DATABASE_URL"] = url
     _reset_settings()
     upgrade(url)
@@ -179,11 +202,16 @@ def write_channels(path: Path, http_port: int, smtp_port: int) -> None:
         for role in ROLES:
             tag = f"{authority.code}.{role}"
             if role in ("duty", "head"):
-                lines += [f"  - json://127.0.0.1:{http_port}/{authority.code}/{role}/${{env:REGFLOW_TEST_TOKEN}}:",
-                          f"    - tag: {tag}"]
+                lines += [
+                    f"  - json://127.0.0.1:{http_port}/{authority.code}/{role}/${{env:REGFLOW_TEST_TOKEN}}:",
+                    f"    - tag: {tag}",
+                ]
             else:
-                lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost&to={role}@{authority.code}.test"
-                          f"&mode=insecure:", f"    - tag: {tag}"]
+                lines += [
+                    f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost&to={role}@{authority.code}.test"
+                    f"&mode=insecure:",
+                    f"    - tag: {tag}",
+                ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -214,8 +242,10 @@ def prefect_api():
         try:
             # As the harness does: the address in this thread's settings and in the
             # global ones, which threads started later (a burst's triggers) read.
-            with temporary_settings({PREFECT_API_URL: server.api_url}), \
-                    prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
+            with (
+                temporary_settings({PREFECT_API_URL: server.api_url}),
+                prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+            ):
                 os.environ["PREFECT_API_URL"] = server.api_url
                 yield server.api_url
         finally:
@@ -266,8 +296,13 @@ def _delete_unfinished_runs() -> None:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
 
-    unfinished = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-        any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])))
+    unfinished = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
+            )
+        )
+    )
     with get_client(sync_client=True) as client:
         while runs := client.read_flow_runs(flow_run_filter=unfinished, limit=200):
             for run in runs:
@@ -290,8 +325,13 @@ class Result:
 def shell(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     """`regflow ARGS` as a new process, as a duty officer runs it from a shell (handed to
     a launcher of the same REGFLOW_HOME if one listens), with `env` over this one's."""
-    return subprocess.run([str(Path(sys.executable).parent / "regflow"), *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "regflow"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cli(*args: str) -> Result:
@@ -351,6 +391,7 @@ def wait_for_pause(run_id, key: str, timeout: float = 120):
                 return None
             raise
         return run
+
     return wait_until(paused, timeout=timeout, what=f"the run to suspend at {key!r}")
 
 
@@ -390,7 +431,8 @@ def processes_with_env(*entries: str, prefix: str | None = None) -> list[int]:
         except OSError:
             continue
         if all(e.encode() in environ for e in entries) and (
-                prefix is None or any(v.startswith(prefix.encode()) for v in environ)):
+            prefix is None or any(v.startswith(prefix.encode()) for v in environ)
+        ):
             found.append(int(entry.name))
     return found
 
@@ -420,9 +462,13 @@ def prefect_pg_template() -> str:
                 building = f"{name}_building"
                 conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{building}"')
-                subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
-                               env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=pg_url(building, "asyncpg")),
-                               check=True, capture_output=True, timeout=300)
+                subprocess.run(
+                    [str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
+                    env=dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=pg_url(building, "asyncpg")),
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
                 conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))

@@ -36,17 +36,25 @@ def demo_people(monkeypatch):
 
 
 def trigger(now: dt.datetime, authority: str = "330106") -> str:
-    request = validate_trigger(dict(plan="product-quality", level="IV", title=f"权限 {uuid.uuid4().hex[:6]}",
-                                    location="l", authority=authority), now=now)
+    request = validate_trigger(
+        dict(
+            plan="product-quality", level="IV", title=f"权限 {uuid.uuid4().hex[:6]}", location="l", authority=authority
+        ),
+        now=now,
+    )
     return incidents.trigger(request, now=now).number
 
 
 def counts() -> dict[str, int]:
     with session_scope() as session:
-        return {t.__name__: session.exec(select(func.count()).select_from(t)).one()
-                for t in (Step, Notification, Escalation)} | {
-            "audit": session.exec(select(func.count()).select_from(AuditEvent)
-                                  .where(AuditEvent.action != "step.forbidden")).one()}
+        return {
+            t.__name__: session.exec(select(func.count()).select_from(t)).one()
+            for t in (Step, Notification, Escalation)
+        } | {
+            "audit": session.exec(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action != "step.forbidden")
+            ).one()
+        }
 
 
 def forbidden(number: str) -> list[AuditEvent]:
@@ -65,7 +73,9 @@ def test_each_incident_step_only_by_its_role_refusals_one_line_and_on_record(own
     assert stranger.code == 8 and "not in the people file" in stranger.err
     assert counts() == before  # nothing written but the refusals themselves
     assert [(e.actor, e.detail["step"], e.detail["roles"]) for e in forbidden(number)] == [
-        ("李四", "arrival", ["onsite"]), ("路人甲", "arrival", ["onsite"])]
+        ("李四", "arrival", ["onsite"]),
+        ("路人甲", "arrival", ["onsite"]),
+    ]
 
     assert cli("incident", "arrive", number, "--officer", "zhangsan").code == 0  # by login as well as name
     assert cli("incident", "report", number, "--kind", "initial", "--text", "初报", "--by", "张三").code == 8
@@ -96,8 +106,10 @@ def test_only_an_authority_told_acknowledges_and_only_a_head_extends(own_databas
         arrival = [d for d in deadlines_for(session, subject=number) if d.name == "arrival"][0]
     refused = cli("deadline", "extend", str(arrival.id), "--period", "2h", "--reason", "r", "--approved-by", "李四")
     assert refused.code == 8 and "负责人 head" in refused.err
-    assert cli("deadline", "extend", str(arrival.id), "--period", "2h", "--reason", "r",
-               "--approved-by", "hz-head").code == 0  # a head above may
+    assert (
+        cli("deadline", "extend", str(arrival.id), "--period", "2h", "--reason", "r", "--approved-by", "hz-head").code
+        == 0
+    )  # a head above may
     assert cli("deadline", "pause", str(arrival.id), "--reason", "r", "--by", "总局值班员").code == 8
     assert len(forbidden(number)) == 5
 
@@ -107,12 +119,14 @@ def test_case_steps_and_clock_by_their_roles(own_database, demo_people):
     from tasks import cases
 
     now = utcnow()
-    number = cases.receive(validate_lead(dict(kind="case", title="t", party="p", source="report",
-                                              authority="330106"), now=now), now=now).number
+    number = cases.receive(
+        validate_lead(dict(kind="case", title="t", party="p", source="report", authority="330106"), now=now), now=now
+    ).number
     refused = cli("case", "decide", number, "filing", "--by", "赵六", "decision=file", "handler=张三", "text=立案")
     assert refused.code == 8 and "承办人 handler" in refused.err  # the head is not the handler
-    assert cli("case", "decide", number, "filing", "--by", "张三", "decision=file", "handler=张三",
-               "text=立案").code == 0
+    assert (
+        cli("case", "decide", number, "filing", "--by", "张三", "decision=file", "handler=张三", "text=立案").code == 0
+    )
     assert cli("case", "pause-clock", number, "--reason", "送检", "--by", "王五").code == 8
     assert cli("case", "pause-clock", number, "--reason", "送检", "--by", "张三").code == 0
 
@@ -128,13 +142,19 @@ def test_production_identity_is_the_login_alone(own_database, demo_people, monke
     assert forbidden(number) == []  # refused before anything was attempted
 
 
-@pytest.mark.parametrize("content,message", [
-    ("people: [{login: a, name: A, authority: '330106', roles: [janitor]}]", "unknown role 'janitor'"),
-    ("people: [{login: 'a b', name: A, authority: '330106', roles: [duty]}]", "login: String should match"),
-    ("people: [{login: a, name: A, authority: '330106', roles: [duty]}, "
-     "{login: a, name: B, authority: '330106', roles: [head]}]", "login 'a' is listed twice"),
-    ("people: [{login: a", "not valid YAML (line 1)"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("people: [{login: a, name: A, authority: '330106', roles: [janitor]}]", "unknown role 'janitor'"),
+        ("people: [{login: 'a b', name: A, authority: '330106', roles: [duty]}]", "login: String should match"),
+        (
+            "people: [{login: a, name: A, authority: '330106', roles: [duty]}, "
+            "{login: a, name: B, authority: '330106', roles: [head]}]",
+            "login 'a' is listed twice",
+        ),
+        ("people: [{login: a", "not valid YAML (line 1)"),
+    ],
+)
 def test_a_bad_people_file_is_one_line_naming_it(own_database, tmp_path, monkeypatch, content, message):
     path = tmp_path / "people.yaml"
     path.write_text(content, encoding="utf-8")
@@ -151,8 +171,21 @@ def test_the_ui_form_signed_by_someone_not_allowed_is_refused_and_asked_again(pl
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    result = cli("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", "界面权限",
-                 "--location", "l", "--authority", "330106", "--json")
+    result = cli(
+        "incident",
+        "trigger",
+        "--plan",
+        "product-quality",
+        "--level",
+        "IV",
+        "--title",
+        "界面权限",
+        "--location",
+        "l",
+        "--authority",
+        "330106",
+        "--json",
+    )
     import json
 
     run_id = uuid.UUID(json.loads(result.out)["flow_run_id"])
@@ -167,6 +200,7 @@ def test_the_ui_form_signed_by_someone_not_allowed_is_refused_and_asked_again(pl
     resume_flow_run(run_id, run_input={"officer": "张三", "note": "已到场"})
     wait_for_pause(run_id, "initial-report")
     assert "stage:initial-report" in read_run(run_id).tags
-    answered = fresh(lambda s, subject: [x.actor for x in events_for(s, subject=subject)
-                                         if x.action == "step.answered"], number)
+    answered = fresh(
+        lambda s, subject: [x.actor for x in events_for(s, subject=subject) if x.action == "step.answered"], number
+    )
     assert answered == ["张三"]

@@ -20,8 +20,12 @@ def _trigger(i: int) -> str:
     from tasks.incidents import answer, trigger
 
     now = utcnow()
-    incident = trigger(validate_trigger(dict(plan="product-quality", level="IV", title=f"审计 {i}", location="l",
-                                             authority="330108"), now=now), now=now)
+    incident = trigger(
+        validate_trigger(
+            dict(plan="product-quality", level="IV", title=f"审计 {i}", location="l", authority="330108"), now=now
+        ),
+        now=now,
+    )
     answer(incident.number, answer={"officer": "张三"}, source="cli", verb="arrive", now=utcnow())
     return incident.number
 
@@ -78,8 +82,9 @@ def test_an_altered_or_deleted_row_is_named(own_database):
     _seal_until_done()
     assert _verify()[0] == 0
     with session_scope() as session:
-        rows = session.execute(sa.select(AuditEvent.id, AuditEvent.seq, AuditEvent.detail, AuditEvent.actor)
-                               .order_by(AuditEvent.seq)).all()
+        rows = session.execute(
+            sa.select(AuditEvent.id, AuditEvent.seq, AuditEvent.detail, AuditEvent.actor).order_by(AuditEvent.seq)
+        ).all()
     victim_id, victim_seq, detail, actor = rows[len(rows) // 2]
 
     def raw(sql: str, **params) -> None:

@@ -37,14 +37,40 @@ def case_of(number: str):
 @on_postgresql
 def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(platform, use_database, receivers):
     token = uuid.uuid4().hex[:8]
-    started = cli("lead", "receive", "--title", f"销售不合格电动车头盔 {token}", "--party", "某某商贸有限公司",
-                  "--source", "report", "--authority", "330106", "--reporter", "李四", "--json")
+    started = cli(
+        "lead",
+        "receive",
+        "--title",
+        f"销售不合格电动车头盔 {token}",
+        "--party",
+        "某某商贸有限公司",
+        "--source",
+        "report",
+        "--authority",
+        "330106",
+        "--reporter",
+        "李四",
+        "--json",
+    )
     assert started.code == 0, started.err
     started = json.loads(started.out)
     number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
     # A 12315 complaint alongside, on its own complaint-handling run.
-    complaint = cli("complaint", "receive", "--title", f"预付卡无法退费 {token}", "--party", "某健身房",
-                    "--authority", "330106", "--complainant", "王五", "--contact", "138****0000", "--json")
+    complaint = cli(
+        "complaint",
+        "receive",
+        "--title",
+        f"预付卡无法退费 {token}",
+        "--party",
+        "某健身房",
+        "--authority",
+        "330106",
+        "--complainant",
+        "王五",
+        "--contact",
+        "138****0000",
+        "--json",
+    )
     assert complaint.code == 0, complaint.err
     complaint = json.loads(complaint.out)
 
@@ -79,8 +105,7 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
     assert decide(number, "pre-penalty", "fine=5000", f"served_on={today}") == "resumed"
     # Answered ahead while the run restarts: it walks through them in one go.
     assert decide(number, "party-response", "response=waived", "--no-wait") == "pending"
-    decide(number, "decision", "outcome=penalty", "fine=5000", "party_present=true", "rectification=true",
-           "--no-wait")
+    decide(number, "decision", "outcome=penalty", "fine=5000", "party_present=true", "rectification=true", "--no-wait")
     decide(number, "payment", f"paid_on={today}", "amount=5000", "--no-wait")
     decide(number, "closure", "text=罚款已缴清")
     wait_until(lambda: read_run(run_id).state.type == StateType.COMPLETED, timeout=120, what="completion")
@@ -89,14 +114,22 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
     assert (case.status, case.outcome) == ("closed", "penalised")
     steps = json.loads(cli("case", "show", number, "--json").out)["steps"]
     assert [(s["name"], s["source"]) for s in steps] == [
-        ("filing", "cli"), ("investigation", "ui"), ("legal-review", "cli"), ("pre-penalty", "cli"),
-        ("party-response", "cli"), ("decision", "cli"), ("payment", "cli"), ("closure", "cli")]
+        ("filing", "cli"),
+        ("investigation", "ui"),
+        ("legal-review", "cli"),
+        ("pre-penalty", "cli"),
+        ("party-response", "cli"),
+        ("decision", "cli"),
+        ("payment", "cli"),
+        ("closure", "cli"),
+    ]
 
     with get_client(sync_client=True) as client:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
     keys = Counter(a.key for a in artifacts)
     documents = {f"{number.lower()}-{k}" for k in ("filing", "pre-penalty", "decision", "closure")}
     status = {f"{number.lower()}-{k}" for k in ("timeline", "deadlines", "progress")}
@@ -130,8 +163,7 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
     wait_until(lambda: read_run(lookback_id).state.type == StateType.COMPLETED, timeout=120, what="look-back done")
     reopened = case_of(case_of(number).facts["reopened_as"])
     assert (reopened.linked_to, reopened.source, reopened.status) == (number, "lookback", "open")
-    wait_for_pause(wait_until(lambda: case_of(reopened.number).flow_run_id, what="the reopened case's run"),
-                   "filing")
+    wait_for_pause(wait_until(lambda: case_of(reopened.number).flow_run_id, what="the reopened case's run"), "filing")
     with session_scope() as session:
         escalation = session.exec(select(Escalation).where(Escalation.subject == number)).one()
     assert escalation.policy["ladder"][0] == "330100" and escalation.status == "open"
@@ -148,6 +180,7 @@ def test_case_from_lead_to_closure_and_a_scheduled_lookback_that_reopens_it(plat
         with session_scope() as session:
             rows = notifications_for(session, subject=number)
         return rows if rows and all(n.status == "sent" for n in rows) else None
+
     sent = wait_until(all_sent, what="all messages sent")
     got = Counter((m.title, m.to) for m in receivers.inbox.matching(token) if number in m.title)
     assert got and max(got.values()) == 1

@@ -43,8 +43,14 @@ def local(value: dt.datetime) -> str:
 
 
 def lead(now: dt.datetime, **extra) -> str:
-    data = dict(kind="case", title=f"销售不合格头盔 {uuid.uuid4().hex[:6]}", party="某商贸有限公司", source="report",
-                authority="330106", **extra)
+    data = dict(
+        kind="case",
+        title=f"销售不合格头盔 {uuid.uuid4().hex[:6]}",
+        party="某商贸有限公司",
+        source="report",
+        authority="330106",
+        **extra,
+    )
     return cases.receive(validate_lead(data, now=now), now=now).number
 
 
@@ -64,8 +70,10 @@ def case_of(number: str):
 
 def counts() -> dict[str, int]:
     with session_scope() as session:
-        return {t: session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                for t in ("enforcement_case", "deadline", "step", "report", "notification", "audit_event")}
+        return {
+            t: session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("enforcement_case", "deadline", "step", "report", "notification", "audit_event")
+        }
 
 
 def test_hand_worked_due_dates_across_the_autumn_holidays(own_database):
@@ -92,10 +100,12 @@ def test_hand_worked_due_dates_across_the_autumn_holidays(own_database):
 
 def test_hearing_too_soon_and_late_notice_are_refused_without_a_trace(own_database):
     number = lead(at("2026-09-01 10:00"))
-    for name, fields, now in [("filing", dict(decision="file"), "2026-09-02 09:00"),
-                              ("investigation", dict(finding="penalty"), "2026-09-03 09:00"),
-                              ("legal-review", dict(opinion="agree"), "2026-09-04 09:00"),
-                              ("pre-penalty", dict(fine="800", served_on="2026-09-04"), "2026-09-04 10:00")]:
+    for name, fields, now in [
+        ("filing", dict(decision="file"), "2026-09-02 09:00"),
+        ("investigation", dict(finding="penalty"), "2026-09-03 09:00"),
+        ("legal-review", dict(opinion="agree"), "2026-09-04 09:00"),
+        ("pre-penalty", dict(fine="800", served_on="2026-09-04"), "2026-09-04 10:00"),
+    ]:
         step(number, name, at(now), **fields)
     before = counts()
     # Hearing on 9-15: the notice had to arrive by 9-4 (7 WD before), which has passed.
@@ -128,8 +138,9 @@ def test_clock_paused_for_appraisal_then_extended_by_the_head_then_by_collective
     with pytest.raises(StepConflict, match="collective decision"):
         cases.extend(number, "decision", by="局长", reason="again", now=at("2026-09-02 10:00"))
     # Then a collective decision sets 60 more days: 10-28 + 60 = 12-27 (Sun) -> 12-28.
-    row = cases.extend(number, "decision", by="集体讨论", reason="重大复杂", now=at("2026-10-20 10:00"),
-                       collective_period="60d")
+    row = cases.extend(
+        number, "decision", by="集体讨论", reason="重大复杂", now=at("2026-10-20 10:00"), collective_period="60d"
+    )
     assert local(row.due_at) == "2026-12-28 23:59:59"
     assert [e["by"] for e in row.extensions] == ["局长", "集体讨论"]
     assert "collective decision" in row.rule
@@ -165,13 +176,14 @@ def test_not_filed_is_an_outcome_with_its_record_and_the_reporter_is_told(own_da
 
 def test_penalised_paid_late_with_surcharge_closed_and_look_back_due_90_days_later(own_database):
     number = lead(at("2026-08-03 09:00"))
-    for name, fields, now in [("filing", dict(decision="file"), "2026-08-04 09:00"),
-                              ("investigation", dict(finding="penalty"), "2026-08-20 09:00"),
-                              ("legal-review", dict(opinion="agree"), "2026-08-24 09:00"),
-                              ("pre-penalty", dict(fine="5000", served_on="2026-08-25"), "2026-08-25 10:00"),
-                              ("party-response", dict(response="statement", text="陈述：初次违法"), "2026-08-28 10:00"),
-                              ("decision", dict(outcome="penalty", fine="5000", party_present=False,
-                                                rectification=True), "2026-09-14 10:00")]:
+    for name, fields, now in [
+        ("filing", dict(decision="file"), "2026-08-04 09:00"),
+        ("investigation", dict(finding="penalty"), "2026-08-20 09:00"),
+        ("legal-review", dict(opinion="agree"), "2026-08-24 09:00"),
+        ("pre-penalty", dict(fine="5000", served_on="2026-08-25"), "2026-08-25 10:00"),
+        ("party-response", dict(response="statement", text="陈述：初次违法"), "2026-08-28 10:00"),
+        ("decision", dict(outcome="penalty", fine="5000", party_present=False, rectification=True), "2026-09-14 10:00"),
+    ]:
         step(number, name, at(now), **fields)
     # Party absent: delivery within 7 WD of the decision: 9-15..18, Sun 9-20 (make-up), 9-21, 22.
     assert due(number)["delivery"] == ("2026-09-22 23:59:59", "open")
@@ -192,8 +204,14 @@ def test_penalised_paid_late_with_surcharge_closed_and_look_back_due_90_days_lat
     # The look-back review: 90 days after closing (10-13 + 90 = 1-11-2027), 09:00.
     assert local(case.lookback_at) == "2027-01-11 09:00:00"
     assert {n: s for n, (_, s) in due(number).items()} == {
-        "filing": "met", "decision": "met", "legal-review": "met", "party-statement": "met", "delivery": "met",
-        "payment": "met", "closure": "met"}
+        "filing": "met",
+        "decision": "met",
+        "legal-review": "met",
+        "party-statement": "met",
+        "delivery": "met",
+        "payment": "met",
+        "closure": "met",
+    }
     with session_scope() as session:
         kinds = [r.kind for r in reports_for(session, subject=number)]
         closing = [r for r in reports_for(session, subject=number) if r.kind == "closure"][0].document
@@ -249,8 +267,9 @@ def test_listed_case_owes_progress_and_a_miss_escalates_to_the_listing_authority
     finish = (pendulum.now(TZ) + dt.timedelta(days=60)).format("YYYY-MM-DD")
     refused = cli("case", "supervise", number, "--by", "330108", "--report-every", "15d", "--finish-by", finish)
     assert refused.code == 2 and "does not supervise" in refused.err
-    listed = cli("case", "supervise", number, "--by", "330100", "--report-every", "15d", "--finish-by", finish,
-                 "--json")
+    listed = cli(
+        "case", "supervise", number, "--by", "330100", "--report-every", "15d", "--finish-by", finish, "--json"
+    )
     assert listed.code == 0, listed.err
     assert json.loads(listed.out)["listed_by"] == "330100"
     assert cli("case", "supervise", number, "--by", "330000", "--finish-by", finish).code == 4
@@ -262,8 +281,14 @@ def test_listed_case_owes_progress_and_a_miss_escalates_to_the_listing_authority
     send_reminders(later)
     with session_scope() as session:
         escalation = session.exec(select(Escalation).where(Escalation.subject == number)).one()
-        told = [n.tag for n in session.exec(select(Notification).where(
-            Notification.subject == number, Notification.key.contains(f"escalation:{escalation.id}:0"))).all()]
+        told = [
+            n.tag
+            for n in session.exec(
+                select(Notification).where(
+                    Notification.subject == number, Notification.key.contains(f"escalation:{escalation.id}:0")
+                )
+            ).all()
+        ]
     assert escalation.policy["ladder"][0] == "330100"
     assert sorted(told) == ["330100.duty", "330100.head"]
     # The report, late, resolves the escalation; the next one is due 15 days on.
@@ -274,7 +299,10 @@ def test_listed_case_owes_progress_and_a_miss_escalates_to_the_listing_authority
     assert due(number)["supervision-progress-2"][1] == "open"
     assert cli("case", "unlist", number, "--reason", "督办事项已办结").code == 0
     assert {n: s for n, (_, s) in due(number).items() if n.startswith("supervision")} == {
-        "supervision-progress-1": "met", "supervision-progress-2": "cancelled", "supervision-final": "cancelled"}
+        "supervision-progress-1": "met",
+        "supervision-progress-2": "cancelled",
+        "supervision-final": "cancelled",
+    }
     with session_scope() as session:
         actions = [e.action for e in events_for(session, subject=number)]
     assert {"case.listed", "case.supervision.reported", "case.unlisted", "escalation.raised"} <= set(actions)
@@ -288,15 +316,19 @@ def test_assistance_is_owed_and_escalated_by_the_assisting_authority(own_databas
     assert cli("case", "assist", number, "--to", "320102", "--request", "核查供货商进货记录").code == 0
     with session_scope() as session:
         row = [d for d in deadlines_for(session, subject=number) if d.name == "assistance-1"][0]
-        asked = session.exec(select(Notification.tag).where(Notification.subject == number,
-                                                            Notification.key.contains("assistance-1"))).all()
+        asked = session.exec(
+            select(Notification.tag).where(Notification.subject == number, Notification.key.contains("assistance-1"))
+        ).all()
     assert row.authority == "320102" and row.policy["escalation"]["ladder"][0] == "320100"
     assert sorted(asked) == ["320102.duty", "320102.head"]
     send_reminders(row.due_at + dt.timedelta(minutes=1))
     with session_scope() as session:
         escalation = session.exec(select(Escalation).where(Escalation.deadline_id == row.id)).one()
-        reminded = session.exec(select(Notification.tag).where(
-            Notification.subject == number, Notification.key.contains("reminder:assistance-1"))).all()
+        reminded = session.exec(
+            select(Notification.tag).where(
+                Notification.subject == number, Notification.key.contains("reminder:assistance-1")
+            )
+        ).all()
     assert escalation.policy["ladder"][:2] == ["320100", "320000"]
     assert "320102.duty" in reminded and "330106.duty" not in reminded
     assert cli("case", "assist-reply", number, "1", "--text", "已核实").code == 0
@@ -305,16 +337,26 @@ def test_assistance_is_owed_and_escalated_by_the_assisting_authority(own_databas
 
 def test_complaint_accepted_then_a_lead_found_in_mediation_becomes_a_case(own_database):
     received = at("2026-09-21 10:00")
-    request = validate_lead(dict(kind="complaint", title="预付卡无法退费", party="某健身房", authority="330106",
-                                       reporter="王五", reporter_contact="138****0000"), now=received)
+    request = validate_lead(
+        dict(
+            kind="complaint",
+            title="预付卡无法退费",
+            party="某健身房",
+            authority="330106",
+            reporter="王五",
+            reporter_contact="138****0000",
+        ),
+        now=received,
+    )
     number = cases.receive(request, now=received).number
     assert number.startswith("CMP-")
     # 7 WD from Mon 9-21: 22, 23, 24, 28, 29, 30, 10-8 (the holidays in between).
     assert due(number)["acceptance"] == ("2026-10-08 23:59:59", "open")
     step(number, "acceptance", at("2026-09-22 10:00"), accept=True)
     with session_scope() as session:
-        told = session.exec(select(Notification.body).where(Notification.subject == number,
-                                                            Notification.key.contains(":acceptance:"))).first()
+        told = session.exec(
+            select(Notification.body).where(Notification.subject == number, Notification.key.contains(":acceptance:"))
+        ).first()
     assert "请告知投诉人 王五（138****0000）：已受理" in told
     # Mediation ends 45 WD after acceptance (9-22): 9-23..24 (2), 28..30 (5), 10-8..10 (8),
     # then 37 ordinary working days through 11-30 (7 weeks and 2 days), the 45th on 12-1.
@@ -333,16 +375,56 @@ def test_complaint_accepted_then_a_lead_found_in_mediation_becomes_a_case(own_da
 def test_bad_case_input_is_one_line_and_writes_nothing(own_database):
     before = counts()
     for args, code, words in [
-        (["lead", "receive", "--title", "t", "--party", "p", "--source", "rumour", "--authority", "330106"], 2,
-         "unknown source"),
-        (["lead", "receive", "--title", "t", "--party", "p", "--source", "report", "--authority", "999999"], 2,
-         "unknown authority"),
-        (["lead", "receive", "--title", "t", "--party", "p", "--source", "report", "--authority", "330106",
-          "--received-at", "2026-13-40"], 2, "malformed"),
-        (["lead", "receive", "--title", "t", "--party", "p", "--source", "report", "--authority", "330106",
-          "--real-name"], 2, "needs --reporter"),
-        (["lead", "receive", "--title", "x" * 201, "--party", "p", "--source", "report", "--authority", "330106"], 2,
-         "title"),
+        (
+            ["lead", "receive", "--title", "t", "--party", "p", "--source", "rumour", "--authority", "330106"],
+            2,
+            "unknown source",
+        ),
+        (
+            ["lead", "receive", "--title", "t", "--party", "p", "--source", "report", "--authority", "999999"],
+            2,
+            "unknown authority",
+        ),
+        (
+            [
+                "lead",
+                "receive",
+                "--title",
+                "t",
+                "--party",
+                "p",
+                "--source",
+                "report",
+                "--authority",
+                "330106",
+                "--received-at",
+                "2026-13-40",
+            ],
+            2,
+            "malformed",
+        ),
+        (
+            [
+                "lead",
+                "receive",
+                "--title",
+                "t",
+                "--party",
+                "p",
+                "--source",
+                "report",
+                "--authority",
+                "330106",
+                "--real-name",
+            ],
+            2,
+            "needs --reporter",
+        ),
+        (
+            ["lead", "receive", "--title", "x" * 201, "--party", "p", "--source", "report", "--authority", "330106"],
+            2,
+            "title",
+        ),
         (["case", "show", "CASE-1999-000001"], 3, "no case"),
         (["case", "decide", "CASE-1999-000001", "nonsense"], 2, "unknown step"),
         (["case", "extend", "CASE-1999-000001", "decision", "--reason", "x", "--collective"], 2, "go together"),

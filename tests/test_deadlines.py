@@ -24,7 +24,7 @@ from storage.escalations import Escalation
 from storage.incidents import get_incident
 from storage.notifications import Notification
 from tasks import incidents
-from tasks.deadlines import acknowledge, climb_escalations, pause, resume, send_reminders, extend
+from tasks.deadlines import acknowledge, climb_escalations, extend, pause, resume, send_reminders
 from tasks.notify import deliver_due
 from tests.conftest import cli, prefect_client, wait_until
 
@@ -39,8 +39,16 @@ def tick(now: dt.datetime) -> tuple[int, int]:
 
 
 def start_incident(t0: dt.datetime, authority: str = "330106", level: str = "IV") -> str:
-    request = validate_trigger(dict(plan="product-quality", level=level, title=f"时限测试 {uuid.uuid4().hex[:6]}",
-                                    location="测试地点", authority=authority), now=t0)
+    request = validate_trigger(
+        dict(
+            plan="product-quality",
+            level=level,
+            title=f"时限测试 {uuid.uuid4().hex[:6]}",
+            location="测试地点",
+            authority=authority,
+        ),
+        now=t0,
+    )
     return incidents.trigger(request, now=t0).number
 
 
@@ -55,20 +63,28 @@ def received(receivers, number: str) -> list:
 def reminded(number: str) -> list[str]:
     """`deadline:index` of every reminder the incident got, from its audit log."""
     with session_scope() as session:
-        return [f"{e.detail['deadline']}:{e.detail['reminder']}" for e in events_for(session, subject=number)
-                if e.action == "deadline.reminder"]
+        return [
+            f"{e.detail['deadline']}:{e.detail['reminder']}"
+            for e in events_for(session, subject=number)
+            if e.action == "deadline.reminder"
+        ]
 
 
 def escalation_steps(number: str) -> dict[str, int]:
     with session_scope() as session:
-        return {session.get(Deadline, e.deadline_id).name: e.step
-                for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()}
+        return {
+            session.get(Deadline, e.deadline_id).name: e.step
+            for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()
+        }
 
 
 def messages(number: str, kind: str) -> list[Notification]:
     with session_scope() as session:
-        return list(session.exec(select(Notification).where(Notification.subject == number,
-                                                            Notification.key.contains(f":{kind}:"))).all())
+        return list(
+            session.exec(
+                select(Notification).where(Notification.subject == number, Notification.key.contains(f":{kind}:"))
+            ).all()
+        )
 
 
 def deadline(number: str, name: str) -> Deadline:
@@ -93,8 +109,11 @@ def test_reminders_at_half_and_four_fifths_and_none_for_a_deadline_met_first(own
     assert reminded(number) == ["initial_report:0", "initial_report:1"]
     tick(t0 + 150 * MIN)
     assert not [r for r in reminded(number) if r.startswith(("arrival:", "dispatch:"))]
-    got = [m for m in received(receivers, number) if "时限提醒" in m.title and m.to.startswith("/330106/duty")
-           and "初报" in m.title]
+    got = [
+        m
+        for m in received(receivers, number)
+        if "时限提醒" in m.title and m.to.startswith("/330106/duty") and "初报" in m.title
+    ]
     assert len(got) >= 2
 
 
@@ -119,8 +138,11 @@ def test_a_miss_escalates_two_levels_then_stops_when_acknowledged(own_database, 
     assert escalation_steps(number)["initial_report"] == 1  # the ladder stopped
     again = cli("escalation", "ack", str(esc.id), "--by", "x")
     assert again.code == 4 and "already acknowledged" in again.err
-    told = {m.to.split("/")[1] for m in received(receivers, number) if "督办提醒" in m.title
-            and ":initial_report" not in m.title and "初报" in m.title}
+    told = {
+        m.to.split("/")[1]
+        for m in received(receivers, number)
+        if "督办提醒" in m.title and ":initial_report" not in m.title and "初报" in m.title
+    }
     assert {"330100", "330000"} <= told and "100000" not in told
     with session_scope() as session:
         actions = [e.action for e in events_for(session, subject=number)]
@@ -137,8 +159,11 @@ def test_an_unacknowledged_miss_climbs_to_the_top_and_repeats_the_ladder_once(ow
     # city, province, national, then once more from the city (repeat: 1), then it stays open
     assert steps == [0, 1, 2, 3, 4, 5, 5, 5]
     with session_scope() as session:
-        esc = session.exec(select(Escalation).join(Deadline, Deadline.id == Escalation.deadline_id)
-                           .where(Escalation.subject == number, Deadline.name == "initial_report")).one()
+        esc = session.exec(
+            select(Escalation)
+            .join(Deadline, Deadline.id == Escalation.deadline_id)
+            .where(Escalation.subject == number, Deadline.name == "initial_report")
+        ).one()
     assert esc.status == "open" and esc.next_at is None
 
 
@@ -147,8 +172,9 @@ def test_meeting_a_missed_deadline_late_closes_its_escalation(own_database, rece
     number = start_incident(t0)
     tick(t0 + 61 * MIN)  # initial report missed: escalation raised
     incidents.answer(number, answer={"officer": "张三"}, source="cli", verb="arrive", now=t0 + 70 * MIN)
-    incidents.answer(number, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial",
-                     now=t0 + 75 * MIN)
+    incidents.answer(
+        number, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial", now=t0 + 75 * MIN
+    )
     with session_scope() as session:
         esc = session.exec(select(Escalation).where(Escalation.subject == number)).one()
     assert esc.status == "resolved" and esc.next_at is None
@@ -167,8 +193,9 @@ def test_a_paused_deadline_sends_nothing_and_moves_by_the_paused_span(own_databa
     resumed = resume(arrival.id, by="张三", now=t0 + 70 * MIN)
     assert resumed.due_at == arrival.due_at + 60 * MIN and resumed.paused_seconds == 3600
     assert "paused 1h00m" in resumed.rule
-    extended = extend(arrival.id, due_at=resumed.due_at + 120 * MIN, by="局长", reason="案情复杂", rule="+2h",
-                      now=t0 + 80 * MIN)
+    extended = extend(
+        arrival.id, due_at=resumed.due_at + 120 * MIN, by="局长", reason="案情复杂", rule="+2h", now=t0 + 80 * MIN
+    )
     assert extended.extensions[0]["by"] == "局长" and extended.extensions[0]["reason"] == "案情复杂"
 
 
@@ -188,7 +215,8 @@ def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receiv
     assert any(r["escalation"] for r in rows)
     assert all(r["authority"] in ("320100", "320102") for r in data["deadlines"])
     assert json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"] == [] or all(
-        r["subject"] != number for r in json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"])
+        r["subject"] != number for r in json.loads(cli("board", "--authority", "330100", "--json").out)["deadlines"]
+    )
     assert publish(utcnow(), every=0) == 1
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
@@ -201,23 +229,38 @@ def test_board_shows_overdue_deadlines_and_open_escalations(own_database, receiv
 def watcher(database: str, log: Path) -> subprocess.Popen:
     # An empty API address: this watcher works without Prefect (unset, regflow would
     # default to make run's server on 127.0.0.1:4200).
-    env = dict(os.environ, REGFLOW_DATABASE_URL=database, REGFLOW_OUTBOX_POLL_SECONDS="0.2",
-               PREFECT_API_URL=os.environ.get("PREFECT_API_URL", ""))
-    return subprocess.Popen([str(Path(sys.executable).parent / "regflow"), "watch"], env=env,
-                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        REGFLOW_DATABASE_URL=database,
+        REGFLOW_OUTBOX_POLL_SECONDS="0.2",
+        PREFECT_API_URL=os.environ.get("PREFECT_API_URL", ""),
+    )
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "regflow"), "watch"], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT
+    )
 
 
 def short_deadlines(number: str, count: int, due_in: float) -> list[str]:
     """Deadlines due in a few seconds, reminded once at the due time."""
     now = utcnow()
     names = [f"t{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
-    policy = {"reminders": {"fractions": [], "overdue_every_s": 3600},
-              "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]}}
+    policy = {
+        "reminders": {"fractions": [], "overdue_every_s": 3600},
+        "escalation": {"ack_timeout_s": 3600, "repeat": 0, "ladder": ["330100"]},
+    }
     with session_scope() as session:
         incident = get_incident(session, number=number)
         for name in names:
-            add_deadline(session, subject=incident.number, name=name, due_at=now + dt.timedelta(seconds=due_in),
-                         rule="test", now=now, policy=policy, authority=incident.authority_code)
+            add_deadline(
+                session,
+                subject=incident.number,
+                name=name,
+                due_at=now + dt.timedelta(seconds=due_in),
+                rule="test",
+                now=now,
+                policy=policy,
+                authority=incident.authority_code,
+            )
     return names
 
 
@@ -241,8 +284,11 @@ def test_a_killed_watcher_fires_what_fell_due_once_after_restart(own_database, r
     time.sleep(2)  # they fall due while no watcher runs
     second = watcher(own_database, tmp_path / "w2.log")
     try:
-        wait_until(lambda: all(v >= 1 for v in delivered(receivers, number, names).values()), timeout=60,
-                   what="every reminder after the restart")
+        wait_until(
+            lambda: all(v >= 1 for v in delivered(receivers, number, names).values()),
+            timeout=60,
+            what="every reminder after the restart",
+        )
         time.sleep(2)
     finally:
         second.terminate()
@@ -256,8 +302,11 @@ def test_two_watchers_racing_fire_everything_once(own_database, receivers, tmp_p
     try:
         time.sleep(3)
         names = short_deadlines(number, 40, due_in=2.0)
-        wait_until(lambda: all(v >= 1 for v in delivered(receivers, number, names).values()), timeout=60,
-                   what="every reminder with two watchers")
+        wait_until(
+            lambda: all(v >= 1 for v in delivered(receivers, number, names).values()),
+            timeout=60,
+            what="every reminder with two watchers",
+        )
         time.sleep(2)
     finally:
         for racer in racers:
@@ -284,11 +333,19 @@ def test_misses_and_escalations_reach_prefects_event_feed(own_database, receiver
     EventsWorker.drain_all()
 
     def names():
-        page = prefect_client().read_events(EventFilter(
-            event=EventNameFilter(prefix=["regflow."]),
-            related=EventRelatedFilter(id=[f"regflow.incident.{number}"])), limit=50)
+        page = prefect_client().read_events(
+            EventFilter(
+                event=EventNameFilter(prefix=["regflow."]),
+                related=EventRelatedFilter(id=[f"regflow.incident.{number}"]),
+            ),
+            limit=50,
+        )
         return {e.event for e in page.events}
 
-    wanted = {"regflow.deadline.reminder", "regflow.deadline.missed", "regflow.escalation.raised",
-              "regflow.escalation.acknowledged"}
+    wanted = {
+        "regflow.deadline.reminder",
+        "regflow.deadline.missed",
+        "regflow.escalation.raised",
+        "regflow.escalation.acknowledged",
+    }
     assert wait_until(lambda: wanted <= names(), timeout=30, what="the events in Prefect's feed")

@@ -18,8 +18,17 @@ def checks(*args: str) -> tuple[int, dict[str, dict]]:
 def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_database, tmp_path, monkeypatch):
     # The worker registers with its first heartbeat a few seconds after it starts.
     code, found = wait_until(lambda: (result := checks())[0] == 0 and result, timeout=60, what="a healthy platform")
-    assert set(found) == {"database", "prefect api", "work pool", "worker", "deployments", "watcher", "channels",
-                          "people", "holiday calendar"}
+    assert set(found) == {
+        "database",
+        "prefect api",
+        "work pool",
+        "worker",
+        "deployments",
+        "watcher",
+        "channels",
+        "people",
+        "holiday calendar",
+    }
     assert "1 watcher(s) alive" in found["watcher"]["detail"]
 
     # No holiday data for next year (the shipped override has none for 2027).

@@ -27,8 +27,10 @@ FAST = Path(__file__).parent / "fixtures" / "drill-fast.yaml"
 
 def _counts() -> tuple[int, ...]:
     with session_scope() as session:
-        return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                     for t in ("incident", "drill", "deadline", "notification", "audit_event"))
+        return tuple(
+            session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("incident", "drill", "deadline", "notification", "audit_event")
+        )
 
 
 def test_scenarios_shipped_load_and_bad_ones_are_refused_by_line(tmp_path):
@@ -40,8 +42,10 @@ def test_scenarios_shipped_load_and_bad_ones_are_refused_by_line(tmp_path):
         assert load_scenario(path).scenario.steps
     base = FAST.read_text(encoding="utf-8")
     cases = {
-        "out of order": (base.replace("step: arrival", "step: initial-report", 1),
-                         "'initial-report' out of order, the lifecycle awaits arrival"),
+        "out of order": (
+            base.replace("step: arrival", "step: initial-report", 1),
+            "'initial-report' out of order, the lifecycle awaits arrival",
+        ),
         "a form field missing": (base.replace("officer: 张三, ", ""), "steps[0] (arrival): officer: Field required"),
         "time going back": (base.replace("at: 4h", "at: 1h"), "steps[2]: at 1h is earlier than the step before"),
         "working days": (base.replace("at: 40m", "at: 2wd"), "a drill's clock does not know working days"),
@@ -80,24 +84,34 @@ def test_a_drill_runs_on_compressed_time_and_marks_everything(own_database):
     assert {r["title"] for r in rows if r["subject"] == incident.number} == {"【演练 DRILL】测试演练：电梯困人"}
 
     answer(incident.number, answer={"officer": "张三"}, source="drill", step="arrival", now=now)
-    answer(incident.number, answer={"author": "李四", "text": "初报"}, source="drill", step="initial-report",
-           now=now + dt.timedelta(seconds=75))  # 75 exercise minutes: late
+    answer(
+        incident.number,
+        answer={"author": "李四", "text": "初报"},
+        source="drill",
+        step="initial-report",
+        now=now + dt.timedelta(seconds=75),
+    )  # 75 exercise minutes: late
     card = drills.finish(incident.number, outcome="interrupted", now=now + dt.timedelta(seconds=80))
     results = {d["name"]: d["result"] for d in card.scorecard["deadlines"]}
     assert results["arrival"] == "met" and results["initial_report"] == "late"
     assert results["dispatch"] == "met"  # the trigger dispatches, no flow run needed
     assert card.scorecard["steps"][1] == {"step": "initial-report", "at_s": 4500.0, "by": "李四", "source": "drill"}
-    assert "【演练 DRILL】演练评分" in card.document and "| 到场 arrival | 1h 00m | 0m 00s | 按时 met |" in card.document
+    assert (
+        "【演练 DRILL】演练评分" in card.document and "| 到场 arrival | 1h 00m | 0m 00s | 按时 met |" in card.document
+    )
     again = drills.finish(incident.number, outcome="closed", now=now + dt.timedelta(seconds=99))
     assert again.scorecard == card.scorecard  # scored once
 
 
-@pytest.mark.parametrize("args,message", [
-    (["no-such-plan", "--level", "II"], "unknown plan 'no-such-plan'"),
-    (["product-quality", "--level", "V"], "level: Input should be"),
-    (["product-quality", "--level", "II", "--speed", "0"], "speed: Input should be greater than or equal to 1"),
-    (["product-quality", "--level", "II", "--scenario", "/nonexistent.yaml"], "no drill scenario file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["no-such-plan", "--level", "II"], "unknown plan 'no-such-plan'"),
+        (["product-quality", "--level", "V"], "level: Input should be"),
+        (["product-quality", "--level", "II", "--speed", "0"], "speed: Input should be greater than or equal to 1"),
+        (["product-quality", "--level", "II", "--scenario", "/nonexistent.yaml"], "no drill scenario file"),
+    ],
+)
 def test_bad_drill_input_is_refused_with_nothing_written(own_database, args, message):
     before = _counts()
     result = cli("drill", *args)
@@ -117,8 +131,19 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     token = uuid.uuid4().hex[:8]  # other tests' databases number their incidents from 1 too
     scenario = tmp_path / "drill.yaml"
     scenario.write_text(FAST.read_text(encoding="utf-8").replace("测试演练：电梯困人", f"测试演练 {token}"), "utf-8")
-    result = cli("drill", "product-quality", "--level", "II", "--speed", "1200", "--scenario", str(scenario),
-                 "--max-minutes", "3", "--json")
+    result = cli(
+        "drill",
+        "product-quality",
+        "--level",
+        "II",
+        "--speed",
+        "1200",
+        "--scenario",
+        str(scenario),
+        "--max-minutes",
+        "3",
+        "--json",
+    )
     assert result.code == 0, result.err
     card = json.loads(result.out)
     number = card["number"]
@@ -126,8 +151,14 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     results = {d["name"]: d["result"] for d in card["deadlines"]}
     assert results["arrival"] == "met" and results["initial_report"] == "late"
     assert results["progress-1"] == "met" and results["final_report"] == "met" and results["review"] == "met"
-    assert [s["step"] for s in card["steps"]] == ["arrival", "initial-report", "progress-1", "progress-2",
-                                                  "final-report", "review"]
+    assert [s["step"] for s in card["steps"]] == [
+        "arrival",
+        "initial-report",
+        "progress-1",
+        "progress-2",
+        "final-report",
+        "review",
+    ]
     assert {s["source"] for s in card["steps"]} == {"drill"}
 
     with session_scope() as session:
@@ -135,8 +166,10 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
         run_id = incident.flow_run_id
         escalations = list(session.exec(sa.select(Escalation).where(Escalation.subject == number)).scalars())
         stored = get_drill(session, number=number)
-        reminders = session.execute(sa.text("SELECT count(*) FROM audit_event WHERE subject = :n AND action = "
-                                            "'deadline.reminder'"), {"n": number}).scalar_one()
+        reminders = session.execute(
+            sa.text("SELECT count(*) FROM audit_event WHERE subject = :n AND action = 'deadline.reminder'"),
+            {"n": number},
+        ).scalar_one()
     assert incident.drill and incident.time_scale == 1200 and incident.status == "closed"
     # The late initial report was reminded about and escalated, as a real miss would be.
     late = [e for e in escalations if e.deadline_id in _deadline_ids(number, "initial_report")]
@@ -148,14 +181,21 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     assert card["messages_sent"] == card["messages_queued"] > 0  # scored once the outbox had drained
 
     # The run: marked as a drill, at its end stage, with scorecard and status artifacts.
-    run = wait_until(lambda: (r := read_run(run_id)).state.type == StateType.COMPLETED and r, timeout=120,
-                     what="the drill's run to complete")
+    run = wait_until(
+        lambda: (r := read_run(run_id)).state.type == StateType.COMPLETED and r,
+        timeout=120,
+        what="the drill's run to complete",
+    )
     assert run.name.startswith(f"【演练 DRILL】{number}") and {"drill", "stage:closed"} <= set(run.tags)
     with get_client(sync_client=True) as client:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        latest = {a.key: a for a in client.read_latest_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+        latest = {
+            a.key: a
+            for a in client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+        }
     key = number.lower()
     assert {f"{key}-scorecard", f"{key}-timeline", f"{key}-deadlines", f"{key}-progress"} <= set(latest)
     assert latest[f"{key}-progress"].data == 100
@@ -176,6 +216,7 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
         result = cli("audit", "verify", "--json")
         verdict = json.loads(result.out)
         return result.code == 0 and verdict["unsealed"] == 0 and verdict["checked"] > 0
+
     wait_until(sealed, timeout=30, what="the watcher to seal the audit log")
 
     listed = cli("drills", "--json")

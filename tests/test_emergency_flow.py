@@ -25,8 +25,15 @@ def trigger(**extra) -> dict:
     """Trigger through the CLI; title and location carry a token unique to this call,
     since each backend's database numbers its incidents from 1."""
     token = uuid.uuid4().hex[:8]
-    args = {"--plan": "product-quality", "--level": "II", "--title": f"电梯困人 {token}",
-            "--location": f"杭州市西湖区文三路 1 号 {token}", "--authority": "330106", "--reporter": "值班员", **extra}
+    args = {
+        "--plan": "product-quality",
+        "--level": "II",
+        "--title": f"电梯困人 {token}",
+        "--location": f"杭州市西湖区文三路 1 号 {token}",
+        "--authority": "330106",
+        "--reporter": "值班员",
+        **extra,
+    }
     result = cli("incident", "trigger", *[x for kv in args.items() for x in kv], "--json")
     assert result.code == 0, result.err
     return {**json.loads(result.out), "token": token}
@@ -80,8 +87,16 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
         deadlines = {d.name: d.status for d in deadlines_for(session, subject=incident.number)}
         kinds = [r.kind for r in reports_for(session, subject=incident.number)]
         sent = notifications_for(session, subject=number)
-    assert deadlines == {"dispatch": "met", "arrival": "met", "initial_report": "met", "upward_report": "met",
-                         "progress-1": "met", "progress-2": "cancelled", "final_report": "met", "review": "met"}
+    assert deadlines == {
+        "dispatch": "met",
+        "arrival": "met",
+        "initial_report": "met",
+        "upward_report": "met",
+        "progress-1": "met",
+        "progress-2": "cancelled",
+        "final_report": "met",
+        "review": "met",
+    }
     assert kinds == ["initial", "progress", "closure", "final", "review", "release"]
 
     # Every message delivered exactly once to every destination of its tag, although
@@ -102,10 +117,14 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     with get_client(sync_client=True) as client:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
     keys = Counter(a.key for a in artifacts)
-    documents = {f"{number.lower()}-{s}" for s in
-                 ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")}
+    documents = {
+        f"{number.lower()}-{s}"
+        for s in ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")
+    }
     status = {f"{number.lower()}-{s}" for s in ("timeline", "deadlines", "progress")}
     assert set(keys) == documents | status
     assert set(keys.values()) == {1}  # documents published once; status artifacts updated in place
@@ -136,9 +155,18 @@ def test_a_run_triggered_from_the_deployment_form_activates_itself(platform, use
     """The UI's "Run" form passes the trigger parameters and no incident number."""
     from prefect.deployments import run_deployment
 
-    run = run_deployment("emergency-response/emergency-response", timeout=0, as_subflow=False, parameters=dict(
-        plan="food-safety", level="III", title="学校食堂疑似食物中毒", location="南京市玄武区某小学",
-        authority="320102"))
+    run = run_deployment(
+        "emergency-response/emergency-response",
+        timeout=0,
+        as_subflow=False,
+        parameters=dict(
+            plan="food-safety",
+            level="III",
+            title="学校食堂疑似食物中毒",
+            location="南京市玄武区某小学",
+            authority="320102",
+        ),
+    )
     paused = wait_for_pause(run.id, "arrival")
     number = paused.name.split()[0]
     assert number.startswith("INC-") and "plan:food-safety" in paused.tags
@@ -158,18 +186,21 @@ def test_answering_before_the_run_reaches_the_step_is_handed_over(platform, use_
     wait_for_pause(run_id, "initial-report")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--plan", "no-such-plan"], "unknown plan 'no-such-plan'"),
-    (["--level", "V"], "level: Input should be"),
-    (["--title", ""], "title: String should have at least 1 character"),
-    (["--authority", "999999"], "unknown authority '999999'"),
-    (["--occurred-at", "2999-01-01T00:00+08:00"], "is in the future"),
-    (["--occurred-at", "yesterday-ish"], "malformed date/time 'yesterday-ish'"),
-    (["--title", "长" * 300], "title: String should have at most 200 characters"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--plan", "no-such-plan"], "unknown plan 'no-such-plan'"),
+        (["--level", "V"], "level: Input should be"),
+        (["--title", ""], "title: String should have at least 1 character"),
+        (["--authority", "999999"], "unknown authority '999999'"),
+        (["--occurred-at", "2999-01-01T00:00+08:00"], "is in the future"),
+        (["--occurred-at", "yesterday-ish"], "malformed date/time 'yesterday-ish'"),
+        (["--title", "长" * 300], "title: String should have at most 200 characters"),
+    ],
+)
 def test_bad_trigger_input_is_refused_with_nothing_written(use_database, args, message):
     base = {"--plan": "product-quality", "--level": "II", "--title": "t", "--location": "l", "--authority": "330106"}
-    base.update(dict(zip(args[::2], args[1::2])))
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
     before = _counts()
     result = cli("incident", "trigger", *[x for kv in base.items() for x in kv])
     assert result.code == 2, result
@@ -182,8 +213,12 @@ def test_oversized_or_malformed_answers_are_refused_with_nothing_written(own_dat
     from storage.db import utcnow
     from tasks.incidents import trigger as activate
 
-    incident = activate(validate_trigger(dict(plan="product-quality", level="IV", title="t", location="l",
-                                              authority="330108"), now=utcnow()), now=utcnow())
+    incident = activate(
+        validate_trigger(
+            dict(plan="product-quality", level="IV", title="t", location="l", authority="330108"), now=utcnow()
+        ),
+        now=utcnow(),
+    )
     number = incident.number
     before = _counts()
     assert cli("incident", "arrive", number, "--officer", "x", "--note", "n" * 2001).code == 2
@@ -204,8 +239,10 @@ def _counts() -> tuple[int, ...]:
     import sqlalchemy as sa
 
     with session_scope() as session:
-        return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                     for t in ("incident", "deadline", "notification", "audit_event", "step", "report"))
+        return tuple(
+            session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("incident", "deadline", "notification", "audit_event", "step", "report")
+        )
 
 
 @on_sqlite
@@ -232,8 +269,18 @@ def test_no_secret_reaches_logs_or_records(platform, use_database):
     leaks = [p.name for p in platform.logs.iterdir() if TOKEN in p.read_text(errors="replace")]
     assert leaks == []
     with session_scope() as session:
-        for table in ("notification", "audit_event", "step", "report", "incident", "deadline", "escalation",
-                      "enforcement_case", "drill", "heartbeat"):
+        for table in (
+            "notification",
+            "audit_event",
+            "step",
+            "report",
+            "incident",
+            "deadline",
+            "escalation",
+            "enforcement_case",
+            "drill",
+            "heartbeat",
+        ):
             rows = session.execute(sa.text(f"SELECT * FROM {table}")).all()
             assert TOKEN not in repr(rows), table
     with get_client(sync_client=True) as client:
@@ -244,8 +291,9 @@ def test_no_secret_reaches_logs_or_records(platform, use_database):
         for _ in range(10):  # the feed pages by 50
             if not page.get("next_page"):
                 break
-            page = client.request("GET", "/events/filter/next", params={"page-token": page["next_page"].split(
-                "page-token=")[-1]}).json()
+            page = client.request(
+                "GET", "/events/filter/next", params={"page-token": page["next_page"].split("page-token=")[-1]}
+            ).json()
             events += page["events"]
         runs = client.read_flow_runs(limit=200)
     assert artifacts and logs and events  # there was output to search
@@ -259,9 +307,22 @@ def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(p
     """Trigger with Prefect unreachable: a clear error saying the incident is on record;
     then the platform's watcher starts its run, which reaches its first human step."""
     token = uuid.uuid4().hex[:8]
-    result = shell("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", f"断网触发 {token}",
-                   "--location", "l", "--authority", "330108", REGFLOW_DATABASE_URL=use_database,
-                   PREFECT_API_URL="http://127.0.0.1:9/api")
+    result = shell(
+        "incident",
+        "trigger",
+        "--plan",
+        "product-quality",
+        "--level",
+        "IV",
+        "--title",
+        f"断网触发 {token}",
+        "--location",
+        "l",
+        "--authority",
+        "330108",
+        REGFLOW_DATABASE_URL=use_database,
+        PREFECT_API_URL="http://127.0.0.1:9/api",
+    )
     assert result.returncode == 6 and "is recorded and its notices are queued" in result.stderr
     assert result.stderr.count("\n") == 1
     number = result.stderr.split("error: ")[1].split()[0]
@@ -269,6 +330,7 @@ def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(p
     def run_id():
         with session_scope() as session:
             return get_incident(session, number=number).flow_run_id
+
     started = wait_until(run_id, timeout=90, what="the watcher to start the run")
     wait_for_pause(started, "arrival")
 
@@ -299,9 +361,22 @@ def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     token = uuid.uuid4().hex[:8]
     try:
-        result = shell("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", f"繁忙 {token}",
-                       "--location", "l", "--authority", "330108", REGFLOW_DATABASE_URL=use_database,
-                       PREFECT_API_URL=f"http://127.0.0.1:{server.server_port}/api")
+        result = shell(
+            "incident",
+            "trigger",
+            "--plan",
+            "product-quality",
+            "--level",
+            "IV",
+            "--title",
+            f"繁忙 {token}",
+            "--location",
+            "l",
+            "--authority",
+            "330108",
+            REGFLOW_DATABASE_URL=use_database,
+            PREFECT_API_URL=f"http://127.0.0.1:{server.server_port}/api",
+        )
     finally:
         server.shutdown()
     assert result.returncode == 6, result.stderr

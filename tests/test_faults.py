@@ -21,8 +21,15 @@ from collections import Counter
 import pytest
 
 from storage.db import session_scope, utcnow
-from tests.conftest import (free_port, fresh, pg_unavailable_reason, prefect_pg_database, processes_with_env,
-                            read_run, wait_until)
+from tests.conftest import (
+    free_port,
+    fresh,
+    pg_unavailable_reason,
+    prefect_pg_database,
+    processes_with_env,
+    read_run,
+    wait_until,
+)
 
 pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)
 
@@ -43,8 +50,12 @@ def chaos(module_database, receivers, home):
     api = f"http://127.0.0.1:{port}/api"
     logs = home / "logs-chaos"
     env = platform_env(home, api)
-    env.update(REGFLOW_DATABASE_URL=module_database, PREFECT_HOME=str(home / "prefect-chaos"),
-               REGFLOW_RUN_START_SECONDS="25", REGFLOW_RUN_SILENT_SECONDS="12")
+    env.update(
+        REGFLOW_DATABASE_URL=module_database,
+        PREFECT_HOME=str(home / "prefect-chaos"),
+        REGFLOW_RUN_START_SECONDS="25",
+        REGFLOW_RUN_SILENT_SECONDS="12",
+    )
     databases = contextlib.ExitStack()
     if pg_unavailable_reason() is None:  # Prefect's own database on PostgreSQL, as in production
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = databases.enter_context(prefect_pg_database("prefect_chaos"))
@@ -57,6 +68,7 @@ def chaos(module_database, receivers, home):
         time.sleep(down_for)
         state["server"] = _spawn(serve, env, logs / "server.log")
         wait_for_api(api)
+
     try:
         wait_for_api(api)
         deploy_all(env, logs / "deploy.log")
@@ -85,15 +97,14 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.runs import resume_when_suspended, start_incident_run
-    from rules.incidents import EMERGENCY
-    from rules.incidents import validate_trigger
+    from rules.incidents import EMERGENCY, validate_trigger
     from storage.deadlines import deadlines_for
     from storage.incidents import get_incident
     from storage.notifications import notifications_for
     from storage.steps import steps_for
     from tasks.incidents import answer, trigger
     from tasks.notify import load_channels
+    from tasks.runs import resume_when_suspended, start_incident_run
 
     api, env, logs, state, restart_worker, _ = chaos
     rng = random.Random(20261126)
@@ -128,20 +139,29 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
         numbers, runs = [], {}
         for i in range(2):
             now = utcnow()
-            incident = trigger(validate_trigger(dict(plan="product-quality", level="II", title=f"故障 {token} {i}",
-                                                     location="l", authority="330106"), now=now), now=now)
+            incident = trigger(
+                validate_trigger(
+                    dict(
+                        plan="product-quality", level="II", title=f"故障 {token} {i}", location="l", authority="330106"
+                    ),
+                    now=now,
+                ),
+                now=now,
+            )
             runs[incident.number] = start_incident_run(incident)
             numbers.append(incident.number)
         chaos_thread = threading.Thread(target=monkey, daemon=True)
         chaos_thread.start()
         try:
+
             def all_closed() -> bool:
                 open_ = 0
                 for number in numbers:
                     with session_scope() as session:
                         incident = get_incident(session, number=number)
-                        done = {s.name: s.answer or {} for s in steps_for(session, subject=number)
-                                if s.status == "answered"}
+                        done = {
+                            s.name: s.answer or {} for s in steps_for(session, subject=number) if s.status == "answered"
+                        }
                     if incident.status == "closed":
                         continue
                     open_ += 1
@@ -159,6 +179,7 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
                     except Exception:
                         pass  # the watcher hands it over
                 return open_ == 0
+
             began = time.monotonic()
             wait_until(all_closed, timeout=300, interval=1.0, what="every incident to close under fire")
             phases = {"closed": time.monotonic() - began}
@@ -170,24 +191,30 @@ def test_flow_runs_and_workers_killed_at_random_lose_and_repeat_nothing(chaos, o
 
         def completed() -> bool:
             return all(read_run(run_id).state.type == StateType.COMPLETED for run_id in runs.values())
+
         wait_until(completed, timeout=240, interval=2.0, what="every run to complete after the kills")
         phases["completed"] = time.monotonic() - began
 
     with session_scope() as session:
         deadlines = [d.status for n in numbers for d in deadlines_for(session, subject=n)]
         sent = [m for n in numbers for m in notifications_for(session, subject=n)]
-        recovered = session.execute(__import__("sqlalchemy").text(
-            "SELECT count(*) FROM audit_event WHERE action = 'run.recovered'")).scalar_one()
-    print(f"\nfaults: {dict(kills)} kills; {recovered} dead run(s) rescheduled by the watcher; "
-          f"{len(sent)} messages; all closed after {phases['closed']:.0f} s, all runs completed after "
-          f"{phases['completed']:.0f} s")
+        recovered = session.execute(
+            __import__("sqlalchemy").text("SELECT count(*) FROM audit_event WHERE action = 'run.recovered'")
+        ).scalar_one()
+    print(
+        f"\nfaults: {dict(kills)} kills; {recovered} dead run(s) rescheduled by the watcher; "
+        f"{len(sent)} messages; all closed after {phases['closed']:.0f} s, all runs completed after "
+        f"{phases['completed']:.0f} s"
+    )
     assert kills["flow-run process"] + kills["worker"] >= 6 and recovered >= 1
     assert set(deadlines) <= {"met", "cancelled"}
-    wait_until(lambda: all(m.status == "sent" for n in numbers for m in fresh(notifications_for, n)),
-               what="every message sent")
+    wait_until(
+        lambda: all(m.status == "sent" for n in numbers for m in fresh(notifications_for, n)), what="every message sent"
+    )
     channels = load_channels()
-    expected = Counter(m.title for n in numbers for m in fresh(notifications_for, n)
-                       for _ in channels.destinations(m.tag))
+    expected = Counter(
+        m.title for n in numbers for m in fresh(notifications_for, n) for _ in channels.destinations(m.tag)
+    )
     got = Counter(m.title for m in receivers.inbox.matching(token))
     assert got == expected  # every message at every destination, once: none lost, none twice
 
@@ -218,13 +245,19 @@ def test_a_prefect_server_restart_mid_lifecycle_loses_nothing(chaos, own_databas
         from tasks.runs import start_incident_run
 
         now = utcnow()
-        incident = trigger(validate_trigger(dict(plan="product-quality", level="III", title=f"重启 {token}",
-                                                 location="l", authority="330106"), now=now), now=now)
+        incident = trigger(
+            validate_trigger(
+                dict(plan="product-quality", level="III", title=f"重启 {token}", location="l", authority="330106"),
+                now=now,
+            ),
+            now=now,
+        )
         number, run_id = incident.number, start_incident_run(incident)
 
         def paused_at(key):
             run = read_run(run_id)
             return run.state.type == StateType.PAUSED and run.state.state_details.pause_key == key
+
         wait_until(lambda: paused_at("arrival"), timeout=120, what="the run to wait at arrival")
 
         state["server"].terminate()

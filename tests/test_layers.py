@@ -48,8 +48,7 @@ def _imports(name: str, path: Path) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {name: {m for m in _imports(name, path) if m in modules and m != name}
-            for name, path in modules.items()}
+    return {name: {m for m in _imports(name, path) if m in modules and m != name} for name, path in modules.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -89,8 +88,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_points_up():
     graph = _graph()
-    upward = [f"{a} -> {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
-              if LAYERS.index(b.split(".")[0]) > LAYERS.index(a.split(".")[0])]
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in sorted(graph.items())
+        for b in sorted(targets)
+        if LAYERS.index(b.split(".")[0]) > LAYERS.index(a.split(".")[0])
+    ]
     assert upward == [], "imports that point up a layer:\n" + "\n".join(upward)
 
 
@@ -103,14 +106,24 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_the_rules_need_neither_prefect_nor_a_database():
-    found = [f"{name}: {m}" for name, path in _modules().items() if name.startswith("rules")
-             for m in _imports(name, path) if m.split(".")[0] in NOT_IN_RULES]
+    found = [
+        f"{name}: {m}"
+        for name, path in _modules().items()
+        if name.startswith("rules")
+        for m in _imports(name, path)
+        if m.split(".")[0] in NOT_IN_RULES
+    ]
     assert found == []
 
 
 def test_the_kernel_imports_nothing_of_the_project():
-    found = [f"{name}: {m}" for name, path in _modules().items() if name.startswith("kernel")
-             for m in _imports(name, path) if m.split(".")[0] in LAYERS and not m.startswith("kernel")]
+    found = [
+        f"{name}: {m}"
+        for name, path in _modules().items()
+        if name.startswith("kernel")
+        for m in _imports(name, path)
+        if m.split(".")[0] in LAYERS and not m.startswith("kernel")
+    ]
     assert found == []
 
 

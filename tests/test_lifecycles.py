@@ -132,9 +132,16 @@ def test_every_handler_belongs_to_a_step_and_they_stand_in_lifecycle_order():
 
 
 def test_a_walk_finds_an_unreachable_step_and_a_missing_target():
-    broken = Lifecycle(name="x", title="x", first="a", steps=(
-        Step("a", "a", "duty", "report", then="b"), Step("b", "b", "duty", "report"),
-        Step("c", "c", "duty", "report", then="nowhere")))
+    broken = Lifecycle(
+        name="x",
+        title="x",
+        first="a",
+        steps=(
+            Step("a", "a", "duty", "report", then="b"),
+            Step("b", "b", "duty", "report"),
+            Step("c", "c", "duty", "report", then="nowhere"),
+        ),
+    )
     assert broken.reachable() == {"a", "b"}
     assert "nowhere" not in broken.by_name
 
@@ -150,5 +157,6 @@ def test_docs_draw_the_lifecycles_as_declared():
     from kernel.settings import PROJECT_ROOT
     from rules.lifecycles import markdown
 
-    assert (PROJECT_ROOT / "docs" / "lifecycles.md").read_text(encoding="utf-8") == markdown(), \
+    assert (PROJECT_ROOT / "docs" / "lifecycles.md").read_text(encoding="utf-8") == markdown(), (
         "docs/lifecycles.md is stale: python -m rules.lifecycles > docs/lifecycles.md"
+    )

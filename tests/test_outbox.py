@@ -28,8 +28,15 @@ def use_database(own_database):
 def queue(subject: str, tag: str, n: int = 1) -> None:
     with session_scope() as session:
         for i in range(n):
-            outbox.enqueue(session, key=f"{subject}:m{i}:{tag}", subject=subject, tag=tag, title=f"{subject} 消息 {i}",
-                           body="正文", now=utcnow())
+            outbox.enqueue(
+                session,
+                key=f"{subject}:m{i}:{tag}",
+                subject=subject,
+                tag=tag,
+                title=f"{subject} 消息 {i}",
+                body="正文",
+                now=utcnow(),
+            )
 
 
 def rows(subject: str) -> list[outbox.Notification]:
@@ -76,8 +83,7 @@ def test_concurrent_senders_deliver_each_message_once(use_database, receivers):
     queue(subject, "330106.duty", n=30)
     queue(subject, "330106.onsite", n=10)
     channels = load_channels()
-    threads = [threading.Thread(target=deliver_due, kwargs=dict(subject=subject, channels=channels))
-               for _ in range(4)]
+    threads = [threading.Thread(target=deliver_due, kwargs=dict(subject=subject, channels=channels)) for _ in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert all(r.status == "sent" and r.attempts == 1 for r in rows(subject))
@@ -120,7 +126,9 @@ def test_a_retry_skips_destinations_that_already_have_the_message(use_database, 
         "urls:\n"
         f"  - json://127.0.0.1:{receivers.http.port}/two/${{env:REGFLOW_TEST_TOKEN}}:\n    - tag: two.duty\n"
         f"  - mailto://127.0.0.1:{receivers.smtp.port}?from=r@localhost&to=two@x.test&mode=insecure:\n"
-        "    - tag: two.duty\n", encoding="utf-8")
+        "    - tag: two.duty\n",
+        encoding="utf-8",
+    )
     channels = load_channels(config)
     subject = f"T-{uuid.uuid4().hex[:8]}"
     queue(subject, "two.duty")
@@ -145,12 +153,21 @@ def test_an_escalation_whose_channel_keeps_failing_goes_out_by_the_fallback_once
         "urls:\n"
         f"  - json://127.0.0.1:{receivers.http.port}/330100/duty/${{env:REGFLOW_TEST_TOKEN}}:\n    - tag: 330100.duty\n"
         f"  - mailto://127.0.0.1:{receivers.smtp.port}?from=r@localhost&to=sms@330100.test&mode=insecure:\n"
-        "    - tag: 330100.fallback\n", encoding="utf-8")
+        "    - tag: 330100.fallback\n",
+        encoding="utf-8",
+    )
     channels = load_channels(config)
     subject = f"T-{uuid.uuid4().hex[:8]}"
     with session_scope() as session:
-        outbox.enqueue(session, key=f"{subject}:escalation:1:0:330100.duty", subject=subject, tag="330100.duty",
-                       title=f"【督办】{subject} 初报逾期", body="请督促办理", now=utcnow())
+        outbox.enqueue(
+            session,
+            key=f"{subject}:escalation:1:0:330100.duty",
+            subject=subject,
+            tag="330100.duty",
+            title=f"【督办】{subject} 初报逾期",
+            body="请督促办理",
+            now=utcnow(),
+        )
     receivers.http.fail_with = 500
     try:
         deliver_due(subject=subject, channels=channels)  # first failure: retried, no fallback yet

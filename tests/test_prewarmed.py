@@ -32,11 +32,13 @@ def sleeper(platform):
     from prefect import flow
 
     deployment_id = flow.from_source(source=str(ROOT), entrypoint="tests/fixtures/sleeper.py:sleeper").deploy(
-        name="launcher-test", work_pool_name=POOL, print_next_steps=False)
+        name="launcher-test", work_pool_name=POOL, print_next_steps=False
+    )
 
     def start(**parameters) -> uuid.UUID:
         with get_client(sync_client=True) as client:
             return client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id
+
     return start
 
 
@@ -53,8 +55,10 @@ def ended(run_id, *types):
 
 @on_sqlite
 def test_runs_fork_from_the_launcher_and_keep_their_exit_codes(platform, sleeper):
-    wait_until(lambda: "launcher: ready on " in (platform.logs / "worker.log").read_text(encoding="utf-8"),
-               what="the launcher to be ready")
+    wait_until(
+        lambda: "launcher: ready on " in (platform.logs / "worker.log").read_text(encoding="utf-8"),
+        what="the launcher to be ready",
+    )
     ok, failing, dying = sleeper(pool=True), sleeper(fail=True), sleeper(die_with=3)
     finished = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
     assert wait_until(lambda: ended(ok, *finished), what="the run to finish").state.type == StateType.COMPLETED
@@ -70,7 +74,9 @@ def test_runs_fork_from_the_launcher_and_keep_their_exit_codes(platform, sleeper
     assert "Process exited with status code: 3" in (platform.logs / "worker.log").read_text(encoding="utf-8")
     # Each run is niced below its launcher (and the commands it runs beside them).
     with get_client(sync_client=True) as client:
-        said = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[ok])))]
+        said = [
+            log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[ok])))
+        ]
     assert f"niceness {min(os.nice(0) + 10, 19)}" in said, said
 
 
@@ -80,8 +86,14 @@ def test_cancelling_a_run_reaches_the_forked_process(platform, sleeper):
     wait_until(lambda: ended(run_id, StateType.RUNNING), what="the run to start")
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run_id, Cancelling(), force=True)
-    assert wait_until(lambda: ended(run_id, StateType.CANCELLED, StateType.CRASHED, StateType.COMPLETED),
-                      timeout=90, what="the run to end").state.type == StateType.CANCELLED
+    assert (
+        wait_until(
+            lambda: ended(run_id, StateType.CANCELLED, StateType.CRASHED, StateType.COMPLETED),
+            timeout=90,
+            what="the run to end",
+        ).state.type
+        == StateType.CANCELLED
+    )
     assert wait_until(lambda: exit_codes(platform, run_id), what="the launcher to see the run end")
 
 
@@ -112,19 +124,47 @@ def test_a_duty_officers_trigger_runs_in_the_launcher(platform, receivers, home)
     wait_until(lambda: launchers(home), what="the launcher's socket")
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in launchers(home))  # its user's alone
     token = uuid.uuid4().hex[:8]
-    done = shell("incident", "trigger", "--plan", "product-quality", "--level", "III", "--title", f"电梯困人 {token}",
-                   "--location", "文三路", "--authority", "330106", REGFLOW_DATABASE_URL=platform.database)
+    done = shell(
+        "incident",
+        "trigger",
+        "--plan",
+        "product-quality",
+        "--level",
+        "III",
+        "--title",
+        f"电梯困人 {token}",
+        "--location",
+        "文三路",
+        "--authority",
+        "330106",
+        REGFLOW_DATABASE_URL=platform.database,
+    )
     assert done.returncode == 0, done.stderr
     number = re.search(r"^(INC-\d{4}-\d{6}) triggered", done.stdout, re.M).group(1)
     assert "/runs/flow-run/" in done.stdout
     # It ran in a process the launcher forked, and its dispatch order went out from there.
-    assert wait_until(lambda: exit_codes(platform, "`regflow incident trigger`", what="command"),
-                      what="the launcher's line")
-    assert wait_until(lambda: [m for m in receivers.inbox.matching(token) if number in m.title],
-                      what="the dispatch order")
+    assert wait_until(
+        lambda: exit_codes(platform, "`regflow incident trigger`", what="command"), what="the launcher's line"
+    )
+    assert wait_until(
+        lambda: [m for m in receivers.inbox.matching(token) if number in m.title], what="the dispatch order"
+    )
     # A user's mistake there is the same one line and exit code as anywhere.
-    bad = shell("incident", "trigger", "--plan", "product-quality", "--level", "V", "--title", "x", "--location", "x",
-                  "--authority", "330106", REGFLOW_DATABASE_URL=platform.database)
+    bad = shell(
+        "incident",
+        "trigger",
+        "--plan",
+        "product-quality",
+        "--level",
+        "V",
+        "--title",
+        "x",
+        "--location",
+        "x",
+        "--authority",
+        "330106",
+        REGFLOW_DATABASE_URL=platform.database,
+    )
     assert (bad.returncode, bad.stdout, len(bad.stderr.strip().splitlines())) == (2, "", 1), bad.stderr
     assert "level" in bad.stderr and "Traceback" not in bad.stderr
     assert 2 in exit_codes(platform, "`regflow incident trigger`", what="command")
@@ -135,8 +175,13 @@ def test_the_launcher_runs_only_duty_officers_commands(platform, home):
     path = wait_until(lambda: launchers(home), what="the launcher's socket")[0]
     # Nothing that starts a service: a forged request is refused, and the caller runs it itself.
     assert hand_over(str(path), "cli", ["up", "--no-demo"]) is None
-    assert wait_until(lambda: "launcher: request refused (`regflow up` is not run here)"
-                      in (platform.logs / "worker.log").read_text(encoding="utf-8"), what="the refusal")
+    assert wait_until(
+        lambda: (
+            "launcher: request refused (`regflow up` is not run here)"
+            in (platform.logs / "worker.log").read_text(encoding="utf-8")
+        ),
+        what="the refusal",
+    )
 
 
 def test_without_a_launcher_commands_run_in_their_own_process(tmp_path):
@@ -144,8 +189,13 @@ def test_without_a_launcher_commands_run_in_their_own_process(tmp_path):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a launcher that died, leaving its socket
     stale.bind(str(tmp_path / "run" / "launcher-1.sock"))
     stale.close()
-    done = shell("incident", "show", "INC-2026-999999", REGFLOW_HOME=str(tmp_path),
-                   REGFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
+    done = shell(
+        "incident",
+        "show",
+        "INC-2026-999999",
+        REGFLOW_HOME=str(tmp_path),
+        REGFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}",
+    )
     # Run here, against a database never set up: the one-line error only this process could give.
     assert (done.returncode, done.stdout) == (6, ""), done.stderr
     assert done.stderr.startswith("error: database unavailable") and len(done.stderr.strip().splitlines()) == 1
@@ -160,20 +210,36 @@ def test_a_command_in_flight_when_the_worker_stops_keeps_its_exit_code(own_datab
 
     home = {"REGFLOW_HOME": str(tmp_path), "REGFLOW_DATABASE_URL": own_database}
     # A launcher whose "worker" is a sleep: killing that is the worker going away.
-    worker = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
-                               "from regflow.prewarmed import worker; worker(Path(sys.argv[1]), ['sleep', '600'])",
-                               str(tmp_path / "run" / "launcher-test.sock")], env={**os.environ, **home}, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from regflow.prewarmed import worker; worker(Path(sys.argv[1]), ['sleep', '600'])",
+            str(tmp_path / "run" / "launcher-test.sock"),
+        ],
+        env={**os.environ, **home},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until(lambda: launchers(tmp_path), what="the launcher's socket")
         # The command is held on a table lock, so it is in flight when the worker goes.
         with psycopg.connect(own_database.replace("+psycopg", "")) as lock:
             lock.execute("LOCK TABLE incident IN ACCESS EXCLUSIVE MODE")
-            command = subprocess.Popen([str(BIN / "regflow"), "incident", "show", "INC-2026-999999"],
-                                       env={**os.environ, **home}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-            wait_until(lambda: lock.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
-                       what="the command to wait on the lock")
+            command = subprocess.Popen(
+                [str(BIN / "regflow"), "incident", "show", "INC-2026-999999"],
+                env={**os.environ, **home},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(
+                lambda: lock.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+                what="the command to wait on the lock",
+            )
             worker.kill()
             worker.wait(timeout=10)
             wait_until(lambda: not launchers(tmp_path), what="the launcher to stop listening")

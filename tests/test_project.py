@@ -23,8 +23,22 @@ def test_every_deployment_entrypoint_loads_as_the_named_flow():
 
 
 def test_bad_input_from_a_real_shell_is_one_line_without_traceback(tmp_path, use_database):
-    result = shell("incident", "trigger", "--plan", "nope", "--level", "II", "--title", "t", "--location", "l",
-                   "--authority", "330106", timeout=60, REGFLOW_DATABASE_URL=use_database)
+    result = shell(
+        "incident",
+        "trigger",
+        "--plan",
+        "nope",
+        "--level",
+        "II",
+        "--title",
+        "t",
+        "--location",
+        "l",
+        "--authority",
+        "330106",
+        timeout=60,
+        REGFLOW_DATABASE_URL=use_database,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown plan 'nope'") and result.stderr.count("\n") == 1
     missing = shell("incident", "trigger", "--plan", "x", timeout=60, REGFLOW_DATABASE_URL=use_database)
@@ -32,11 +46,33 @@ def test_bad_input_from_a_real_shell_is_one_line_without_traceback(tmp_path, use
 
 
 def test_every_command_has_help_with_an_example():
-    for command in (["incident", "trigger"], ["incident", "arrive"], ["incident", "report"], ["incident", "close"],
-                    ["incident", "review"], ["incident", "show"], ["incident", "list"], ["db", "upgrade"],
-                    ["authorities", "load"], ["authorities", "list"], ["plans", "list"], ["plans", "check"],
-                    ["watch"], ["worker"], ["deploy"], ["inbox"], ["up"], ["board"], ["due"], ["rules", "list"], ["escalation", "list"],
-                    ["escalation", "ack"], ["deadline", "pause"], ["deadline", "resume"], ["deadline", "extend"]):
+    for command in (
+        ["incident", "trigger"],
+        ["incident", "arrive"],
+        ["incident", "report"],
+        ["incident", "close"],
+        ["incident", "review"],
+        ["incident", "show"],
+        ["incident", "list"],
+        ["db", "upgrade"],
+        ["authorities", "load"],
+        ["authorities", "list"],
+        ["plans", "list"],
+        ["plans", "check"],
+        ["watch"],
+        ["worker"],
+        ["deploy"],
+        ["inbox"],
+        ["up"],
+        ["board"],
+        ["due"],
+        ["rules", "list"],
+        ["escalation", "list"],
+        ["escalation", "ack"],
+        ["deadline", "pause"],
+        ["deadline", "resume"],
+        ["deadline", "extend"],
+    ):
         result = cli(*command, "--help")
         assert result.code == 0 and "Example: regflow" in result.out, command
 

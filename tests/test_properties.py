@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from kernel.errors import InvalidInput
 from storage.db import session_scope, utcnow
@@ -21,17 +22,51 @@ from storage.db import session_scope, utcnow
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-HOSTILE = st.sampled_from([
-    "{{ 7*7 }}", "{% for x in range(3) %}x{% endfor %}", "{{ ''.__class__.__mro__ }}", "<script>alert(1)</script>",
-    "<b>粗体</b>", "a\x00b", "a\x1bb", "行1\n行2", "\r\n", "| 表 | 格 |", "مرحبا", "Ελληνικά", "😀", "‮reversed",
-    "${env:HOME}", "%s%s%n", "' OR 1=1 --", "\\", "　",
-])
+HOSTILE = st.sampled_from(
+    [
+        "{{ 7*7 }}",
+        "{% for x in range(3) %}x{% endfor %}",
+        "{{ ''.__class__.__mro__ }}",
+        "<script>alert(1)</script>",
+        "<b>粗体</b>",
+        "a\x00b",
+        "a\x1bb",
+        "行1\n行2",
+        "\r\n",
+        "| 表 | 格 |",
+        "مرحبا",
+        "Ελληνικά",
+        "😀",
+        "‮reversed",
+        "${env:HOME}",
+        "%s%s%n",
+        "' OR 1=1 --",
+        "\\",
+        "　",
+    ]
+)
 # Hostile but acceptable in a single-line field: must pass through as plain text.
-PLAIN = st.sampled_from(["{{ 7*7 }}", "{% if 1 %}x{% endif %}", "<script>alert(1)</script>", "مرحبا 你好 Ελληνικά 😀",
-                         "${env:HOME}", "| a | b |", "杭州市西湖区文三路 1 号", "x" * 200])
-TEXT = st.one_of(st.text(max_size=40), HOSTILE, HOSTILE, st.text(alphabet=st.characters(codec="utf-8",
-                 exclude_categories=("Cc", "Cs")), min_size=1, max_size=60), st.builds(lambda a, b: a + b, HOSTILE, st.text(max_size=10)),
-                 st.text(min_size=150, max_size=260), st.just("长" * 201))
+PLAIN = st.sampled_from(
+    [
+        "{{ 7*7 }}",
+        "{% if 1 %}x{% endif %}",
+        "<script>alert(1)</script>",
+        "مرحبا 你好 Ελληνικά 😀",
+        "${env:HOME}",
+        "| a | b |",
+        "杭州市西湖区文三路 1 号",
+        "x" * 200,
+    ]
+)
+TEXT = st.one_of(
+    st.text(max_size=40),
+    HOSTILE,
+    HOSTILE,
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1, max_size=60),
+    st.builds(lambda a, b: a + b, HOSTILE, st.text(max_size=10)),
+    st.text(min_size=150, max_size=260),
+    st.just("长" * 201),
+)
 
 
 def _one_line(error: BaseException) -> None:
@@ -41,16 +76,22 @@ def _one_line(error: BaseException) -> None:
 
 def _counts() -> tuple[int, ...]:
     with session_scope() as session:
-        return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                     for t in ("incident", "deadline", "notification", "audit_event", "step", "report"))
+        return tuple(
+            session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("incident", "deadline", "notification", "audit_event", "step", "report")
+        )
 
 
 @QUICK
-@given(title=TEXT, location=st.one_of(PLAIN, TEXT), reporter=st.one_of(st.none(), PLAIN, TEXT),
-       report=st.one_of(PLAIN, TEXT),
-       level=st.sampled_from(["I", "II", "III", "IV"] * 3 + ["V", "", "ii", "Ⅱ"]),
-       plan=st.sampled_from(["product-quality", "food-safety"] * 4 + ["../etc/passwd", "", "product-quality\n"]),
-       authority=st.sampled_from(["330106", "320102"] * 4 + ["999999", "", "330106 "]))
+@given(
+    title=TEXT,
+    location=st.one_of(PLAIN, TEXT),
+    reporter=st.one_of(st.none(), PLAIN, TEXT),
+    report=st.one_of(PLAIN, TEXT),
+    level=st.sampled_from(["I", "II", "III", "IV"] * 3 + ["V", "", "ii", "Ⅱ"]),
+    plan=st.sampled_from(["product-quality", "food-safety"] * 4 + ["../etc/passwd", "", "product-quality\n"]),
+    authority=st.sampled_from(["330106", "320102"] * 4 + ["999999", "", "330106 "]),
+)
 def test_trigger_parameters(own_database, title, location, reporter, report, level, plan, authority):
     from rules.incidents import validate_trigger
     from storage.incidents import get_incident
@@ -60,8 +101,13 @@ def test_trigger_parameters(own_database, title, location, reporter, report, lev
     before = _counts()
     now = utcnow()
     try:
-        incident = trigger(validate_trigger(dict(plan=plan, level=level, title=title, location=location,
-                                                 authority=authority, reporter=reporter), now=now), now=now)
+        incident = trigger(
+            validate_trigger(
+                dict(plan=plan, level=level, title=title, location=location, authority=authority, reporter=reporter),
+                now=now,
+            ),
+            now=now,
+        )
     except InvalidInput as refused:
         _one_line(refused)
         assert _counts() == before
@@ -80,8 +126,13 @@ def test_trigger_parameters(own_database, title, location, reporter, report, lev
 
     answer(incident.number, answer={"officer": "张三"}, source="cli", verb="arrive", now=utcnow())
     try:
-        answer(incident.number, answer={"author": "李四", "text": report}, source="cli", verb="report:initial",
-               now=utcnow())
+        answer(
+            incident.number,
+            answer={"author": "李四", "text": report},
+            source="cli",
+            verb="report:initial",
+            now=utcnow(),
+        )
     except InvalidInput as refused:
         _one_line(refused)
         event("report refused")
@@ -92,13 +143,22 @@ def test_trigger_parameters(own_database, title, location, reporter, report, lev
     assert report.replace("\r\n", "\n").strip() in document
 
 
-FORM_VALUES = st.one_of(TEXT, st.none(), st.integers(), st.floats(allow_nan=True), st.booleans(),
-                        st.lists(st.integers(), max_size=2), st.sampled_from(["2026-11-26", "2999-01-01", "tomorrow",
-                                                                              "progress", "close", "penalty"]))
+FORM_VALUES = st.one_of(
+    TEXT,
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(["2026-11-26", "2999-01-01", "tomorrow", "progress", "close", "penalty"]),
+)
 
 
-@pytest.mark.parametrize("form", sorted(__import__("flows.forms", fromlist=["x"]).FORMS)
-                         + [f"case:{k}" for k in sorted(__import__("flows.forms", fromlist=["x"]).CASE_FORMS)])
+@pytest.mark.parametrize(
+    "form",
+    sorted(__import__("flows.forms", fromlist=["x"]).FORMS)
+    + [f"case:{k}" for k in sorted(__import__("flows.forms", fromlist=["x"]).CASE_FORMS)],
+)
 @QUICK
 @given(data=st.data())
 def test_every_form(form, data):
@@ -134,9 +194,11 @@ def _mutations(document: dict) -> st.SearchStrategy:
             for i, value in enumerate(node):
                 paths.append(path + [i])
                 walk(value, path + [i])
+
     walk(document, [])
-    replacement = st.one_of(st.none(), st.integers(-5, 10**6), TEXT, st.sampled_from(["0h", "-1d", "99999wd", "3x",
-                                                                                      "150%", [], {}]))
+    replacement = st.one_of(
+        st.none(), st.integers(-5, 10**6), TEXT, st.sampled_from(["0h", "-1d", "99999wd", "3x", "150%", [], {}])
+    )
 
     def mutate(path, action, value):
         changed = copy.deepcopy(document)
@@ -148,6 +210,7 @@ def _mutations(document: dict) -> st.SearchStrategy:
         else:
             parent[path[-1]] = value
         return changed
+
     return st.builds(mutate, st.sampled_from(paths), st.sampled_from(["drop", "set"]), replacement)
 
 
@@ -188,9 +251,18 @@ def test_drill_scenarios(tmp_path_factory, data):
 
 
 @QUICK
-@given(text=st.one_of(st.text(max_size=300), st.builds(
-    lambda tag, url: f"urls:\n  - {url}:\n    - tag: {tag}\n", TEXT,
-    st.sampled_from(["json://127.0.0.1:9/x", "mailto://u:p@localhost", "nope://", "json://${env:NOPE_UNSET}", ""]))))
+@given(
+    text=st.one_of(
+        st.text(max_size=300),
+        st.builds(
+            lambda tag, url: f"urls:\n  - {url}:\n    - tag: {tag}\n",
+            TEXT,
+            st.sampled_from(
+                ["json://127.0.0.1:9/x", "mailto://u:p@localhost", "nope://", "json://${env:NOPE_UNSET}", ""]
+            ),
+        ),
+    )
+)
 def test_channel_files(tmp_path_factory, text):
     from tasks.notify import load_channels
 

@@ -9,11 +9,10 @@ import pendulum
 import pytest
 
 from kernel.errors import CalendarUnavailable, InvalidInput, InvalidPlan, UnknownAuthority, UnknownPlan
-from rules.incidents import EMERGENCY
 from rules.authorities import load_authorities
 from rules.calendar import WorkCalendar, load_calendar
 from rules.durations import Period, due_after
-from rules.incidents import activation_recipients, onsite_recipients, upward_recipients, validate_trigger
+from rules.incidents import EMERGENCY, activation_recipients, onsite_recipients, upward_recipients, validate_trigger
 from rules.plans import Level, load_plan, load_plan_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +25,17 @@ def sh(*args) -> dt.datetime:
     return pendulum.datetime(*args, tz=TZ)
 
 
-@pytest.mark.parametrize("text,period", [("30m", Period(30, "m")), ("2h", Period(2, "h")), ("10d", Period(10, "d")),
-                                         ("15wd", Period(15, "wd")), ("15 working days", Period(15, "wd")),
-                                         ("1 hour", Period(1, "h"))])
+@pytest.mark.parametrize(
+    "text,period",
+    [
+        ("30m", Period(30, "m")),
+        ("2h", Period(2, "h")),
+        ("10d", Period(10, "d")),
+        ("15wd", Period(15, "wd")),
+        ("15 working days", Period(15, "wd")),
+        ("1 hour", Period(1, "h")),
+    ],
+)
 def test_periods_parse(text, period):
     assert Period.parse(text) == period
 
@@ -121,10 +128,8 @@ def test_unknown_plan_and_missing_level(tmp_path):
 def test_recipients_follow_the_hierarchy_up_to_the_plans_limit():
     tree = load_authorities(ROOT / "data" / "authorities.yaml")
     plan = load_plan(ROOT / "data" / "plans", "product-quality").plan
-    assert activation_recipients(plan.rules_for(Level.IV), tree, "330106") == [
-        "330106.duty", "330100.duty"]
-    assert upward_recipients(plan.rules_for(Level.II), tree, "330106") == [
-        "330100.duty", "330000.duty", "100000.duty"]
+    assert activation_recipients(plan.rules_for(Level.IV), tree, "330106") == ["330106.duty", "330100.duty"]
+    assert upward_recipients(plan.rules_for(Level.II), tree, "330106") == ["330100.duty", "330000.duty", "100000.duty"]
     assert onsite_recipients(plan.rules_for(Level.II), "330106") == ["330106.onsite"]
     with pytest.raises(UnknownAuthority):
         tree.chain_up("999999")
@@ -132,9 +137,12 @@ def test_recipients_follow_the_hierarchy_up_to_the_plans_limit():
 
 def test_authority_file_with_a_cycle_or_wrong_tier_is_refused(tmp_path):
     path = tmp_path / "a.yaml"
-    path.write_text("authorities:\n  - {code: '10', tier: national, name: N}\n"
-                    "  - {code: '20', tier: city, superior: '30', name: C}\n"
-                    "  - {code: '30', tier: county, superior: '10', name: X}\n", encoding="utf-8")
+    path.write_text(
+        "authorities:\n  - {code: '10', tier: national, name: N}\n"
+        "  - {code: '20', tier: city, superior: '30', name: C}\n"
+        "  - {code: '30', tier: county, superior: '10', name: X}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(InvalidPlan, match="superior 30 must be of a higher tier"):
         load_authorities(path)
 
@@ -142,16 +150,19 @@ def test_authority_file_with_a_cycle_or_wrong_tier_is_refused(tmp_path):
 GOOD = dict(plan="product-quality", level="II", title="电梯困人", location="文三路 1 号", authority="330106")
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"level": "V"}, "level: Input should be 'I', 'II', 'III' or 'IV'"),
-    ({"title": "   "}, "title: String should have at least 1 character"),
-    ({"title": "x" * 201}, "title: String should have at most 200 characters"),
-    ({"title": "a\nb"}, "title: must be a single line"),
-    ({"location": "a\x07b"}, "location: must be a single line without control characters"),
-    ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.timezone.utc)}, "is in the future"),
-    ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0)}, "must include a time zone"),
-    ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"level": "V"}, "level: Input should be 'I', 'II', 'III' or 'IV'"),
+        ({"title": "   "}, "title: String should have at least 1 character"),
+        ({"title": "x" * 201}, "title: String should have at most 200 characters"),
+        ({"title": "a\nb"}, "title: must be a single line"),
+        ({"location": "a\x07b"}, "location: must be a single line without control characters"),
+        ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.timezone.utc)}, "is in the future"),
+        ({"occurred_at": dt.datetime(2026, 11, 26, 3, 0)}, "must include a time zone"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
 def test_trigger_validation_refuses_bad_input_in_one_line(change, message):
     with pytest.raises(InvalidInput) as info:
         validate_trigger({**GOOD, **change}, now=NOW)
@@ -186,16 +197,17 @@ POLICY = ReminderPolicy(at=["80%", "50%"], overdue_every="30m").snapshot()
 
 
 def test_reminder_times_before_at_and_after_the_due_time():
-    kinds = [(r.at - START, r.kind) for r in (reminder_at(i, starts_at=START, due_at=DUE, policy=POLICY)
-                                              for i in range(5))]
+    kinds = [
+        (r.at - START, r.kind) for r in (reminder_at(i, starts_at=START, due_at=DUE, policy=POLICY) for i in range(5))
+    ]
     h = dt.timedelta(hours=1)
-    assert kinds == [(5 * h, "before"), (8 * h, "before"), (10 * h, "due"), (10.5 * h, "overdue"),
-                     (11 * h, "overdue")]
+    assert kinds == [(5 * h, "before"), (8 * h, "before"), (10 * h, "due"), (10.5 * h, "overdue"), (11 * h, "overdue")]
 
 
 def test_after_downtime_only_the_latest_reminder_is_sent():
-    current, following = due_reminder(0, now=START + dt.timedelta(hours=10, minutes=40), starts_at=START,
-                                      due_at=DUE, policy=POLICY)
+    current, following = due_reminder(
+        0, now=START + dt.timedelta(hours=10, minutes=40), starts_at=START, due_at=DUE, policy=POLICY
+    )
     assert (current.index, current.kind, following.index) == (3, "overdue", 4)
     assert due_reminder(0, now=START + dt.timedelta(hours=1), starts_at=START, due_at=DUE, policy=POLICY)[0] is None
     assert first_pending(now=START + dt.timedelta(hours=9), starts_at=START, due_at=DUE, policy=POLICY) == 2
@@ -208,12 +220,15 @@ def test_the_ladder_climbs_to_the_top_and_repeats():
     assert rung(0, EscalationPolicy().snapshot([])) is None  # the national authority has nobody above
 
 
-@pytest.mark.parametrize("model,data,message", [
-    (ReminderPolicy, {"at": ["150%"]}, "between 1% and 99%"),
-    (ReminderPolicy, {"overdue_every": "2d"}, "minutes or hours"),
-    (EscalationPolicy, {"ack_timeout": "soon"}, "invalid period"),
-    (EscalationPolicy, {"repeat": 99}, "less than or equal to 10"),
-])
+@pytest.mark.parametrize(
+    "model,data,message",
+    [
+        (ReminderPolicy, {"at": ["150%"]}, "between 1% and 99%"),
+        (ReminderPolicy, {"overdue_every": "2d"}, "minutes or hours"),
+        (EscalationPolicy, {"ack_timeout": "soon"}, "invalid period"),
+        (EscalationPolicy, {"repeat": 99}, "less than or equal to 10"),
+    ],
+)
 def test_bad_reminder_and_escalation_policies_are_refused(model, data, message):
     from pydantic import ValidationError
 

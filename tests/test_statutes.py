@@ -39,21 +39,24 @@ def test_every_limit_of_rules_md_is_there_with_its_source():
     assert limits["case.seizure"].max_extensions == 1
 
 
-@pytest.mark.parametrize("key,start,expected", [
-    # 15 WD from Fri 25 Sep (Mid-Autumn): 28-30 Sep, 8-10 Oct (10 Oct a make-up Saturday), 12-16, 19-22 Oct.
-    ("case.verify_lead", (2026, 9, 25, 9, 0), (2026, 10, 22)),
-    # 5 WD from 30 Sep: 8, 9, 10 (make-up), 12, 13 Oct.
-    ("case.party_statement", (2026, 9, 30, 15, 0), (2026, 10, 13)),
-    # 90 d from 3 Aug ends Sun 1 Nov, not a working day: Mon 2 Nov.
-    ("case.decision", (2026, 8, 3, 10, 0), (2026, 11, 2)),
-    # 15 d from 20 Sep ends 5 Oct, inside National Day: Thu 8 Oct.
-    ("case.payment", (2026, 9, 20, 10, 0), (2026, 10, 8)),
-    # 7 WD from 12 Feb: 13 Feb, Sat 14 Feb (make-up), Spring Festival 15-23 Feb, 24-27 Feb,
-    # and Sat 28 Feb, the second make-up day.
-    ("case.deliver_absent", (2026, 2, 12, 10, 0), (2026, 2, 28)),
-    # 3 d to decide on a transfer, from Tue 29 Sep: ends 2 Oct (holiday): 8 Oct.
-    ("transfer.head_decision", (2026, 9, 29, 10, 0), (2026, 10, 8)),
-])
+@pytest.mark.parametrize(
+    "key,start,expected",
+    [
+        # 15 WD from Fri 25 Sep (Mid-Autumn): 28-30 Sep, 8-10 Oct (10 Oct a make-up Saturday), 12-16, 19-22 Oct.
+        ("case.verify_lead", (2026, 9, 25, 9, 0), (2026, 10, 22)),
+        # 5 WD from 30 Sep: 8, 9, 10 (make-up), 12, 13 Oct.
+        ("case.party_statement", (2026, 9, 30, 15, 0), (2026, 10, 13)),
+        # 90 d from 3 Aug ends Sun 1 Nov, not a working day: Mon 2 Nov.
+        ("case.decision", (2026, 8, 3, 10, 0), (2026, 11, 2)),
+        # 15 d from 20 Sep ends 5 Oct, inside National Day: Thu 8 Oct.
+        ("case.payment", (2026, 9, 20, 10, 0), (2026, 10, 8)),
+        # 7 WD from 12 Feb: 13 Feb, Sat 14 Feb (make-up), Spring Festival 15-23 Feb, 24-27 Feb,
+        # and Sat 28 Feb, the second make-up day.
+        ("case.deliver_absent", (2026, 2, 12, 10, 0), (2026, 2, 28)),
+        # 3 d to decide on a transfer, from Tue 29 Sep: ends 2 Oct (holiday): 8 Oct.
+        ("transfer.head_decision", (2026, 9, 29, 10, 0), (2026, 10, 8)),
+    ],
+)
 def test_hand_worked_due_dates_across_2026_holidays(key, start, expected):
     assert due(key, *start) == end_of(*expected)
 
@@ -65,18 +68,24 @@ def test_hours_are_exact_and_hearing_notices_count_back():
     assert due("case.hearing_notice", 2026, 10, 20, 9, 0) == end_of(2026, 10, 10)
 
 
-@pytest.mark.parametrize("paid_on,expected", [
-    (dt.date(2026, 10, 8), "0.00"),       # on the last day: no surcharge
-    (dt.date(2026, 10, 18), "3000.00"),   # 10 days late: 10 x 3 % of 10,000
-    (dt.date(2026, 12, 31), "10000.00"),  # 84 days would be 25,200: capped at the fine
-])
+@pytest.mark.parametrize(
+    "paid_on,expected",
+    [
+        (dt.date(2026, 10, 8), "0.00"),  # on the last day: no surcharge
+        (dt.date(2026, 10, 18), "3000.00"),  # 10 days late: 10 x 3 % of 10,000
+        (dt.date(2026, 12, 31), "10000.00"),  # 84 days would be 25,200: capped at the fine
+    ],
+)
 def test_late_payment_surcharge(paid_on, expected):
-    assert late_payment_surcharge(Decimal("10000"), payment_due=dt.date(2026, 10, 8), paid_on=paid_on) == Decimal(expected)
+    assert late_payment_surcharge(Decimal("10000"), payment_due=dt.date(2026, 10, 8), paid_on=paid_on) == Decimal(
+        expected
+    )
 
 
 def test_surcharge_rounds_to_the_fen_and_refuses_nonsense():
-    assert late_payment_surcharge(Decimal("333.33"), payment_due=dt.date(2026, 1, 1),
-                                  paid_on=dt.date(2026, 1, 2)) == Decimal("10.00")
+    assert late_payment_surcharge(
+        Decimal("333.33"), payment_due=dt.date(2026, 1, 1), paid_on=dt.date(2026, 1, 2)
+    ) == Decimal("10.00")
     with pytest.raises(InvalidInput):
         late_payment_surcharge(Decimal("0"), payment_due=dt.date(2026, 1, 1), paid_on=dt.date(2026, 1, 2))
 
@@ -94,10 +103,13 @@ def test_an_authority_overrides_a_limit_and_the_version_changes(tmp_path):
     assert local.content_hash != base.content_hash == other.content_hash
 
 
-@pytest.mark.parametrize("override,message", [
-    ("limits:\n  case.nothing: {period: 1d}\n", "limits.case.nothing: no such rule to override"),
-    ("limits:\n  case.payment: {period: soon}\n", "limits.case.payment.period: invalid period 'soon'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("limits:\n  case.nothing: {period: 1d}\n", "limits.case.nothing: no such rule to override"),
+        ("limits:\n  case.payment: {period: soon}\n", "limits.case.payment.period: invalid period 'soon'"),
+    ],
+)
 def test_a_bad_override_names_the_file_and_field(tmp_path, override, message):
     shutil.copy(RULES, tmp_path / "statutory.yaml")
     (tmp_path / "overrides").mkdir()

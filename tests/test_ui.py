@@ -26,8 +26,15 @@ from tests.conftest import ROOT, free_port, pg_unavailable_reason, prefect_pg_da
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "ui"
 # As the machine's notes say: without these, Chromium keeps trying the network it cannot reach.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"),
@@ -57,12 +64,12 @@ def ui_platform(module_database, prefect_database, receivers, home):
     api = f"http://127.0.0.1:{port}/api"
     logs = home / "logs-ui"
     env = platform_env(home, api)
-    env.update(REGFLOW_DATABASE_URL=module_database, PREFECT_HOME=str(home / "prefect-ui"),
-               PREFECT_UI_API_URL=api)
+    env.update(REGFLOW_DATABASE_URL=module_database, PREFECT_HOME=str(home / "prefect-ui"), PREFECT_UI_API_URL=api)
     if prefect_database:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database
-    server = _spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                    logs / "server.log")
+    server = _spawn(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log"
+    )
     children = [server]
     try:
         wait_for_api(api)
@@ -81,8 +88,9 @@ def ui_platform(module_database, prefect_database, receivers, home):
 
 def choose(page, label: str, option: str) -> None:
     """Pick an option of one of the Run form's drop-downs."""
-    prop = page.locator(".schema-form-property",
-                        has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{label}$")))
+    prop = page.locator(
+        ".schema-form-property", has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{label}$"))
+    )
     prop.locator(".p-select-button__control").first.click()
     page.keyboard.press("ArrowDown")
     page.locator("[role=option]").filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
@@ -107,8 +115,9 @@ def test_trigger_from_the_deployment_form_and_answer_steps_through_resume(ui_pla
     ui, api = ui_platform
     SHOTS.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:6]
-    deployment = next(d for d in httpx.post(f"{api}/deployments/filter", json={}).json()
-                      if d["name"] == "emergency-response")
+    deployment = next(
+        d for d in httpx.post(f"{api}/deployments/filter", json={}).json() if d["name"] == "emergency-response"
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
@@ -175,8 +184,7 @@ def test_trigger_from_the_deployment_form_and_answer_steps_through_resume(ui_pla
         page.screenshot(path=SHOTS / "5-artifact.png", full_page=True)
         browser.close()
 
-    artifacts = httpx.post(f"{api}/artifacts/filter",
-                           json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
     report = next(a for a in artifacts if a["key"] == f"{number.lower()}-initial-report")
     assert token in report["data"] and "李四" in report["data"]
     assert all((SHOTS / name).stat().st_size > 10_000 for name in os.listdir(SHOTS) if name.endswith(".png"))

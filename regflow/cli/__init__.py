@@ -12,8 +12,8 @@ import sys
 
 import typer
 
-from regflow.cli.output import err
 from kernel.errors import RegflowError
+from regflow.cli.output import err
 
 # typer ships its own copy of click: take the exception classes from typer itself.
 _click = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException").__module__]
@@ -22,10 +22,27 @@ _click = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ ==
 # module it names (a trigger starts ~0.2 s sooner than with all seven); help, or a
 # name not here, loads them all. tests/test_project.py keeps this table true.
 COMMANDS = {
-    "incident": "incident", "audit": "audit", "lead": "case", "complaint": "case", "case": "case",
-    "doctor": "doctor", "db": "admin", "authorities": "admin", "plans": "admin", "watch": "admin",
-    "worker": "admin", "deploy": "admin", "inbox": "admin", "up": "admin", "rules": "supervise", "escalation": "supervise",
-    "deadline": "supervise", "board": "supervise", "due": "supervise", "drill": "drill", "drills": "drill",
+    "incident": "incident",
+    "audit": "audit",
+    "lead": "case",
+    "complaint": "case",
+    "case": "case",
+    "doctor": "doctor",
+    "db": "admin",
+    "authorities": "admin",
+    "plans": "admin",
+    "watch": "admin",
+    "worker": "admin",
+    "deploy": "admin",
+    "inbox": "admin",
+    "up": "admin",
+    "rules": "supervise",
+    "escalation": "supervise",
+    "deadline": "supervise",
+    "board": "supervise",
+    "due": "supervise",
+    "drill": "drill",
+    "drills": "drill",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 
@@ -38,12 +55,16 @@ def build(argv: list[str] | None = None) -> typer.Typer:
     """The command tree, with only what `argv` needs (everything if None)."""
     import importlib
 
-    app = typer.Typer(help="regflow: emergency response and enforcement workflows on Prefect.",
-                      no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                      add_completion=False)
+    app = typer.Typer(
+        help="regflow: emergency response and enforcement workflows on Prefect.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        add_completion=False,
+    )
     app.callback()(_root)  # a group even when one command is loaded, so its name is still required
     name = next((arg for arg in argv if not arg.startswith("-")), None) if argv else None
-    for module_name in ([COMMANDS[name]] if name in COMMANDS else MODULES):
+    for module_name in [COMMANDS[name]] if name in COMMANDS else MODULES:
         importlib.import_module(f"regflow.cli.{module_name}").register(app)
     return app
 

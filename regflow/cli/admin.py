@@ -8,9 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import JSON, console, emit_json, progress
 from kernel.settings import get_settings
-
+from regflow.cli.output import JSON, console, emit_json, progress
 
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
 authorities_app = typer.Typer(help="Authorities and their hierarchy.", no_args_is_help=True)
@@ -34,14 +33,17 @@ def upgrade() -> None:
 
     Example: regflow db upgrade
     """
-    from storage.migrate import current_revision, upgrade as migrate
+    from storage.migrate import current_revision
+    from storage.migrate import upgrade as migrate
 
     migrate()
     console().print(f"database at revision {current_revision()}")
 
 
 @authorities_app.command("load")
-def authorities_load(file: Optional[Path] = typer.Argument(None, help="YAML file (default: data/authorities.yaml).")) -> None:
+def authorities_load(
+    file: Optional[Path] = typer.Argument(None, help="YAML file (default: data/authorities.yaml)."),
+) -> None:
     """Load or update authorities from a YAML file.
 
     Example: regflow authorities load data/authorities.yaml
@@ -90,9 +92,15 @@ def plans_list(json_out: bool = JSON) -> None:
         for path in paths:
             loaded = load_plan_file(path)
             advance(1)
-            rows.append({"key": loaded.plan.key, "name": loaded.plan.name,
-                         "levels": [lv.value for lv in loaded.plan.levels], "version": loaded.content_hash[:12],
-                         "file": str(path)})
+            rows.append(
+                {
+                    "key": loaded.plan.key,
+                    "name": loaded.plan.name,
+                    "levels": [lv.value for lv in loaded.plan.levels],
+                    "version": loaded.content_hash[:12],
+                    "file": str(path),
+                }
+            )
     if json_out:
         emit_json(rows)
         return
@@ -127,8 +135,11 @@ def watch(once: bool = typer.Option(False, help="Run one cycle and exit.")) -> N
 def worker(
     limit: int = typer.Option(4, help="Flow runs at once (each is a process; two cores take about 4)."),
     pool: str = typer.Option("regflow", help="The work pool to poll."),
-    socket: Optional[Path] = typer.Option(None, help="The launcher's socket (default: $REGFLOW_HOME/run/launcher-PID.sock,"
-                                          " where `regflow incident` and case commands find it)."),
+    socket: Optional[Path] = typer.Option(
+        None,
+        help="The launcher's socket (default: $REGFLOW_HOME/run/launcher-PID.sock,"
+        " where `regflow incident` and case commands find it).",
+    ),
 ) -> None:
     """Run a Prefect worker whose flow runs start from a prewarmed process.
 
@@ -141,8 +152,20 @@ def worker(
     from regflow.standin import launcher_socket
 
     path = socket or Path(launcher_socket(os.getpid()))
-    prewarmed_worker(path, [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
-                            "--type", "process", "--limit", str(limit)])
+    prewarmed_worker(
+        path,
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--type",
+            "process",
+            "--limit",
+            str(limit),
+        ],
+    )
 
 
 def deploy() -> None:
@@ -154,17 +177,18 @@ def deploy() -> None:
     import os
     import subprocess
 
-    from regflow.devstack import deploy_all
     from kernel.errors import PlatformUnavailable
     from kernel.settings import PROJECT_ROOT
+    from regflow.devstack import deploy_all
 
     env = dict(os.environ)
     env.setdefault("REGFLOW_PROJECT_DIR", str(PROJECT_ROOT))
     try:
         deploy_all(env, None)
     except subprocess.CalledProcessError as exc:
-        raise PlatformUnavailable(f"`{' '.join(exc.cmd[1:3])}` failed with exit {exc.returncode} (output above)") \
-            from None
+        raise PlatformUnavailable(
+            f"`{' '.join(exc.cmd[1:3])}` failed with exit {exc.returncode} (output above)"
+        ) from None
 
 
 def inbox(
@@ -181,11 +205,18 @@ def inbox(
     serve_forever(directory or get_settings().home / "inbox", http_port=http_port, smtp_port=smtp_port)
 
 
-def up(demo: Optional[bool] = typer.Option(None, help="Start the demo drill once everything is up "
-                                                    "(default: yes, except with --prod)."),
-       prod: bool = typer.Option(False, "--prod", help="Production mode: PostgreSQL for regflow and Prefect, API "
-                                                      "auth, migrations first, two workers and two watchers."),
-       port: int = typer.Option(4200, help="Prefect server port.")) -> None:
+def up(
+    demo: Optional[bool] = typer.Option(
+        None, help="Start the demo drill once everything is up (default: yes, except with --prod)."
+    ),
+    prod: bool = typer.Option(
+        False,
+        "--prod",
+        help="Production mode: PostgreSQL for regflow and Prefect, API "
+        "auth, migrations first, two workers and two watchers.",
+    ),
+    port: int = typer.Option(4200, help="Prefect server port."),
+) -> None:
     """Start the platform: Prefect server, worker(s), watcher(s) and demo inbox (`make run`, `make run-prod`).
 
     Example: regflow up --prod

@@ -31,8 +31,10 @@ def verify(json_out: bool = JSON) -> None:
     if json_out:
         emit_json(verdict.__dict__)
     else:
-        console().print(f"audit chain: {verdict.checked} rows verified, head #{verdict.head_seq} "
-                        f"{verdict.head_hash[:16]}…, {verdict.unsealed} not yet sealed")
+        console().print(
+            f"audit chain: {verdict.checked} rows verified, head #{verdict.head_seq} "
+            f"{verdict.head_hash[:16]}…, {verdict.unsealed} not yet sealed"
+        )
     if not verdict.ok:
         raise AuditTampered(f"audit log tampered: {verdict.problem}")
 

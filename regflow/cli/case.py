@@ -9,19 +9,21 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import BY, JSON, console, emit_json, who
-from regflow.cli.records import start_run
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import get_settings
+from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.records import start_run
 from rules import cases as machine
 from rules.incidents import parse_when
 from storage.db import session_scope, utcnow
 
-lead_app = typer.Typer(help="Receive leads (complaints, reports, spot checks, referrals, risk alerts).",
-                       no_args_is_help=True)
+lead_app = typer.Typer(
+    help="Receive leads (complaints, reports, spot checks, referrals, risk alerts).", no_args_is_help=True
+)
 complaint_app = typer.Typer(help="Receive 12315 complaints.", no_args_is_help=True)
-app = typer.Typer(help="Enforcement cases: answer steps, pause the clock, extend, supervise, transfer.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Enforcement cases: answer steps, pause the clock, extend, supervise, transfer.", no_args_is_help=True
+)
 
 NUMBER = typer.Argument(..., help="Case number, e.g. CASE-2026-000001 (or a complaint, CMP-...).")
 
@@ -39,14 +41,18 @@ def _detail(text: str | None, file: Path | None) -> str:
 
 
 def _start(request: dict[str, Any], json_out: bool) -> None:
-    from tasks.runs import start_case_run
     from rules.cases import validate_lead
     from tasks.cases import receive
+    from tasks.runs import start_case_run
 
     now = utcnow()
     case = receive(validate_lead(request, now=now), now=now)
-    start_run(case.number, lambda: start_case_run(case), json_out=json_out,
-              headline=f"{case.number} received: {case.title} ({case.party})")
+    start_run(
+        case.number,
+        lambda: start_case_run(case),
+        json_out=json_out,
+        headline=f"{case.number} received: {case.title} ({case.party})",
+    )
 
 
 @lead_app.command("receive")
@@ -69,9 +75,21 @@ def lead_receive(
     --source report --authority 330106 --reporter 李四 --real-name
     """
     when = parse_when(received_at, tz=get_settings().timezone) if received_at else None
-    _start(dict(kind="case", title=title, party=party, source=source, authority=authority,
-                detail=_detail(detail, file), received_at=when, reporter=reporter, reporter_contact=contact,
-                real_name=real_name), json_out)
+    _start(
+        dict(
+            kind="case",
+            title=title,
+            party=party,
+            source=source,
+            authority=authority,
+            detail=_detail(detail, file),
+            received_at=when,
+            reporter=reporter,
+            reporter_contact=contact,
+            real_name=real_name,
+        ),
+        json_out,
+    )
 
 
 @complaint_app.command("receive")
@@ -91,8 +109,20 @@ def complaint_receive(
     --complainant 王五 --contact 138xxxx0000
     """
     when = parse_when(received_at, tz=get_settings().timezone) if received_at else None
-    _start(dict(kind="complaint", title=title, party=party, source="complaint", authority=authority,
-                detail=detail or "", received_at=when, reporter=complainant, reporter_contact=contact), json_out)
+    _start(
+        dict(
+            kind="complaint",
+            title=title,
+            party=party,
+            source="complaint",
+            authority=authority,
+            detail=detail or "",
+            received_at=when,
+            reporter=complainant,
+            reporter_contact=contact,
+        ),
+        json_out,
+    )
 
 
 def _parse_fields(fields: list[str]) -> dict[str, Any]:
@@ -145,10 +175,20 @@ def steps(json_out: bool = JSON) -> None:
     rows = []
     for step in machine.STEPS.values():
         schema = form_class(step.form).model_json_schema()["properties"]
-        fields = [f"{k}={'|'.join(map(str, v['enum'])) if 'enum' in v else v.get('type', v.get('format', 'value'))}"
-                  for k, v in schema.items() if k not in ("by", "text")]
-        rows.append({"step": step.name, "title": step.title, "answered_by": describe((step.role,)), "fields": fields,
-                     "deadline": step.deadline})
+        fields = [
+            f"{k}={'|'.join(map(str, v['enum'])) if 'enum' in v else v.get('type', v.get('format', 'value'))}"
+            for k, v in schema.items()
+            if k not in ("by", "text")
+        ]
+        rows.append(
+            {
+                "step": step.name,
+                "title": step.title,
+                "answered_by": describe((step.role,)),
+                "fields": fields,
+                "deadline": step.deadline,
+            }
+        )
     if json_out:
         emit_json(rows)
         return
@@ -159,8 +199,12 @@ def steps(json_out: bool = JSON) -> None:
 
 
 @app.command()
-def transfer(number: str = NUMBER, reason: str = typer.Option(..., help="Why a crime is suspected."),
-             by: Optional[str] = BY, json_out: bool = JSON) -> None:
+def transfer(
+    number: str = NUMBER,
+    reason: str = typer.Option(..., help="Why a crime is suspected."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Report a suspected crime found in investigation: the head decides on the transfer within 3 days.
 
     Example: regflow case transfer CASE-2026-000001 --reason "涉案金额超过立案追诉标准"
@@ -171,8 +215,9 @@ def transfer(number: str = NUMBER, reason: str = typer.Option(..., help="Why a c
 def _deadline_rows(rows, json_out: bool, heading: str) -> None:
     from tasks.render import local_time
 
-    data = [{"number": d.subject, "deadline": d.name, "status": d.status, "due_at": d.due_at, "rule": d.rule}
-            for d in rows]
+    data = [
+        {"number": d.subject, "deadline": d.name, "status": d.status, "due_at": d.due_at, "rule": d.rule} for d in rows
+    ]
     if json_out:
         emit_json(data)
         return
@@ -182,8 +227,12 @@ def _deadline_rows(rows, json_out: bool, heading: str) -> None:
 
 
 @app.command("pause-clock")
-def pause_clock(number: str = NUMBER, reason: str = typer.Option(..., help="Testing, appraisal, inspection ..."),
-                by: Optional[str] = BY, json_out: bool = JSON) -> None:
+def pause_clock(
+    number: str = NUMBER,
+    reason: str = typer.Option(..., help="Testing, appraisal, inspection ..."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Stop the case clock (filing and decision limits) while testing or appraisal runs.
 
     Example: regflow case pause-clock CASE-2026-000001 --reason "送检：头盔质量检验"
@@ -205,12 +254,15 @@ def resume_clock(number: str = NUMBER, by: Optional[str] = BY, json_out: bool = 
 
 
 @app.command()
-def extend(number: str = NUMBER,
-           deadline: str = typer.Argument(..., help="filing, decision, seizure ..."),
-           reason: str = typer.Option(..., help="Why, as approved."),
-           collective: bool = typer.Option(False, "--collective", help="A collective decision (decision only)."),
-           period: Optional[str] = typer.Option(None, help="The further period a collective decision set, e.g. 30d."),
-           by: Optional[str] = BY, json_out: bool = JSON) -> None:
+def extend(
+    number: str = NUMBER,
+    deadline: str = typer.Argument(..., help="filing, decision, seizure ..."),
+    reason: str = typer.Option(..., help="Why, as approved."),
+    collective: bool = typer.Option(False, "--collective", help="A collective decision (decision only)."),
+    period: Optional[str] = typer.Option(None, help="The further period a collective decision set, e.g. 30d."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Extend a deadline as its rule allows (filing +15 WD, seizure +30 d, decision +30 d by
     the head; beyond that a collective decision with its own period).
 
@@ -225,10 +277,14 @@ def extend(number: str = NUMBER,
 
 
 @app.command()
-def measure(number: str = NUMBER, kind: str = typer.Option(..., help="preservation or seizure."),
-            end: bool = typer.Option(False, "--end", help="Record that the measure was decided on / lifted."),
-            note: str = typer.Option("", help="What was preserved or seized, or how it ended."),
-            by: Optional[str] = BY, json_out: bool = JSON) -> None:
+def measure(
+    number: str = NUMBER,
+    kind: str = typer.Option(..., help="preservation or seizure."),
+    end: bool = typer.Option(False, "--end", help="Record that the measure was decided on / lifted."),
+    note: str = typer.Option("", help="What was preserved or seized, or how it ended."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Evidence preservation (decide within 7 WD) or sealing/seizure (30 d, +30 d once).
 
     Example: regflow case measure CASE-2026-000001 --kind seizure --note "扣押头盔 200 顶"
@@ -239,23 +295,32 @@ def measure(number: str = NUMBER, kind: str = typer.Option(..., help="preservati
 
 
 @app.command()
-def assist(number: str = NUMBER, to: str = typer.Option(..., help="Code of the authority asked to assist."),
-           request: str = typer.Option(..., help="What is asked."), by: Optional[str] = BY,
-           json_out: bool = JSON) -> None:
+def assist(
+    number: str = NUMBER,
+    to: str = typer.Option(..., help="Code of the authority asked to assist."),
+    request: str = typer.Option(..., help="What is asked."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Ask another authority for assistance (协查): it owes the answer within 15 WD.
 
     Example: regflow case assist CASE-2026-000001 --to 320102 --request "核查供货商营业执照及进货记录"
     """
     from tasks.cases import request_assistance
 
-    _deadline_rows([request_assistance(number, to=to, by=who(by), text=request, now=utcnow())], json_out,
-                   "assistance requested")
+    _deadline_rows(
+        [request_assistance(number, to=to, by=who(by), text=request, now=utcnow())], json_out, "assistance requested"
+    )
 
 
 @app.command("assist-reply")
-def assist_reply(number: str = NUMBER, request: int = typer.Argument(..., help="The request's number (1, 2 ...)."),
-                 text: str = typer.Option(..., help="The assisting authority's answer."), by: Optional[str] = BY,
-                 json_out: bool = JSON) -> None:
+def assist_reply(
+    number: str = NUMBER,
+    request: int = typer.Argument(..., help="The request's number (1, 2 ...)."),
+    text: str = typer.Option(..., help="The assisting authority's answer."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Record the assisting authority's answer.
 
     Example: regflow case assist-reply CASE-2026-000001 1 --text "已核实，供货商为……"
@@ -266,12 +331,14 @@ def assist_reply(number: str = NUMBER, request: int = typer.Argument(..., help="
 
 
 @app.command()
-def supervise(number: str = NUMBER,
-              by: str = typer.Option(..., "--by", help="Code of the listing (supervising) authority."),
-              report_every: str = typer.Option("15d", help="How often progress is owed, e.g. 15d."),
-              finish_by: str = typer.Option(..., help="The date the result is owed, e.g. 2027-03-31."),
-              officer: Optional[str] = typer.Option(None, help="Who lists it (default: $REGFLOW_USER)."),
-              json_out: bool = JSON) -> None:
+def supervise(
+    number: str = NUMBER,
+    by: str = typer.Option(..., "--by", help="Code of the listing (supervising) authority."),
+    report_every: str = typer.Option("15d", help="How often progress is owed, e.g. 15d."),
+    finish_by: str = typer.Option(..., help="The date the result is owed, e.g. 2027-03-31."),
+    officer: Optional[str] = typer.Option(None, help="Who lists it (default: $REGFLOW_USER)."),
+    json_out: bool = JSON,
+) -> None:
     """List a case for supervision (挂牌督办): progress reports at the interval, the result
     by the date, every miss escalated to the listing authority.
 
@@ -281,18 +348,34 @@ def supervise(number: str = NUMBER,
 
     tz = get_settings().timezone
     text = finish_by.strip() + ("T23:59:59" if len(finish_by.strip()) == 10 else "")
-    case = list_case(number, by_authority=by, report_every=report_every, finish_by=parse_when(text, tz=tz),
-                     by=who(officer), now=utcnow())
+    case = list_case(
+        number,
+        by_authority=by,
+        report_every=report_every,
+        finish_by=parse_when(text, tz=tz),
+        by=who(officer),
+        now=utcnow(),
+    )
     if json_out:
-        emit_json({"number": case.number, "listed_by": case.listed_by, "report_every": case.report_every,
-                   "finish_by": case.finish_by})
+        emit_json(
+            {
+                "number": case.number,
+                "listed_by": case.listed_by,
+                "report_every": case.report_every,
+                "finish_by": case.finish_by,
+            }
+        )
     else:
         console().print(f"{case.number} listed by {case.listed_by}: progress every {case.report_every}")
 
 
 @app.command("report-progress")
-def report_progress(number: str = NUMBER, text: str = typer.Option(..., help="The progress report."),
-                    by: Optional[str] = BY, json_out: bool = JSON) -> None:
+def report_progress(
+    number: str = NUMBER,
+    text: str = typer.Option(..., help="The progress report."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
     """Report progress on a listed case to the listing authority.
 
     Example: regflow case report-progress CASE-2026-000001 --text "已完成证据固定，待检验结果"
@@ -303,8 +386,9 @@ def report_progress(number: str = NUMBER, text: str = typer.Option(..., help="Th
 
 
 @app.command()
-def unlist(number: str = NUMBER, reason: str = typer.Option(..., help="Why the listing is lifted."),
-           by: Optional[str] = BY) -> None:
+def unlist(
+    number: str = NUMBER, reason: str = typer.Option(..., help="Why the listing is lifted."), by: Optional[str] = BY
+) -> None:
     """Lift a case's listing for supervision (recorded, its supervision deadlines cancelled).
 
     Example: regflow case unlist CASE-2026-000001 --reason "已按期办结"
@@ -328,9 +412,9 @@ def notify_reporter(number: str = NUMBER, by: Optional[str] = BY) -> None:
 
 
 def overview(number: str) -> dict[str, Any]:
-    from tasks.status import records
     from storage.cases import get_case
     from storage.steps import answers
+    from tasks.status import records
 
     settings = get_settings()
     with session_scope() as session:
@@ -340,15 +424,28 @@ def overview(number: str) -> dict[str, Any]:
         answered = answers(session, subject=case.number)
         awaiting = case.lifecycle.next_step(answered) if case.is_open else None
         return {
-            "number": case.number, "kind": case.kind, "title": case.title, "party": case.party,
-            "source": case.source, "authority": case.authority_code, "status": case.status, "stage": case.stage,
-            "outcome": case.outcome, "awaiting": awaiting.name if awaiting else None, "received_at": case.received_at,
-            "filed_at": case.filed_at, "closed_at": case.closed_at, "clock_paused_at": case.clock_paused_at,
+            "number": case.number,
+            "kind": case.kind,
+            "title": case.title,
+            "party": case.party,
+            "source": case.source,
+            "authority": case.authority_code,
+            "status": case.status,
+            "stage": case.stage,
+            "outcome": case.outcome,
+            "awaiting": awaiting.name if awaiting else None,
+            "received_at": case.received_at,
+            "filed_at": case.filed_at,
+            "closed_at": case.closed_at,
+            "clock_paused_at": case.clock_paused_at,
             "fine": str(case.fine) if case.fine is not None else None,
             "surcharge": str(case.surcharge) if case.surcharge is not None else None,
-            "listed_by": case.listed_by, "linked_to": case.linked_to, "lookback_at": case.lookback_at,
+            "listed_by": case.listed_by,
+            "linked_to": case.linked_to,
+            "lookback_at": case.lookback_at,
             "lookback_run": settings.flow_run_url(case.lookback_run_id) if case.lookback_run_id else None,
-            "facts": case.facts, "rules_version": case.rules_hash[:12],
+            "facts": case.facts,
+            "rules_version": case.rules_hash[:12],
             "flow_run": settings.flow_run_url(case.flow_run_id) if case.flow_run_id else None,
             **records(session, case.number),
         }
@@ -367,11 +464,15 @@ def show(number: str = NUMBER, json_out: bool = JSON) -> None:
         emit_json(data)
         return
     out = console()
-    out.print(f"{data['number']} {data['title']} · {data['party']} · {data['status']}"
-              + (f" ({data['outcome']})" if data["outcome"] else f"  awaiting: {data['awaiting']}"))
-    out.print(f"authority {data['authority']} · source {data['source']}"
-              + (f" · listed by {data['listed_by']}" if data["listed_by"] else "")
-              + (" · clock paused" if data["clock_paused_at"] else ""))
+    out.print(
+        f"{data['number']} {data['title']} · {data['party']} · {data['status']}"
+        + (f" ({data['outcome']})" if data["outcome"] else f"  awaiting: {data['awaiting']}")
+    )
+    out.print(
+        f"authority {data['authority']} · source {data['source']}"
+        + (f" · listed by {data['listed_by']}" if data["listed_by"] else "")
+        + (" · clock paused" if data["clock_paused_at"] else "")
+    )
     if data["lookback_at"]:
         from tasks.render import local_time
 
@@ -383,10 +484,12 @@ def show(number: str = NUMBER, json_out: bool = JSON) -> None:
 
 
 @app.command("list")
-def list_(stage: Optional[str] = typer.Option(None, help="Only cases at this stage (a step name, or closed)."),
-          kind: Optional[str] = typer.Option(None, help="case or complaint."),
-          open_only: bool = typer.Option(False, "--open", help="Only open ones."),
-          json_out: bool = JSON) -> None:
+def list_(
+    stage: Optional[str] = typer.Option(None, help="Only cases at this stage (a step name, or closed)."),
+    kind: Optional[str] = typer.Option(None, help="case or complaint."),
+    open_only: bool = typer.Option(False, "--open", help="Only open ones."),
+    json_out: bool = JSON,
+) -> None:
     """Recent cases and complaints, newest first.
 
     Example: regflow case list --stage legal-review
@@ -395,15 +498,33 @@ def list_(stage: Optional[str] = typer.Option(None, help="Only cases at this sta
     from tasks.render import local_time
 
     with session_scope() as session:
-        rows = [{"number": c.number, "kind": c.kind, "stage": c.stage, "status": c.status, "outcome": c.outcome,
-                 "title": c.title, "party": c.party, "authority": c.authority_code, "received_at": c.received_at,
-                 "listed_by": c.listed_by}
-                for c in list_cases(session, kind=kind, stage=stage, open_only=open_only)]
+        rows = [
+            {
+                "number": c.number,
+                "kind": c.kind,
+                "stage": c.stage,
+                "status": c.status,
+                "outcome": c.outcome,
+                "title": c.title,
+                "party": c.party,
+                "authority": c.authority_code,
+                "received_at": c.received_at,
+                "listed_by": c.listed_by,
+            }
+            for c in list_cases(session, kind=kind, stage=stage, open_only=open_only)
+        ]
     if json_out:
         emit_json(rows)
         return
     table = Table("number", "stage", "status", "title", "party", "authority", "received", title="Cases")
     for r in rows:
-        table.add_row(r["number"], r["stage"], r["outcome"] or r["status"], r["title"], r["party"], r["authority"],
-                      local_time(r["received_at"]))
+        table.add_row(
+            r["number"],
+            r["stage"],
+            r["outcome"] or r["status"],
+            r["title"],
+            r["party"],
+            r["authority"],
+            local_time(r["received_at"]),
+        )
     console().print(table)

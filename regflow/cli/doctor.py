@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 import typer
 from rich.table import Table
 
-from regflow.cli.output import console, emit_json
 from kernel.settings import get_settings
+from regflow.cli.output import console, emit_json
 
 WORKER_FRESH = dt.timedelta(seconds=90)  # Prefect workers heartbeat every 30 s
 WATCHER_FRESH = dt.timedelta(seconds=30)  # watchers stamp every 5 s
@@ -33,8 +33,11 @@ def _database() -> list[Check]:
     try:
         current = current_revision()
     except Exception as exc:
-        fix = "regflow db upgrade (creates it)" if settings.db_url.startswith("sqlite") else \
-            "start the database or fix REGFLOW_DATABASE_URL"
+        fix = (
+            "regflow db upgrade (creates it)"
+            if settings.db_url.startswith("sqlite")
+            else "start the database or fix REGFLOW_DATABASE_URL"
+        )
         return [Check("database", False, f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}", fix)]
     head = ScriptDirectory.from_config(alembic_config(settings.db_url)).get_current_head()
     if current != head:
@@ -54,8 +57,14 @@ def _prefect(now: dt.datetime) -> list[Check]:
     try:
         httpx.get(f"{api.rstrip('/')}/health", timeout=3, headers=prefect_auth_headers()).raise_for_status()
     except httpx.HTTPError as exc:
-        return [Check("prefect api", False, f"{api}: {type(exc).__name__}",
-                      "start it (`make run`, or `prefect server start`) or set PREFECT_API_URL")]
+        return [
+            Check(
+                "prefect api",
+                False,
+                f"{api}: {type(exc).__name__}",
+                "start it (`make run`, or `prefect server start`) or set PREFECT_API_URL",
+            )
+        ]
     checks = [Check("prefect api", True, f"{api}: healthy")]
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -65,23 +74,44 @@ def _prefect(now: dt.datetime) -> list[Check]:
         try:
             pool = client.read_work_pool("regflow")
         except Exception:
-            return checks + [Check("work pool", False, "no work pool 'regflow'",
-                                   "prefect work-pool create regflow --type process")]
+            return checks + [
+                Check("work pool", False, "no work pool 'regflow'", "prefect work-pool create regflow --type process")
+            ]
         checks.append(Check("work pool", True, f"regflow ({pool.type})"))
-        workers = [w for w in client.read_workers_for_work_pool("regflow")
-                   if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_FRESH]
-        checks.append(Check("worker", bool(workers), f"{len(workers)} worker(s) polling 'regflow'",
-                            "" if workers else "prefect worker start --pool regflow --limit 4"))
+        workers = [
+            w
+            for w in client.read_workers_for_work_pool("regflow")
+            if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_FRESH
+        ]
+        checks.append(
+            Check(
+                "worker",
+                bool(workers),
+                f"{len(workers)} worker(s) polling 'regflow'",
+                "" if workers else "prefect worker start --pool regflow --limit 4",
+            )
+        )
         missing = []
-        for name in (settings.deployment, settings.case_deployment, settings.complaint_deployment,
-                     settings.lookback_deployment):
+        for name in (
+            settings.deployment,
+            settings.case_deployment,
+            settings.complaint_deployment,
+            settings.lookback_deployment,
+        ):
             try:
                 client.read_deployment_by_name(name)
             except Exception:
                 missing.append(name.split("/")[0])
-        checks.append(Check("deployments", not missing, f"missing: {', '.join(missing)}" if missing else
-                            "emergency-response, enforcement-case, complaint-handling, lookback-review",
-                            "REGFLOW_PROJECT_DIR=$PWD prefect --no-prompt deploy --all" if missing else ""))
+        checks.append(
+            Check(
+                "deployments",
+                not missing,
+                f"missing: {', '.join(missing)}"
+                if missing
+                else "emergency-response, enforcement-case, complaint-handling, lookback-review",
+                "REGFLOW_PROJECT_DIR=$PWD prefect --no-prompt deploy --all" if missing else "",
+            )
+        )
     return checks
 
 
@@ -94,9 +124,14 @@ def _watcher(now: dt.datetime) -> Check:
             found = alive(session, prefix="watcher:", since=now - WATCHER_FRESH)
     except Exception as exc:
         return Check("watcher", False, f"cannot read heartbeats: {type(exc).__name__}", "regflow db upgrade")
-    return Check("watcher", bool(found), f"{len(found)} watcher(s) alive: " + ", ".join(h.name for h in found)
-                 if found else "no watcher stamped in the last 30 s: reminders and escalations are not firing",
-                 "" if found else "regflow watch (under a supervisor)")
+    return Check(
+        "watcher",
+        bool(found),
+        f"{len(found)} watcher(s) alive: " + ", ".join(h.name for h in found)
+        if found
+        else "no watcher stamped in the last 30 s: reminders and escalations are not firing",
+        "" if found else "regflow watch (under a supervisor)",
+    )
 
 
 def _channels() -> Check:
@@ -104,15 +139,23 @@ def _channels() -> Check:
 
     path = get_settings().apprise_config_path
     if not path.exists():
-        return Check("channels", False, f"{path}: no apprise config; messages wait in the outbox",
-                     "write it and set REGFLOW_APPRISE_CONFIG (see README, Notifications)")
+        return Check(
+            "channels",
+            False,
+            f"{path}: no apprise config; messages wait in the outbox",
+            "write it and set REGFLOW_APPRISE_CONFIG (see README, Notifications)",
+        )
     try:
         channels = load_channels(path)
     except Exception as exc:
         return Check("channels", False, f"{path}: {str(exc).splitlines()[0][:160]}", "fix the apprise config")
     tags = {tag for server in channels.servers for tag in server.tags}
-    return Check("channels", bool(channels.urls), f"{path}: {len(channels.urls)} destination(s), {len(tags)} tag(s)",
-                 "" if channels.urls else "add destinations to the apprise config")
+    return Check(
+        "channels",
+        bool(channels.urls),
+        f"{path}: {len(channels.urls)} destination(s), {len(tags)} tag(s)",
+        "" if channels.urls else "add destinations to the apprise config",
+    )
 
 
 def _people() -> Check:
@@ -124,8 +167,12 @@ def _people() -> Check:
     except Exception as exc:
         return Check("people", False, str(exc).splitlines()[0][:200], "fix it (see data/people.yaml)")
     heads = {p.authority for p in directory.people if "head" in p.roles}
-    return Check("people", bool(directory.people), f"{path}: {len(directory.people)} people, heads at "
-                 f"{len(heads)} authorities", "" if directory.people else "list who may act")
+    return Check(
+        "people",
+        bool(directory.people),
+        f"{path}: {len(directory.people)} people, heads at {len(heads)} authorities",
+        "" if directory.people else "list who may act",
+    )
 
 
 def _calendar(now: dt.datetime) -> Check:
@@ -142,8 +189,12 @@ def _calendar(now: dt.datetime) -> Check:
             calendar.is_workday(dt.date(y, 1, 1))
             calendar.is_workday(dt.date(y, 12, 31))
     except CalendarUnavailable as exc:
-        return Check("holiday calendar", False, str(exc).split(":")[0],
-                     f"enter the State Council's schedule in {settings.calendar_override}")
+        return Check(
+            "holiday calendar",
+            False,
+            str(exc).split(":")[0],
+            f"enter the State Council's schedule in {settings.calendar_override}",
+        )
     except InvalidInput as exc:
         return Check("holiday calendar", False, str(exc), f"fix {settings.calendar_override}")
     return Check("holiday calendar", True, f"covers {year} and {year + 1}")

@@ -10,8 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from regflow.cli.output import JSON, console, emit_json
 from kernel.settings import PROJECT_ROOT
+from regflow.cli.output import JSON, console, emit_json
 from storage.db import session_scope, utcnow
 
 STANDARD = PROJECT_ROOT / "data" / "drills" / "standard.yaml"
@@ -35,24 +35,29 @@ def drill(
     Example: regflow drill product-quality --level II --speed 60
     """
     from regflow.cli.records import start_run
-    from tasks.runs import start_incident_run
     from rules.drills import DRILL_MARK, load_scenario
     from tasks import drills
+    from tasks.runs import start_incident_run
 
     loaded = load_scenario(scenario)
     now = utcnow()
     incident = drills.start(loaded, plan=plan, level=level, speed=speed, now=now)
     say = (lambda line: None) if json_out else _say
     if not json_out:
-        start_run(incident.number, lambda: start_incident_run(incident), json_out=False,
-                  headline=f"{DRILL_MARK}{incident.number} {incident.title}: plan {plan} level {incident.level}, "
-                           f"×{speed}, scenario {loaded.scenario.name}")
+        start_run(
+            incident.number,
+            lambda: start_incident_run(incident),
+            json_out=False,
+            headline=f"{DRILL_MARK}{incident.number} {incident.title}: plan {plan} level {incident.level}, "
+            f"×{speed}, scenario {loaded.scenario.name}",
+        )
     else:
         start_incident_run(incident)
     outcome = "interrupted"
     try:
-        outcome = drills.respond(incident.number, loaded, speed=speed, started_at=now, say=say,
-                                 until=now + dt.timedelta(minutes=max_minutes))
+        outcome = drills.respond(
+            incident.number, loaded, speed=speed, started_at=now, say=say, until=now + dt.timedelta(minutes=max_minutes)
+        )
     finally:
         if outcome == "closed":
             drills.settle(incident.number)
@@ -73,17 +78,24 @@ def _print(card: dict[str, Any], json_out: bool) -> None:
         emit_json(card)
         return
     out = console()
-    table = Table("deadline", "limit", "taken", "result", title=f"Drill scorecard {card['number']} "
-                                                               f"(exercise time, ×{card['speed']})")
+    table = Table(
+        "deadline",
+        "limit",
+        "taken",
+        "result",
+        title=f"Drill scorecard {card['number']} (exercise time, ×{card['speed']})",
+    )
     for d in card["deadlines"]:
         table.add_row(f"{d['label']} {d['name']}", _span(d["limit_s"]), _span(d["taken_s"]), d["result"])
     out.print(table)
     score = "-" if card["score"] is None else f"{card['score']}%"
-    out.print(f"outcome {card['outcome']} · score {score} (deadlines met on time) · met {card['deadlines_met']}, "
-              f"late {card['deadlines_late']}, missed {card['deadlines_missed']} · reminders {card['reminders_sent']} · "
-              f"escalations {card['escalations_raised']} (acknowledged {card['escalations_acknowledged']}, "
-              f"resolved {card['escalations_resolved']}) · messages sent {card['messages_sent']}/"
-              f"{card['messages_queued']}")
+    out.print(
+        f"outcome {card['outcome']} · score {score} (deadlines met on time) · met {card['deadlines_met']}, "
+        f"late {card['deadlines_late']}, missed {card['deadlines_missed']} · reminders {card['reminders_sent']} · "
+        f"escalations {card['escalations_raised']} (acknowledged {card['escalations_acknowledged']}, "
+        f"resolved {card['escalations_resolved']}) · messages sent {card['messages_sent']}/"
+        f"{card['messages_queued']}"
+    )
 
 
 def drills(json_out: bool = JSON) -> None:
@@ -95,16 +107,31 @@ def drills(json_out: bool = JSON) -> None:
     from tasks.render import local_time
 
     with session_scope() as session:
-        rows = [{"number": d.number, "scenario": d.scenario, "speed": d.speed, "started_at": d.started_at,
-                 "finished_at": d.finished_at, "outcome": (d.scorecard or {}).get("outcome"),
-                 "score": (d.scorecard or {}).get("score")} for d in list_drills(session)]
+        rows = [
+            {
+                "number": d.number,
+                "scenario": d.scenario,
+                "speed": d.speed,
+                "started_at": d.started_at,
+                "finished_at": d.finished_at,
+                "outcome": (d.scorecard or {}).get("outcome"),
+                "score": (d.scorecard or {}).get("score"),
+            }
+            for d in list_drills(session)
+        ]
     if json_out:
         emit_json(rows)
         return
     table = Table("number", "scenario", "speed", "started", "outcome", "score", title="Drills")
     for r in rows:
-        table.add_row(r["number"], r["scenario"], f"×{r['speed']}", local_time(r["started_at"]),
-                      r["outcome"] or "running", "-" if r["score"] is None else f"{r['score']}%")
+        table.add_row(
+            r["number"],
+            r["scenario"],
+            f"×{r['speed']}",
+            local_time(r["started_at"]),
+            r["outcome"] or "running",
+            "-" if r["score"] is None else f"{r['score']}%",
+        )
     console().print(table)
 
 

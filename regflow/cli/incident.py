@@ -8,22 +8,20 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import BY, JSON, console, emit_json, who
-from regflow.cli.records import start_run
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import get_settings
+from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.records import start_run
 from rules.drills import DRILL_MARK
 from rules.incidents import EMERGENCY, MAX_TEXT, parse_when, validate_trigger
 from storage.db import session_scope, utcnow
+
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="incident")
 
 
-app = typer.Typer(help="Trigger incidents, record arrival and reports, close and review them.",
-                  no_args_is_help=True)
-
-
+app = typer.Typer(help="Trigger incidents, record arrival and reports, close and review them.", no_args_is_help=True)
 
 
 @app.command()
@@ -42,17 +40,31 @@ def trigger(
     Example: regflow incident trigger --plan product-quality --level II --title "电梯困人"
     --location "西湖区文三路 1 号" --authority 330106
     """
-    from tasks.runs import start_incident_run
     from tasks.incidents import trigger_and_send
+    from tasks.runs import start_incident_run
 
     settings = get_settings()
     now = utcnow()
     occurred = parse_when(occurred_at, tz=settings.timezone) if occurred_at else None
-    request = validate_trigger(dict(plan=plan, level=level, title=title, location=location, authority=authority,
-                                    occurred_at=occurred, reporter=reporter), now=now)
+    request = validate_trigger(
+        dict(
+            plan=plan,
+            level=level,
+            title=title,
+            location=location,
+            authority=authority,
+            occurred_at=occurred,
+            reporter=reporter,
+        ),
+        now=now,
+    )
     incident = trigger_and_send(request, now=now)  # the dispatch order is out before the run exists
-    start_run(incident.number, lambda: start_incident_run(incident), json_out=json_out,
-              headline=f"{incident.number} triggered: {incident.title} (level {incident.level})")
+    start_run(
+        incident.number,
+        lambda: start_incident_run(incident),
+        json_out=json_out,
+        headline=f"{incident.number} triggered: {incident.title} (level {incident.level})",
+    )
 
 
 def _answer(number: str, verb: str, answer: dict[str, Any], json_out: bool) -> None:
@@ -139,9 +151,9 @@ def review(
 
 
 def overview(number: str) -> dict[str, Any]:
-    from tasks.status import records
     from storage.incidents import get_incident
     from storage.steps import answers
+    from tasks.status import records
 
     settings = get_settings()
     with session_scope() as session:
@@ -151,11 +163,19 @@ def overview(number: str) -> dict[str, Any]:
         answered = answers(session, subject=incident.number)
         awaiting = EMERGENCY.next_step(answered) if incident.is_open else None
         return {
-            "number": incident.number, "title": incident.title, "plan": incident.plan_key, "level": incident.level,
-            "location": incident.location, "authority": incident.authority_code, "status": incident.status,
-            "awaiting": awaiting.name if awaiting else None, "triggered_at": incident.triggered_at,
-            "occurred_at": incident.occurred_at, "reporter": incident.reporter,
-            "drill": incident.drill, "time_scale": incident.time_scale,
+            "number": incident.number,
+            "title": incident.title,
+            "plan": incident.plan_key,
+            "level": incident.level,
+            "location": incident.location,
+            "authority": incident.authority_code,
+            "status": incident.status,
+            "awaiting": awaiting.name if awaiting else None,
+            "triggered_at": incident.triggered_at,
+            "occurred_at": incident.occurred_at,
+            "reporter": incident.reporter,
+            "drill": incident.drill,
+            "time_scale": incident.time_scale,
             "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
             **records(session, incident.number),
         }
@@ -174,9 +194,11 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
         emit_json(data)
         return
     out = console()
-    out.print((DRILL_MARK if data["drill"] else "")
-              + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
-              + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""))
+    out.print(
+        (DRILL_MARK if data["drill"] else "")
+        + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
+        + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else "")
+    )
     out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
     if data["flow_run"]:
         out.print(f"flow run: {data['flow_run']}")
@@ -184,8 +206,9 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
 
 
 @app.command("list")
-def list_(open_only: bool = typer.Option(False, "--open", help="Only incidents not yet closed."),
-          json_out: bool = JSON) -> None:
+def list_(
+    open_only: bool = typer.Option(False, "--open", help="Only incidents not yet closed."), json_out: bool = JSON
+) -> None:
     """Recent incidents, newest first.
 
     Example: regflow incident list --open
@@ -194,9 +217,18 @@ def list_(open_only: bool = typer.Option(False, "--open", help="Only incidents n
     from tasks.render import local_time
 
     with session_scope() as session:
-        rows = [{"number": i.number, "level": i.level, "status": i.status, "title": i.title,
-                 "authority": i.authority_code, "triggered_at": i.triggered_at, "drill": i.drill}
-                for i in list_incidents(session, open_only=open_only)]
+        rows = [
+            {
+                "number": i.number,
+                "level": i.level,
+                "status": i.status,
+                "title": i.title,
+                "authority": i.authority_code,
+                "triggered_at": i.triggered_at,
+                "drill": i.drill,
+            }
+            for i in list_incidents(session, open_only=open_only)
+        ]
     if json_out:
         emit_json(rows)
         return

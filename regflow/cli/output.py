@@ -60,8 +60,15 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     stderr is not a terminal, so logs and `--json` output stay clean."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)

@@ -25,8 +25,14 @@ def print_records(out: Console, data: dict[str, Any]) -> None:
         table = Table("id", "deadline", "status", "level", "raised", "acknowledged by", title="Escalations")
         names = {d["id"]: d["name"] for d in data["deadlines"]}
         for e in data["escalations"]:
-            table.add_row(str(e["id"]), names.get(e["deadline_id"], ""), e["status"], str(e["level"]),
-                          local_time(e["raised_at"]), e["acked_by"] or "")
+            table.add_row(
+                str(e["id"]),
+                names.get(e["deadline_id"], ""),
+                e["status"],
+                str(e["level"]),
+                local_time(e["raised_at"]),
+                e["acked_by"] or "",
+            )
         out.print(table)
     if data["reports"]:
         table = Table("document", "step", "by", "at", title="Documents")
@@ -35,8 +41,9 @@ def print_records(out: Console, data: dict[str, Any]) -> None:
         out.print(table)
     table = Table("to", "message", "status", "tries", "sent", "error", title="Notifications")
     for n in data["notifications"]:
-        table.add_row(n["tag"], n["title"], n["status"], str(n["attempts"]), local_time(n["sent_at"]),
-                      n["last_error"] or "")
+        table.add_row(
+            n["tag"], n["title"], n["status"], str(n["attempts"]), local_time(n["sent_at"]), n["last_error"] or ""
+        )
     out.print(table)
     table = Table("at", "who", "what", title="Timeline")
     for e in data["timeline"]:
@@ -48,16 +55,17 @@ def print_records(out: Console, data: dict[str, Any]) -> None:
 def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
     """Start the flow run of what was just recorded and say where to watch it. The
     record stands if Prefect is away: the watcher starts the run later."""
-    from regflow.cli.output import console, emit_json
     from kernel.errors import PlatformUnavailable
     from kernel.settings import get_settings
+    from regflow.cli.output import console, emit_json
 
     try:
         run_id = start()
     except PlatformUnavailable as exc:
         raise PlatformUnavailable(
             f"{number} is recorded and its notices are queued, but its flow run could not be started "
-            f"({exc}); the watcher starts it once Prefect is reachable") from exc
+            f"({exc}); the watcher starts it once Prefect is reachable"
+        ) from exc
     url = get_settings().flow_run_url(run_id)
     if json_out:
         emit_json({"number": number, "flow_run_id": str(run_id), "url": url})
@@ -70,24 +78,34 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     """After an answer is recorded: resume the run waiting for it, and say what
     happened. Without `wait`, leave that to the run (it reads recorded answers before
     suspending) and the watcher (it resumes a run suspended on an answered step)."""
+    from kernel.errors import PlatformUnavailable
+    from kernel.settings import get_settings
     from regflow.cli.output import console, emit_json
     from tasks.runs import resume_when_suspended
-    from kernel.settings import get_settings
-
-    from kernel.errors import PlatformUnavailable
 
     outcome = "pending"
     if result.flow_run_id is not None and wait:
         try:
-            outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer,
-                                            wait_seconds=get_settings().resume_wait_seconds)
+            outcome = resume_when_suspended(
+                result.flow_run_id,
+                result.number,
+                result.step,
+                result.answer,
+                wait_seconds=get_settings().resume_wait_seconds,
+            )
         except PlatformUnavailable as exc:
-            raise PlatformUnavailable(f"{title} of {result.number} is recorded, but its flow run could not be "
-                                      f"resumed ({exc}); the watcher hands it over once Prefect is reachable") from exc
+            raise PlatformUnavailable(
+                f"{title} of {result.number} is recorded, but its flow run could not be "
+                f"resumed ({exc}); the watcher hands it over once Prefect is reachable"
+            ) from exc
     if json_out:
         emit_json({"number": result.number, "step": result.step, "run": outcome})
         return
     console().print(f"{result.number}: {title} recorded.")
-    console().print({"resumed": "The flow run is moving on.", "consumed": "The flow run has taken it.",
-                     "pending": "The flow run will take it when it reaches this step (the watcher makes sure)."}[
-        outcome])
+    console().print(
+        {
+            "resumed": "The flow run is moving on.",
+            "consumed": "The flow run has taken it.",
+            "pending": "The flow run will take it when it reaches this step (the watcher makes sure).",
+        }[outcome]
+    )

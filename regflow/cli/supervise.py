@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import BY, JSON, console, emit_json, who
 from kernel.errors import InvalidInput
 from kernel.settings import get_settings
+from regflow.cli.output import BY, JSON, console, emit_json, who
 from storage.db import session_scope, utcnow
 
 escalation_app = typer.Typer(help="Escalations of missed deadlines to supervising authorities.", no_args_is_help=True)
@@ -21,8 +21,10 @@ rules_app = typer.Typer(help="Statutory time limits (data/rules/statutory.yaml).
 
 
 @rules_app.command("list")
-def rules_list(authority: Optional[str] = typer.Option(None, help="Show this authority's overrides applied."),
-               json_out: bool = JSON) -> None:
+def rules_list(
+    authority: Optional[str] = typer.Option(None, help="Show this authority's overrides applied."),
+    json_out: bool = JSON,
+) -> None:
     """List the statutory limits with their periods, extensions and sources.
 
     Example: regflow rules list --authority 330106
@@ -34,10 +36,13 @@ def rules_list(authority: Optional[str] = typer.Option(None, help="Show this aut
     if json_out:
         emit_json({"version": loaded.content_hash[:12], "limits": rows})
         return
-    table = Table("key", "limit", "period", "extension", "source", title=f"Statutory limits ({loaded.content_hash[:12]})")
+    table = Table(
+        "key", "limit", "period", "extension", "source", title=f"Statutory limits ({loaded.content_hash[:12]})"
+    )
     for r in rows:
-        table.add_row(r["key"], r["name"], ("before " if r["before"] else "") + r["period"], r["extension"] or "",
-                      r["source"])
+        table.add_row(
+            r["key"], r["name"], ("before " if r["before"] else "") + r["period"], r["extension"] or "", r["source"]
+        )
     console().print(table)
 
 
@@ -49,14 +54,16 @@ def register(app: typer.Typer) -> None:
     app.command()(due)
 
 
-
-def board(authority: Optional[str] = typer.Option(None, help="Only this authority and those it supervises."),
-          json_out: bool = JSON) -> None:
+def board(
+    authority: Optional[str] = typer.Option(None, help="Only this authority and those it supervises."),
+    json_out: bool = JSON,
+) -> None:
     """Open deadlines by authority with time left or overdue, and open escalations.
 
     Example: regflow board --authority 330100
     """
-    from tasks.board import board as read, table
+    from tasks.board import board as read
+    from tasks.board import table
 
     data = read(now=utcnow(), authority=authority)
     if json_out:
@@ -81,8 +88,9 @@ def board(authority: Optional[str] = typer.Option(None, help="Only this authorit
 
 
 @escalation_app.command("list")
-def escalation_list(open_only: bool = typer.Option(False, "--open", help="Only open escalations."),
-                    json_out: bool = JSON) -> None:
+def escalation_list(
+    open_only: bool = typer.Option(False, "--open", help="Only open escalations."), json_out: bool = JSON
+) -> None:
     """Escalations, newest first, with who was told and who acknowledged.
 
     Example: regflow escalation list --open
@@ -97,25 +105,46 @@ def escalation_list(open_only: bool = typer.Option(False, "--open", help="Only o
         for e in list_escalations(session, open_only=open_only):
             deadline = session.get(Deadline, e.deadline_id)
             told = rung(e.step, e.policy)
-            rows.append({"id": e.id, "subject": e.subject, "deadline": deadline.name, "status": e.status,
-                         "level": e.step + 1, "told": told.authority if told else None, "raised_at": e.raised_at,
-                         "next_at": e.next_at, "acked_by": e.acked_by, "acked_at": e.acked_at})
+            rows.append(
+                {
+                    "id": e.id,
+                    "subject": e.subject,
+                    "deadline": deadline.name,
+                    "status": e.status,
+                    "level": e.step + 1,
+                    "told": told.authority if told else None,
+                    "raised_at": e.raised_at,
+                    "next_at": e.next_at,
+                    "acked_by": e.acked_by,
+                    "acked_at": e.acked_at,
+                }
+            )
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "subject", "deadline", "status", "told", "raised", "next step", "acknowledged",
-                  title="Escalations")
+    table = Table(
+        "id", "subject", "deadline", "status", "told", "raised", "next step", "acknowledged", title="Escalations"
+    )
     for r in rows:
-        table.add_row(str(r["id"]), r["subject"], r["deadline"], r["status"], r["told"] or "",
-                      local_time(r["raised_at"]), local_time(r["next_at"]),
-                      f"{r['acked_by']} {local_time(r['acked_at'])}" if r["acked_by"] else "")
+        table.add_row(
+            str(r["id"]),
+            r["subject"],
+            r["deadline"],
+            r["status"],
+            r["told"] or "",
+            local_time(r["raised_at"]),
+            local_time(r["next_at"]),
+            f"{r['acked_by']} {local_time(r['acked_at'])}" if r["acked_by"] else "",
+        )
     console().print(table)
 
 
 @escalation_app.command("ack")
-def escalation_ack(escalation_id: int = typer.Argument(..., help="Escalation id (see `regflow escalation list`)."),
-                   by: Optional[str] = typer.Option(None, "--by", help="Who acknowledges."),
-                   json_out: bool = JSON) -> None:
+def escalation_ack(
+    escalation_id: int = typer.Argument(..., help="Escalation id (see `regflow escalation list`)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Who acknowledges."),
+    json_out: bool = JSON,
+) -> None:
     """Acknowledge an escalation: the ladder stops climbing, and this is recorded.
 
     Example: regflow escalation ack 12 --by 王科长
@@ -130,9 +159,11 @@ def escalation_ack(escalation_id: int = typer.Argument(..., help="Escalation id 
 
 
 @deadline_app.command("pause")
-def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
-                   reason: str = typer.Option(..., help="Why the clock stops (testing, appraisal ...)."),
-                   by: Optional[str] = BY) -> None:
+def deadline_pause(
+    deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
+    reason: str = typer.Option(..., help="Why the clock stops (testing, appraisal ...)."),
+    by: Optional[str] = BY,
+) -> None:
     """Stop a deadline's clock; no reminders while it is paused.
 
     Example: regflow deadline pause 42 --reason "送检，检验期间不计入"
@@ -144,8 +175,9 @@ def deadline_pause(deadline_id: int = typer.Argument(..., help="Deadline id (see
 
 
 @deadline_app.command("resume")
-def deadline_resume(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
-                    by: Optional[str] = BY) -> None:
+def deadline_resume(
+    deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."), by: Optional[str] = BY
+) -> None:
     """Restart a paused clock; the due time moves by the paused span.
 
     Example: regflow deadline resume 42
@@ -158,10 +190,12 @@ def deadline_resume(deadline_id: int = typer.Argument(..., help="Deadline id (se
 
 
 @deadline_app.command("extend")
-def deadline_extend(deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
-                    period: str = typer.Option(..., help="How much longer, counted from the current due time: 2h, 15wd ..."),
-                    approved_by: str = typer.Option(..., help="Who approved the extension."),
-                    reason: str = typer.Option(..., help="Why.")) -> None:
+def deadline_extend(
+    deadline_id: int = typer.Argument(..., help="Deadline id (see `incident show --json`)."),
+    period: str = typer.Option(..., help="How much longer, counted from the current due time: 2h, 15wd ..."),
+    approved_by: str = typer.Option(..., help="Who approved the extension."),
+    reason: str = typer.Option(..., help="Why."),
+) -> None:
     """Extend a deadline, recording who approved it, why and the new due time.
 
     Example: regflow deadline extend 42 --period 15wd --approved-by 局长 --reason "案情复杂"
@@ -177,18 +211,25 @@ def deadline_extend(deadline_id: int = typer.Argument(..., help="Deadline id (se
         current = session.get(Deadline, deadline_id)
         if current is None:
             raise InvalidInput(f"no deadline {deadline_id}")
-        new = due_after(current.due_at, Period.parse(period), tz=settings.timezone,
-                        calendar=load_calendar(settings.calendar_override), event="延长")
+        new = due_after(
+            current.due_at,
+            Period.parse(period),
+            tz=settings.timezone,
+            calendar=load_calendar(settings.calendar_override),
+            event="延长",
+        )
     deadline = extend(deadline_id, due_at=new.at, by=approved_by, reason=reason, rule=new.rule, now=utcnow())
     console().print(f"deadline {deadline.id} ({deadline.name}) extended to {local_time(deadline.due_at)}")
 
 
-def due(period: Optional[str] = typer.Argument(None, help='The period: "2h", "10d", "15 working days" ...'),
-        start: str = typer.Option(..., "--from", help="Start (or, for a 'before' rule, the event): a date or ISO time."),
-        rule: Optional[str] = typer.Option(None, help="A statutory limit by key instead of a period (regflow rules list)."),
-        authority: Optional[str] = typer.Option(None, help="Apply this authority's overrides to --rule."),
-        pause: list[str] = typer.Option([], "--pause", help="A paused span FROM..TO (dates or times); repeatable."),
-        json_out: bool = JSON) -> None:
+def due(
+    period: Optional[str] = typer.Argument(None, help='The period: "2h", "10d", "15 working days" ...'),
+    start: str = typer.Option(..., "--from", help="Start (or, for a 'before' rule, the event): a date or ISO time."),
+    rule: Optional[str] = typer.Option(None, help="A statutory limit by key instead of a period (regflow rules list)."),
+    authority: Optional[str] = typer.Option(None, help="Apply this authority's overrides to --rule."),
+    pause: list[str] = typer.Option([], "--pause", help="A paused span FROM..TO (dates or times); repeatable."),
+    json_out: bool = JSON,
+) -> None:
     """When a period runs out, by the statutory counting rules, and the rule in words.
 
     Example: regflow due "15 working days" --from 2026-09-25 --pause 2026-10-12..2026-10-13
@@ -219,8 +260,9 @@ def due(period: Optional[str] = typer.Argument(None, help='The period: "2h", "10
     else:
         result = due_after(begin, Period.parse(period), tz=tz, calendar=calendar, pauses=spans)
     if json_out:
-        emit_json({"due_at": result.at.isoformat(), "due_local": local_time(result.at), "timezone": tz,
-                   "rule": result.rule})
+        emit_json(
+            {"due_at": result.at.isoformat(), "due_local": local_time(result.at), "timezone": tz, "rule": result.rule}
+        )
     else:
         console().print(f"due {local_time(result.at)} ({tz})")
         console().print(result.rule)
