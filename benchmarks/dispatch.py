@@ -44,6 +44,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# What every benchmark incident has in common; each adds its own title and location.
+INCIDENT = dict(plan="product-quality", level="IV", authority="330106")
+
+
+def incident_request(title: str, location: str):
+    """An incident as `regflow incident trigger` validates it, given no time or reporter."""
+    from rules.incidents import validate_trigger
+    from storage.db import utcnow
+
+    fields = dict(INCIDENT, title=title, location=location, occurred_at=None, reporter=None)
+    return validate_trigger(fields, now=utcnow())
 
 
 def tree_pids(root: int) -> list[int]:
@@ -104,14 +115,9 @@ class Bench:
         from kernel.settings import get_settings
 
         get_settings.cache_clear()
-        self.platform = subprocess.Popen(
+        self.platform = self.spawn(
             [str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port), *(["--prod"] if prod else [])],
-            env=self.env,
-            cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
         )
         for line in self.platform.stdout:
             if "regflow is running" in line:
@@ -121,6 +127,13 @@ class Bench:
             raise SystemExit("the platform did not start; see " + str(home / "logs"))
         threading.Thread(target=self.platform.stdout.read, daemon=True).start()
         self.deferred = 0  # triggers whose run Prefect refused to create (the watcher made it)
+
+    def spawn(self, args: list[str], stdout) -> subprocess.Popen:
+        """A child with its output and errors together, in a session of its own so that
+        stop() can signal it with everything it starts."""
+        return subprocess.Popen(
+            args, env=self.env, cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
 
     # --- what arrived -------------------------------------------------------------
 
@@ -146,25 +159,12 @@ class Bench:
     def trigger(self, i: int) -> tuple[str, float, object]:
         """Exactly what `regflow incident trigger` does after parsing its options."""
         from kernel.errors import PlatformUnavailable
-        from rules.incidents import validate_trigger
         from storage.db import utcnow
         from tasks.incidents import trigger_and_send
         from tasks.runs import start_incident_run
 
         began = time.time()
-        request = validate_trigger(
-            dict(
-                plan="product-quality",
-                level="IV",
-                title=f"压测 {i}",
-                location="压测地点",
-                authority="330106",
-                occurred_at=None,
-                reporter=None,
-            ),
-            now=utcnow(),
-        )
-        incident = trigger_and_send(request, now=utcnow())
+        incident = trigger_and_send(incident_request(f"压测 {i}", "压测地点"), now=utcnow())
         try:
             return incident.number, began, start_incident_run(incident)
         except PlatformUnavailable:  # as the CLI says: recorded, and the watcher starts the run
@@ -212,28 +212,9 @@ class Bench:
     def cli_trigger(self, i: int) -> float | None:
         """The whole CLI: a new interpreter, options parsed, then the same path."""
         began = time.time()
-        out = subprocess.run(
-            [
-                str(BIN / "regflow"),
-                "incident",
-                "trigger",
-                "--plan",
-                "product-quality",
-                "--level",
-                "IV",
-                "--title",
-                f"CLI {i}",
-                "--location",
-                "x",
-                "--authority",
-                "330106",
-                "--json",
-            ],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        options = [word for k, v in dict(INCIDENT, title=f"CLI {i}", location="x").items() for word in (f"--{k}", v)]
+        argv = [str(BIN / "regflow"), "incident", "trigger", *options, "--json"]
+        out = subprocess.run(argv, env=self.env, cwd=ROOT, capture_output=True, text=True)
         import json
 
         if out.returncode:
@@ -249,13 +230,8 @@ class Bench:
     def start_baseline(self) -> None:
         from prefect.client.orchestration import get_client
 
-        self.baseline = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.baseline"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=open(self.home / "logs" / "baseline.log", "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.baseline = self.spawn(
+            [sys.executable, "-m", "benchmarks.baseline"], stdout=open(self.home / "logs" / "baseline.log", "w")
         )
         from benchmarks.baseline import DEPLOYMENT
 
@@ -386,7 +362,6 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     from prefect.client.orchestration import get_client
     from prefect.states import Suspended
 
-    from rules.incidents import validate_trigger
     from storage.db import utcnow
     from storage.subjects import link_flow_run
     from tasks.incidents import open_step, trigger
@@ -406,19 +381,7 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
         if not hasattr(local, "client"):
             local.client = get_client(sync_client=True).__enter__()
         client = local.client
-        request = validate_trigger(
-            dict(
-                plan="product-quality",
-                level="IV",
-                title=f"等待 {i}",
-                location="x",
-                authority="330106",
-                occurred_at=None,
-                reporter=None,
-            ),
-            now=utcnow(),
-        )
-        incident = trigger(request, now=utcnow())
+        incident = trigger(incident_request(f"等待 {i}", "x"), now=utcnow())
         run = retry(
             lambda: client.create_flow_run_from_deployment(
                 deployment.id,

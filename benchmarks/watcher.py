@@ -20,6 +20,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from regflow.watcher import Turn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +138,7 @@ def stream(incident_ids: list[str], count: int, window: float, lead: float = 3.0
     return due
 
 
-def naive_reminders(now: dt.datetime) -> int:
+def naive_reminders(turn: Turn) -> int:
     """The baseline: read every open deadline each tick and pick the due ones in Python."""
     from sqlmodel import select
 
@@ -145,9 +149,9 @@ def naive_reminders(now: dt.datetime) -> int:
     cycle = Cycle()
     with session_scope() as session:
         rows = session.exec(select(Deadline).where(Deadline.status == "open")).all()
-        for deadline in [d for d in rows if d.next_at is not None and d.next_at <= now]:
+        for deadline in [d for d in rows if d.next_at is not None and d.next_at <= turn.now]:
             with session.begin_nested():
-                _remind(session, deadline, now, cycle)
+                _remind(session, deadline, turn.now, cycle)
     return cycle.done
 
 
@@ -217,15 +221,13 @@ def main() -> None:
     receiver, mail = HttpReceiver(inbox).start(), SmtpReceiver(inbox).start()
     from regflow import watcher as w
 
-    ours = [
-        w.Manager("send-reminders", w.send_reminders),
-        w.Manager("climb-escalations", w.climb_escalations),
-        w.Manager("send-notifications", w.send_notifications),
-    ]
+    # The watcher's own managers, budgets included: the baseline differs only in how it finds reminders.
+    real = {m.name: m for m in w.MANAGERS}
+    ours = [real["send-reminders"], real["climb-escalations"], real["send-notifications"]]
     naive = [
-        w.Manager("naive-reminders", naive_reminders),
-        w.Manager("climb-escalations", w.climb_escalations),
-        w.Manager("send-notifications", w.send_notifications),
+        w.Manager("naive-reminders", naive_reminders, budget=real["send-reminders"].budget),
+        real["climb-escalations"],
+        real["send-notifications"],
     ]
     print(
         f"machine: {os.cpu_count()} cores; SQLite; stream of {args.stream} deadlines due over {args.window:.0f}s; "

@@ -16,7 +16,7 @@ import datetime as dt
 from prefect import flow
 
 from flows.params import AUTHORITY_HELP, AuthorityCode, Param, PlanKey
-from flows.steps import walk
+from flows.steps import run_form, walk
 from rules.incidents import EMERGENCY
 from rules.plans import Level
 from tasks.emergency import activate_plan, dispatch_team
@@ -42,16 +42,8 @@ def emergency_response(
         description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty",
     ),
 ) -> str:
+    params = run_form(locals(), but="incident_number")
     keep_alive()
-    params = dict(
-        plan=plan,
-        level=level,
-        title=title,
-        location=location,
-        authority=authority,
-        occurred_at=occurred_at,
-        reporter=reporter,
-    )
     number = activate_plan(params, incident_number)
     deliver_notifications(number)
     dispatch_team(number)

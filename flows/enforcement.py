@@ -16,7 +16,7 @@ from typing import Literal
 from prefect import flow
 
 from flows.params import AUTHORITY_HELP, AuthorityCode, Param
-from flows.steps import walk
+from flows.steps import run_form, walk
 from rules.cases import CASE, COMPLAINT, LEAD_SOURCES, LOOKBACK
 from tasks.enforcement import receive_lead, schedule_lookback, start_linked_runs, start_lookback
 from tasks.prefect_tasks import deliver_notifications, keep_alive
@@ -61,18 +61,8 @@ def enforcement_case(
         description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty",
     ),
 ) -> str:
+    params = {"kind": "case", **run_form(locals(), but="number")}
     keep_alive()
-    params = dict(
-        kind="case",
-        title=title,
-        party=party,
-        source=source,
-        authority=authority,
-        detail=detail,
-        received_at=received_at,
-        reporter=reporter,
-        real_name=real_name,
-    )
     number = receive_lead(params, number)
     walk(number, CASE)
     start_linked_runs(number)
@@ -114,17 +104,8 @@ def complaint_handling(
         description="由 regflow CLI 填写，界面触发时留空 / set by the CLI; leave empty",
     ),
 ) -> str:
+    params = {"kind": "complaint", **run_form(locals(), but="number")}
     keep_alive()
-    params = dict(
-        kind="complaint",
-        title=title,
-        party=party,
-        source=source,
-        authority=authority,
-        detail=detail,
-        reporter=reporter,
-        reporter_contact=reporter_contact,
-    )
     number = receive_lead(params, number)
     walk(number, COMPLAINT)
     start_linked_runs(number)

@@ -15,6 +15,12 @@ from rules.lifecycle import Lifecycle, Step
 from tasks.prefect_tasks import deliver_notifications, open_step, publish_documents, publish_status, record_answer
 
 
+def run_form(parameters: dict, *, but: str) -> dict:
+    """What a person entered on a deployment's Run form: a flow's parameters, read
+    with `locals()` first thing, less the number the CLI sets for what it recorded."""
+    return {name: value for name, value in parameters.items() if name != but}
+
+
 def walk(number: str, lifecycle: Lifecycle, *, retag: bool = True) -> None:
     """Every step of the lifecycle, from its first to its end, by the answers given.
     `retag=False` in a run that is not the subject's own (a look-back review)."""

@@ -49,11 +49,10 @@ class Settings(BaseSettings):
     # How long `incident trigger` waits to send the dispatch order itself before
     # leaving it to the watcher (a channel that hangs must not hang the duty officer).
     trigger_delivery_seconds: float = 10.0
-    # Retries of a busy Prefect (HTTP 503, 429) when starting a run. Prefect's client
-    # makes 5, sleeping 2, 4, 8, 16, 32 s and, after the last failure too, 64 s: a
-    # trigger in a burst on SQLite held its officer up to 144 s. The record and its
-    # dispatch order are safe by then, and the watcher starts a missing run (with the
-    # same idempotency key: never twice), so give up after one retry (~6 s).
+    # Retries of a busy Prefect (HTTP 503, 429) when starting a run. Prefect's own five
+    # back off for two minutes, holding the duty officer that long, while the record
+    # and its dispatch order are safe already and the watcher starts a missing run
+    # (with the same idempotency key: never twice): give up after one retry.
     run_start_retries: int = 1
     # Dead-run detection (tasks/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0

@@ -227,45 +227,13 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
     get_settings.cache_clear()
     children: list[subprocess.Popen] = []
     try:
-        if prod:
-            print("regflow: migrating the databases (their own step) ...", flush=True)
-            for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
-                ensure_postgres_database(url)
-            logs.mkdir(parents=True, exist_ok=True)
-            for step in (["db", "upgrade"], ["authorities", "load"]):
-                with (logs / "migrate.log").open("a") as out:
-                    subprocess.run(
-                        [str(BIN / "regflow"), *step],
-                        env=env,
-                        cwd=PROJECT_ROOT,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        check=True,
-                    )
-        else:
-            print("regflow: preparing the database ...", flush=True)
-            prepare_database()
+        _prepare_databases(env, logs, prod=prod)
         demo_channels = not settings.apprise_config_path.exists()
         if demo_channels:
             write_demo_channels(settings.apprise_config_path, http_port=8901, smtp_port=8925)
         if demo_channels or not prod:  # production with its own channels needs no demo inbox
             children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
-        print(f"regflow: starting Prefect server on {api_url} (logs in {logs}) ...", flush=True)
-        children.append(
-            _spawn(
-                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env,
-                logs / "server.log",
-            )
-        )
-        wait_for_api(api_url)
-        print("regflow: deploying flows ...", flush=True)
-        deploy_all(env, logs / "deploy.log")
-        copies = 2 if prod else 1  # production: no single worker or watcher to lose
-        for i in range(copies):
-            suffix = f"-{i + 1}" if prod else ""
-            children.append(start_worker(env, logs / f"worker{suffix}.log", limit=2 if prod else 4))
-            children.append(start_watcher(env, logs / f"watcher{suffix}.log"))
+        children += _start_services(env, logs, api_url, port=port, prod=prod)
         services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
         number = None
         if demo:
@@ -278,14 +246,50 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
     except KeyboardInterrupt:
         print("\nregflow: stopping ...", flush=True)
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop(children)
+
+
+def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
+    """The embedded database migrated in-process; production's migrated as a step of its own."""
+    if not prod:
+        print("regflow: preparing the database ...", flush=True)
+        prepare_database()
+        return
+    print("regflow: migrating the databases (their own step) ...", flush=True)
+    for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
+        ensure_postgres_database(url)
+    logs.mkdir(parents=True, exist_ok=True)
+    for step in (["db", "upgrade"], ["authorities", "load"]):
+        with (logs / "migrate.log").open("a") as out:
+            command = [str(BIN / "regflow"), *step]
+            subprocess.run(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def _start_services(env: dict[str, str], logs: Path, api_url: str, *, port: int, prod: bool) -> list:
+    """Prefect's server, the deployments, then workers and watchers (two of each in
+    production: no single one to lose)."""
+    print(f"regflow: starting Prefect server on {api_url} (logs in {logs}) ...", flush=True)
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    started = [_spawn(server, env, logs / "server.log")]
+    wait_for_api(api_url)
+    print("regflow: deploying flows ...", flush=True)
+    deploy_all(env, logs / "deploy.log")
+    for i in range(2 if prod else 1):
+        suffix = f"-{i + 1}" if prod else ""
+        started.append(start_worker(env, logs / f"worker{suffix}.log", limit=2 if prod else 4))
+        started.append(start_watcher(env, logs / f"watcher{suffix}.log"))
+    return started
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen, str]:

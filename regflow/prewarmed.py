@@ -38,8 +38,8 @@ STANDIN = Path(__file__).with_name("standin.py")
 # Flow runs run this much nicer than their launcher: a burst of runs must not delay
 # a duty officer's command run beside them, the watcher or the Prefect server.
 RUN_NICE = 10
-# What a run imports before its first human wait, measured (sys.modules in a run
-# against the launcher's). prefect.engine itself is left out: the child runs it as
+# What a run imports before its first human wait (sys.modules in a run against the
+# launcher's). prefect.engine itself is left out: the child runs it as
 # __main__, as `python -m` would.
 PREIMPORT = (
     "prefect._internal.control_listener",
@@ -204,7 +204,7 @@ def settings_key(env: dict[str, str], cwd: str) -> tuple | None:
 
 
 # Prefect's settings, built once per key: rebuilding them in each run or command
-# costs ~0.5 s of CPU here (55 pydantic-settings models reading the environment).
+# means 55 pydantic-settings models reading the environment again (docs/architecture.md).
 _SETTINGS: dict[tuple, object] = {}
 
 
@@ -291,26 +291,12 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     if threading.active_count() > 1:  # forking a threaded process can deadlock its children
         print(f"launcher: {threading.active_count()} threads after imports; flow runs start cold", flush=True)
         return 0
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    umask = os.umask(0o177)  # the socket is its user's alone (requests are checked too)
-    try:
-        listener.bind(str(socket_path))
-    except OSError as exc:  # e.g. a path over the 107 bytes a Unix socket may have
-        print(f"launcher: cannot listen on {socket_path} ({exc.strerror}); flow runs start cold", flush=True)
+    listener = _listen(socket_path)
+    if listener is None:
         return 0
-    finally:
-        os.umask(umask)
-    listener.listen(64)
     os.write(ready, b"1")
     os.close(ready)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, "accept")
-    selector.register(wake_r, selectors.EVENT_READ, "child")
+    selector, wake_r = _selector(listener)
     clients: dict[int, tuple[socket.socket, str]] = {}  # pid -> (its standin.py connection, what it runs)
     print(f"launcher: ready on {socket_path} (pid {os.getpid()})", flush=True)
     forked, listening = False, True
@@ -345,6 +331,35 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     finally:
         if not forked:
             socket_path.unlink(missing_ok=True)
+
+
+def _listen(socket_path: Path) -> socket.socket | None:
+    """The launcher's socket, its user's alone (requests are checked too); None if it
+    cannot be had, and then flow runs start cold."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)
+    try:
+        listener.bind(str(socket_path))
+    except OSError as exc:  # e.g. a path over the 107 bytes a Unix socket may have
+        print(f"launcher: cannot listen on {socket_path} ({exc.strerror}); flow runs start cold", flush=True)
+        return None
+    finally:
+        os.umask(umask)
+    listener.listen(64)
+    return listener
+
+
+def _selector(listener: socket.socket) -> tuple[selectors.BaseSelector, int]:
+    """Wait on new requests and on children ending (SIGCHLD, through a wake-up pipe)."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    return selector, wake_r
 
 
 def _fork_run(conn: socket.socket, selector, listener, clients) -> int | None:

@@ -33,7 +33,7 @@ def launcher_socket(pid: int | str) -> str:
     return os.path.join(os.environ.get("REGFLOW_HOME") or DEFAULT_HOME, "run", f"launcher-{pid}.sock")
 
 
-def hand_over(path: str, target: str, argv: list[str]) -> int | None:
+def run_in_launcher(path: str, target: str, argv: list[str]) -> int | None:
     """Run `target` ("engine" or "cli") with `argv` in a process forked by the
     launcher at `path`, with this process's environment, directory and standard
     streams; its exit code, or None if no launcher took it."""
@@ -67,7 +67,7 @@ def hand_over(path: str, target: str, argv: list[str]) -> int | None:
 
 def flow_run() -> int:
     """The worker's command for a flow run."""
-    code = hand_over(os.environ.get(SOCKET_ENV) or "", "engine", sys.argv[1:])
+    code = run_in_launcher(os.environ.get(SOCKET_ENV) or "", "engine", sys.argv[1:])
     if code is None:
         os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])
     return code
@@ -83,7 +83,7 @@ def command_line() -> None:
         for path in sorted(
             glob.glob(os.path.join(glob.escape(os.path.dirname(launcher_socket(0))), "launcher-*.sock"))
         ):
-            code = hand_over(path, "cli", argv)
+            code = run_in_launcher(path, "cli", argv)
             if code is not None:
                 sys.exit(128 - code if code < 0 else code)  # killed by a signal: as a shell reports it
     from regflow.cli import main

@@ -1,37 +1,86 @@
 """The watcher: a long-lived loop of managers that keep every promise while flows sleep.
 
-Managers run in a fixed order, once per cycle, with one clock reading per cycle.
-A manager's failure is logged and the next one still runs. Reminders come before
-escalations (a reminder at the due time raises one), and the sender runs after them,
-so whatever they queued goes out in the same cycle; the status artifacts of what
-they touched are refreshed last, after the messages have gone. Every manager is safe with
-several watchers at once: each row is claimed by a conditional update before it is
-acted on.
+Managers run in a fixed order, once per cycle. The cycle reads the clock once and
+hands that reading to every manager, the sender included, so what one manager
+queues at `now` the next sees as due at `now`, and a test moves the clock instead of
+waiting. Reminders come before escalations (a reminder at the due time raises one),
+and the sender runs after them, so whatever they queued goes out in the same cycle;
+the status artifacts of what they touched are refreshed last, after the messages
+have gone. Every manager is safe with several watchers at once: each row is claimed
+by a conditional update before it is acted on.
+
+Each manager has a time budget: those that loop over rows take no new row once it is
+spent and leave the rest to the next cycle, so a slow channel or a slow Prefect
+cannot hold the reminders of the next cycle back; any manager that overruns it is
+logged. A manager's failure is logged, and the next one still runs; one that keeps
+failing is recorded in the database (storage/heartbeats.py) and shows on the
+supervision board until it succeeds again.
+
+What carries over from one cycle to the next lives on the Watcher (its `State`):
+several watchers in one process, as tests and the benchmark run them, share nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
+import socket
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 from kernel.settings import get_settings
 from storage.db import session_scope, utcnow
 
+if TYPE_CHECKING:
+    from tasks.board import Published
+
 log = logging.getLogger("regflow.watcher")
+
+# A dead watcher's health rows leave the board as soon as it is no longer seen alive
+# (tasks/board.py); after this long they are deleted.
+FORGET_DEAD_AFTER = dt.timedelta(days=1)
+
+
+def _published() -> Published:
+    from tasks.board import Published
+
+    return Published()
+
+
+@dataclass
+class State:
+    """What a watcher's managers carry from one cycle to the next."""
+
+    name: str  # as its heartbeat and its managers' health rows are keyed: watcher:host:pid
+    touched: set[str] = field(default_factory=set)  # subjects reminded or escalated about, status not yet refreshed
+    board: Published = field(default_factory=_published)  # what publish-board last published
+
+
+@dataclass
+class Turn:
+    """A manager's turn in a cycle: the cycle's clock reading, its budget, the watcher's state."""
+
+    now: dt.datetime
+    budget: float  # seconds
+    state: State
+    started: float = field(default_factory=time.monotonic)
+
+    def spent(self) -> bool:
+        return time.monotonic() - self.started >= self.budget
 
 
 @dataclass
 class Manager:
     name: str
-    update: Callable[[dt.datetime], int]  # acts on what is due at `now`; returns how many
+    update: Callable[[Turn], int]  # acts on what is due at `turn.now`; returns how many
     every: float = 0.0  # seconds between runs; 0: every cycle
+    budget: float = 5.0  # seconds; a manager that loops over rows stops taking new ones after it
 
 
-def hand_over_answers(now: dt.datetime) -> int:
+def hand_over_answers(turn: Turn) -> int:
     """Resume runs that suspended after their answer was already recorded (an answer
     given from the CLI while the run was still on its way to the step)."""
     from tasks.events import prefect_configured
@@ -41,18 +90,18 @@ def hand_over_answers(now: dt.datetime) -> int:
     if not prefect_configured():
         return 0
     with session_scope() as session:
-        waiting = pending_answers(session, older_than=now - dt.timedelta(seconds=5))
-    if not waiting:
-        return 0
+        waiting = pending_answers(session, older_than=turn.now - dt.timedelta(seconds=5))
     resumed = 0
-    for number, step, answer, run_id in waiting:
+    for tried, (number, step, answer, run_id) in enumerate(waiting):
+        if tried and turn.spent():
+            break  # still pending: the next cycle finds the rest
         if resume_when_suspended(run_id, number, step, answer, wait_seconds=0) == "resumed":
             log.info("%s: resumed its run with the recorded answer to %s", number, step)
             resumed += 1
     return resumed
 
 
-def start_missing_runs(now: dt.datetime) -> int:
+def start_missing_runs(turn: Turn) -> int:
     """Start the flow run of an incident or case recorded while Prefect was
     unreachable, and schedule look-back reviews that could not be scheduled."""
     from storage import cases, incidents
@@ -61,81 +110,92 @@ def start_missing_runs(now: dt.datetime) -> int:
 
     if not prefect_configured():
         return 0
-    older = now - dt.timedelta(seconds=15)
+    older = turn.now - dt.timedelta(seconds=15)
     with session_scope() as session:
         orphans = incidents.without_run(session, older_than=older)
         matters = cases.without_run(session, older_than=older)
         lookbacks = [c.number for c in cases.lookbacks_unscheduled(session, closed_before=older)]
-    for incident in orphans:
-        log.info("%s: started its flow run %s", incident.number, start_incident_run(incident))
-    for case in matters:
-        log.info("%s: started its flow run %s", case.number, start_case_run(case))
-    for number in lookbacks:
-        log.info("%s: scheduled its look-back review %s", number, schedule_lookback_run(number))
-    return len(orphans) + len(matters) + len(lookbacks)
+    # What is not started within the budget is still without a run next cycle.
+    work = (
+        [(i.number, "started its flow run", start_incident_run, i) for i in orphans]
+        + [(c.number, "started its flow run", start_case_run, c) for c in matters]
+        + [(n, "scheduled its look-back review", schedule_lookback_run, n) for n in lookbacks]
+    )
+    done = 0
+    for number, what, start, item in work:
+        if done and turn.spent():
+            break
+        log.info("%s: %s %s", number, what, start(item))
+        done += 1
+    return done
 
 
-_touched: set[str] = set()  # subjects reminded or escalated about since the last status refresh
-
-
-def recover_crashed_runs(now: dt.datetime) -> int:
+def recover_crashed_runs(turn: Turn) -> int:
     """Reschedule dead runs of open incidents and cases (tasks/runs.py)."""
     from tasks.events import prefect_configured
     from tasks.runs import recover_crashed_runs as recover
 
     if not prefect_configured():
         return 0
-    recovered = recover()
+    recovered = recover(turn.now)
     for number, run_id, why in recovered:
         log.warning("%s: run %s rescheduled to start again from the top: %s", number, run_id, why)
     return len(recovered)
 
 
-def send_reminders(now: dt.datetime) -> int:
+def send_reminders(turn: Turn) -> int:
     from tasks.deadlines import send_reminders as remind
 
-    cycle = remind(now)
-    _touched.update(payload["number"] for _, payload in cycle.emitted)
+    cycle = remind(turn.now)
+    turn.state.touched.update(payload["number"] for _, payload in cycle.emitted)
     return cycle.done
 
 
-def climb_escalations(now: dt.datetime) -> int:
+def climb_escalations(turn: Turn) -> int:
     from tasks.deadlines import climb_escalations as climb
 
-    cycle = climb(now)
-    _touched.update(payload["number"] for _, payload in cycle.emitted)
+    cycle = climb(turn.now)
+    turn.state.touched.update(payload["number"] for _, payload in cycle.emitted)
     return cycle.done
 
 
-def publish_status(now: dt.datetime) -> int:
-    """Refresh the status artifacts of the subjects just reminded or escalated about."""
+def publish_status(turn: Turn) -> int:
+    """Refresh the status artifacts of the subjects just reminded or escalated about;
+    those the budget leaves out wait for the next cycle."""
     from tasks import status
     from tasks.events import prefect_configured
 
-    if not _touched or not prefect_configured():
-        _touched.clear()
+    touched = turn.state.touched
+    if not touched or not prefect_configured():
+        touched.clear()
         return 0
-    numbers = set(_touched)
-    _touched.clear()
-    return status.publish_many(numbers, now)
+    published = 0
+    for tried, number in enumerate(sorted(touched)):
+        if tried and turn.spent():
+            break
+        published += status.publish_many({number}, turn.now)
+        touched.discard(number)
+    return published
 
 
-def publish_board(now: dt.datetime) -> int:
+def publish_board(turn: Turn) -> int:
     from tasks.board import publish
 
-    return publish(now)
+    return publish(turn.now, last=turn.state.board)
 
 
-def send_notifications(now: dt.datetime) -> int:
+def send_notifications(turn: Turn) -> int:
     from tasks.notify import deliver_due
 
-    result = deliver_due()
+    result = deliver_due(now=turn.now, budget=turn.budget)
     if result.retrying:
         log.warning("%d notification(s) failed; retrying with backoff", result.retrying)
+    if result.left:
+        log.warning("%d notification(s) left for the next cycle: the sender's budget was spent", result.left)
     return result.sent
 
 
-def seal_audit(now: dt.datetime) -> int:
+def seal_audit(turn: Turn) -> int:
     """Chain the audit rows written since the last cycle (storage/audit.py)."""
     from storage.audit import seal
     from tasks.events import emit_audit_head
@@ -148,23 +208,22 @@ def seal_audit(now: dt.datetime) -> int:
     return count
 
 
-def heartbeat(now: dt.datetime) -> int:
-    """Stamp this watcher's row, for `regflow doctor`."""
-    import os
-    import socket
-
-    from storage.heartbeats import beat
+def heartbeat(turn: Turn) -> int:
+    """Stamp this watcher's row, for `regflow doctor` and the board; drop the health
+    rows dead watchers left behind."""
+    from storage.heartbeats import beat, forget_dead
 
     with session_scope() as session:
-        beat(session, name=f"watcher:{socket.gethostname()}:{os.getpid()}", now=now)
+        beat(session, name=turn.state.name, now=turn.now)
+        forget_dead(session, before=turn.now - FORGET_DEAD_AFTER)
     return 1
 
 
 # Reminders, escalations and messages are checked every cycle: they are the clock.
 # Orphans and answers are acted on only once 15 s and 5 s old, and sealing the audit
-# chain has no deadline, so checking them every cycle only cost CPU (an idle cycle was
-# 25 ms here, 18-20 ms without).
-MANAGERS = [
+# chain has no deadline, so checking them every cycle only cost CPU. The sender gets
+# the longest budget: it is the one that waits on the network, row after row.
+MANAGERS = (
     Manager("heartbeat", heartbeat, every=5),
     Manager("start-missing-runs", start_missing_runs, every=5),
     Manager("recover-crashed-runs", recover_crashed_runs, every=5),
@@ -172,17 +231,26 @@ MANAGERS = [
     Manager("send-reminders", send_reminders),
     Manager("climb-escalations", climb_escalations),
     Manager("publish-board", publish_board),
-    Manager("send-notifications", send_notifications),
+    Manager("send-notifications", send_notifications, budget=10),
     Manager("publish-status", publish_status),
     Manager("seal-audit", seal_audit, every=2),
-]
+)
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line fit for a log and the board: no URL, no credential."""
+    from storage.heartbeats import redact
+
+    return redact(f"{type(exc).__name__}: {exc}") if str(exc) else type(exc).__name__
 
 
 class Watcher:
-    def __init__(self, managers: list[Manager] | None = None):
-        self.managers = managers or MANAGERS
+    def __init__(self, managers: list[Manager] | tuple[Manager, ...] | None = None, *, name: str | None = None):
+        self.managers = list(managers or MANAGERS)
+        self.state = State(name=name or f"watcher:{socket.gethostname()}:{os.getpid()}")
         self.stopping = False
         self.last_run: dict[str, dt.datetime] = {}
+        self.failures: dict[str, int] = {}  # runs in a row that failed, by manager
 
     def cycle(self, now: dt.datetime | None = None) -> dict[str, int]:
         now = now or utcnow()
@@ -192,12 +260,42 @@ class Watcher:
             if manager.every and last is not None and (now - last).total_seconds() < manager.every:
                 continue
             self.last_run[manager.name] = now
+            turn = Turn(now=now, budget=manager.budget, state=self.state)
             try:
-                done[manager.name] = manager.update(now)
+                done[manager.name] = manager.update(turn)
             except Exception as exc:  # one manager's trouble must not stop the others
-                log.error("%s failed: %s", manager.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                error = error_line(exc)
+                log.error("%s failed: %s", manager.name, error)
                 done[manager.name] = -1
+                self._failed(manager.name, error, now)
+            else:
+                if self.failures.get(manager.name):
+                    self._recovered(manager.name)
+            took = time.monotonic() - turn.started
+            if took > manager.budget:
+                log.warning("%s took %.1fs, over its budget of %.1fs", manager.name, took, manager.budget)
         return done
+
+    def _failed(self, manager: str, error: str, now: dt.datetime) -> None:
+        from storage.heartbeats import failed
+
+        self.failures[manager] = self.failures.get(manager, 0) + 1
+        try:
+            with session_scope() as session:
+                failed(session, watcher=self.state.name, manager=manager, error=error, now=now)
+        except Exception as exc:  # the database may be what fails: the log has it already
+            log.debug("%s: failure not recorded: %s", manager, error_line(exc))
+
+    def _recovered(self, manager: str) -> None:
+        from storage.heartbeats import recovered
+
+        try:
+            with session_scope() as session:
+                recovered(session, watcher=self.state.name, manager=manager)
+        except Exception as exc:  # kept as failing, to clear on its next success
+            log.warning("%s: recovery not recorded: %s", manager, error_line(exc))
+            return
+        log.info("%s recovered after %d failed run(s)", manager, self.failures.pop(manager))
 
     def run(self, *, once: bool = False) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s watcher %(levelname)s %(message)s")

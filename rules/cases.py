@@ -337,71 +337,59 @@ def lifecycle_of(kind: str, step: str | None = None) -> Lifecycle:
     return LOOKBACK if step == "lookback" else LIFECYCLES[kind]
 
 
-# Deadlines of a case and the statutory rule (data/rules/statutory.yaml) each follows.
-DEADLINE_RULES = {
-    "filing": "case.verify_lead",
-    "decision": "case.decision",
-    "legal-review": "case.legal_review",
-    "party-statement": "case.party_statement",
-    "hearing-notice": "case.hearing_notice",
-    "delivery": "case.deliver_absent",
-    "payment": "case.payment",
-    "closure": "case.closure",
-    "preservation": "case.preservation_decision",
-    "seizure": "case.seizure",
-    "transfer-decision": "transfer.head_decision",
-    "transfer-sent": "transfer.to_police",
-    "police-decision": "transfer.police_decision",
-    "reconsideration-request": "transfer.reconsideration_request",
-    "reconsideration-answer": "transfer.reconsideration_answer",
-    "handover": "transfer.handover",
-    "reporter-notice": "complaint.reporter_notice",
-    "acceptance": "complaint.accept",
-    "mediation": "complaint.mediation_end",
-    "lookback": "lookback.complete",
-    "supervision-final": None,
-    "supervision-progress": "supervision.progress_every",
-    "assistance": "case.assistance",
+# Each deadline of a case: the statutory rule it follows (data/rules/statutory.yaml;
+# None: the supervision notice sets it) and its label. Numbered ones (`assistance-2`)
+# follow their stem.
+# fmt: off
+DEADLINES: dict[str, tuple[str | None, str]] = {
+    "filing":                  ("case.verify_lead",                 "核查立案"),
+    "decision":                ("case.decision",                    "作出处罚决定"),
+    "legal-review":            ("case.legal_review",                "法制审核"),
+    "party-statement":         ("case.party_statement",             "陈述申辩期"),
+    "hearing-notice":          ("case.hearing_notice",              "听证通知送达"),
+    "delivery":                ("case.deliver_absent",              "送达决定书"),
+    "payment":                 ("case.payment",                     "缴纳罚款"),
+    "closure":                 ("case.closure",                     "结案"),
+    "preservation":            ("case.preservation_decision",       "先行登记保存处理"),
+    "seizure":                 ("case.seizure",                     "查封扣押"),
+    "transfer-decision":       ("transfer.head_decision",           "移送审批"),
+    "transfer-sent":           ("transfer.to_police",               "移送公安"),
+    "police-decision":         ("transfer.police_decision",         "公安立案决定"),
+    "reconsideration-request": ("transfer.reconsideration_request", "提请复议"),
+    "reconsideration-answer":  ("transfer.reconsideration_answer",  "复议决定"),
+    "handover":                ("transfer.handover",                "移交涉案物品"),
+    "reporter-notice":         ("complaint.reporter_notice",        "告知实名举报人"),
+    "acceptance":              ("complaint.accept",                 "投诉受理"),
+    "mediation":               ("complaint.mediation_end",          "调解期限"),
+    "lookback":                ("lookback.complete",                "回头看"),
+    "supervision-final":       (None,                               "督办办结"),
+    "supervision-progress":    ("supervision.progress_every",       "督办进展报告"),
+    "assistance":              ("case.assistance",                  "协查"),
 }
+# fmt: on
 # The deadlines the case clock governs: paused while testing or appraisal runs
 # (Art. 18, 64) and while a criminal transfer is with the police.
 CLOCK = ("filing", "decision")
+_NUMBERED = re.compile(r"^(?P<stem>.+?)-(?P<n>\d+)$")
 
-LABELS = {
-    "filing": "核查立案",
-    "decision": "作出处罚决定",
-    "legal-review": "法制审核",
-    "party-statement": "陈述申辩期",
-    "hearing-notice": "听证通知送达",
-    "delivery": "送达决定书",
-    "payment": "缴纳罚款",
-    "closure": "结案",
-    "preservation": "先行登记保存处理",
-    "seizure": "查封扣押",
-    "transfer-decision": "移送审批",
-    "transfer-sent": "移送公安",
-    "police-decision": "公安立案决定",
-    "reconsideration-request": "提请复议",
-    "reconsideration-answer": "复议决定",
-    "handover": "移交涉案物品",
-    "reporter-notice": "告知实名举报人",
-    "acceptance": "投诉受理",
-    "mediation": "调解期限",
-    "lookback": "回头看",
-    "supervision-final": "督办办结",
-}
+
+def _entry(name: str) -> tuple[tuple[str | None, str] | None, str]:
+    """A deadline's table entry and its number, if it is a numbered one ("" if not)."""
+    if name in DEADLINES:
+        return DEADLINES[name], ""
+    match = _NUMBERED.match(name)
+    return (DEADLINES.get(match["stem"]), match["n"]) if match else (None, "")
 
 
 def rule_of(name: str) -> str | None:
     """The statutory rule key of a deadline name (`assistance-2` -> case.assistance)."""
-    return DEADLINE_RULES.get(re.sub(r"-\d+$", "", name))
+    entry, _ = _entry(name)
+    return entry[0] if entry else None
 
 
 def label(name: str) -> str | None:
-    match = re.match(r"^(supervision-progress|assistance)-(\d+)$", name)
-    if match:
-        return {"supervision-progress": "督办进展报告", "assistance": "协查"}[match.group(1)] + f" {match.group(2)}"
-    return LABELS.get(name)
+    entry, n = _entry(name)
+    return f"{entry[1]} {n}".strip() if entry else None
 
 
 def at_noon(day: dt.date, tz: str) -> dt.datetime:

@@ -37,7 +37,10 @@ DRILL_MARK = "【演练 DRILL】"
 
 
 def _seconds(value: str) -> int:
-    period = Period.parse(value)
+    try:
+        period = Period.parse(value)
+    except InvalidInput as exc:  # pydantic reports only ValueError with the field's path
+        raise ValueError(str(exc)) from exc
     if period.unit == "wd":
         raise ValueError("use m, h or d: a drill's clock does not know working days")
     return period.amount * {"m": 60, "h": 3600, "d": 86400}[period.unit]
@@ -46,10 +49,7 @@ def _seconds(value: str) -> int:
 def _duration(value: str | None) -> str | None:
     """A scenario's time, checked when the file is read."""
     if value is not None:
-        try:
-            _seconds(value)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from exc
+        _seconds(value)
     return value
 
 

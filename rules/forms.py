@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rules.incidents import MAX_TEXT, clean_line, clean_text
 
-_NAME = dict(min_length=1, max_length=100)
+MAX_FINE = Decimal("1000000000")
+
+
+def _name(title: str, description: str) -> Any:
+    """A name on one line: who answers, or the person or unit the answer names."""
+    return Field(min_length=1, max_length=100, title=title, description=description)
+
+
+def _account(title: str, description: str) -> Any:
+    """The free text a step exists to collect, so it may not be left empty."""
+    return Field(min_length=1, max_length=MAX_TEXT, title=title, description=description)
+
+
+def _yuan(title: str, description: str, *, le: Decimal = MAX_FINE, **more: Any) -> Any:
+    """A sum in yuan, to the fen."""
+    return Field(gt=0, le=le, max_digits=14, decimal_places=2, title=title, description=description, **more)
 
 
 class _Form(BaseModel):
@@ -38,10 +53,8 @@ class _Form(BaseModel):
 
 class ArrivalForm(_Form):
     signer: ClassVar[str] = "officer"
-    officer: str = Field(
-        title="到场负责人 Officer in charge on site",
-        description="现场处置组负责人姓名 / name of the on-site team leader",
-        **_NAME,
+    officer: str = _name(
+        "到场负责人 Officer in charge on site", "现场处置组负责人姓名 / name of the on-site team leader"
     )
     note: str = Field(
         default="",
@@ -52,43 +65,37 @@ class ArrivalForm(_Form):
     multiline: ClassVar[tuple[str, ...]] = ("note",)
 
 
-class ReportForm(_Form):
+class _Report(_Form):
+    """The reports on an incident, each an author's text."""
+
     signer: ClassVar[str] = "author"
-    author: str = Field(title="报告人 Author", description="报告人姓名 / who writes the report", **_NAME)
-    text: str = Field(
-        min_length=1,
-        max_length=MAX_TEXT,
-        title="报告内容 Report",
-        description="事件经过、伤亡、已采取措施、下一步 / what happened, casualties, actions, next steps",
-    )
     multiline: ClassVar[tuple[str, ...]] = ("text",)
 
 
-class ProgressForm(_Form):
-    signer: ClassVar[str] = "author"
+class ReportForm(_Report):
+    author: str = _name("报告人 Author", "报告人姓名 / who writes the report")
+    text: str = _account(
+        "报告内容 Report", "事件经过、伤亡、已采取措施、下一步 / what happened, casualties, actions, next steps"
+    )
+
+
+class ProgressForm(_Report):
     action: Literal["progress", "close"] = Field(
         default="progress",
         title="操作 Action",
         description="progress = 续报（事件仍在处置）/ progress report; close = 处置结束 / handling has ended",
     )
-    author: str = Field(title="报告人 Author", description="报告人姓名 / who writes it", **_NAME)
-    text: str = Field(
-        min_length=1,
-        max_length=MAX_TEXT,
-        title="内容 Text",
-        description="续报内容，或处置结束的小结 / the progress report, or a summary of how handling ended",
+    author: str = _name("报告人 Author", "报告人姓名 / who writes it")
+    text: str = _account(
+        "内容 Text", "续报内容，或处置结束的小结 / the progress report, or a summary of how handling ended"
     )
-    multiline: ClassVar[tuple[str, ...]] = ("text",)
 
 
 class ReviewForm(_Form):
     signer: ClassVar[str] = "reviewer"
-    reviewer: str = Field(title="评估人 Reviewer", description="事后评估负责人 / who led the review", **_NAME)
-    lessons: str = Field(
-        min_length=1,
-        max_length=MAX_TEXT,
-        title="经验教训 Lessons learned",
-        description="处置评估、经验教训与改进措施 / assessment, lessons and improvements",
+    reviewer: str = _name("评估人 Reviewer", "事后评估负责人 / who led the review")
+    lessons: str = _account(
+        "经验教训 Lessons learned", "处置评估、经验教训与改进措施 / assessment, lessons and improvements"
     )
     multiline: ClassVar[tuple[str, ...]] = ("lessons",)
 
@@ -111,13 +118,12 @@ def author_of(form: str, answer: dict) -> str:
 # log. Dates the person gives (served, delivered, paid) are calendar dates in
 # Asia/Shanghai; periods counted from them do not count the day itself.
 
-_BY = dict(title="办理人 By", description="填写人姓名 / who records this answer", **_NAME)
-_TEXT = dict(max_length=MAX_TEXT, title="说明 Text", description="理由、经过或意见 / reasons, facts or opinion")
-
 
 class _CaseForm(_Form):
-    by: str = Field(**_BY)
-    text: str = Field(default="", **_TEXT)
+    by: str = _name("办理人 By", "填写人姓名 / who records this answer")
+    text: str = Field(
+        default="", max_length=MAX_TEXT, title="说明 Text", description="理由、经过或意见 / reasons, facts or opinion"
+    )
     multiline: ClassVar[tuple[str, ...]] = ("text",)
 
 
@@ -146,9 +152,7 @@ class ApprovalForm(_CaseForm):
 
 
 class TransferSentForm(_CaseForm):
-    police: str = Field(
-        title="接收公安机关 Police unit", description="移送至哪个公安机关 / which police unit received it", **_NAME
-    )
+    police: str = _name("接收公安机关 Police unit", "移送至哪个公安机关 / which police unit received it")
 
 
 class PoliceForm(_CaseForm):
@@ -165,14 +169,7 @@ class LegalReviewForm(_CaseForm):
 
 
 class PrePenaltyForm(_CaseForm):
-    fine: Decimal = Field(
-        gt=0,
-        le=Decimal("1000000000"),
-        max_digits=14,
-        decimal_places=2,
-        title="拟罚款 Proposed fine (yuan)",
-        description="拟处罚款金额（元）/ the proposed fine in yuan",
-    )
+    fine: Decimal = _yuan("拟罚款 Proposed fine (yuan)", "拟处罚款金额（元）/ the proposed fine in yuan")
     served_on: dt.date = Field(
         title="告知书送达日期 Notice served on",
         description="当事人收到告知书的日期 / the day the party received the notice",
@@ -205,15 +202,7 @@ class DecisionForm(_CaseForm):
     outcome: Literal["penalty", "no_penalty"] = Field(
         title="决定 Outcome", description="penalty = 处罚 / penalty; no_penalty = 不予处罚"
     )
-    fine: Decimal | None = Field(
-        default=None,
-        gt=0,
-        le=Decimal("1000000000"),
-        max_digits=14,
-        decimal_places=2,
-        title="罚款 Fine (yuan)",
-        description="处罚时填写 / with a penalty",
-    )
+    fine: Decimal | None = _yuan("罚款 Fine (yuan)", "处罚时填写 / with a penalty", default=None)
     party_present: bool = Field(
         default=True,
         title="当场送达 Delivered on the spot",
@@ -228,14 +217,8 @@ class DecisionForm(_CaseForm):
 
 class PaymentForm(_CaseForm):
     paid_on: dt.date = Field(title="缴款日期 Paid on", description="当事人缴纳罚款的日期 / the day the fine was paid")
-    amount: Decimal = Field(
-        gt=0,
-        le=Decimal("2000000000"),
-        max_digits=14,
-        decimal_places=2,
-        title="缴款金额 Amount paid (yuan)",
-        description="含加处罚款 / including any surcharge",
-    )
+    # The surcharge for paying late never exceeds the fine (行政强制法 art. 45), so twice the largest fine.
+    amount: Decimal = _yuan("缴款金额 Amount paid (yuan)", "含加处罚款 / including any surcharge", le=2 * MAX_FINE)
 
 
 class ClosureForm(_CaseForm):

@@ -121,6 +121,11 @@ def incident_number(year: int, seq: int) -> str:
 MAX_TEXT = 20_000
 
 
+# What each deadline of an incident is called; its period is the plan's, by the same name.
+DEADLINE_LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
+                   "final_report": "终报", "review": "事后评估"}  # fmt: skip
+
+
 # --- the emergency-response lifecycle ---------------------------------------------------
 # arrival -> initial report -> progress 1, 2, ... (until handling ends) -> final report -> review
 _REPORT = (

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from rules import cases
 from rules.cases import CASE, COMPLAINT, LOOKBACK
-from rules.incidents import EMERGENCY
+from rules.incidents import DEADLINE_LABELS, EMERGENCY
 from rules.lifecycle import Lifecycle
 
 LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (EMERGENCY, CASE, COMPLAINT, LOOKBACK)}
+
+
+def label(deadline: str) -> str:
+    """What a deadline is called, whatever its subject (`progress-3` -> 续报 3)."""
+    if deadline in DEADLINE_LABELS:
+        return DEADLINE_LABELS[deadline]
+    if deadline.startswith("progress-"):
+        return f"续报 {deadline.removeprefix('progress-')}"
+    return cases.label(deadline) or deadline
 
 
 def markdown() -> str:

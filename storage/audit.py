@@ -127,42 +127,29 @@ def verify(session: Session, *, batch: int = 5000) -> Verdict:
     unsealed = session.execute(
         select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None))
     ).scalar_one()
-    prev, expected = GENESIS, 1
-    while True:
+    prev, expected, problem = GENESIS, 1, None
+    while problem is None:
         rows = list(
             session.exec(
                 select(AuditEvent).where(AuditEvent.seq >= expected).order_by(AuditEvent.seq).limit(batch)
             ).all()
         )
         for row in rows:
-            if row.seq != expected:
-                return Verdict(
-                    False,
-                    expected - 1,
-                    head.seq,
-                    head.hash,
-                    unsealed,
-                    f"chain row #{expected} is missing (deleted); the next one is #{row.seq} (id {row.id})",
-                )
-            if row.prev_hash != prev or digest(prev, row, row.seq) != row.hash:
-                return Verdict(
-                    False,
-                    expected - 1,
-                    head.seq,
-                    head.hash,
-                    unsealed,
-                    f"audit row id {row.id} (chain #{row.seq}, {row.action} {row.subject}) was altered",
-                )
+            problem = _fault(row, expected=expected, prev=prev)
+            if problem is not None:
+                break
             prev, expected = row.hash, expected + 1
         if len(rows) < batch:
             break
-    if head.seq != expected - 1 or head.hash != prev:
-        return Verdict(
-            False,
-            expected - 1,
-            head.seq,
-            head.hash,
-            unsealed,
-            f"the chain ends at #{expected - 1} but its head says #{head.seq}: the last rows were deleted",
-        )
-    return Verdict(True, expected - 1, head.seq, head.hash, unsealed)
+    if problem is None and (head.seq != expected - 1 or head.hash != prev):
+        problem = f"the chain ends at #{expected - 1} but its head says #{head.seq}: the last rows were deleted"
+    return Verdict(problem is None, expected - 1, head.seq, head.hash, unsealed, problem)
+
+
+def _fault(row: AuditEvent, *, expected: int, prev: str) -> str | None:
+    """What is wrong with the row found where chain row `expected` should be, if anything."""
+    if row.seq != expected:
+        return f"chain row #{expected} is missing (deleted); the next one is #{row.seq} (id {row.id})"
+    if row.prev_hash != prev or digest(prev, row, row.seq) != row.hash:
+        return f"audit row id {row.id} (chain #{row.seq}, {row.action} {row.subject}) was altered"
+    return None

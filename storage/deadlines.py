@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
@@ -67,18 +67,10 @@ def add_deadline(
     existing = get_deadline(session, subject=subject, name=name)
     if existing:
         return existing
-    first = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"])
-    row = Deadline(
-        subject=subject,
-        name=name,
-        due_at=due_at,
-        rule=rule,
-        created_at=now,
-        starts_at=now,
-        next_at=first.at,
-        policy=policy,
-        authority=authority,
-    )
+    row = Deadline(subject=subject, name=name, authority=authority, due_at=due_at, rule=rule, policy=policy)
+    # Its clock starts now, and the watcher first looks at it when the first reminder is due.
+    row.created_at = row.starts_at = now
+    row.next_at = reminder_at(0, starts_at=now, due_at=due_at, policy=policy["reminders"]).at
     session.add(row)
     session.flush()
     return row
@@ -97,18 +89,22 @@ def deadlines_for(session: Session, *, subject: str) -> list[Deadline]:
     return list(session.exec(select(Deadline).where(Deadline.subject == subject).order_by(Deadline.due_at)).all())
 
 
-def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Deadline]:
-    """Open deadlines whose next reminder has come, locked for this watcher (other
-    watchers on PostgreSQL skip them rather than wait)."""
-    stmt = (
-        select(Deadline)
-        .where(Deadline.next_at <= now, Deadline.status == "open")
-        .order_by(Deadline.next_at)
-        .limit(limit)
-    )
+# A table the watcher polls by watermark: an open row is due once its `next_at` has come.
+Watermarked = TypeVar("Watermarked", bound=SQLModel)
+
+
+def due_rows(session: Session, table: type[Watermarked], *, now: dt.datetime, limit: int) -> list[Watermarked]:
+    """Open rows of a watermarked table whose `next_at` has come, locked for this
+    watcher (other watchers on PostgreSQL skip them rather than wait)."""
+    stmt = select(table).where(table.next_at <= now, table.status == "open").order_by(table.next_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.exec(stmt).all())
+
+
+def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Deadline]:
+    """Open deadlines whose next reminder has come."""
+    return due_rows(session, Deadline, now=now, limit=limit)
 
 
 def advance(session: Session, *, deadline: Deadline, sent: int, next_at: dt.datetime) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from storage import deadlines  # noqa: F401  the tables its foreign keys name, mapped with it
+from storage import deadlines  # also maps the tables its foreign keys name
 from storage.db import UTCDateTime
 
 
@@ -31,15 +31,7 @@ def for_deadline(session: Session, *, deadline_id: int) -> Escalation | None:
 
 
 def due_now(session: Session, *, now: dt.datetime, limit: int = 200) -> list[Escalation]:
-    stmt = (
-        select(Escalation)
-        .where(Escalation.next_at <= now, Escalation.status == "open")
-        .order_by(Escalation.next_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.exec(stmt).all())
+    return deadlines.due_rows(session, Escalation, now=now, limit=limit)
 
 
 def climb(session: Session, *, escalation: Escalation, step: int, next_at: dt.datetime | None) -> bool:

@@ -1,13 +1,15 @@
-"""The supervision board: open deadlines by authority, time left or overdue, and open
-escalations. `regflow board` prints it; the watcher publishes it as the Prefect table
-artifact `supervision-board` when it changes (at most once a minute). Bounded: counts
-per authority come from the database, rows are the most urgent few hundred."""
+"""The supervision board: open deadlines by authority, time left or overdue, open
+escalations, messages failing and watcher managers failing. `regflow board` prints
+it; the watcher publishes it as the Prefect table artifact `supervision-board` when it
+changes (at most once a minute). Bounded: counts per authority come from the
+database, rows are the most urgent few hundred."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +26,20 @@ from tasks.render import local_time, time_left
 
 ROWS = 200
 ARTIFACT_KEY = "supervision-board"
-_last: dict[str, Any] = {"hash": None, "at": None}
+# A manager is on the board once it has failed this many runs in a row: one failure
+# is a blip the next cycle usually clears (a Prefect restart, a locked database).
+MANAGER_FAILING_AFTER = 3
+# Rows of a watcher not heard from for this long are left off: it is gone, and its
+# managers with it (`regflow doctor` says no watcher is alive, if none is).
+WATCHER_ALIVE = dt.timedelta(seconds=30)
+
+
+@dataclass
+class Published:
+    """What `publish` last published and when; its caller keeps it between calls."""
+
+    at: dt.datetime | None = None
+    digest: str | None = None
 
 
 def under(session: Session, code: str) -> list[str]:
@@ -87,12 +102,37 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
             select(sa.func.count()).select_from(Escalation).where(Escalation.status == "open")
         ).scalar_one()
         failing = _failing(session, scope)
+        managers = failing_managers(session, now)
     return {
         "authorities": sorted(by_authority, key=lambda r: r["authority"]),
         "deadlines": items,
         "open_escalations": open_escalations,
         "failing_messages": failing,
+        "failing_managers": managers,
     }
+
+
+def failing_managers(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
+    """Managers of live watchers that keep failing. Not scoped to an authority: a
+    manager that fails holds back every authority's reminders or messages."""
+    from storage.heartbeats import failing
+
+    return [
+        {
+            "watcher": h.watcher,
+            "manager": h.manager,
+            "failures": h.failures,
+            "since": h.failing_since.isoformat(),
+            "error": h.error,
+        }
+        for h in failing(session, at_least=MANAGER_FAILING_AFTER, alive_since=now - WATCHER_ALIVE)
+    ]
+
+
+def manager_line(m: dict[str, Any]) -> str:
+    """One failing manager in words, as the CLI and the artifact show it."""
+    since = local_time(dt.datetime.fromisoformat(m["since"]))
+    return f"watcher manager {m['manager']} failing since {since} ({m['failures']} cycles): {m['error']}"
 
 
 def _failing(session: Session, scope: list[str] | None, limit: int = 50) -> list[dict[str, Any]]:
@@ -144,16 +184,18 @@ def table(data: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def publish(now: dt.datetime, *, every: float = 60.0) -> int:
-    """Publish the board artifact if it changed and a minute has passed; 1 if published."""
+def publish(now: dt.datetime, *, every: float = 60.0, last: Published | None = None) -> int:
+    """Publish the board artifact if it changed since `last` and `every` seconds have
+    passed since (without `last`: now); 1 if published. `last` is updated."""
     from tasks.events import prefect_configured
 
-    if not prefect_configured() or _last["at"] is not None and (now - _last["at"]).total_seconds() < every:
+    last = last if last is not None else Published()
+    if not prefect_configured() or last.at is not None and (now - last.at).total_seconds() < every:
         return 0
     data = board(now=now)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    _last["at"] = now
-    if digest == _last["hash"]:
+    last.at = now
+    if digest == last.digest:
         return 0
     # The watcher is not a flow run: create the artifact through the API directly
     # (the SDK helper is deprecated outside runs).
@@ -172,6 +214,12 @@ def publish(now: dt.datetime, *, every: float = 60.0) -> int:
         }
         for m in data["failing_messages"]
     ]
+    # First: while a manager fails, the rows above may be stale or their messages unsent.
+    rows = [
+        {"单位 authority": m["watcher"], "状态 status": "值守程序故障 watcher failing", "标题 title": manager_line(m)}
+        for m in data["failing_managers"]
+    ] + rows
+    managers = f"; {len(data['failing_managers'])} watcher manager(s) failing" if data["failing_managers"] else ""
     with get_client(sync_client=True) as client:
         client.create_artifact(
             ArtifactCreate(
@@ -180,8 +228,8 @@ def publish(now: dt.datetime, *, every: float = 60.0) -> int:
                 data=json.dumps(rows, ensure_ascii=False),
                 description=f"督办看板 supervision board, {local_time(now)} — {summary or 'nothing open'}; "
                 f"{data['open_escalations']} open escalation(s); "
-                f"{len(data['failing_messages'])} message(s) failing",
+                f"{len(data['failing_messages'])} message(s) failing{managers}",
             )
         )
-    _last["hash"] = digest
+    last.digest = digest
     return 1

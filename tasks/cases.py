@@ -121,14 +121,7 @@ def _receive(
     )
     heading = "收到投诉" if request.kind == "complaint" else f"收到案件线索（{machine.LEAD_SOURCES[request.source]}）"
     ctx.notify(
-        key="received",
-        tags=ctx.desk(),
-        heading=heading,
-        heading_en=f"New {request.kind}",
-        by="regflow",
-        now=now,
-        text=request.detail,
-        next_deadline=deadline,
+        "received", (heading, f"New {request.kind}"), by="regflow", now=now, text=request.detail, next_deadline=deadline
     )
     return case
 
@@ -175,6 +168,20 @@ class CaseContext(Context):
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return super().template_vars(case=self.case, **more)
 
+    def require(
+        self,
+        by: str,
+        action: str,
+        *,
+        now: dt.datetime,
+        roles: tuple[str, ...] = ("handler", "head"),
+        above: bool = False,
+    ) -> None:
+        """Only `roles` of the case's authority (`above`: or of one above it) may act."""
+        code = self.case.authority_code
+        authorities = and_superiors(self.tree, code) if above else (code,)
+        require(self.session, by, roles=roles, authorities=authorities, subject=self.number, action=action, now=now)
+
     def record(
         self, kind: str, given: Given, *, deadline: Deadline | None = None, fields: list[tuple[str, Any]] = ()
     ) -> Report:
@@ -207,14 +214,10 @@ def _filed(ctx: CaseContext, given: Given) -> None:
         ctx.record("not-filed", given, deadline=given.met)
         _finish(ctx, "not_filed", now=given.now, by=given.by)
     if case.real_name:
-        ctx.notify(
-            key="filing:reporter",
-            tags=ctx.desk(),
-            heading="请告知实名举报人是否立案",
-            heading_en="Tell the real-name reporter whether a case was filed",
-            by=given.by,
-            now=given.now,
-            text=given.text,
+        ctx.tell(
+            given,
+            "filing:reporter",
+            ("请告知实名举报人是否立案", "Tell the real-name reporter whether a case was filed"),
             next_deadline=ctx.add("reporter-notice", given.now),
         )
     ctx.session.add(case)
@@ -272,14 +275,10 @@ def _notice_served(ctx: CaseContext, given: Given) -> None:
 
 def _party_answered(ctx: CaseContext, given: Given) -> None:
     if given.data["response"] == "hearing":
-        ctx.notify(
-            key="party-response",
-            tags=ctx.desk(),
-            heading="当事人要求听证",
-            heading_en="Hearing requested",
-            by=given.by,
-            now=given.now,
-            text=given.text,
+        ctx.tell(
+            given,
+            "party-response",
+            ("当事人要求听证", "Hearing requested"),
             next_deadline=_hearing_notice(ctx, given.form.hearing_at, given.now),
         )
 
@@ -362,13 +361,10 @@ def _accepted(ctx: CaseContext, given: Given) -> None:
     tell = f"请告知投诉人 {whom}：{'已受理' if accept else '不予受理'}。"
     if not accept:
         _finish(ctx, "rejected", now=given.now, by=given.by)
-    ctx.notify(
-        key="acceptance",
-        tags=ctx.desk(),
-        heading="投诉已受理" if accept else "投诉不予受理",
-        heading_en="Complaint accepted" if accept else "Complaint not accepted",
-        by=given.by,
-        now=given.now,
+    ctx.tell(
+        given,
+        "acceptance",
+        ("投诉已受理" if accept else "投诉不予受理", "Complaint accepted" if accept else "Complaint not accepted"),
         text=f"{tell}\n\n{given.text}".strip(),
         next_deadline=given.opened[0] if given.opened else None,
     )
@@ -382,32 +378,18 @@ def _mediated(ctx: CaseContext, given: Given) -> None:
     )
     if outcome != "lead":
         return
-    lead = _receive(
-        ctx.session,
-        LeadRequest(
-            title=case.title,
-            party=case.party,
-            source="complaint",
-            detail=f"{case.detail}\n\n{given.text}".strip(),
-            authority=case.authority_code,
-            reporter=case.reporter,
-            reporter_contact=case.reporter_contact,
-            linked_to=case.number,
-        ),
-        now=given.now,
+    lead = _linked_lead(
+        ctx,
+        given,
+        source="complaint",
+        detail=case.detail,
         first_rule="complaint.lead_check",
+        reporter=case.reporter,
+        reporter_contact=case.reporter_contact,
     )
     case.facts = {**case.facts, "lead": lead.number}
     ctx.session.add(case)
-    ctx.notify(
-        key="mediation",
-        tags=ctx.desk(),
-        heading=f"调解中发现违法线索，转为 {lead.number}",
-        heading_en=f"Violation lead found: {lead.number}",
-        by=given.by,
-        now=given.now,
-        text=given.text,
-    )
+    ctx.tell(given, "mediation", (f"调解中发现违法线索，转为 {lead.number}", f"Violation lead found: {lead.number}"))
 
 
 def _looked_back(ctx: CaseContext, given: Given):
@@ -421,29 +403,32 @@ def _looked_back(ctx: CaseContext, given: Given):
     ctx.session.add(case)
     if rectified:
         return None
-    reopened = _receive(
-        ctx.session,
-        LeadRequest(
-            title=case.title,
-            party=case.party,
-            source="lookback",
-            authority=case.authority_code,
-            detail=f"{case.number} 回头看发现整改不到位。\n\n{given.text}".strip(),
-            linked_to=case.number,
-        ),
-        now=given.now,
-    )
+    reopened = _linked_lead(ctx, given, source="lookback", detail=f"{case.number} 回头看发现整改不到位。")
     case.facts = {**case.facts, "reopened_as": reopened.number}
-    ctx.notify(
-        key="lookback",
+    ctx.tell(
+        given,
+        "lookback",
+        (f"回头看：整改不到位，重新立案核查 {reopened.number}", f"Look-back failed: reopened as {reopened.number}"),
         tags=ctx.recipients(("upward",)),
-        by=given.by,
-        now=given.now,
-        text=given.text,
-        heading=f"回头看：整改不到位，重新立案核查 {reopened.number}",
-        heading_en=f"Look-back failed: reopened as {reopened.number}",
     )
     return engine_deadlines.escalate(ctx.session, case, given.met, why="lookback.failed", now=given.now)
+
+
+def _linked_lead(
+    ctx: CaseContext, given: Given, *, source: str, detail: str, first_rule: str | None = None, **more: Any
+) -> Case:
+    """A new lead about the same party, linked to this case, from what an answer found."""
+    case = ctx.case
+    request = LeadRequest(
+        title=case.title,
+        party=case.party,
+        source=source,
+        authority=case.authority_code,
+        detail=f"{detail}\n\n{given.text}".strip(),
+        linked_to=case.number,
+        **more,
+    )
+    return _receive(ctx.session, request, now=given.now, first_rule=first_rule)
 
 
 class Cases:
@@ -585,26 +570,12 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
     """Testing, inspection, appraisal...: those days do not count (Art. 18, 64)."""
     with session_scope() as session:
         ctx = _open_case(session, number)
-        require(
-            session,
-            by,
-            roles=("handler", "head"),
-            authorities=(ctx.case.authority_code,),
-            subject=number,
-            action="pause the case clock",
-            now=now,
-        )
+        ctx.require(by, "pause the case clock", now=now)
         paused = _pause_clock(ctx, by=by, reason=reason, now=now)
         if not paused:
             raise StepConflict(f"{number} has no running case clock to pause")
         ctx.notify(
-            key=f"clock-paused:{now.isoformat()}",
-            tags=ctx.desk(),
-            heading="办案期限中止",
-            heading_en="Case clock paused",
-            by=by,
-            now=now,
-            text=reason,
+            f"clock-paused:{now.isoformat()}", ("办案期限中止", "Case clock paused"), by=by, now=now, text=reason
         )
         return paused
 
@@ -612,21 +583,11 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
 def resume_clock(number: str, *, by: str, now: dt.datetime) -> list[Deadline]:
     with session_scope() as session:
         ctx = _open_case(session, number)
-        require(
-            session,
-            by,
-            roles=("handler", "head"),
-            authorities=(ctx.case.authority_code,),
-            subject=number,
-            action="resume the case clock",
-            now=now,
-        )
+        ctx.require(by, "resume the case clock", now=now)
         resumed = _resume_clock(ctx, by=by, now=now)
         ctx.notify(
-            key=f"clock-resumed:{now.isoformat()}",
-            tags=ctx.desk(),
-            heading="办案期限恢复计算",
-            heading_en="Case clock resumed",
+            f"clock-resumed:{now.isoformat()}",
+            ("办案期限恢复计算", "Case clock resumed"),
             by=by,
             now=now,
             next_deadline=resumed[-1] if resumed else None,
@@ -668,15 +629,7 @@ def extend(
                 )
                 raise StepConflict(f"deadline {name} of {number} was already extended{more}")
             period, how = Period.parse(limit.extension), f"负责人批准延长 / approved by the {limit.approver or 'head'}"
-        require(
-            session,
-            by,
-            roles=("head",),
-            authorities=and_superiors(ctx.tree, ctx.case.authority_code),
-            subject=number,
-            action=f"extend deadline {name}",
-            now=now,
-        )
+        ctx.require(by, f"extend deadline {name}", now=now, roles=("head",), above=True)
         due = due_after(
             row.due_at,
             period,
@@ -688,10 +641,8 @@ def extend(
             session, row, due_at=due.at, by=by, reason=reason, rule=f"{how}: {due.rule}", now=now
         )
         ctx.notify(
-            key=f"extended:{name}:{len(extended.extensions)}",
-            tags=ctx.desk(),
-            heading="期限延长",
-            heading_en=f"Deadline {name} extended",
+            f"extended:{name}:{len(extended.extensions)}",
+            ("期限延长", f"Deadline {name} extended"),
             by=by,
             now=now,
             text=f"{how}\n\n{reason}",
@@ -717,28 +668,13 @@ def measure(number: str, kind: str, *, by: str, end: bool, now: dt.datetime, tex
             if row is None or row.status != "open":
                 raise StepConflict(f"{number} has no {en} under way")
             ctx.close(kind, now)
-            ctx.notify(
-                key=f"measure:{kind}:end",
-                tags=ctx.desk(),
-                heading=f"{zh}处理完毕",
-                heading_en=f"{en} ended",
-                by=by,
-                now=now,
-                text=text,
-            )
+            ctx.notify(f"measure:{kind}:end", (f"{zh}处理完毕", f"{en} ended"), by=by, now=now, text=text)
         else:
             if row is not None:
                 raise StepConflict(f"{en} of {number} was already recorded at {local_time(row.created_at)}")
             row = ctx.add(kind, now)
             ctx.notify(
-                key=f"measure:{kind}",
-                tags=ctx.desk(),
-                heading=f"采取{zh}措施",
-                heading_en=f"{en} taken",
-                by=by,
-                now=now,
-                text=text,
-                next_deadline=row,
+                f"measure:{kind}", (f"采取{zh}措施", f"{en} taken"), by=by, now=now, text=text, next_deadline=row
             )
         audit.record(
             session,
@@ -787,14 +723,13 @@ def request_assistance(number: str, *, to: str, by: str, text: str, now: dt.date
         n = 1 + sum(1 for d in deadline_rows.deadlines_for(session, subject=number) if d.name.startswith("assistance-"))
         row = ctx.add(f"assistance-{n}", now, authority=to)
         ctx.notify(
-            key=f"assistance-{n}",
-            tags=ctx.desk(to),
-            heading=f"协查请求（{ctx.authority.name}）",
-            heading_en="Assistance requested",
+            f"assistance-{n}",
+            (f"协查请求（{ctx.authority.name}）", "Assistance requested"),
             by=by,
             now=now,
             text=text,
             next_deadline=row,
+            tags=ctx.desk(to),
         )
         audit.record(session, at=now, actor=by, action="case.assistance.requested", subject=number, to=to, request=n)
         return row
@@ -809,15 +744,7 @@ def answer_assistance(number: str, n: int, *, by: str, text: str, now: dt.dateti
         if row.status != "open":
             raise StepConflict(f"assistance request {n} of {number} was already answered")
         ctx.close(row.name, now)
-        ctx.notify(
-            key=f"assistance-{n}:answered",
-            tags=ctx.desk(),
-            heading=f"协查回复 {n}",
-            heading_en="Assistance answered",
-            by=by,
-            now=now,
-            text=text,
-        )
+        ctx.notify(f"assistance-{n}:answered", (f"协查回复 {n}", "Assistance answered"), by=by, now=now, text=text)
         audit.record(
             session,
             at=now,
@@ -839,49 +766,22 @@ def supervise(
     with session_scope() as session:
         ctx = _open_case(session, number)
         case = ctx.case
-        if session.get(Authority, by_authority) is None:
-            raise UnknownAuthority(f"unknown authority {by_authority!r}")
-        if by_authority not in {a.code for a in ctx.tree.chain_up(case.authority_code)}:
-            raise InvalidInput(f"{by_authority} does not supervise {case.authority_code}: only a superior lists a case")
-        if case.listed_by:
-            raise StepConflict(f"{number} is already listed by {case.listed_by}")
-        if finish_by <= now:
-            raise InvalidInput("finish_by: is in the past")
-        case.listed_by, case.report_every, case.finish_by, case.supervision_reports = (
-            by_authority,
-            str(every),
-            finish_by,
-            0,
-        )
+        _may_list(ctx, by_authority, finish_by, now)
+        case.listed_by, case.report_every, case.finish_by = by_authority, str(every), finish_by
+        case.supervision_reports = 0
         session.add(case)
-        settings = get_settings()
-        progress = ctx.add(
-            "supervision-progress-1",
-            now,
-            ladder_from=by_authority,
-            due=due_after(
-                now,
-                every,
-                tz=settings.timezone,
-                calendar=load_calendar(settings.calendar_override),
-                event="督办进展报告 1",
-            ),
-        )
-        ctx.add(
-            "supervision-final",
-            now,
-            ladder_from=by_authority,
-            due=Due(at=finish_by, rule=f"督办通知：{local_time(finish_by)} 前办结 / finish by {local_time(finish_by)}"),
-        )
+        progress = _progress_report_due(ctx, 1, now)
+        when = local_time(finish_by)
+        finish = Due(at=finish_by, rule=f"督办通知：{when} 前办结 / finish by {when}")
+        ctx.add("supervision-final", now, ladder_from=by_authority, due=finish)
         ctx.notify(
-            key="listed",
-            tags=ctx.desk() + _listing_desk(case),
-            heading=f"挂牌督办（{by_authority}）",
-            heading_en="Listed for supervision",
+            "listed",
+            (f"挂牌督办（{by_authority}）", "Listed for supervision"),
             by=by,
             now=now,
-            text=f"每 {every} 报告进展，{local_time(finish_by)} 前办结。",
+            text=f"每 {every} 报告进展，{when} 前办结。",
             next_deadline=progress,
+            tags=ctx.desk() + _listing_desk(case),
         )
         audit.record(
             session,
@@ -896,10 +796,33 @@ def supervise(
         return case
 
 
+def _may_list(ctx: CaseContext, by_authority: str, finish_by: dt.datetime, now: dt.datetime) -> None:
+    """Only a superior lists a case, once, with a finish date still ahead."""
+    case = ctx.case
+    if ctx.session.get(Authority, by_authority) is None:
+        raise UnknownAuthority(f"unknown authority {by_authority!r}")
+    if by_authority not in {a.code for a in ctx.tree.chain_up(case.authority_code)}:
+        raise InvalidInput(f"{by_authority} does not supervise {case.authority_code}: only a superior lists a case")
+    if case.listed_by:
+        raise StepConflict(f"{case.number} is already listed by {case.listed_by}")
+    if finish_by <= now:
+        raise InvalidInput("finish_by: is in the past")
+
+
+def _progress_report_due(ctx: CaseContext, n: int, now: dt.datetime) -> Deadline:
+    """The listed case's n-th progress report, one interval from now; a miss climbs
+    from the listing authority."""
+    settings = get_settings()
+    calendar = load_calendar(settings.calendar_override)
+    due = due_after(
+        now, Period.parse(ctx.case.report_every), tz=settings.timezone, calendar=calendar, event=f"督办进展报告 {n}"
+    )
+    return ctx.add(f"supervision-progress-{n}", now, ladder_from=ctx.case.listed_by, due=due)
+
+
 def supervision_report(number: str, *, by: str, text: str, now: dt.datetime) -> Deadline:
     """The handling unit reports progress on a listed case; the next report is due
     one interval later."""
-    settings = get_settings()
     with session_scope() as session:
         ctx = _open_case(session, number)
         case = ctx.case
@@ -909,27 +832,15 @@ def supervision_report(number: str, *, by: str, text: str, now: dt.datetime) -> 
         ctx.close(f"supervision-progress-{n}", now)
         case.supervision_reports = n
         session.add(case)
-        nxt = ctx.add(
-            f"supervision-progress-{n + 1}",
-            now,
-            ladder_from=case.listed_by,
-            due=due_after(
-                now,
-                Period.parse(case.report_every),
-                tz=settings.timezone,
-                calendar=load_calendar(settings.calendar_override),
-                event=f"督办进展报告 {n + 1}",
-            ),
-        )
+        nxt = _progress_report_due(ctx, n + 1, now)
         ctx.notify(
-            key=f"supervision-report-{n}",
-            tags=ctx.desk() + _listing_desk(case),
-            heading=f"督办进展报告 {n}",
-            heading_en=f"Progress report {n} on a listed case",
+            f"supervision-report-{n}",
+            (f"督办进展报告 {n}", f"Progress report {n} on a listed case"),
             by=by,
             now=now,
             text=text,
             next_deadline=nxt,
+            tags=ctx.desk() + _listing_desk(case),
         )
         audit.record(session, at=now, actor=by, action="case.supervision.reported", subject=number, report=n)
         return nxt
@@ -946,13 +857,12 @@ def lift_listing(number: str, *, by: str, reason: str, now: dt.datetime) -> Case
             if row.name.startswith("supervision-") and row.status in ("open", "paused"):
                 ctx.close(row.name, now, "cancelled")
         ctx.notify(
-            key=f"unlisted:{now.isoformat()}",
-            tags=ctx.desk() + _listing_desk(case),
-            heading="撤销挂牌督办",
-            heading_en="Listing lifted",
+            f"unlisted:{now.isoformat()}",
+            ("撤销挂牌督办", "Listing lifted"),
             by=by,
             now=now,
             text=reason,
+            tags=ctx.desk() + _listing_desk(case),
         )
         case.facts = {**case.facts, "listing_lifted": {"by": by, "at": now.isoformat(), "listed_by": listed_by}}
         case.listed_by = None
@@ -975,13 +885,7 @@ def start_lookback(number: str, *, now: dt.datetime) -> Case:
         if ctx.get("lookback") is None:
             row = ctx.add("lookback", now)
             ctx.notify(
-                key="lookback",
-                tags=ctx.desk(),
-                heading="回头看：请核查整改情况",
-                heading_en="Look-back review due",
-                by="regflow",
-                now=now,
-                next_deadline=row,
+                "lookback", ("回头看：请核查整改情况", "Look-back review due"), by="regflow", now=now, next_deadline=row
             )
             audit.record(session, at=now, actor="regflow", action="case.lookback.started", subject=number)
         return case

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from kernel.errors import NotFound, StepConflict
 from rules.calendar import WorkCalendar
+from rules.lifecycles import label
 from rules.reminders import due_reminder, first_pending, next_step_at, reminder_at, rung
 from storage import audit
 from storage import deadlines as deadline_rows
@@ -33,24 +34,6 @@ from tasks.access import and_superiors, require
 from tasks.notify import queue
 
 log = logging.getLogger("regflow.deadlines")
-LABELS = {
-    "dispatch": "出动",
-    "arrival": "到场",
-    "initial_report": "初报",
-    "upward_report": "报送上级",
-    "final_report": "终报",
-    "review": "事后评估",
-}
-
-
-def label(name: str) -> str:
-    from rules import cases
-
-    if name in LABELS:
-        return LABELS[name]
-    if name.startswith("progress-"):
-        return f"续报 {name.removeprefix('progress-')}"
-    return cases.label(name) or name
 
 
 @dataclass
@@ -64,14 +47,16 @@ class Cycle:
 def _queue(
     session: Session,
     subject: Subject,
+    deadline: Deadline,
     *,
     key: str,
     tags: list[str],
     template: str,
     now: dt.datetime,
-    deadline: Deadline,
     **variables: Any,
 ) -> None:
+    """A message about one deadline, worded by `templates/messages/<template>.j2`."""
+    authority = session.get(Authority, deadline.authority)
     queue(
         session,
         number=subject.number,
@@ -81,9 +66,40 @@ def _queue(
         now=now,
         subject=subject,
         deadline=deadline,
-        authority=session.get(Authority, deadline.authority),
+        authority=authority,
+        label=label(deadline.name),
         **variables,
     )
+
+
+def _escalation_news(
+    session: Session,
+    subject: Subject,
+    deadline: Deadline,
+    escalation: Escalation,
+    *,
+    event: str,
+    tags: list[str],
+    now: dt.datetime,
+    step: int | None = None,
+) -> None:
+    """An escalation raised, climbed, acknowledged or resolved, keyed by its step or event."""
+    key = f"escalation:{escalation.id}:{event if step is None else step}"
+    _queue(
+        session,
+        subject,
+        deadline,
+        key=key,
+        tags=tags,
+        template="escalation",
+        now=now,
+        event=event,
+        escalation=escalation,
+    )
+
+
+def _audit(session: Session, now: dt.datetime, action: str, number: str, actor: str = "watcher", **detail: Any) -> None:
+    audit.record(session, at=now, actor=actor, action=action, subject=number, **detail)
 
 
 def _desk(code: str) -> list[str]:
@@ -115,23 +131,13 @@ def _remind(session: Session, deadline: Deadline, now: dt.datetime, cycle: Cycle
     incident = subject_for(session, deadline.subject)
     code = deadline.authority
     tags = [f"{code}.duty"] + ([f"{code}.head"] if current.kind != "before" else [])
-    _queue(
+    key = f"reminder:{deadline.name}:{current.index}"
+    _queue(session, incident, deadline, key=key, tags=tags, template="reminder", now=now, reminder=current)
+    _audit(
         session,
-        incident,
-        key=f"reminder:{deadline.name}:{current.index}",
-        tags=tags,
-        template="reminder",
-        now=now,
-        reminder=current,
-        deadline=deadline,
-        label=label(deadline.name),
-    )
-    audit.record(
-        session,
-        at=now,
-        actor="watcher",
-        action="deadline.reminder",
-        subject=incident.number,
+        now,
+        "deadline.reminder",
+        incident.number,
         deadline=deadline.name,
         reminder=current.index,
         kind=current.kind,
@@ -161,36 +167,19 @@ def _raise(
     )
     session.add(escalation)
     session.flush()
-    audit.record(
+    actor = "watcher" if why == "deadline.missed" else "regflow"
+    _audit(session, now, why, incident.number, actor, deadline=deadline.name, due_at=deadline.due_at.isoformat())
+    _audit(
         session,
-        at=now,
-        actor="watcher" if why == "deadline.missed" else "regflow",
-        action=why,
-        subject=incident.number,
-        deadline=deadline.name,
-        due_at=deadline.due_at.isoformat(),
-    )
-    audit.record(
-        session,
-        at=now,
-        actor="watcher",
-        action="escalation.raised",
-        subject=incident.number,
+        now,
+        "escalation.raised",
+        incident.number,
         escalation=escalation.id,
         to=first.authority if first else None,
     )
     if first:
-        _queue(
-            session,
-            incident,
-            key=f"escalation:{escalation.id}:0",
-            tags=_desk(first.authority),
-            template="escalation",
-            now=now,
-            event="raised",
-            escalation=escalation,
-            deadline=deadline,
-            label=label(deadline.name),
+        _escalation_news(
+            session, incident, deadline, escalation, event="raised", step=0, tags=_desk(first.authority), now=now
         )
     cycle.emitted.append((f"regflow.{why}", _payload(incident, deadline)))
     cycle.emitted.append(
@@ -227,24 +216,21 @@ def climb_escalations(now: dt.datetime, *, limit: int = 200) -> Cycle:
                 continue
             deadline = session.get(Deadline, escalation.deadline_id)
             incident = subject_for(session, deadline.subject)
-            _queue(
+            _escalation_news(
                 session,
                 incident,
-                key=f"escalation:{escalation.id}:{step}",
-                tags=_desk(target.authority),
-                template="escalation",
-                now=now,
+                deadline,
+                escalation,
                 event="climbed",
-                escalation=escalation,
-                deadline=deadline,
-                label=label(deadline.name),
+                step=step,
+                tags=_desk(target.authority),
+                now=now,
             )
-            audit.record(
+            _audit(
                 session,
-                at=now,
-                actor="watcher",
-                action="escalation.climbed",
-                subject=incident.number,
+                now,
+                "escalation.climbed",
+                incident.number,
                 escalation=escalation.id,
                 step=step,
                 to=target.authority,
@@ -285,14 +271,7 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = 
         deadline = session.get(Deadline, escalation.deadline_id)
         incident = subject_for(session, deadline.subject)
         _notify_told(session, incident, deadline, escalation, "acknowledged", now)
-        audit.record(
-            session,
-            at=now,
-            actor=by,
-            action="escalation.acknowledged",
-            subject=incident.number,
-            escalation=escalation_id,
-        )
+        _audit(session, now, "escalation.acknowledged", incident.number, by, escalation=escalation_id)
         payload = _payload(incident, deadline, escalation=escalation_id, by=by)
     events.emit_all([("regflow.escalation.acknowledged", payload)])
     return escalation
@@ -308,12 +287,12 @@ def resolve_late(session: Session, *, deadline: Deadline, now: dt.datetime) -> N
     session.refresh(escalation)
     incident = subject_for(session, deadline.subject)
     _notify_told(session, incident, deadline, escalation, "resolved", now)
-    audit.record(
+    _audit(
         session,
-        at=now,
-        actor="regflow",
-        action="escalation.resolved",
-        subject=incident.number,
+        now,
+        "escalation.resolved",
+        incident.number,
+        "regflow",
         escalation=escalation.id,
         deadline=deadline.name,
     )
@@ -324,18 +303,7 @@ def _notify_told(
 ) -> None:
     told = {rung(s, escalation.policy).authority for s in range(escalation.step + 1) if rung(s, escalation.policy)}
     tags = [f"{deadline.authority}.duty"] + [t for code in sorted(told) for t in _desk(code)]
-    _queue(
-        session,
-        incident,
-        key=f"escalation:{escalation.id}:{event}",
-        tags=tags,
-        template="escalation",
-        now=now,
-        event=event,
-        escalation=escalation,
-        deadline=deadline,
-        label=label(deadline.name),
-    )
+    _escalation_news(session, incident, deadline, escalation, event=event, tags=tags, now=now)
 
 
 def pause(deadline_id: int, *, by: str, reason: str, now: dt.datetime) -> Deadline:
@@ -389,15 +357,7 @@ def pause_row(session: Session, deadline: Deadline, *, by: str, reason: str, now
     """Stop a deadline's clock (testing, appraisal...): no reminders while paused."""
     deadline.status, deadline.paused_at, deadline.next_at = "paused", now, None
     session.add(deadline)
-    audit.record(
-        session,
-        at=now,
-        actor=by,
-        action="deadline.paused",
-        subject=deadline.subject,
-        deadline=deadline.name,
-        reason=reason,
-    )
+    _audit(session, now, "deadline.paused", deadline.subject, by, deadline=deadline.name, reason=reason)
     return deadline
 
 
@@ -433,12 +393,12 @@ def resume_row(
             deadline.rule = f"{deadline.rule}; {day} is not a working day, moved to {moved}"[:500]
     _rewind(deadline, now)
     session.add(deadline)
-    audit.record(
+    _audit(
         session,
-        at=now,
-        actor=by,
-        action="deadline.resumed",
-        subject=deadline.subject,
+        now,
+        "deadline.resumed",
+        deadline.subject,
+        by,
         deadline=deadline.name,
         paused_seconds=int(span.total_seconds()),
     )
@@ -451,26 +411,17 @@ def extend_row(
     """A new due time, with who approved it and why."""
     if due_at <= deadline.due_at:
         raise StepConflict("an extension must move the due time later")
-    deadline.extensions = [
-        *deadline.extensions,
-        {
-            "by": by,
-            "reason": reason,
-            "at": now.isoformat(),
-            "from": deadline.due_at.isoformat(),
-            "to": due_at.isoformat(),
-            "rule": rule,
-        },
-    ]
+    extension = dict(by=by, reason=reason, at=now.isoformat(), to=due_at.isoformat(), rule=rule)
+    deadline.extensions = [*deadline.extensions, {**extension, "from": deadline.due_at.isoformat()}]
     deadline.due_at, deadline.rule = due_at, rule[:500]  # the rule now governing it; history in extensions
     _rewind(deadline, now)
     session.add(deadline)
-    audit.record(
+    _audit(
         session,
-        at=now,
-        actor=by,
-        action="deadline.extended",
-        subject=deadline.subject,
+        now,
+        "deadline.extended",
+        deadline.subject,
+        by,
         deadline=deadline.name,
         to=due_at.isoformat(),
         reason=reason,

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from kernel.errors import RegflowError, StepConflict
 from rules.drills import LoadedScenario
 from rules.incidents import EMERGENCY, validate_trigger
+from rules.lifecycles import label
 from rules.reminders import rung
 from storage import audit
 from storage.db import session_scope, utcnow
@@ -28,7 +29,6 @@ from storage.drills import Drill, get_drill
 from storage.escalations import Escalation
 from storage.incidents import Incident, get_incident
 from storage.steps import answers
-from tasks.deadlines import label
 
 log = logging.getLogger("regflow.drill")
 DRILL_CONTROL = "演练导调 drill control"
@@ -276,17 +276,17 @@ def publish(drill: Drill) -> int:
         run_id = incident.flow_run_id
     if not prefect_configured() or run_id is None or drill.document is None:
         return 0
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
+    from tasks.runs import write_artifacts
 
-    with get_client(sync_client=True) as client:
-        client.create_artifact(
-            ArtifactCreate(
+    write_artifacts(
+        run_id,
+        [
+            dict(
                 key=f"{drill.number.lower()}-scorecard",
                 type="markdown",
                 data=drill.document,
-                flow_run_id=run_id,
                 description=f"{drill.number} 演练评分 / drill scorecard",
             )
-        )
+        ],
+    )
     return 1

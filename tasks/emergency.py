@@ -3,33 +3,27 @@ the team. The tasks every flow shares are in `tasks/prefect_tasks.py`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 from prefect import task
-from prefect.runtime import flow_run
 
 from rules.incidents import validate_trigger
 from storage.db import utcnow
-from storage.subjects import link_flow_run
+from storage.incidents import Incident
 from tasks import incidents
-from tasks.prefect_tasks import RETRY
+from tasks.prefect_tasks import RETRY, subject_of_run
 
 
 @task(name="activate-plan", **RETRY)
 def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     """Create the incident (once per flow run) or adopt the one the CLI created."""
-    run_id = uuid.UUID(flow_run.id)
-    if incident_number:
-        link_flow_run(incident_number, run_id)
-        return incident_number
-    now = utcnow()
-    request = validate_trigger(params, now=now)
-    incident = incidents.trigger(request, now=now, flow_run_id=run_id)
-    from tasks.runs import rename_run, run_name, subject_tags
 
-    rename_run(run_id, run_name(incident), subject_tags(incident))
-    return incident.number
+    def trigger(run_id: uuid.UUID, now: dt.datetime) -> Incident:
+        return incidents.trigger(validate_trigger(params, now=now), now=now, flow_run_id=run_id)
+
+    return subject_of_run(incident_number, trigger)
 
 
 @task(name="dispatch-team", **RETRY)

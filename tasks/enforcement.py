@@ -4,32 +4,27 @@ reviews. The tasks every flow shares are in `tasks/prefect_tasks.py`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 from prefect import task
-from prefect.runtime import flow_run
 
 from rules.cases import validate_lead
+from storage.cases import Case
 from storage.db import utcnow
-from storage.subjects import link_flow_run
 from tasks import cases
-from tasks.prefect_tasks import RETRY
+from tasks.prefect_tasks import RETRY, subject_of_run
 
 
 @task(name="receive-lead", **RETRY)
 def receive_lead(params: dict[str, Any], number: str | None) -> str:
     """Record the lead or complaint (once per flow run) or adopt the one the CLI recorded."""
-    from tasks.runs import rename_run, run_name, subject_tags
 
-    run_id = uuid.UUID(flow_run.id)
-    if number:
-        link_flow_run(number, run_id)
-        return number
-    now = utcnow()
-    case = cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
-    rename_run(run_id, run_name(case), subject_tags(case))
-    return case.number
+    def receive(run_id: uuid.UUID, now: dt.datetime) -> Case:
+        return cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
+
+    return subject_of_run(number, receive)
 
 
 @task(name="start-linked-runs", **RETRY)

@@ -30,6 +30,7 @@ from rules.incidents import (
     upward_recipients,
 )
 from rules.lifecycle import Lifecycle
+from rules.lifecycles import label
 from rules.plans import Level, LevelRules, Plan, load_plan
 from storage import audit
 from storage import steps as step_rows
@@ -38,7 +39,6 @@ from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
 from storage.plans import PlanVersion, register_plan
 from tasks import lifecycle as engine
-from tasks.deadlines import label
 from tasks.lifecycle import Answered, Context, Given, StepState
 from tasks.notify import deliver_now
 from tasks.render import local_time

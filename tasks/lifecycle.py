@@ -131,28 +131,50 @@ class Context:
 
     def notify(
         self,
-        *,
         key: str,
-        tags: list[str],
-        heading: str,
-        heading_en: str,
+        heading: tuple[str, str],
+        *,
         by: str,
         now: dt.datetime,
         text: str = "",
         next_deadline: Deadline | None = None,
+        tags: list[str] | None = None,
     ) -> None:
-        """A step's message: what was done, by whom, and the deadline that runs next."""
+        """A step's message (zh and en headings): what was done, by whom, and the
+        deadline that runs next; to the subject's desk unless `tags` say otherwise."""
+        zh, en = heading
         self.queue(
             key=key,
-            tags=tags,
+            tags=self.recipients(("desk",)) if tags is None else tags,
             template="step",
             now=now,
-            heading=heading,
-            heading_en=heading_en,
+            heading=zh,
+            heading_en=en,
             by=by,
             at=now,
             text=text,
             next_deadline=next_deadline,
+        )
+
+    def tell(
+        self,
+        given: Given,
+        key: str,
+        heading: tuple[str, str],
+        *,
+        text: str | None = None,
+        next_deadline: Deadline | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        """What a handler tells of an answer, signed by who gave it, with its text."""
+        self.notify(
+            key,
+            heading,
+            by=given.by,
+            now=given.now,
+            text=given.text if text is None else text,
+            next_deadline=next_deadline,
+            tags=tags,
         )
 
     def document(self, kind: str, *, step: str, by: str, now: dt.datetime, text: str = "", **variables: Any) -> Report:
@@ -360,14 +382,13 @@ def _apply(kind: Kind, ctx: Context, lifecycle: Lifecycle, given: Given) -> Cycl
     if notice is not None:
         fields = {**given.data, "n": spec.number}
         ctx.notify(
-            key=spec.name,
-            tags=ctx.recipients(notice.to),
-            heading=notice.zh.format(**fields),
-            heading_en=notice.en.format(**fields),
+            spec.name,
+            (notice.zh.format(**fields), notice.en.format(**fields)),
             by=given.by,
             now=now,
             text=given.data.get(notice.text, "") if notice.text else "",
             next_deadline=given.opened[0] if given.opened else None,
+            tags=ctx.recipients(notice.to),
         )
     handler = kind.handlers.get(stage_of(spec))
     cycle = handler(ctx, given) if handler is not None else None

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,24 +140,41 @@ def backoff(attempts: int) -> dt.timedelta:
 class Delivery:
     sent: int = 0
     retrying: int = 0
+    left: int = 0  # due, but not taken: the budget was spent
 
 
-def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Channels | None = None) -> Delivery:
-    """Send every due outbox row (or those of one incident); safe to run anywhere, at once."""
+def deliver_due(
+    *,
+    now: dt.datetime | None = None,
+    subject: str | None = None,
+    limit: int = 100,
+    channels: Channels | None = None,
+    budget: float | None = None,
+) -> Delivery:
+    """Send every outbox row due at `now` (or those of one subject); safe to run anywhere, at once.
+
+    `now` is the one clock reading the whole call works by: which rows are due, how long
+    a claim holds, when a failure is retried, when a row was sent. The watcher passes
+    its cycle's, so a test moves the clock instead of waiting; a caller of its own may
+    leave it to the current time. With a `budget` (seconds), no new row is taken once
+    it is spent, the first excepted so that a slow channel still makes progress; the
+    rest stay due for the next call."""
+    started = time.monotonic()
+    now = utcnow() if now is None else now
     channels = channels or load_channels()
     settings = get_settings()
     result = Delivery()
+    # The watcher's reading is up to its managers' budgets old by now: a claim
+    # (outbox_claim_seconds) must outlast that, or a second sender could take the row.
+    until = now + dt.timedelta(seconds=settings.outbox_claim_seconds)
     with session_scope() as session:
-        ids = outbox.due_ids(session, now=utcnow(), subject=subject, limit=limit)
-    for notification_id in ids:
-        now = utcnow()
+        ids = outbox.due_ids(session, now=now, subject=subject, limit=limit)
+    for taken, notification_id in enumerate(ids):
+        if budget is not None and taken and time.monotonic() - started >= budget:
+            result.left = len(ids) - taken
+            break
         with session_scope() as session:
-            row = outbox.claim(
-                session,
-                notification_id=notification_id,
-                now=now,
-                until=now + dt.timedelta(seconds=settings.outbox_claim_seconds),
-            )
+            row = outbox.claim(session, notification_id=notification_id, now=now, until=until)
             if row is None:
                 continue
             tag, title, body, attempts, delivered = row.tag, row.title, row.body, row.attempts, list(row.delivered)
@@ -168,14 +186,16 @@ def deliver_due(*, subject: str | None = None, limit: int = 100, channels: Chann
                     session,
                     notification_id=notification_id,
                     error="; ".join(errors),
-                    retry_at=utcnow() + backoff(attempts),
+                    retry_at=now + backoff(attempts),
                     delivered=delivered,
                 )
                 if attempts >= FALLBACK_AFTER:
-                    _fallback(session, channels, key=key, subject=subject_number, tag=tag, title=title, body=body)
+                    _fallback(
+                        session, channels, key=key, subject=subject_number, tag=tag, title=title, body=body, now=now
+                    )
                 result.retrying += 1
             else:
-                outbox.mark_sent(session, notification_id=notification_id, now=utcnow(), delivered=delivered)
+                outbox.mark_sent(session, notification_id=notification_id, now=now, delivered=delivered)
                 result.sent += 1
     return result
 
@@ -189,7 +209,7 @@ def deliver_now(subject: str, *, wait: float) -> bool:
 
     def send() -> None:
         try:
-            deliver_due(subject=subject)
+            deliver_due(subject=subject, now=utcnow())
         except Exception as exc:  # the watcher retries; the trigger itself stands
             log.warning("%s: immediate delivery failed (%s); the watcher retries", subject, type(exc).__name__)
 
@@ -204,7 +224,9 @@ def deliver_now(subject: str, *, wait: float) -> bool:
 FALLBACK_AFTER = 2
 
 
-def _fallback(session, channels: Channels, *, key: str, subject: str, tag: str, title: str, body: str) -> None:
+def _fallback(
+    session, channels: Channels, *, key: str, subject: str, tag: str, title: str, body: str, now: dt.datetime
+) -> None:
     fallback = f"{tag.split('.')[0]}.fallback"
     if ":escalation:" not in key or key.endswith(":fallback") or not channels.destinations(fallback):
         return
@@ -215,7 +237,7 @@ def _fallback(session, channels: Channels, *, key: str, subject: str, tag: str, 
         tag=fallback,
         title=f"【备用通道 FALLBACK】{title}",
         body=f"{body}\n（主通道 {tag} 多次发送失败 / sent here because {tag} keeps failing）\n",
-        now=utcnow(),
+        now=now,
     )
 
 

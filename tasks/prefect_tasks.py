@@ -5,16 +5,17 @@ are in `tasks/emergency.py` and `tasks/enforcement.py`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, PlatformUnavailable
 from storage.db import utcnow
+from storage.subjects import Subject
 from tasks import cases, incidents, lifecycle, notify
 from tasks.lifecycle import Kind, StepState
 
@@ -37,6 +38,22 @@ BEAT_SECONDS = 5
 def kind_of(number: str) -> Kind:
     """Incidents are numbered INC-…; cases and complaints CASE-… and CMP-…."""
     return incidents.INCIDENTS if number.strip().upper().startswith("INC-") else cases.CASES
+
+
+def subject_of_run(number: str | None, record: Callable[[uuid.UUID, dt.datetime], Subject]) -> str:
+    """This run's subject: the one the CLI recorded before starting the run (linked to
+    it now), or the one `record` makes from the Run form (once per run: it looks the
+    run up first), the run then named and tagged after it."""
+    from storage.subjects import link_flow_run
+    from tasks.runs import rename_run, run_name, subject_tags
+
+    run_id = uuid.UUID(flow_run.id)
+    if number:
+        link_flow_run(number, run_id)
+        return number
+    subject = record(run_id, utcnow())
+    rename_run(run_id, run_name(subject), subject_tags(subject))
+    return subject.number
 
 
 def keep_alive() -> None:
@@ -129,15 +146,7 @@ def publish_documents(number: str, step: str) -> int:
 
 def publish_once(key: str, markdown: str, description: str) -> None:
     """A Markdown artifact of this run, unless the run already has one by that key."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from tasks.runs import write_artifacts
 
-    with get_client(sync_client=True) as client:
-        if client.read_artifacts(
-            limit=1,
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run.id)])
-            ),
-        ):
-            return
-    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    artifact = dict(key=key, type="markdown", data=markdown, description=description)
+    write_artifacts(uuid.UUID(flow_run.id), [artifact], in_place=False)

@@ -1,20 +1,26 @@
-"""Talking to Prefect about flow runs: starting an incident's or a case's run,
-scheduling look-back reviews, resuming runs with an answer.
+"""The adapter to Prefect's API outside flows: starting an incident's or a case's
+run, scheduling look-back reviews, renaming and retagging runs, resuming them with
+an answer, rescheduling dead ones, and writing artifacts.
 
-Prefect is imported lazily here so read-only commands stay quick to start.
+What Prefect's client raises (httpx errors, Prefect's own) is translated into the
+project's error tree here, once (`prefect_api`). Prefect is imported lazily so
+read-only commands stay quick to start.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import httpx
 from sqlmodel import select
 
 from kernel.errors import PlatformUnavailable, RegflowError, StepConflict
 from kernel.settings import get_settings
+from storage import audit
 from storage.cases import Case, get_case
 from storage.db import session_scope, utcnow
 from storage.incidents import Incident
@@ -94,11 +100,39 @@ def schedule_lookback_run(number: str) -> uuid.UUID | None:
 CREDENTIALS = "Prefect API refused our credentials (HTTP 401): set PREFECT_API_AUTH_STRING to the server's auth string"
 
 
-def _unavailable(exc: httpx.HTTPError) -> PlatformUnavailable:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403):
-        return PlatformUnavailable(CREDENTIALS)
-    return PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}")
+@contextmanager
+def prefect_api(doing: str, *, missing: str | None = None) -> Iterator[None]:
+    """Talk to Prefect inside this: what its client raises leaves as the project's
+    errors (`translate`)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = translate(exc, doing=doing, missing=missing)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def translate(exc: Exception, *, doing: str = "answer", missing: str | None = None) -> RegflowError | None:
+    """What Prefect's client raised, as the project's error (None: not Prefect's).
+    Refused credentials and an unreachable or failing API are PlatformUnavailable
+    (exit 6); a request Prefect refused says what Prefect said; an object it does not
+    have says `missing`, what to do about it."""
+    from prefect.exceptions import ObjectNotFound
+
+    if isinstance(exc, ObjectNotFound):
+        return PlatformUnavailable(missing or f"Prefect has no such object ({doing})")
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return PlatformUnavailable(CREDENTIALS)
+        if status < 500:  # reachable, but it refused: say what it said
+            detail = exc.response.json().get("detail", "") if exc.response.content else ""
+            return RegflowError(f"Prefect refused to {doing}: {str(detail)[:300]}")
+        return PlatformUnavailable(f"Prefect API unavailable: HTTP {status}")
+    if isinstance(exc, (httpx.HTTPError, OSError, RuntimeError)):  # RuntimeError: the client gave up connecting
+        return PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}")
+    return None
 
 
 def _run(
@@ -107,7 +141,8 @@ def _run(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    try:
+    missing = f"deployment {deployment!r} not found: deploy with `regflow deploy`"
+    with prefect_api(f"create a run of {deployment}", missing=missing):
         with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: get_settings().run_start_retries}):
             run = run_deployment(
                 deployment,
@@ -119,19 +154,6 @@ def _run(
                 idempotency_key=key,
                 scheduled_time=scheduled_time,
             )
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code in (401, 403):
-            raise _unavailable(exc) from exc
-        if exc.response.status_code < 500:  # reachable, but it refused: say what it said
-            detail = exc.response.json().get("detail", "") if exc.response.content else ""
-            raise RegflowError(f"Prefect refused to create a run of {deployment}: {str(detail)[:300]}") from exc
-        raise PlatformUnavailable(f"Prefect API unavailable: HTTP {exc.response.status_code}") from exc
-    except (httpx.HTTPError, OSError, RuntimeError) as exc:
-        raise PlatformUnavailable(f"Prefect API unreachable: {type(exc).__name__}") from exc
-    except Exception as exc:
-        if type(exc).__name__ == "ObjectNotFound":
-            raise PlatformUnavailable(f"deployment {deployment!r} not found: deploy with `regflow deploy`") from exc
-        raise
     return run.id
 
 
@@ -159,7 +181,7 @@ def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:
     """Name a run and set its tags; a `stage:` tag replaces the previous one."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
+    with prefect_api(f"rename flow run {run_id}"), get_client(sync_client=True) as client:
         current = client.read_flow_run(run_id)
         prefixes = {t.split(":", 1)[0] for t in tags if t.startswith("stage:")}
         kept = [t for t in current.tags if t.split(":", 1)[0] not in prefixes]
@@ -187,44 +209,35 @@ def resume_when_suspended(
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL
 
     deadline = time.monotonic() + wait_seconds
-    try:
-        with get_client(sync_client=True) as client:
-            while True:
-                state = client.read_flow_run(flow_run_id).state
-                key = state.state_details.pause_key if state is not None else None
-                if state is not None and state.type == StateType.PAUSED and key and key.split("-again-")[0] == step:
-                    result = client.resume_flow_run(flow_run_id, run_input=answer)
-                    if result.status.value == "ACCEPT":
-                        return "resumed"
-                    now_state = client.read_flow_run(flow_run_id).state
-                    if now_state is not None and now_state.type != StateType.PAUSED:
-                        # Resumed meanwhile by the watcher's hand-over (or the UI): the run
-                        # takes the recorded answer, which wins over any other.
-                        return "resumed"
-                    reason = getattr(result.details, "reason", "") or "refused"
-                    # Prefect sets Paused before it saves the form's schema: just suspended, try again.
-                    if "schema not found" not in reason or time.monotonic() > deadline:
-                        raise StepConflict(f"Prefect refused to resume {number}: {reason}")
-                if _consumed(number, step):
-                    return "consumed"
-                if state is not None and state.is_final():
-                    return "pending"
-                if time.monotonic() > deadline:
-                    return "pending"
-                time.sleep(0.3)
-    except httpx.HTTPError as exc:
-        raise _unavailable(exc) from exc
-    except Exception as exc:
-        if type(exc).__name__ == "ObjectNotFound":  # another Prefect server than the one that runs it
-            from prefect.settings import PREFECT_API_URL
-
-            raise PlatformUnavailable(
-                f"flow run {flow_run_id} is not on the Prefect API at "
-                f"{PREFECT_API_URL.value()}: is PREFECT_API_URL right?"
-            ) from exc
-        raise
+    # Not found: another Prefect server than the one that runs it.
+    missing = (
+        f"flow run {flow_run_id} is not on the Prefect API at {PREFECT_API_URL.value()}: is PREFECT_API_URL right?"
+    )
+    with prefect_api(f"resume {number}", missing=missing), get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            key = state.state_details.pause_key if state is not None else None
+            if state is not None and state.type == StateType.PAUSED and key and key.split("-again-")[0] == step:
+                result = client.resume_flow_run(flow_run_id, run_input=answer)
+                if result.status.value == "ACCEPT":
+                    return "resumed"
+                now_state = client.read_flow_run(flow_run_id).state
+                if now_state is not None and now_state.type != StateType.PAUSED:
+                    # Resumed meanwhile by the watcher's hand-over (or the UI): the run
+                    # takes the recorded answer, which wins over any other.
+                    return "resumed"
+                reason = getattr(result.details, "reason", "") or "refused"
+                # Prefect sets Paused before it saves the form's schema: just suspended, try again.
+                if "schema not found" not in reason or time.monotonic() > deadline:
+                    raise StepConflict(f"Prefect refused to resume {number}: {reason}")
+            if _consumed(number, step):
+                return "consumed"
+            if state is not None and state.is_final() or time.monotonic() > deadline:
+                return "pending"
+            time.sleep(0.3)
 
 
 def _consumed(number: str, step: str) -> bool:
@@ -233,18 +246,49 @@ def _consumed(number: str, step: str) -> bool:
         return row is not None and row.consumed_at is not None
 
 
-def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]:
+def recover_crashed_runs(now: dt.datetime | None = None, *, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]:
     """Put dead runs of open incidents and cases back in the queue.
 
     A flow-run process killed mid-lifecycle (OOM, SIGKILL, a machine lost) is marked
     Crashed by its worker, and nothing in Prefect runs it again; if its worker died
     too, the run stays Running (or Pending, if it died starting) for ever. All are
     found here: Crashed runs, Pending runs that never started, and Running runs whose
-    process stopped stamping its heartbeat (tasks.prefect_tasks.keep_alive). Every task of our flows is
-    idempotent by its own key, so such a run simply starts again from the top: scheduling it again hands it
-    to a live worker.
-    Runs whose subject is closed are left alone. Returns (number, run id, why)."""
+    process stopped stamping its heartbeat (tasks.prefect_tasks.keep_alive). Every
+    task of our flows is idempotent by its own key, so such a run simply starts again
+    from the top: scheduling it again hands it to a live worker. Runs whose subject
+    is closed are left alone. Returns (number, run id, why)."""
     from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from storage.heartbeats import seen
+
+    now, recovered = now or utcnow(), []
+    with prefect_api("reschedule dead runs"), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=limit, flow_run_filter=_live_regflow_runs())
+        with session_scope() as session:
+            beats = seen(session, names=[f"flowrun:{r.id}" for r in runs])
+        for run in runs:
+            why = _dead(run, beats.get(f"flowrun:{run.id}"), now)
+            number = _open_subject(run.id) if why else None
+            if number is None:
+                continue
+            client.set_flow_run_state(run.id, Scheduled(message=f"regflow: rescheduled, {why}"), force=True)
+            with session_scope() as session:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="watcher",
+                    action="run.recovered",
+                    subject=number,
+                    flow_run_id=str(run.id),
+                    why=why,
+                )
+            recovered.append((number, run.id, why))
+    return recovered
+
+
+def _live_regflow_runs():
+    """Runs of our deployments that Prefect thinks are alive, or that crashed."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
@@ -252,47 +296,9 @@ def recover_crashed_runs(*, limit: int = 50) -> list[tuple[str, uuid.UUID, str]]
         FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.states import Scheduled
 
-    from storage.heartbeats import seen
-
-    now = utcnow()
-    recovered = []
-    try:
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                limit=limit,
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.RUNNING, StateType.PENDING])
-                    ),
-                    tags=FlowRunFilterTags(all_=["regflow"]),
-                ),
-            )
-            with session_scope() as session:
-                beats = seen(session, names=[f"flowrun:{r.id}" for r in runs])
-            for run in runs:
-                why = _dead(run, beats.get(f"flowrun:{run.id}"), now)
-                number = _open_subject(run.id) if why else None
-                if number is None:
-                    continue
-                client.set_flow_run_state(run.id, Scheduled(message=f"regflow: rescheduled, {why}"), force=True)
-                with session_scope() as session:
-                    from storage import audit
-
-                    audit.record(
-                        session,
-                        at=now,
-                        actor="watcher",
-                        action="run.recovered",
-                        subject=number,
-                        flow_run_id=str(run.id),
-                        why=why,
-                    )
-                recovered.append((number, run.id, why))
-    except httpx.HTTPError as exc:
-        raise _unavailable(exc) from exc
-    return recovered
+    alive = FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.RUNNING, StateType.PENDING])
+    return FlowRunFilter(state=FlowRunFilterState(type=alive), tags=FlowRunFilterTags(all_=["regflow"]))
 
 
 def _dead(run, last_beat, now) -> str | None:
@@ -325,3 +331,31 @@ def _open_subject(run_id: uuid.UUID) -> str | None:
         if subject is None:  # a look-back run: its case names it, not by flow_run_id
             subject = session.exec(select(Case).where(Case.lookback_run_id == run_id)).first()
         return subject.number if subject is not None and subject.status != "closed" else None
+
+
+def write_artifacts(run_id: uuid.UUID, artifacts: list[dict[str, Any]], *, in_place: bool = True) -> None:
+    """Artifacts of a run, each a dict of ArtifactCreate's fields. `in_place`: one of
+    each key on the run, always the latest (a status page); else an artifact already
+    there by that key is left as it is (a document, published once)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    keys = [a["key"] for a in artifacts]
+    with prefect_api(f"write artifacts of flow run {run_id}"), get_client(sync_client=True) as client:
+        existing = {
+            a.key: a.id
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), key=ArtifactFilterKey(any_=keys)
+                )
+            )
+        }
+        for artifact in artifacts:
+            if artifact["key"] not in existing:
+                client.create_artifact(ArtifactCreate(flow_run_id=run_id, **artifact))
+            elif in_place:
+                client.update_artifact(
+                    existing[artifact["key"]],
+                    ArtifactUpdate(data=artifact["data"], description=artifact.get("description")),
+                )

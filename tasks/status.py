@@ -60,65 +60,32 @@ def records(session: Session, number: str) -> dict[str, Any]:
     from storage.notifications import notifications_for
     from storage.steps import steps_for
 
+    escalations = session.exec(select(Escalation).where(Escalation.subject == number)).all()
     return {
-        "steps": [
-            {
-                "name": s.name,
-                "status": s.status,
-                "opened_at": s.opened_at,
-                "answered_at": s.answered_at,
-                "by": s.answered_by,
-                "source": s.source,
-                "answer": s.answer,
-            }
-            for s in steps_for(session, subject=number)
-        ],
-        "deadlines": [
-            {
-                "id": d.id,
-                "name": d.name,
-                "authority": d.authority,
-                "due_at": d.due_at,
-                "status": d.status,
-                "starts_at": d.starts_at,
-                "closed_at": d.closed_at,
-                "rule": d.rule,
-                "extensions": d.extensions,
-                "reminders_sent": d.reminders_sent,
-            }
-            for d in deadlines_for(session, subject=number)
-        ],
-        "notifications": [
-            {
-                "tag": n.tag,
-                "title": n.title,
-                "status": n.status,
-                "attempts": n.attempts,
-                "sent_at": n.sent_at,
-                "last_error": n.last_error,
-            }
-            for n in notifications_for(session, subject=number)
-        ],
-        "escalations": [
-            {
-                "id": e.id,
-                "deadline_id": e.deadline_id,
-                "status": e.status,
-                "level": e.step + 1,
-                "raised_at": e.raised_at,
-                "acked_by": e.acked_by,
-            }
-            for e in session.exec(select(Escalation).where(Escalation.subject == number)).all()
-        ],
-        "reports": [
-            {"kind": r.kind, "step": r.step, "author": r.author, "submitted_at": r.submitted_at}
-            for r in reports_for(session, subject=number)
-        ],
-        "timeline": [
-            {"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
-            for e in events_for(session, subject=number)
-        ],
-    }
+        "steps": _plain(steps_for(session, subject=number),
+                        "name status opened_at answered_at by=answered_by source answer"),
+        "deadlines": _plain(deadlines_for(session, subject=number),
+                            "id name authority due_at status starts_at closed_at rule extensions reminders_sent"),
+        "notifications": _plain(notifications_for(session, subject=number),
+                                "tag title status attempts sent_at last_error"),
+        "escalations": _plain(escalations, "id deadline_id status level raised_at acked_by",
+                              level=lambda e: e.step + 1),
+        "reports": _plain(reports_for(session, subject=number), "kind step author submitted_at"),
+        "timeline": _plain(events_for(session, subject=number), "at actor action detail"),
+    }  # fmt: skip
+
+
+def _plain(rows, fields: str, **computed) -> list[dict[str, Any]]:
+    """Rows as dicts of the named fields (`key=attribute` renames; `computed` derives)."""
+
+    def one(row) -> dict[str, Any]:
+        item = {}
+        for field in fields.split():
+            key, _, attribute = field.partition("=")
+            item[key] = computed[key](row) if key in computed else getattr(row, attribute or key)
+        return item
+
+    return [one(row) for row in rows]
 
 
 def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
@@ -131,7 +98,7 @@ def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
 
 
 def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) -> str:
-    from tasks.deadlines import label
+    from rules.lifecycles import label
     from tasks.render import local_time
 
     lines = [
@@ -155,7 +122,7 @@ def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) 
 
 
 def deadline_table(data: dict[str, Any], now: dt.datetime) -> list[dict[str, str]]:
-    from tasks.deadlines import label
+    from rules.lifecycles import label
     from tasks.render import local_time, time_left
 
     escalated = {e["deadline_id"]: e for e in data["escalations"] if e["status"] == "open"}
@@ -202,52 +169,21 @@ def publish(number: str, now: dt.datetime, *, run_id: uuid.UUID | None = None) -
         timeline = timeline_markdown(subject, data, now)
         table = deadline_table(data, now)
         key = subject.number.lower()
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from tasks.runs import write_artifacts
 
     at = local_time(now)
+    deadlines = json.dumps(table or [{"状态 status": "无时限 / no deadlines"}], ensure_ascii=False)
     artifacts = [
-        ArtifactCreate(
-            key=f"{key}-timeline",
-            type="markdown",
-            data=timeline,
-            flow_run_id=run_id,
-            description=f"{number} 时间线 / timeline, {at}",
-        ),
-        ArtifactCreate(
-            key=f"{key}-deadlines",
-            type="table",
-            flow_run_id=run_id,
-            data=json.dumps(table or [{"状态 status": "无时限 / no deadlines"}], ensure_ascii=False),
-            description=f"{number} 时限 / deadlines, {at}",
-        ),
-        ArtifactCreate(
+        dict(key=f"{key}-timeline", type="markdown", data=timeline, description=f"{number} 时间线 / timeline, {at}"),
+        dict(key=f"{key}-deadlines", type="table", data=deadlines, description=f"{number} 时限 / deadlines, {at}"),
+        dict(
             key=f"{key}-progress",
             type="progress",
             data=percent,
-            flow_run_id=run_id,
             description=f"{number}: {percent:.0f}% — 当前 / now: {awaiting}",
         ),
     ]
-    with get_client(sync_client=True) as client:
-        # Updated in place: the run shows one of each, always the latest.
-        existing = {
-            a.key: a.id
-            for a in client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-                    key=ArtifactFilterKey(any_=[a.key for a in artifacts]),
-                )
-            )
-        }
-        for artifact in artifacts:
-            if artifact.key in existing:
-                client.update_artifact(
-                    existing[artifact.key], ArtifactUpdate(data=artifact.data, description=artifact.description)
-                )
-            else:
-                client.create_artifact(artifact)
+    write_artifacts(run_id, artifacts)  # updated in place: the run shows one of each, always the latest
     return len(artifacts)
 
 

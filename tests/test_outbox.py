@@ -1,10 +1,11 @@
-"""The outbox and its sender against real receivers, on SQLite and PostgreSQL."""
+"""The outbox and its sender against real receivers, on SQLite and PostgreSQL. The
+sender works by the clock reading it is given, as the watcher gives it its cycle's:
+backoff is waited out by moving that reading, not by sleeping."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from storage import notifications as outbox
 from storage.db import session_scope, utcnow
 from storage.incidents import next_number
 from storage.migrate import current_revision
-from tasks.notify import deliver_due, load_channels
+from tasks.notify import backoff, deliver_due, load_channels
 from tests.conftest import TOKEN
+
+SECOND = dt.timedelta(seconds=1)
 
 
 @pytest.fixture
@@ -97,25 +100,28 @@ def test_a_failing_channel_is_retried_with_backoff_and_the_secret_stays_out(use_
     subject = f"T-{uuid.uuid4().hex[:8]}"
     queue(subject, "330100.duty")
     channels = load_channels()
+    now = utcnow()
     receivers.http.fail_with = 500
     try:
-        deliver_due(subject=subject, channels=channels)
+        deliver_due(subject=subject, channels=channels, now=now)
         (row,) = rows(subject)
         assert row.status == "retrying" and row.attempts == 1 and row.sent_at is None
         assert row.next_attempt_at > row.created_at
+        assert row.next_attempt_at == now + backoff(1)  # backoff counted from the reading given
         assert row.last_error and "330100.duty" in row.last_error
         assert TOKEN not in row.last_error
-        deliver_due(subject=subject, channels=channels)  # not due yet: backoff holds it back
+        deliver_due(subject=subject, channels=channels, now=now)  # not due yet: backoff holds it back
         assert rows(subject)[0].attempts == 1
-        time.sleep(0.6)
-        deliver_due(subject=subject, channels=channels)  # due again, still failing
+        now += 0.6 * SECOND
+        deliver_due(subject=subject, channels=channels, now=now)  # due again, still failing
         assert rows(subject)[0].attempts == 2
     finally:
         receivers.http.fail_with = None
-    time.sleep(1.1)
-    deliver_due(subject=subject, channels=channels)
+    now += 1.1 * SECOND
+    deliver_due(subject=subject, channels=channels, now=now)
     (row,) = rows(subject)
     assert row.status == "sent" and row.attempts == 3 and row.last_error is None
+    assert row.sent_at == now
     assert len(receivers.inbox.matching(subject)) == 1
 
 
@@ -132,15 +138,15 @@ def test_a_retry_skips_destinations_that_already_have_the_message(use_database, 
     channels = load_channels(config)
     subject = f"T-{uuid.uuid4().hex[:8]}"
     queue(subject, "two.duty")
+    now = utcnow()
     receivers.http.fail_with = 503
     try:
-        deliver_due(subject=subject, channels=channels)
+        deliver_due(subject=subject, channels=channels, now=now)
     finally:
         receivers.http.fail_with = None
     (row,) = rows(subject)
     assert row.status == "retrying" and len(row.delivered) == 1
-    time.sleep(0.6)
-    deliver_due(subject=subject, channels=channels)
+    deliver_due(subject=subject, channels=channels, now=now + 0.6 * SECOND)
     got = receivers.inbox.matching(subject)
     assert sorted(m.channel for m in got) == ["http", "smtp"]  # mail once, not again on the retry
 
@@ -168,27 +174,28 @@ def test_an_escalation_whose_channel_keeps_failing_goes_out_by_the_fallback_once
             body="请督促办理",
             now=utcnow(),
         )
+    now = utcnow()
     receivers.http.fail_with = 500
     try:
-        deliver_due(subject=subject, channels=channels)  # first failure: retried, no fallback yet
+        deliver_due(subject=subject, channels=channels, now=now)  # first failure: retried, no fallback yet
         assert [r.tag for r in rows(subject)] == ["330100.duty"]
-        failing = board(now=utcnow())["failing_messages"]
+        failing = board(now=now)["failing_messages"]
         assert any(m["subject"] == subject and m["to"] == "330100.duty" and TOKEN not in m["error"] for m in failing)
         for _ in range(3):  # keeps failing: the fallback is queued once and delivered
-            time.sleep(1.1)
-            deliver_due(subject=subject, channels=channels)
+            now += 1.1 * SECOND
+            deliver_due(subject=subject, channels=channels, now=now)
         tags = sorted(r.tag for r in rows(subject))
         assert tags == ["330100.duty", "330100.fallback"]
         fallback = next(r for r in rows(subject) if r.tag == "330100.fallback")
         assert fallback.status == "sent" and fallback.title.startswith("【备用通道 FALLBACK】")
     finally:
         receivers.http.fail_with = None
-    time.sleep(2.5)
-    deliver_due(subject=subject, channels=channels)  # the primary recovers: delivered once, late
+    now += 2.5 * SECOND
+    deliver_due(subject=subject, channels=channels, now=now)  # the primary recovers: delivered once, late
     got = sorted(m.channel for m in receivers.inbox.matching(subject))
     assert got == ["http", "smtp"]
     assert all(r.status == "sent" for r in rows(subject))
-    assert not [m for m in board(now=utcnow())["failing_messages"] if m["subject"] == subject]
+    assert not [m for m in board(now=now)["failing_messages"] if m["subject"] == subject]
 
 
 def test_a_tag_without_a_channel_stays_on_record_as_retrying(use_database, receivers):

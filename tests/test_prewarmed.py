@@ -23,7 +23,7 @@ from prefect.states import Cancelling
 
 from regflow.devstack import BIN, POOL
 from regflow.prewarmed import flow_run_command
-from regflow.standin import hand_over
+from regflow.standin import run_in_launcher
 from tests.conftest import ROOT, on_sqlite, processes_with_env, read_run, shell, wait_until
 
 
@@ -174,7 +174,7 @@ def test_a_duty_officers_trigger_runs_in_the_launcher(platform, receivers, home)
 def test_the_launcher_runs_only_duty_officers_commands(platform, home):
     path = wait_until(lambda: launchers(home), what="the launcher's socket")[0]
     # Nothing that starts a service: a forged request is refused, and the caller runs it itself.
-    assert hand_over(str(path), "cli", ["up", "--no-demo"]) is None
+    assert run_in_launcher(str(path), "cli", ["up", "--no-demo"]) is None
     assert wait_until(
         lambda: (
             "launcher: request refused (`regflow up` is not run here)"

@@ -89,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         err("interrupted")
         return 130
     except Exception as exc:
-        # Prefect's client raises httpx errors as they come; credentials are the user's to fix.
-        if getattr(getattr(exc, "response", None), "status_code", None) in (401, 403):
-            from tasks.runs import CREDENTIALS
+        # A Prefect call outside the adapter's own (a secret block read for a channel):
+        # translated the same way, refused credentials being the user's to fix.
+        httpx = sys.modules.get("httpx")  # imported only if Prefect was
+        if httpx is None or not isinstance(exc, httpx.HTTPError):
+            raise
+        from tasks.runs import translate
 
-            err(f"error: {CREDENTIALS}")
-            return 6
-        raise
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        err(f"error: {mapped}")
+        return mapped.exit_code

@@ -9,9 +9,10 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import InvalidInput
 from kernel.settings import get_settings
 from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.records import overview as subject_overview
 from regflow.cli.records import start_run
 from rules import cases as machine
 from rules.incidents import parse_when
@@ -413,42 +414,21 @@ def notify_reporter(number: str = NUMBER, by: Optional[str] = BY) -> None:
 
 def overview(number: str) -> dict[str, Any]:
     from storage.cases import get_case
-    from storage.steps import answers
-    from tasks.status import records
 
-    settings = get_settings()
-    with session_scope() as session:
-        case = get_case(session, number=number)
-        if case is None:
-            raise NotFound(f"no case or complaint {number.strip()!r}")
-        answered = answers(session, subject=case.number)
-        awaiting = case.lifecycle.next_step(answered) if case.is_open else None
+    url = get_settings().flow_run_url
+
+    def fields(case) -> dict[str, Any]:
+        money = {k: str(v) if v is not None else None for k, v in (("fine", case.fine), ("surcharge", case.surcharge))}
         return {
-            "number": case.number,
-            "kind": case.kind,
-            "title": case.title,
-            "party": case.party,
-            "source": case.source,
-            "authority": case.authority_code,
-            "status": case.status,
-            "stage": case.stage,
-            "outcome": case.outcome,
-            "awaiting": awaiting.name if awaiting else None,
-            "received_at": case.received_at,
-            "filed_at": case.filed_at,
-            "closed_at": case.closed_at,
-            "clock_paused_at": case.clock_paused_at,
-            "fine": str(case.fine) if case.fine is not None else None,
-            "surcharge": str(case.surcharge) if case.surcharge is not None else None,
-            "listed_by": case.listed_by,
-            "linked_to": case.linked_to,
-            "lookback_at": case.lookback_at,
-            "lookback_run": settings.flow_run_url(case.lookback_run_id) if case.lookback_run_id else None,
-            "facts": case.facts,
+            "kind": case.kind, "party": case.party, "source": case.source, "stage": case.stage,
+            "outcome": case.outcome, "received_at": case.received_at, "filed_at": case.filed_at,
+            "closed_at": case.closed_at, "clock_paused_at": case.clock_paused_at, **money,
+            "listed_by": case.listed_by, "linked_to": case.linked_to, "lookback_at": case.lookback_at,
+            "lookback_run": url(case.lookback_run_id) if case.lookback_run_id else None, "facts": case.facts,
             "rules_version": case.rules_hash[:12],
-            "flow_run": settings.flow_run_url(case.flow_run_id) if case.flow_run_id else None,
-            **records(session, case.number),
-        }
+        }  # fmt: skip
+
+    return subject_overview(number, getter=get_case, what="case or complaint", fields=fields)
 
 
 @app.command()
@@ -457,30 +437,20 @@ def show(number: str = NUMBER, json_out: bool = JSON) -> None:
 
     Example: regflow case show CASE-2026-000001
     """
-    from regflow.cli.records import print_records
+    from regflow.cli.records import show as show_subject
+    from tasks.render import local_time
 
     data = overview(number)
-    if json_out:
-        emit_json(data)
-        return
-    out = console()
-    out.print(
-        f"{data['number']} {data['title']} · {data['party']} · {data['status']}"
-        + (f" ({data['outcome']})" if data["outcome"] else f"  awaiting: {data['awaiting']}")
-    )
-    out.print(
-        f"authority {data['authority']} · source {data['source']}"
-        + (f" · listed by {data['listed_by']}" if data["listed_by"] else "")
-        + (" · clock paused" if data["clock_paused_at"] else "")
-    )
+    awaiting = f" ({data['outcome']})" if data["outcome"] else f"  awaiting: {data['awaiting']}"
+    listed = f" · listed by {data['listed_by']}" if data["listed_by"] else ""
+    heading = [
+        f"{data['number']} {data['title']} · {data['party']} · {data['status']}{awaiting}",
+        f"authority {data['authority']} · source {data['source']}{listed}"
+        + (" · clock paused" if data["clock_paused_at"] else ""),
+    ]
     if data["lookback_at"]:
-        from tasks.render import local_time
-
-        out.print(f"look-back review scheduled for {local_time(data['lookback_at'])}")
-    for key in ("flow_run", "lookback_run"):
-        if data[key]:
-            out.print(f"{key.replace('_', ' ')}: {data[key]}")
-    print_records(out, data)
+        heading.append(f"look-back review scheduled for {local_time(data['lookback_at'])}")
+    show_subject(data, heading, json_out=json_out, runs=("flow_run", "lookback_run"))
 
 
 @app.command("list")

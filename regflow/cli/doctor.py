@@ -65,54 +65,55 @@ def _prefect(now: dt.datetime) -> list[Check]:
                 "start it (`make run`, or `prefect server start`) or set PREFECT_API_URL",
             )
         ]
-    checks = [Check("prefect api", True, f"{api}: healthy")]
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    settings = get_settings()
+    checks = [Check("prefect api", True, f"{api}: healthy")]
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        try:
-            pool = client.read_work_pool("regflow")
-        except Exception:
-            return checks + [
-                Check("work pool", False, "no work pool 'regflow'", "prefect work-pool create regflow --type process")
-            ]
-        checks.append(Check("work pool", True, f"regflow ({pool.type})"))
-        workers = [
-            w
-            for w in client.read_workers_for_work_pool("regflow")
-            if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_FRESH
-        ]
-        checks.append(
-            Check(
-                "worker",
-                bool(workers),
-                f"{len(workers)} worker(s) polling 'regflow'",
-                "" if workers else "prefect worker start --pool regflow --limit 4",
-            )
-        )
-        missing = []
-        for name in (
-            settings.deployment,
-            settings.case_deployment,
-            settings.complaint_deployment,
-            settings.lookback_deployment,
-        ):
-            try:
-                client.read_deployment_by_name(name)
-            except Exception:
-                missing.append(name.split("/")[0])
-        checks.append(
-            Check(
-                "deployments",
-                not missing,
-                f"missing: {', '.join(missing)}"
-                if missing
-                else "emergency-response, enforcement-case, complaint-handling, lookback-review",
-                "REGFLOW_PROJECT_DIR=$PWD prefect --no-prompt deploy --all" if missing else "",
-            )
-        )
+        checks += _pool_and_workers(client, now)
+        if checks[-1].name == "worker":
+            checks.append(_deployments(client))
     return checks
+
+
+def _pool_and_workers(client, now: dt.datetime) -> list[Check]:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        pool = client.read_work_pool("regflow")
+    except ObjectNotFound:
+        return [Check("work pool", False, "no work pool 'regflow'", "prefect work-pool create regflow --type process")]
+    workers = [
+        w
+        for w in client.read_workers_for_work_pool("regflow")
+        if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_FRESH
+    ]
+    fix = "" if workers else "prefect worker start --pool regflow --limit 4"
+    return [
+        Check("work pool", True, f"regflow ({pool.type})"),
+        Check("worker", bool(workers), f"{len(workers)} worker(s) polling 'regflow'", fix),
+    ]
+
+
+def _deployments(client) -> Check:
+    from prefect.exceptions import ObjectNotFound
+
+    settings = get_settings()
+    names = (settings.deployment, settings.case_deployment, settings.complaint_deployment, settings.lookback_deployment)
+    missing = []
+    for name in names:
+        try:
+            client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            missing.append(name.split("/")[0])
+    if missing:
+        return Check(
+            "deployments",
+            False,
+            f"missing: {', '.join(missing)}",
+            "REGFLOW_PROJECT_DIR=$PWD prefect --no-prompt deploy --all",
+        )
+    return Check("deployments", True, ", ".join(name.split("/")[0] for name in names))
 
 
 def _watcher(now: dt.datetime) -> Check:

@@ -8,9 +8,10 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import InvalidInput
 from kernel.settings import get_settings
 from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.records import overview as subject_overview
 from regflow.cli.records import start_run
 from rules.drills import DRILL_MARK
 from rules.incidents import EMERGENCY, MAX_TEXT, parse_when, validate_trigger
@@ -152,33 +153,15 @@ def review(
 
 def overview(number: str) -> dict[str, Any]:
     from storage.incidents import get_incident
-    from storage.steps import answers
-    from tasks.status import records
 
-    settings = get_settings()
-    with session_scope() as session:
-        incident = get_incident(session, number=number)
-        if incident is None:
-            raise NotFound(f"no incident {number.strip()!r}")
-        answered = answers(session, subject=incident.number)
-        awaiting = EMERGENCY.next_step(answered) if incident.is_open else None
+    def fields(incident) -> dict[str, Any]:
         return {
-            "number": incident.number,
-            "title": incident.title,
-            "plan": incident.plan_key,
-            "level": incident.level,
-            "location": incident.location,
-            "authority": incident.authority_code,
-            "status": incident.status,
-            "awaiting": awaiting.name if awaiting else None,
-            "triggered_at": incident.triggered_at,
-            "occurred_at": incident.occurred_at,
-            "reporter": incident.reporter,
-            "drill": incident.drill,
-            "time_scale": incident.time_scale,
-            "flow_run": settings.flow_run_url(incident.flow_run_id) if incident.flow_run_id else None,
-            **records(session, incident.number),
-        }
+            "plan": incident.plan_key, "level": incident.level, "location": incident.location,
+            "triggered_at": incident.triggered_at, "occurred_at": incident.occurred_at,
+            "reporter": incident.reporter, "drill": incident.drill, "time_scale": incident.time_scale,
+        }  # fmt: skip
+
+    return subject_overview(number, getter=get_incident, what="incident", fields=fields)
 
 
 @app.command()
@@ -187,22 +170,16 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
 
     Example: regflow incident show INC-2026-000001
     """
-    from regflow.cli.records import print_records
+    from regflow.cli.records import show as show_subject
 
     data = overview(number)
-    if json_out:
-        emit_json(data)
-        return
-    out = console()
-    out.print(
-        (DRILL_MARK if data["drill"] else "")
-        + f"{data['number']} {data['title']}  level {data['level']}  {data['status']}"
-        + (f"  awaiting: {data['awaiting']}" if data["awaiting"] else "")
-    )
-    out.print(f"plan {data['plan']} · authority {data['authority']} · {data['location']}")
-    if data["flow_run"]:
-        out.print(f"flow run: {data['flow_run']}")
-    print_records(out, data)
+    awaiting = f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""
+    mark = DRILL_MARK if data["drill"] else ""
+    heading = [
+        f"{mark}{data['number']} {data['title']}  level {data['level']}  {data['status']}{awaiting}",
+        f"plan {data['plan']} · authority {data['authority']} · {data['location']}",
+    ]
+    show_subject(data, heading, json_out=json_out)
 
 
 @app.command("list")

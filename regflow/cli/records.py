@@ -3,12 +3,52 @@ escalations, notifications, documents and timeline, read by its number."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
 
 from storage.db import utcnow
+
+
+def overview(number: str, *, getter: Callable, what: str, fields: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """What `show` prints of a subject: who, what, where it stands, what it awaits,
+    its run, then everything on record; `fields`, what its kind adds."""
+    from kernel.errors import NotFound
+    from kernel.settings import get_settings
+    from storage.db import session_scope
+    from storage.steps import answers
+    from tasks.status import records
+
+    url = get_settings().flow_run_url
+    with session_scope() as session:
+        subject = getter(session, number=number)
+        if subject is None:
+            raise NotFound(f"no {what} {number.strip()!r}")
+        awaiting = subject.lifecycle.next_step(answers(session, subject=subject.number)) if subject.is_open else None
+        return {
+            "number": subject.number, "title": subject.title, "authority": subject.authority_code,
+            "status": subject.status, "awaiting": awaiting.name if awaiting else None, **fields(subject),
+            "flow_run": url(subject.flow_run_id) if subject.flow_run_id else None,
+            **records(session, subject.number),
+        }  # fmt: skip
+
+
+def show(data: dict[str, Any], heading: list[str], *, json_out: bool, runs: tuple[str, ...] = ("flow_run",)) -> None:
+    """`show` of a subject: its `overview` as JSON, or its heading lines, its runs'
+    addresses and its records as tables."""
+    from regflow.cli.output import console, emit_json
+
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    for line in heading:
+        out.print(line)
+    for key in runs:
+        if data[key]:
+            out.print(f"{key.replace('_', ' ')}: {data[key]}")
+    print_records(out, data)
 
 
 def print_records(out: Console, data: dict[str, Any]) -> None:

@@ -58,18 +58,22 @@ def board(
     authority: Optional[str] = typer.Option(None, help="Only this authority and those it supervises."),
     json_out: bool = JSON,
 ) -> None:
-    """Open deadlines by authority with time left or overdue, and open escalations.
+    """Open deadlines by authority with time left or overdue, open escalations, and
+    what is failing: messages, and watcher managers.
 
     Example: regflow board --authority 330100
     """
     from tasks.board import board as read
-    from tasks.board import table
+    from tasks.board import manager_line, table
 
     data = read(now=utcnow(), authority=authority)
     if json_out:
         emit_json(data)
         return
     out = console()
+    # First: while a manager fails, what follows may be stale and its messages unsent.
+    for m in data["failing_managers"]:
+        out.print(f"{m['watcher']}: {manager_line(m)}", style="bold red")
     summary = Table("authority", "open", "overdue", title="Supervision board")
     for row in data["authorities"]:
         summary.add_row(row["authority"], str(row["open"]), str(row["overdue"]))
