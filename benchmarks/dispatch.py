@@ -358,57 +358,16 @@ def retry(call, attempts: int = 10):
 
 
 def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
-    """What N incidents waiting on people add to the platform."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Suspended
-
-    from storage.db import utcnow
-    from storage.subjects import link_flow_run
-    from tasks.incidents import open_step, trigger
-    from tasks.runs import incident_params, run_key, run_name, subject_tags
-
+    """What N incidents waiting on people add to the platform, against the plain way
+    to wait (pause_flow_run), which keeps each run's process."""
     time.sleep(10)  # let the platform settle after the burst
     pids = tree_pids(bench.platform.pid)
     before_rss, before_procs = rss_mb(pids), len(pids)
-    started = time.time()
-    from kernel.settings import get_settings
-
-    local = threading.local()
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(get_settings().deployment)
-
-    def seed(i: int) -> None:
-        if not hasattr(local, "client"):
-            local.client = get_client(sync_client=True).__enter__()
-        client = local.client
-        incident = trigger(incident_request(f"等待 {i}", "x"), now=utcnow())
-        run = retry(
-            lambda: client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters=incident_params(incident),
-                name=run_name(incident),
-                tags=subject_tags(incident),
-                idempotency_key=run_key(incident),
-                state=Suspended(pause_key="arrival"),
-            )
-        )
-        link_flow_run(incident.number, run.id)
-        open_step(incident.number, "arrival", now=utcnow())
-        if i and i % 1000 == 0:
-            print(f"  waiting: {i} recorded ({time.time() - started:.0f}s)", flush=True)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(seed, range(n)))
+    seed_waiting(n)
     time.sleep(30)  # several watcher cycles over them all
     pids = tree_pids(bench.platform.pid)
-    ours = {
-        "incidents": n,
-        "rss_before": before_rss,
-        "rss_after": rss_mb(pids),
-        "processes_before": before_procs,
-        "processes_after": len(pids),
-    }
-    # The baseline: the plain way to wait (pause_flow_run) keeps each run's process.
+    ours = dict(incidents=n, rss_before=before_rss, rss_after=rss_mb(pids), processes_before=before_procs,
+                processes_after=len(pids))  # fmt: skip
     served = tree_pids(bench.baseline.pid)
     base_before, base_procs = rss_mb(served), len(served)
     fired = [bench.baseline_trigger(f"BASE-W{i:04d}", wait=True) for i in range(baseline_n)]
@@ -416,16 +375,45 @@ def waiting(bench: Bench, n: int, baseline_n: int) -> dict[str, dict]:
     time.sleep(5)
     served = tree_pids(bench.baseline.pid)
     per_run = (rss_mb(served) - base_before) / baseline_n
-    base = {
-        "incidents": baseline_n,
-        "rss_before": base_before,
-        "rss_after": rss_mb(served),
-        "processes_before": base_procs,
-        "processes_after": len(served),
-        "per_run_mb": per_run,
-        "scaled_mb": per_run * n,
-    }
+    base = dict(incidents=baseline_n, rss_before=base_before, rss_after=rss_mb(served), processes_before=base_procs,
+                processes_after=len(served), per_run_mb=per_run, scaled_mb=per_run * n)  # fmt: skip
     return {"regflow": ours, "baseline": base}
+
+
+def seed_waiting(n: int) -> None:
+    """N incidents recorded by the trigger path, each with its run created Suspended at
+    its arrival step, as a run that reached it would be."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Suspended
+
+    from kernel.settings import get_settings
+    from storage.db import utcnow
+    from storage.subjects import link_flow_run
+    from tasks.incidents import open_step, trigger
+    from tasks.runs import incident_params, run_key, run_name, subject_tags
+
+    started, local = time.time(), threading.local()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(get_settings().deployment)
+
+    def seed(i: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = get_client(sync_client=True).__enter__()
+        incident = trigger(incident_request(f"等待 {i}", "x"), now=utcnow())
+        run = retry(
+            lambda: local.client.create_flow_run_from_deployment(
+                deployment.id, parameters=incident_params(incident), name=run_name(incident),
+                tags=subject_tags(incident), idempotency_key=run_key(incident),
+                state=Suspended(pause_key="arrival"),
+            )
+        )  # fmt: skip
+        link_flow_run(incident.number, run.id)
+        open_step(incident.number, "arrival", now=utcnow())
+        if i and i % 1000 == 0:
+            print(f"  waiting: {i} recorded ({time.time() - started:.0f}s)", flush=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(seed, range(n)))
 
 
 def plot(path: Path, single_r: dict, burst_r: dict) -> None:

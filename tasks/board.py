@@ -15,13 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from rules.lifecycles import label
 from storage.authorities import load_tree
 from storage.cases import Case
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
 from storage.incidents import Incident
-from tasks.deadlines import label
 from tasks.render import local_time, time_left
 
 ROWS = 200
@@ -66,38 +66,7 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
             for code, total, overdue in session.execute(counts).all()
         ]
         found = list(session.exec(rows).all())
-        escalations = (
-            {
-                e.deadline_id: e
-                for e in session.exec(
-                    select(Escalation).where(
-                        Escalation.deadline_id.in_([d.id for d in found]), Escalation.status == "open"
-                    )
-                ).all()
-            }
-            if found
-            else {}
-        )
-        titles = _titles(session, {d.subject for d in found})
-        items = []
-        for deadline in found:
-            escalation = escalations.get(deadline.id)
-            items.append(
-                {
-                    "authority": deadline.authority,
-                    "subject": deadline.subject,
-                    "title": titles.get(deadline.subject, ""),
-                    "deadline": deadline.name,
-                    "label": label(deadline.name),
-                    "due_at": deadline.due_at.isoformat(),
-                    "status": "paused"
-                    if deadline.status == "paused"
-                    else ("overdue" if deadline.due_at < now else "open"),
-                    "time_left": time_left(deadline.due_at, now),
-                    "escalation": escalation.id if escalation else None,
-                    "escalation_step": escalation.step if escalation else None,
-                }
-            )
+        items = _items(session, found, now)
         open_escalations = session.execute(
             select(sa.func.count()).select_from(Escalation).where(Escalation.status == "open")
         ).scalar_one()
@@ -110,6 +79,26 @@ def board(*, now: dt.datetime, authority: str | None = None, limit: int = ROWS) 
         "failing_messages": failing,
         "failing_managers": managers,
     }
+
+
+def _items(session: Session, found: list[Deadline], now: dt.datetime) -> list[dict[str, Any]]:
+    """The board's rows: each deadline with its subject's title, time left and open escalation."""
+    ids = [d.id for d in found]
+    opened = select(Escalation).where(Escalation.deadline_id.in_(ids), Escalation.status == "open")
+    escalations = {e.deadline_id: e for e in session.exec(opened).all()} if found else {}
+    titles = _titles(session, {d.subject for d in found})
+    items = []
+    for deadline in found:
+        escalation = escalations.get(deadline.id)
+        status = "paused" if deadline.status == "paused" else "overdue" if deadline.due_at < now else "open"
+        items.append({
+            "authority": deadline.authority, "subject": deadline.subject, "title": titles.get(deadline.subject, ""),
+            "deadline": deadline.name, "label": label(deadline.name), "due_at": deadline.due_at.isoformat(),
+            "status": status, "time_left": time_left(deadline.due_at, now),
+            "escalation": escalation.id if escalation else None,
+            "escalation_step": escalation.step if escalation else None,
+        })  # fmt: skip
+    return items
 
 
 def failing_managers(session: Session, now: dt.datetime) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -19,11 +20,11 @@ from tasks.prefect_tasks import RETRY, subject_of_run
 @task(name="activate-plan", **RETRY)
 def activate_plan(params: dict[str, Any], incident_number: str | None) -> str:
     """Create the incident (once per flow run) or adopt the one the CLI created."""
+    return subject_of_run(incident_number, partial(_trigger, params))
 
-    def trigger(run_id: uuid.UUID, now: dt.datetime) -> Incident:
-        return incidents.trigger(validate_trigger(params, now=now), now=now, flow_run_id=run_id)
 
-    return subject_of_run(incident_number, trigger)
+def _trigger(params: dict[str, Any], run_id: uuid.UUID, now: dt.datetime) -> Incident:
+    return incidents.trigger(validate_trigger(params, now=now), now=now, flow_run_id=run_id)
 
 
 @task(name="dispatch-team", **RETRY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -20,11 +21,11 @@ from tasks.prefect_tasks import RETRY, subject_of_run
 @task(name="receive-lead", **RETRY)
 def receive_lead(params: dict[str, Any], number: str | None) -> str:
     """Record the lead or complaint (once per flow run) or adopt the one the CLI recorded."""
+    return subject_of_run(number, partial(_receive, params))
 
-    def receive(run_id: uuid.UUID, now: dt.datetime) -> Case:
-        return cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
 
-    return subject_of_run(number, receive)
+def _receive(params: dict[str, Any], run_id: uuid.UUID, now: dt.datetime) -> Case:
+    return cases.receive(validate_lead(params, now=now), now=now, flow_run_id=run_id)
 
 
 @task(name="start-linked-runs", **RETRY)

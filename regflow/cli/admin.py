@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from kernel.settings import get_settings
-from regflow.cli.output import JSON, console, emit_json, progress
+from regflow.cli.output import JSON, console, emit_json, mount, progress
 
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
 authorities_app = typer.Typer(help="Authorities and their hierarchy.", no_args_is_help=True)
@@ -17,14 +17,7 @@ plans_app = typer.Typer(help="Emergency plans (预案).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(db_app, name="db")
-    app.add_typer(authorities_app, name="authorities")
-    app.add_typer(plans_app, name="plans")
-    app.command()(watch)
-    app.command()(worker)
-    app.command()(deploy)
-    app.command()(inbox)
-    app.command()(up)
+    mount(app, {"db": db_app, "authorities": authorities_app, "plans": plans_app}, (watch, worker, deploy, inbox, up))
 
 
 @db_app.command()

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from kernel.errors import InvalidInput
 from kernel.settings import get_settings
-from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.output import BY, JSON, console, emit_json, only_open, who
 from regflow.cli.records import overview as subject_overview
 from regflow.cli.records import start_run
 from rules.drills import DRILL_MARK
@@ -183,9 +183,7 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
 
 
 @app.command("list")
-def list_(
-    open_only: bool = typer.Option(False, "--open", help="Only incidents not yet closed."), json_out: bool = JSON
-) -> None:
+def list_(open_only: bool = only_open("incidents"), json_out: bool = JSON) -> None:
     """Recent incidents, newest first.
 
     Example: regflow incident list --open

@@ -18,6 +18,19 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 BY = typer.Option(None, "--by", help="Who acts (default: $REGFLOW_USER or your login name).")
 
 
+def only_open(what: str) -> Any:
+    """`--open` on a listing: only the `what` still open."""
+    return typer.Option(False, "--open", help=f"Only {what} still open.")
+
+
+def mount(root: typer.Typer, groups: dict[str, typer.Typer], commands: tuple[Callable, ...] = ()) -> None:
+    """A module's command groups (`regflow db …`) and top-level commands, on the root app."""
+    for name, group in groups.items():
+        root.add_typer(group, name=name)
+    for command in commands:
+        root.command()(command)
+
+
 def console() -> Console:
     # Built per call so the current sys.stdout is used (tests redirect it).
     return Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)

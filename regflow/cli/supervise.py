@@ -10,7 +10,7 @@ from rich.table import Table
 
 from kernel.errors import InvalidInput
 from kernel.settings import get_settings
-from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.output import BY, JSON, console, emit_json, mount, only_open, who
 from storage.db import session_scope, utcnow
 
 escalation_app = typer.Typer(help="Escalations of missed deadlines to supervising authorities.", no_args_is_help=True)
@@ -47,11 +47,7 @@ def rules_list(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(rules_app, name="rules")
-    app.add_typer(escalation_app, name="escalation")
-    app.add_typer(deadline_app, name="deadline")
-    app.command()(board)
-    app.command()(due)
+    mount(app, {"rules": rules_app, "escalation": escalation_app, "deadline": deadline_app}, (board, due))
 
 
 def board(
@@ -92,9 +88,7 @@ def board(
 
 
 @escalation_app.command("list")
-def escalation_list(
-    open_only: bool = typer.Option(False, "--open", help="Only open escalations."), json_out: bool = JSON
-) -> None:
+def escalation_list(open_only: bool = only_open("escalations"), json_out: bool = JSON) -> None:
     """Escalations, newest first, with who was told and who acknowledged.
 
     Example: regflow escalation list --open
