@@ -299,7 +299,7 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
     selector, wake_r = _selector(listener)
     clients: dict[int, tuple[socket.socket, str]] = {}  # pid -> (its standin.py connection, what it runs)
     print(f"launcher: ready on {socket_path} (pid {os.getpid()})", flush=True)
-    forked, listening = False, True
+    launcher, listening = os.getpid(), True
     try:
         while True:
             if listening and os.getppid() != parent:
@@ -321,7 +321,6 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
                         continue
                     code = _fork_run(conn, selector, listener, clients)
                     if code is not None:  # this is the forked run, and it has ended
-                        forked = True
                         return code
                 elif key.data == "child":
                     os.read(wake_r, 512)
@@ -329,7 +328,9 @@ def serve(socket_path: Path, *, parent: int, ready: int) -> int:
                     _lost(key.data, clients, selector)
             _reap(clients, selector)
     finally:
-        if not forked:
+        # The launcher's socket is the launcher's to remove, never a forked run's,
+        # however that run ended.
+        if os.getpid() == launcher:
             socket_path.unlink(missing_ok=True)
 
 
@@ -446,18 +447,20 @@ def _run(request: dict, fds: list[int], settings) -> int:
     else:  # built from the same inputs (settings_key)
         prefect.context.GLOBAL_SETTINGS_CONTEXT = settings
     get_settings.cache_clear()
-    if request.get("target") == "cli":
-        from regflow.cli import main
-
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: "interrupted", exit 130
-        return main(request["argv"])  # its output is flushed on the way out (_leave)
-    os.nice(RUN_NICE)
+    # Output is flushed on the way out (_leave). A SystemExit ends the process with its
+    # code, quietly, as it would a Python of its own (a reader that closed the pipe early).
     try:
+        if request.get("target") == "cli":
+            from regflow.cli import main
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: "interrupted", exit 130
+            return main(request["argv"])
+        os.nice(RUN_NICE)
         with warnings.catch_warnings():  # runpy warns that prefect.engine was imported (by prefect itself)
             warnings.simplefilter("ignore", RuntimeWarning)
             runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         return 0
-    except SystemExit as exc:  # its output is flushed on the way out (_leave)
+    except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 
 

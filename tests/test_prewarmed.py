@@ -171,6 +171,26 @@ def test_a_duty_officers_trigger_runs_in_the_launcher(platform, receivers, home)
 
 
 @on_sqlite
+def test_a_reader_gone_ends_a_command_quietly_and_the_launcher_serves_on(platform, home):
+    """`regflow incident show … | head -1`: the command finds its reader gone and ends
+    quietly, as a Python of its own would; the launcher keeps serving the next one."""
+    socket_path = wait_until(lambda: launchers(home), what="the launcher's socket")[0]
+    env = {**os.environ, "REGFLOW_DATABASE_URL": platform.database}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "regflow"), "case", "steps"], env=env,
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert wait_until(lambda: exit_codes(platform, "`regflow case steps`", what="command"), what="the launcher's line")
+    assert socket_path.exists()
+    assert shell("case", "steps", "--json", REGFLOW_DATABASE_URL=platform.database).returncode == 0
+    assert len(exit_codes(platform, "`regflow case steps`", what="command")) == 2  # the next one ran there too
+
+
+@on_sqlite
 def test_the_launcher_runs_only_duty_officers_commands(platform, home):
     path = wait_until(lambda: launchers(home), what="the launcher's socket")[0]
     # Nothing that starts a service: a forged request is refused, and the caller runs it itself.
