@@ -372,7 +372,7 @@ def _welcome(
    Drill log ............. {home / "logs" / "drill.log"}
 
  The demo drill plays an emergency at 60 times real speed: simulated responders
- arrive, report (the initial report 15 minutes late, so watch the reminders and
+ report before the team is on site, then arrive 15 minutes late (watch the reminders and
  the escalation to the city bureau), close handling and send the final report,
  all within about six minutes. Then the post-incident review is yours:
    in the UI: Runs -> "【演练 DRILL】{number} ..." -> Resume, signed 赵六 (the head), or

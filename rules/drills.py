@@ -119,10 +119,11 @@ def load_scenario(path: Path) -> LoadedScenario:
     answered: dict[str, dict[str, Any]] = {}
     last = -1
     for i, scripted in enumerate(scenario.steps):
-        expected = EMERGENCY.next_step(answered)
+        open_now = {step.name: step for step in EMERGENCY.open_steps(answered)}
         where = f"{path}: steps[{i}]"
-        if expected is None or scripted.step != expected.name:
-            wanted = expected.name if expected else "nothing (the incident is closed)"
+        expected = open_now.get(scripted.step)
+        if expected is None:
+            wanted = " or ".join(open_now) or "nothing (the incident is closed)"
             raise InvalidInput(f"{where}: {scripted.step!r} out of order, the lifecycle awaits {wanted}")
         if scripted.at_seconds < last:
             raise InvalidInput(f"{where}: at {scripted.at} is earlier than the step before")

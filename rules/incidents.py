@@ -165,6 +165,7 @@ EMERGENCY = Lifecycle(
             "duty",
             "report",
             meets=("initial_report", "upward_report"),
+            requires=(),  # the reporting line does not wait for the on-site team
             documents=("initial",),
             then="progress",
             notice=Notice("初报", "Initial report", to=("upward",)),

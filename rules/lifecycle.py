@@ -86,6 +86,10 @@ class Step:
     starts_from: str | None = None
     documents: tuple[str, ...] = ()  # document kinds its answer may render (templates/documents)
     then: Target = None  # where it leads
+    # The steps that must be answered before this one may be: by default the step
+    # before it on the walk; `()` makes it a line of its own beside that one (an
+    # initial report does not wait for the team's arrival).
+    requires: tuple[str, ...] | None = None
     # What the answer tells: one notice, or one by the value of a field (`notice_on`,
     # else the one `then` branches on). A value left out is told by the step's handler
     # (its text depends on what the handler did).
@@ -178,6 +182,26 @@ class Lifecycle:
         while step is not None and step.name in answered:
             step = self.following(step.name, answered[step.name])
         return step
+
+    def open_steps(self, answered: dict[str, dict[str, Any]]) -> list[Step]:
+        """Every step that may be answered now, in walk order: the first unanswered one
+        and those beyond it that do not need it (`requires`), as far as the walk can see
+        without an answer (a branch needs one)."""
+        step: Step | None = self.first_step()
+        before: Step | None = None
+        found: list[Step] = []
+        while step is not None:
+            if step.name in answered:
+                before, step = step, self.following(step.name, answered[step.name])
+                continue
+            needs = step.requires if step.requires is not None else ((before.name,) if before else ())
+            if not all(name in answered for name in needs):
+                break
+            found.append(step)
+            if isinstance(step.then, Branch):
+                break
+            before, step = step, self.following(step.name, {})
+        return found
 
     def first_step(self) -> Step:
         first = self.by_name[self.first]

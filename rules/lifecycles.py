@@ -31,6 +31,8 @@ def markdown() -> str:
         "`python -m rules.lifecycles > docs/lifecycles.md`; `tests/test_lifecycles.py` fails when this",
         "file and the declarations disagree. Deadline names are those of `regflow … show`; their",
         "periods are in the plans (`data/plans/`) and the rule file (`data/rules/statutory.yaml`).",
+        "A step that waits for nothing runs beside the steps before it (a line of its own): it may be",
+        "answered whenever it is open, and the run takes the answer when its walk reaches it.",
         "",
     ]
     for lifecycle in LIFECYCLES.values():
@@ -41,15 +43,18 @@ def markdown() -> str:
             lifecycle.mermaid().rstrip(),
             "```",
             "",
-            "| step | title | answered by | form | meets | opens | documents |",
-            "|---|---|---|---|---|---|---|",
+            "| step | title | answered by | form | waits for | meets | opens | documents |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for step in lifecycle.steps:
             opens = ", ".join((*step.opens, *step.handler_opens))
             meets = ", ".join(m.format(name=f"{step.name}-n") for m in step.meets)
+            waits = ", ".join(step.requires or ()) or ("nothing: a line of its own" if step.requires == () else "—")
+            if step.requires is None and step.name != lifecycle.first:
+                waits = "the step before"
             out.append(
                 f"| `{step.name}`{'-n' if step.repeats else ''} | {step.title.format(n='n')} | "
-                f"{ROLES[step.role]} | {step.form} | {meets} | {opens} | "
+                f"{ROLES[step.role]} | {step.form} | {waits} | {meets} | {opens} | "
                 f"{', '.join(step.documents)} |"
             )
         out.append("")

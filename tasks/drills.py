@@ -84,7 +84,6 @@ def respond(
     awaits that step; open escalations are acknowledged by the authority last told,
     `acknowledge_after` after they were raised. Steps the script leaves out wait for
     a person."""
-    from tasks.deadlines import acknowledge
     from tasks.incidents import answer
 
     script = {s.step: s for s in loaded.scenario.steps}
@@ -96,36 +95,53 @@ def respond(
             incident = get_incident(session, number=number)
             if incident.status == "closed":
                 return "closed"
-            expected = EMERGENCY.next_step(answers(session, subject=number))
+            open_now = EMERGENCY.open_steps(answers(session, subject=number))
             escalations = list(
                 session.exec(select(Escalation).where(Escalation.subject == number, Escalation.status == "open")).all()
             )
-        scripted = script.get(expected.name) if expected else None
-        if scripted is not None and now >= started_at + dt.timedelta(seconds=scripted.at_seconds / speed):
+        # Each line plays on its own: the first open step whose scripted time has come.
+        due = [s for s in open_now if s.name in script and now >= started_at + dt.timedelta(
+            seconds=script[s.name].at_seconds / speed)]  # fmt: skip
+        if due:
+            expected = due[0]
             try:
-                result = answer(number, answer=scripted.answer, source="drill", step=expected.name, now=now)
+                result = answer(number, answer=script[expected.name].answer, source="drill", step=expected.name,
+                                now=now)  # fmt: skip
             except StepConflict:
                 continue  # a person answered it first; look again
             _hand_over(result)
             say(f"{_clock(now - started_at, speed)}  {expected.title}: answered by {_by(result)}")
-        elif scripted is None and expected is not None and expected.name not in announced:
-            announced.add(expected.name)
+        for step in (s for s in open_now if not due and s.name not in script and s.name not in announced):
+            announced.add(step.name)
             say(
-                f"{_clock(now - started_at, speed)}  {expected.title}: left to a person — answer it in the "
+                f"{_clock(now - started_at, speed)}  {step.title}: left to a person — answer it in the "
                 f"Prefect UI (Resume) or with the regflow CLI"
             )
-        for escalation in escalations:
-            if ack is not None and now >= escalation.raised_at + dt.timedelta(seconds=ack / speed):
-                told = rung(escalation.step, escalation.policy)
-                who = f"{told.authority if told else ''} 督办（演练模拟 simulated）"
-                try:
-                    acknowledge(escalation.id, by=who, now=now, source="drill")
-                    say(f"{_clock(now - started_at, speed)}  escalation #{escalation.id} acknowledged by {who}")
-                except RegflowError:
-                    pass  # resolved meanwhile: the late step came in
+        if ack is not None:
+            _acknowledge(escalations, after=dt.timedelta(seconds=ack / speed), now=now, say=say,
+                         clock=_clock(now - started_at, speed))  # fmt: skip
         if now >= until:
             return "timeout"
         time.sleep(poll)
+
+
+def _acknowledge(
+    escalations: list, *, after: dt.timedelta, now: dt.datetime, say: Callable[[str], None], clock: str
+) -> None:
+    """The simulated supervisors: each escalation acknowledged, `after` it was raised,
+    by the authority last told."""
+    from tasks.deadlines import acknowledge
+
+    for escalation in escalations:
+        if now < escalation.raised_at + after:
+            continue
+        told = rung(escalation.step, escalation.policy)
+        who = f"{told.authority if told else ''} 督办（演练模拟 simulated）"
+        try:
+            acknowledge(escalation.id, by=who, now=now, source="drill")
+            say(f"{clock}  escalation #{escalation.id} acknowledged by {who}")
+        except RegflowError:
+            pass  # resolved meanwhile: the late step came in
 
 
 def settle(number: str, *, timeout: float = 20.0, poll: float = 0.5) -> None:

@@ -306,22 +306,26 @@ def answer(
     with session_scope() as session:
         incident = INCIDENTS.load(session, number)
         done = {r.name: r for r in step_rows.steps_for(session, subject=incident.number) if r.status == "answered"}
-        expected = EMERGENCY.next_step({name: r.answer or {} for name, r in done.items()})
-        _check_verb(incident.number, verb, expected, done)
+        awaited = EMERGENCY.open_steps({name: r.answer or {} for name, r in done.items()})
+        expected = _step_for(incident, verb, awaited, done)
     if verb in ("close", "report:progress"):
         answer = {**answer, "action": "close" if verb == "close" else "progress"}
     return engine.answer(INCIDENTS, number, step=expected.name, answer=answer, source=source, now=now)
 
 
-def _check_verb(number: str, verb: str, expected, done: dict) -> None:
-    if expected is not None and verb in expected.verbs:
-        return
+def _step_for(incident: Incident, verb: str, awaited: list, done: dict):
+    """The open step a CLI verb answers (the reporting and on-site lines run side by
+    side), or why there is none: done already, or not yet."""
+    for step in awaited:
+        if verb in step.verbs:
+            return step
     wanted = VERB_TITLES.get(verb, verb)
     for name, row in done.items():
         if verb in EMERGENCY.step(name).verbs and verb != "report:progress":
             raise StepConflict(
-                f"{wanted} of {number} was already recorded at {local_time(row.answered_at)} by {row.answered_by}"
+                f"{wanted} of {incident.number} was already recorded at {local_time(row.answered_at)} "
+                f"by {row.answered_by}"
             )
-    if expected is None:
-        raise StepConflict(f"{number} is closed: no step is awaited")
-    raise StepConflict(f"{number} is awaiting {expected.title}, not {wanted}")
+    if not awaited:
+        raise StepConflict(f"{incident.number} is closed: no step is awaited")
+    raise StepConflict(f"{incident.number} is {engine.awaiting(incident, awaited)}, not {wanted}")

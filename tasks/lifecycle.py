@@ -345,14 +345,25 @@ def answer(
 
 
 def _check_awaited(session: Session, subject: Subject, lifecycle: Lifecycle, spec: Step, done: dict) -> None:
-    expected = lifecycle.next_step({n: r.answer or {} for n, r in done.items()})
+    """The step must be open: next on its line, whatever the other lines await."""
+    awaited = lifecycle.open_steps({n: r.answer or {} for n, r in done.items()})
     if lifecycle.answered_once_opened and step_rows.get_step(session, subject=subject.number, name=spec.name) is None:
-        expected = None  # not opened yet: its run has not started
-    if expected is None or expected.name != spec.name:
-        waiting = (
-            f"awaiting {expected.title}" if expected else "closed" if not subject.is_open else "not awaiting any step"
-        )
-        raise StepConflict(f"{subject.number} is {waiting}, not {spec.title}")
+        awaited = []  # not opened yet: its run has not started
+    if spec.name not in {s.name for s in awaited}:
+        raise StepConflict(f"{subject.number} is {awaiting(subject, awaited)}, not {spec.title}")
+
+
+def awaited(session: Session, subject: Subject) -> list[str]:
+    """The steps open on the subject's lines now, by name."""
+    if not subject.is_open:
+        return []
+    return [s.name for s in subject.lifecycle.open_steps(step_rows.answers(session, subject=subject.number))]
+
+
+def awaiting(subject: Subject, awaited: list[Step]) -> str:
+    if awaited:
+        return "awaiting " + " and ".join(s.title for s in awaited)
+    return "closed" if not subject.is_open else "not awaiting any step"
 
 
 def validate(form: str, answer: dict[str, Any]) -> Any:

@@ -92,7 +92,8 @@ def publish_status(number: str, retag: bool = True) -> int:
     run_id = uuid.UUID(flow_run.id)
     if retag:
         with session_scope() as session:
-            tags = subject_tags(subject_for(session, number))
+            subject = subject_for(session, number)
+            tags = subject_tags(subject, lifecycle.awaited(session, subject))
         rename_run(run_id, None, tags)
     return status.publish(number, utcnow(), run_id=run_id)
 

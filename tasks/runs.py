@@ -157,18 +157,17 @@ def _run(
     return run.id
 
 
-def subject_tags(subject: Incident | Case) -> list[str]:
+def subject_tags(subject: Incident | Case, awaited: list[str] | None = None) -> list[str]:
     """The run tags a supervisor filters by: authority, level or kind, the stage it
-    awaits (kept current), and `drill` on an exercise."""
+    awaits (kept current), every step open on its lines (`awaits:`; by default those
+    open at its start), and `drill` on an exercise."""
+    if awaited is None:
+        awaited = [s.name for s in subject.lifecycle.open_steps({})] if subject.is_open else []
+    awaits = [f"awaits:{name}" for name in awaited]
     if isinstance(subject, Case):
-        return [f"kind:{subject.kind}", f"authority:{subject.authority_code}", f"stage:{subject.stage}"]
-    tags = [
-        f"level:{subject.level}",
-        f"plan:{subject.plan_key}",
-        f"authority:{subject.authority_code}",
-        f"stage:{subject.stage}",
-    ]
-    return tags + (["drill"] if subject.drill else [])
+        return [f"kind:{subject.kind}", f"authority:{subject.authority_code}", f"stage:{subject.stage}", *awaits]
+    tags = [f"level:{subject.level}", f"plan:{subject.plan_key}", f"authority:{subject.authority_code}"]
+    return [*tags, f"stage:{subject.stage}", *awaits] + (["drill"] if subject.drill else [])
 
 
 def run_name(subject: Incident | Case) -> str:
@@ -178,12 +177,13 @@ def run_name(subject: Incident | Case) -> str:
 
 
 def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:
-    """Name a run and set its tags; a `stage:` tag replaces the previous one."""
+    """Name a run and set its tags; a `stage:` tag replaces the previous one, and the
+    `awaits:` tags with it."""
     from prefect.client.orchestration import get_client
 
     with prefect_api(f"rename flow run {run_id}"), get_client(sync_client=True) as client:
         current = client.read_flow_run(run_id)
-        prefixes = {t.split(":", 1)[0] for t in tags if t.startswith("stage:")}
+        prefixes = {"stage", "awaits"} if any(t.startswith("stage:") for t in tags) else set()
         kept = [t for t in current.tags if t.split(":", 1)[0] not in prefixes]
         merged = list(dict.fromkeys([*kept, *tags]))
         if name is None and merged == current.tags:
@@ -235,9 +235,18 @@ def resume_when_suspended(
                     raise StepConflict(f"Prefect refused to resume {number}: {reason}")
             if _consumed(number, step):
                 return "consumed"
+            if state is not None and state.type == StateType.PAUSED and key and _awaits_a_person(number, key):
+                return "pending"  # suspended on another line's step: the run takes this one when it gets there
             if state is not None and state.is_final() or time.monotonic() > deadline:
                 return "pending"
             time.sleep(0.3)
+
+
+def _awaits_a_person(number: str, pause_key: str) -> bool:
+    """The step a run is suspended on has no answer yet."""
+    with session_scope() as session:
+        row = get_step(session, subject=number.strip().upper(), name=pause_key.split("-again-")[0])
+        return row is None or row.status != "answered"
 
 
 def _consumed(number: str, step: str) -> bool:

@@ -93,8 +93,9 @@ def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
     if not subject.is_open:
         return 100.0, "已结案 / closed"
     answered = {s["name"]: s["answer"] or {} for s in data["steps"] if s["status"] == "answered"}
-    step = subject.lifecycle.next_step(answered)
-    return subject.lifecycle.progress(step), step.title if step else "已结案 / closed"
+    steps = subject.lifecycle.open_steps(answered)
+    titles = "；".join(s.title for s in steps) if steps else "已结案 / closed"
+    return subject.lifecycle.progress(steps[0] if steps else None), titles
 
 
 def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) -> str:

@@ -14,8 +14,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
+from kernel.errors import StepConflict
 from rules.incidents import validate_trigger
 from storage.audit import events_for
 from storage.db import session_scope, utcnow
@@ -349,3 +351,27 @@ def test_misses_and_escalations_reach_prefects_event_feed(own_database, receiver
         "regflow.escalation.acknowledged",
     }
     assert wait_until(lambda: wanted <= names(), timeout=30, what="the events in Prefect's feed")
+
+
+def test_reports_do_not_wait_for_arrival_at_level_iv(own_database, receivers):
+    """Level IV gives the team 4 h to arrive and the initial report 1 h: the reporting
+    line and the on-site line run side by side, so both reports are on time."""
+    t0 = utcnow() - dt.timedelta(hours=5)
+    number = start_incident(t0)
+    incidents.answer(number, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial",
+                     now=t0 + 30 * MIN)  # fmt: skip
+    for name in ("initial_report", "upward_report"):
+        met = deadline(number, name)
+        assert met.status == "met" and met.closed_at <= met.due_at, name
+    assert deadline(number, "arrival").status == "open"
+    # A progress report may follow before arrival too; arrival then comes in its own time.
+    incidents.answer(number, answer={"author": "李四", "text": "续报"}, source="cli", verb="report:progress",
+                     now=t0 + 2 * 60 * MIN)  # fmt: skip
+    incidents.answer(number, answer={"officer": "张三"}, source="cli", verb="arrive", now=t0 + 3 * 60 * MIN)
+    assert deadline(number, "arrival").status == "met" and deadline(number, "progress-1").status == "met"
+    with pytest.raises(StepConflict, match="initial report of .* was already recorded"):
+        incidents.answer(number, answer={"author": "李四", "text": "x"}, source="cli", verb="report:initial",
+                         now=t0 + 4 * 60 * MIN)  # fmt: skip
+    with pytest.raises(StepConflict, match="awaiting 续报 2 .*, not 终报"):
+        incidents.answer(number, answer={"author": "李四", "text": "x"}, source="cli", verb="report:final",
+                         now=t0 + 4 * 60 * MIN)  # fmt: skip

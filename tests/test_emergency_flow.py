@@ -18,7 +18,7 @@ from storage.deadlines import deadlines_for
 from storage.incidents import get_incident, reports_for
 from storage.notifications import notifications_for
 from tasks.notify import load_channels
-from tests.conftest import TOKEN, cli, fresh, on_sqlite, read_run, shell, wait_for_pause, wait_until
+from tests.conftest import TOKEN, cli, fresh, on_sqlite, prefect_client, read_run, shell, wait_for_pause, wait_until
 
 
 def trigger(**extra) -> dict:
@@ -173,6 +173,33 @@ def test_a_run_triggered_from_the_deployment_form_activates_itself(platform, use
     with session_scope() as session:
         incident = get_incident(session, number=number)
         assert incident.flow_run_id == run.id and incident.level == "III"
+
+
+@on_sqlite
+def test_the_initial_report_does_not_wait_for_the_team_to_arrive(platform, use_database):
+    """Level IV: 4 h to arrive, 1 h for the initial report. The reporting line runs
+    beside the on-site line: the report is taken while the run waits for arrival."""
+    started = trigger(**{"--level": "IV"})
+    number, run_id = started["number"], uuid.UUID(started["flow_run_id"])
+    run = wait_for_pause(run_id, "arrival")
+    assert {"awaits:arrival", "awaits:initial-report"} <= set(run.tags)
+    reported = cli("incident", "report", number, "--kind", "initial", "--text", "初报：冷柜断电，已下架。", "--json")
+    assert reported.code == 0, reported.err
+    assert json.loads(reported.out)["run"] == "pending"  # the run waits for arrival; it takes this later
+    shown = json.loads(cli("incident", "show", number, "--json").out)
+    assert shown["awaiting_all"] == ["arrival", "progress-1"]
+    met = {d["name"]: d for d in shown["deadlines"]}
+    assert met["initial_report"]["status"] == met["upward_report"]["status"] == "met"
+    assert read_run(run_id).state.state_details.pause_key == "arrival"  # still waiting for the team
+
+    assert cli("incident", "arrive", number, "--officer", "张三").code == 0
+    run = wait_for_pause(run_id, "progress-1")  # past the initial report without asking for it again
+    assert "awaits:progress-1" in run.tags and "awaits:arrival" not in run.tags
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    keys = Counter(a.key for a in prefect_client().read_artifacts(artifact_filter=mine))
+    assert keys[f"{number.lower()}-initial-report"] == 1
 
 
 @on_sqlite

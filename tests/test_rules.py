@@ -187,6 +187,22 @@ def test_lifecycle_order():
     assert EMERGENCY.step("progress-7").verbs == ("report:progress", "close")
 
 
+def test_reporting_and_on_site_lines_run_side_by_side():
+    def open_now(answered):
+        return [s.name for s in EMERGENCY.open_steps(answered)]
+
+    assert open_now({}) == ["arrival", "initial-report"]
+    assert open_now({"initial-report": {}}) == ["arrival", "progress-1"]
+    assert open_now({"arrival": {}}) == ["initial-report"]
+    assert open_now({"arrival": {}, "initial-report": {}, "progress-1": {"action": "close"}}) == ["final-report"]
+    assert open_now({"arrival": {}, "initial-report": {}, "progress-1": {"action": "close"}, "final-report": {},
+                     "review": {}}) == []  # fmt: skip
+    # A step whose answer decides the way on ends what can be seen ahead.
+    from rules.cases import CASE
+
+    assert [s.name for s in CASE.open_steps({"filing": {"decision": "file"}})] == ["investigation"]
+
+
 # --- reminders and escalation ladder (rules/reminders.py) -----------------------------
 
 from rules.reminders import EscalationPolicy, ReminderPolicy, due_reminder, first_pending, reminder_at, rung  # noqa: E402

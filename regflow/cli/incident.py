@@ -173,7 +173,7 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
     from regflow.cli.records import show as show_subject
 
     data = overview(number)
-    awaiting = f"  awaiting: {data['awaiting']}" if data["awaiting"] else ""
+    awaiting = f"  awaiting: {', '.join(data['awaiting_all'])}" if data["awaiting_all"] else ""
     mark = DRILL_MARK if data["drill"] else ""
     heading = [
         f"{mark}{data['number']} {data['title']}  level {data['level']}  {data['status']}{awaiting}",

@@ -25,10 +25,11 @@ def overview(number: str, *, getter: Callable, what: str, fields: Callable[[Any]
         subject = getter(session, number=number)
         if subject is None:
             raise NotFound(f"no {what} {number.strip()!r}")
-        awaiting = subject.lifecycle.next_step(answers(session, subject=subject.number)) if subject.is_open else None
+        open_now = subject.lifecycle.open_steps(answers(session, subject=subject.number)) if subject.is_open else []
         return {
             "number": subject.number, "title": subject.title, "authority": subject.authority_code,
-            "status": subject.status, "awaiting": awaiting.name if awaiting else None, **fields(subject),
+            "status": subject.status, "awaiting": open_now[0].name if open_now else None,
+            "awaiting_all": [s.name for s in open_now], **fields(subject),
             "flow_run": url(subject.flow_run_id) if subject.flow_run_id else None,
             **records(session, subject.number),
         }  # fmt: skip
