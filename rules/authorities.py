@@ -32,6 +32,10 @@ class AuthoritySpec(BaseModel):
     name_en: str = Field(default="", max_length=200)
     tier: Tier
     superior: str | None = None
+    # The duty office of the people's government of its region (本级人民政府总值班室),
+    # told of emergencies at the levels a plan names; its channel is the tag
+    # `<code>.government` in the apprise config.
+    government: str | None = Field(default=None, max_length=100)
 
 
 class AuthorityTree(BaseModel):

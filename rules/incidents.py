@@ -92,14 +92,24 @@ def activation_recipients(rules: LevelRules, tree: AuthorityTree, handling: str)
     """Apprise tags (`<authority code>.<role>`) to tell when the plan is activated."""
     tags: list[str] = []
     for group in rules.notify:
+        if group.scope is Scope.government:
+            tags += _government(rules, handling)
+            continue
         for authority in _scope(group.scope, rules, tree, handling):
             tags += [f"{authority}.{role}" for role in group.roles]
     return list(dict.fromkeys(tags))
 
 
 def upward_recipients(rules: LevelRules, tree: AuthorityTree, handling: str) -> list[str]:
-    """Who receives reports: the duty desks of every authority up to `report_up_to`."""
-    return [f"{a}.duty" for a in _scope(Scope.superiors, rules, tree, handling)]
+    """Who receives reports: the duty desks of every authority up to `report_up_to`,
+    and the region's government duty office where the level names it."""
+    return [f"{a}.duty" for a in _scope(Scope.superiors, rules, tree, handling)] + _government(rules, handling)
+
+
+def _government(rules: LevelRules, handling: str) -> list[str]:
+    """The handling authority's government duty office, if the level tells it. Queued
+    even where no channel routes it yet: a message that cannot go shows on the board."""
+    return [f"{handling}.government"] if any(g.scope is Scope.government for g in rules.notify) else []
 
 
 def onsite_recipients(rules: LevelRules, handling: str) -> list[str]:

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kernel.errors import InvalidInput, InvalidPlan, UnknownPlan
 from rules.authorities import Tier, first_error
@@ -44,12 +44,24 @@ class Level(str, Enum):
 class Scope(str, Enum):
     handling = "handling"  # the authority handling the incident
     superiors = "superiors"  # every authority above it, up to the level's report_up_to
+    government = "government"  # the duty office of the people's government of its region
 
 
 class Recipients(BaseModel):
+    """Who is told: an authority's roles, or its region's government duty office,
+    which is told of the activation and of every report sent upward."""
+
     model_config = ConfigDict(extra="forbid")
     scope: Scope
-    roles: list[str] = Field(min_length=1)
+    roles: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roles(self) -> "Recipients":
+        if self.scope is Scope.government and self.roles:
+            raise ValueError("the government scope has no roles: its duty office is told")
+        if self.scope is not Scope.government and not self.roles:
+            raise ValueError(f"{self.scope.value}: name the roles to tell")
+        return self
 
 
 # Deadline names a plan must give, with what starts each clock.

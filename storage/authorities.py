@@ -15,6 +15,7 @@ class AuthorityBase(SQLModel):
     name_en: str = Field(default="", max_length=200)
     tier: str = Field(max_length=16)
     superior_code: str | None = Field(default=None, foreign_key="authority.code", max_length=32)
+    government: str | None = Field(default=None, max_length=100)  # its region's government duty office
 
 
 class Authority(AuthorityBase, table=True):
@@ -30,6 +31,7 @@ def upsert_authorities(
     for spec in ordered:
         row = session.get(Authority, spec.code) or Authority(code=spec.code, name=spec.name, tier=spec.tier.value)
         row.name, row.name_en, row.tier, row.superior_code = spec.name, spec.name_en, spec.tier.value, spec.superior
+        row.government = spec.government
         session.add(row)
         session.flush()
         advance(1)
@@ -41,7 +43,14 @@ def load_tree(session: Session) -> AuthorityTree:
     return AuthorityTree.model_validate(
         {
             "authorities": [
-                {"code": r.code, "name": r.name, "name_en": r.name_en, "tier": r.tier, "superior": r.superior_code}
+                {
+                    "code": r.code,
+                    "name": r.name,
+                    "name_en": r.name_en,
+                    "tier": r.tier,
+                    "superior": r.superior_code,
+                    "government": r.government,
+                }
                 for r in rows
             ]
         }

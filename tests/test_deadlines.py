@@ -375,3 +375,26 @@ def test_reports_do_not_wait_for_arrival_at_level_iv(own_database, receivers):
     with pytest.raises(StepConflict, match="awaiting 续报 2 .*, not 终报"):
         incidents.answer(number, answer={"author": "李四", "text": "x"}, source="cli", verb="report:final",
                          now=t0 + 4 * 60 * MIN)  # fmt: skip
+
+
+def test_the_regions_government_is_told_at_level_iii_not_iv(own_database, receivers):
+    """Levels I-III of the demo plans tell the duty office of the handling authority's
+    people's government (data/authorities.yaml), of the activation and of every report."""
+    from storage.authorities import load_tree
+
+    with session_scope() as session:
+        assert load_tree(session).get("330106").government == "杭州市西湖区人民政府总值班室"
+    t0 = utcnow()
+    serious, minor = start_incident(t0, level="III"), start_incident(t0, level="IV")
+    incidents.answer(serious, answer={"author": "李四", "text": "初报"}, source="cli", verb="report:initial", now=t0)
+
+    def told(number: str) -> set[str]:
+        with session_scope() as session:
+            return {n.key.split(":")[1] for n in session.exec(select(Notification).where(
+                Notification.subject == number, Notification.tag == "330106.government")).all()}  # fmt: skip
+
+    assert told(serious) == {"activation", "initial-report"}
+    assert told(minor) == set()
+    deliver_due(now=utcnow())
+    assert wait_until(lambda: [m for m in receivers.inbox.matching(serious) if m.channel == "smtp"
+                               and "government@330106" in m.to], what="the government's copy")  # fmt: skip

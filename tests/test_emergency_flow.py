@@ -111,7 +111,8 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     assert got == expected
     assert max(got.values()) == 1
     purposes = Counter(n.title.split("】")[0] for n in sent)
-    assert purposes["【应急响应启动"] == 5 and purposes["【出动指令"] == 1
+    # Level II: the district's duty and head, three superiors' duty desks, the district government's duty office.
+    assert purposes["【应急响应启动"] == 6 and purposes["【出动指令"] == 1
 
     # Documents are artifacts, published once each.
     with get_client(sync_client=True) as client:

@@ -129,10 +129,27 @@ def test_recipients_follow_the_hierarchy_up_to_the_plans_limit():
     tree = load_authorities(ROOT / "data" / "authorities.yaml")
     plan = load_plan(ROOT / "data" / "plans", "product-quality").plan
     assert activation_recipients(plan.rules_for(Level.IV), tree, "330106") == ["330106.duty", "330100.duty"]
-    assert upward_recipients(plan.rules_for(Level.II), tree, "330106") == ["330100.duty", "330000.duty", "100000.duty"]
+    # Levels I-III also tell the region's government duty office, of the activation and of every report.
+    assert upward_recipients(plan.rules_for(Level.II), tree, "330106") == [
+        "330100.duty", "330000.duty", "100000.duty", "330106.government"]  # fmt: skip
+    assert upward_recipients(plan.rules_for(Level.IV), tree, "330106") == ["330100.duty"]
+    assert activation_recipients(plan.rules_for(Level.III), tree, "330106") == [
+        "330106.duty", "330106.head", "330100.duty", "330000.duty", "330106.government"]  # fmt: skip
     assert onsite_recipients(plan.rules_for(Level.II), "330106") == ["330106.onsite"]
     with pytest.raises(UnknownAuthority):
         tree.chain_up("999999")
+
+
+def test_the_government_scope_names_no_roles_and_the_others_do():
+    from pydantic import ValidationError
+
+    from rules.plans import Recipients
+
+    assert Recipients.model_validate({"scope": "government"}).roles == []
+    with pytest.raises(ValidationError, match="the government scope has no roles"):
+        Recipients.model_validate({"scope": "government", "roles": ["duty"]})
+    with pytest.raises(ValidationError, match="handling: name the roles to tell"):
+        Recipients.model_validate({"scope": "handling"})
 
 
 def test_authority_file_with_a_cycle_or_wrong_tier_is_refused(tmp_path):

@@ -65,9 +65,9 @@ def authorities_list(json_out: bool = JSON) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("code", "tier", "name", "superior", title="Authorities")
+    table = Table("code", "tier", "name", "superior", "government duty office", title="Authorities")
     for r in rows:
-        table.add_row(r["code"], r["tier"], r["name"], r["superior"] or "")
+        table.add_row(r["code"], r["tier"], r["name"], r["superior"] or "", r["government"] or "")
     console().print(table)
 
 
