@@ -411,6 +411,22 @@ def extend_row(
     """A new due time, with who approved it and why."""
     if due_at <= deadline.due_at:
         raise StepConflict("an extension must move the due time later")
+    return move_row(session, deadline, due_at=due_at, by=by, reason=reason, rule=rule, now=now)
+
+
+def move_row(
+    session: Session,
+    deadline: Deadline,
+    *,
+    due_at: dt.datetime,
+    by: str,
+    reason: str,
+    rule: str,
+    now: dt.datetime,
+    action: str = "deadline.extended",
+) -> Deadline:
+    """A deadline's due time moved (an extension, a re-graded incident), earlier or
+    later: its history kept on the row, its reminders rewound, on the audit log."""
     extension = dict(by=by, reason=reason, at=now.isoformat(), to=due_at.isoformat(), rule=rule)
     deadline.extensions = [*deadline.extensions, {**extension, "from": deadline.due_at.isoformat()}]
     deadline.due_at, deadline.rule = due_at, rule[:500]  # the rule now governing it; history in extensions
@@ -419,7 +435,7 @@ def extend_row(
     _audit(
         session,
         now,
-        "deadline.extended",
+        action,
         deadline.subject,
         by,
         deadline=deadline.name,

@@ -33,6 +33,7 @@ from rules.lifecycle import Lifecycle
 from rules.lifecycles import label
 from rules.plans import Level, LevelRules, Plan, load_plan
 from storage import audit
+from storage import deadlines as deadline_rows
 from storage import steps as step_rows
 from storage.authorities import Authority
 from storage.db import session_scope
@@ -329,3 +330,48 @@ def _step_for(incident: Incident, verb: str, awaited: list, done: dict):
     if not awaited:
         raise StepConflict(f"{incident.number} is closed: no step is awaited")
     raise StepConflict(f"{incident.number} is {engine.awaiting(incident, awaited)}, not {wanted}")
+
+
+# --- re-grading ------------------------------------------------------------------------
+
+
+def relevel(number: str, level: Level, *, by: str, reason: str, now: dt.datetime) -> tuple[Incident, list[str]]:
+    """Re-grade an open incident (the head of its authority or one above): every open
+    deadline is recomputed from its own start under the new level's limits, everyone
+    the new level concerns is told (the newly concerned among them), and it is on the
+    audit log. Lowering a level unsends nothing. Returns the incident and the names of
+    the deadlines that moved."""
+    from tasks.access import and_superiors, require
+    from tasks.deadlines import move_row
+
+    with session_scope() as session:
+        incident = INCIDENTS.load(session, number)
+        old = Level(incident.level)
+        if not incident.is_open:
+            raise StepConflict(f"{incident.number} is closed: its level can no longer change")
+        if level == old:
+            raise StepConflict(f"{incident.number} is already at level {level.value}")
+        ctx = IncidentContext(session, incident)
+        ctx.plan.rules_for(level)  # a level the plan lacks is refused before anything is written
+        require(session, by, roles=("head",), authorities=and_superiors(ctx.tree, incident.authority_code),
+                subject=incident.number, action=f"re-grade {incident.number}", now=now)  # fmt: skip
+        told = activation_recipients(ctx.rules, ctx.tree, incident.authority_code)
+        incident.level = level.value
+        session.add(incident)
+        ctx = IncidentContext(session, incident)
+        why = f"响应级别调整 {old.value}→{level.value} / level {old.value}→{level.value}: {reason}"
+        moved = []
+        for row in deadline_rows.deadlines_for(session, subject=incident.number):
+            due = ctx.due(row.name, row.starts_at) if row.status == "open" else None
+            if due is not None and due.at != row.due_at:
+                move_row(session, row, due_at=due.at, by=by, reason=why, rule=due.rule, now=now,
+                         action="deadline.regraded")  # fmt: skip
+                moved.append(row.name)
+        everyone = activation_recipients(ctx.rules, ctx.tree, incident.authority_code)
+        heading = (f"响应级别调整为 {level.value} 级", f"Level changed to {level.value}")
+        tags = list(dict.fromkeys([*everyone, *told]))
+        ctx.notify(f"relevel:{now.isoformat()}", heading, by=by, now=now, text=why, tags=tags)
+        audit.record(session, at=now, actor=by, action="incident.relevelled", subject=incident.number,
+                     level_from=old.value, level_to=level.value, reason=reason, deadlines=moved,
+                     newly_told=[t for t in everyone if t not in told])  # fmt: skip
+        return incident, moved

@@ -177,18 +177,32 @@ def run_name(subject: Incident | Case) -> str:
 
 
 def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:
-    """Name a run and set its tags; a `stage:` tag replaces the previous one, and the
-    `awaits:` tags with it."""
+    """Name a run and set its tags; a `key:value` tag replaces the run's tags of that key
+    (`level:`, `stage:`), and a `stage:` tag the `awaits:` tags too."""
     from prefect.client.orchestration import get_client
 
     with prefect_api(f"rename flow run {run_id}"), get_client(sync_client=True) as client:
         current = client.read_flow_run(run_id)
-        prefixes = {"stage", "awaits"} if any(t.startswith("stage:") for t in tags) else set()
+        prefixes = {t.split(":", 1)[0] for t in tags if ":" in t}
+        if "stage" in prefixes:
+            prefixes.add("awaits")
         kept = [t for t in current.tags if t.split(":", 1)[0] not in prefixes]
         merged = list(dict.fromkeys([*kept, *tags]))
         if name is None and merged == current.tags:
             return
         client.update_flow_run(run_id, name=name[:200] if name else None, tags=merged)
+
+
+def retag(number: str) -> None:
+    """A subject's run tagged as it stands now (after a re-grading, say)."""
+    from storage.subjects import subject_for
+    from tasks.lifecycle import awaited
+
+    with session_scope() as session:
+        subject = subject_for(session, number)
+        run_id, tags = subject.flow_run_id, subject_tags(subject, awaited(session, subject))
+    if run_id is not None:
+        rename_run(run_id, None, tags)
 
 
 def run_key(incident: Incident) -> str:

@@ -398,3 +398,41 @@ def test_the_regions_government_is_told_at_level_iii_not_iv(own_database, receiv
     deliver_due(now=utcnow())
     assert wait_until(lambda: [m for m in receivers.inbox.matching(serious) if m.channel == "smtp"
                                and "government@330106" in m.to], what="the government's copy")  # fmt: skip
+
+
+def test_relevel_iv_to_ii_recomputes_open_deadlines_and_tells_the_newly_concerned(own_database, receivers):
+    """Re-grading from the original trigger time: at IV the team has 4 h to arrive, at II
+    1 h; the national desk, not concerned at IV, is told; only a head may do it."""
+    from kernel.errors import Forbidden, NotFound
+    from rules.plans import Level
+
+    t0 = utcnow() - dt.timedelta(minutes=30)
+    number = start_incident(t0, level="IV")
+    assert deadline(number, "arrival").due_at == t0 + dt.timedelta(hours=4)
+    with pytest.raises(Forbidden):
+        incidents.relevel(number, Level.II, by="路人甲", reason="伤亡上升", now=utcnow())  # holds no role
+    assert deadline(number, "arrival").due_at == t0 + dt.timedelta(hours=4)  # a refusal writes nothing but itself
+
+    result = cli("incident", "relevel", number, "--level", "II", "--reason", "伤亡人数上升", "--by", "赵六", "--json")
+    assert result.code == 0, result.err
+    assert set(json.loads(result.out)["deadlines_moved"]) >= {"arrival"}
+    arrival = deadline(number, "arrival")
+    assert arrival.due_at == t0 + dt.timedelta(hours=1) and arrival.status == "open"
+    assert arrival.extensions[-1]["reason"].startswith("响应级别调整 IV→II")
+    assert deadline(number, "dispatch").status == "met"  # what was met stays met
+    with session_scope() as session:
+        assert get_incident(session, number=number).level == "II"
+        told = {n.tag for n in session.exec(select(Notification).where(
+            Notification.subject == number, Notification.key.contains(":relevel:"))).all()}  # fmt: skip
+        event = [e for e in events_for(session, subject=number) if e.action == "incident.relevelled"][-1]
+    assert {"100000.duty", "330000.duty", "330106.government"} <= told
+    assert event.detail["level_from"] == "IV" and "100000.duty" in event.detail["newly_told"]
+
+    for args, code, message in (
+        (["--level", "II"], 4, "already at level II"),
+        (["--level", "V"], 2, "--level must be I, II, III or IV"),
+    ):
+        refused = cli("incident", "relevel", number, *args, "--reason", "r", "--by", "赵六")
+        assert (refused.code, refused.err.count("\n")) == (code, 1) and message in refused.err, refused.err
+    with pytest.raises(NotFound):
+        incidents.relevel("INC-1999-000001", Level.I, by="赵六", reason="r", now=utcnow())

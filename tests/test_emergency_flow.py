@@ -202,6 +202,11 @@ def test_the_initial_report_does_not_wait_for_the_team_to_arrive(platform, use_d
     keys = Counter(a.key for a in prefect_client().read_artifacts(artifact_filter=mine))
     assert keys[f"{number.lower()}-initial-report"] == 1
 
+    # Re-graded while it waits: the run's level tag follows, its stage and awaits stay.
+    assert cli("incident", "relevel", number, "--level", "II", "--reason", "影响扩大", "--by", "张三").code == 0
+    tags = set(read_run(run_id).tags)
+    assert {"level:II", "stage:progress", "awaits:progress-1"} <= tags and "level:IV" not in tags
+
 
 @on_sqlite
 def test_answering_before_the_run_reaches_the_step_is_handed_over(platform, use_database):

@@ -151,6 +151,40 @@ def review(
     _answer(number, "review", {"reviewer": who(by), "lessons": lessons}, json_out)
 
 
+@app.command()
+def relevel(
+    number: str = typer.Argument(..., help="Incident number."),
+    level: str = typer.Option(..., help="The new response level: I, II, III or IV."),
+    reason: str = typer.Option(..., help="Why the level changes (on the record and in the notice)."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Re-grade an open incident (the head of its authority or one above): open deadlines
+    are recomputed under the new level from their own start, everyone the new level
+    concerns is told, the run is retagged.
+
+    Example: regflow incident relevel INC-2026-000001 --level II --reason "伤亡人数上升" --by 赵六
+    """
+    from kernel.errors import PlatformUnavailable
+    from rules.plans import Level
+    from tasks.incidents import relevel as regrade
+    from tasks.notify import deliver_now
+    from tasks.runs import retag
+
+    if level not in {lv.value for lv in Level}:
+        raise InvalidInput(f"--level must be I, II, III or IV, not {level!r}")
+    incident, moved = regrade(number, Level(level), by=who(by), reason=reason, now=utcnow())
+    deliver_now(incident.number, wait=get_settings().trigger_delivery_seconds)
+    try:
+        retag(incident.number)
+    except PlatformUnavailable as exc:  # on record and told; the run's tags follow when it moves on
+        console().print(f"note: the run's tags were not changed ({exc})")
+    if json_out:
+        emit_json({"number": incident.number, "level": incident.level, "deadlines_moved": moved})
+        return
+    console().print(f"{incident.number}: level {incident.level}; deadlines recomputed: {', '.join(moved) or 'none'}")
+
+
 def overview(number: str) -> dict[str, Any]:
     from storage.incidents import get_incident
 
