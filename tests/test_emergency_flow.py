@@ -191,7 +191,9 @@ def test_the_initial_report_does_not_wait_for_the_team_to_arrive(platform, use_d
     assert shown["awaiting_all"] == ["arrival", "progress-1"]
     met = {d["name"]: d for d in shown["deadlines"]}
     assert met["initial_report"]["status"] == met["upward_report"]["status"] == "met"
-    assert read_run(run_id).state.state_details.pause_key == "arrival"  # still waiting for the team
+    run = read_run(run_id)
+    assert run.state.state_details.pause_key == "arrival"  # still waiting for the team
+    assert {"awaits:arrival", "awaits:progress-1"} <= set(run.tags) and "awaits:initial-report" not in run.tags
 
     assert cli("incident", "arrive", number, "--officer", "张三").code == 0
     run = wait_for_pause(run_id, "progress-1")  # past the initial report without asking for it again

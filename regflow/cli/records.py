@@ -3,6 +3,7 @@ escalations, notifications, documents and timeline, read by its number."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 from rich.console import Console
@@ -122,7 +123,7 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     from kernel.errors import PlatformUnavailable
     from kernel.settings import get_settings
     from regflow.cli.output import console, emit_json
-    from tasks.runs import resume_when_suspended
+    from tasks.runs import resume_when_suspended, retag
 
     outcome = "pending"
     if result.flow_run_id is not None and wait:
@@ -139,6 +140,9 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
                 f"{title} of {result.number} is recorded, but its flow run could not be "
                 f"resumed ({exc}); the watcher hands it over once Prefect is reachable"
             ) from exc
+        if outcome == "pending":  # the run waits on another line: its awaits: tags say what is open now
+            with contextlib.suppress(PlatformUnavailable):  # else they follow when the run moves on
+                retag(result.number)
     if json_out:
         emit_json({"number": result.number, "step": result.step, "run": outcome})
         return
