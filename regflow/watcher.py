@@ -173,7 +173,7 @@ def publish_status(turn: Turn) -> int:
     for tried, number in enumerate(sorted(touched)):
         if tried and turn.spent():
             break
-        published += status.publish_many({number}, turn.now)
+        published += status.publish_softly(number, turn.now)
         touched.discard(number)
     return published
 

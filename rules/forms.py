@@ -263,6 +263,11 @@ CASE_FORMS: dict[str, type[_CaseForm]] = {
 }
 
 
+def signers() -> tuple[str, ...]:
+    """Every field a form is signed with, for an answer whose form is not at hand."""
+    return tuple(dict.fromkeys(form.signer for form in (*FORMS.values(), *CASE_FORMS.values())))
+
+
 def form_class(key: str) -> type[_Form]:
     """A step's form by the key its declaration names (rules/lifecycle.py)."""
     return FORMS.get(key) or CASE_FORMS[key]

@@ -115,6 +115,11 @@ class Step:
         return (self.cli or lifecycle.cli).format(number=number, step=self.name)
 
     @property
+    def base(self) -> str:
+        """The declared step this is (`progress` for `progress-3`): its stage, its handler."""
+        return self.name.rsplit("-", 1)[0] if self.number else self.name
+
+    @property
     def deadline(self) -> str | None:
         """The deadline its prompt shows (the first it meets)."""
         return self.meets[0] if self.meets else None
@@ -174,14 +179,12 @@ class Lifecycle:
         nxt = self.by_name[target]
         if not nxt.repeats:
             return nxt
-        return self._instance(nxt, current.number + 1 if target == _base(current) else 1)
+        return self._instance(nxt, current.number + 1 if target == current.base else 1)
 
     def next_step(self, answered: dict[str, dict[str, Any]]) -> Step | None:
-        """The first step not yet answered, given answers by step name; None when done."""
-        step: Step | None = self.first_step()
-        while step is not None and step.name in answered:
-            step = self.following(step.name, answered[step.name])
-        return step
+        """The first step open, given answers by step name; None when done."""
+        open_now = self.open_steps(answered)
+        return open_now[0] if open_now else None
 
     def open_steps(self, answered: dict[str, dict[str, Any]]) -> list[Step]:
         """Every step that may be answered now, in walk order: the first unanswered one
@@ -213,7 +216,7 @@ class Lifecycle:
         path = [s.name for s in self.steps if s.beside is None]
         if awaiting is None:
             return 100.0
-        base = self.by_name[_base(awaiting)]
+        base = self.by_name[awaiting.base]
         passed = 1 + path.index(base.beside or base.name)
         return round(100 * passed / (len(path) + 1), 1)
 
@@ -240,10 +243,6 @@ class Lifecycle:
                 label = f"|{value.strip()}|" if value is not None else ""
                 lines.append(f"  {_node(step.name)} -->{label} {_node(target) if target else 'end_'}")
         return "\n".join(lines) + "\n"
-
-
-def _base(step: Step) -> str:
-    return step.name.rsplit("-", 1)[0] if step.number else step.name
 
 
 def _node(name: str) -> str:

@@ -37,7 +37,6 @@ from storage.deadlines import Deadline
 from storage.incidents import Report, next_number
 from tasks import deadlines as engine_deadlines
 from tasks import lifecycle as engine
-from tasks.access import and_superiors, require
 from tasks.lifecycle import Answered, Context, Given, StepState, not_future
 from tasks.render import local_time
 
@@ -46,6 +45,8 @@ from tasks.render import local_time
 CASE_REMINDERS = ReminderPolicy(at=["50%", "80%"], overdue_every="24h")
 CASE_ESCALATION = EscalationPolicy(ack_timeout="8h", repeat=1)
 
+# Who may pause and resume the case clock (testing, appraisal, a transfer).
+CLOCK_KEEPERS = ("handler", "head")
 OUTCOMES = {
     "not_filed": "不予立案",
     "penalised": "予以处罚",
@@ -167,20 +168,6 @@ class CaseContext(Context):
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return super().template_vars(case=self.case, **more)
-
-    def require(
-        self,
-        by: str,
-        action: str,
-        *,
-        now: dt.datetime,
-        roles: tuple[str, ...] = ("handler", "head"),
-        above: bool = False,
-    ) -> None:
-        """Only `roles` of the case's authority (`above`: or of one above it) may act."""
-        code = self.case.authority_code
-        authorities = and_superiors(self.tree, code) if above else (code,)
-        require(self.session, by, roles=roles, authorities=authorities, subject=self.number, action=action, now=now)
 
     def record(
         self, kind: str, given: Given, *, deadline: Deadline | None = None, fields: list[tuple[str, Any]] = ()
@@ -570,7 +557,7 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
     """Testing, inspection, appraisal...: those days do not count (Art. 18, 64)."""
     with session_scope() as session:
         ctx = _open_case(session, number)
-        ctx.require(by, "pause the case clock", now=now)
+        ctx.require(by, "pause the case clock", now=now, roles=CLOCK_KEEPERS)
         paused = _pause_clock(ctx, by=by, reason=reason, now=now)
         if not paused:
             raise StepConflict(f"{number} has no running case clock to pause")
@@ -583,7 +570,7 @@ def pause_clock(number: str, *, by: str, reason: str, now: dt.datetime) -> list[
 def resume_clock(number: str, *, by: str, now: dt.datetime) -> list[Deadline]:
     with session_scope() as session:
         ctx = _open_case(session, number)
-        ctx.require(by, "resume the case clock", now=now)
+        ctx.require(by, "resume the case clock", now=now, roles=CLOCK_KEEPERS)
         resumed = _resume_clock(ctx, by=by, now=now)
         ctx.notify(
             f"clock-resumed:{now.isoformat()}",

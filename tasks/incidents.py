@@ -229,8 +229,7 @@ def _reported(ctx: IncidentContext, given: Given) -> None:
         _report(ctx, given, kind="closure", text=given.data["text"])
         audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended", subject=ctx.number)
         return
-    kind = {"initial-report": "initial", "final-report": "final"}.get(given.step.name, "progress")
-    _report(ctx, given, kind=kind, text=given.data["text"])
+    _report(ctx, given, kind=given.step.documents[0], text=given.data["text"])  # its declared document
 
 
 def _reviewed(ctx: IncidentContext, given: Given) -> None:
@@ -341,7 +340,6 @@ def relevel(number: str, level: Level, *, by: str, reason: str, now: dt.datetime
     the new level concerns is told (the newly concerned among them), and it is on the
     audit log. Lowering a level unsends nothing. Returns the incident and the names of
     the deadlines that moved."""
-    from tasks.access import and_superiors, require
     from tasks.deadlines import move_row
 
     with session_scope() as session:
@@ -353,8 +351,7 @@ def relevel(number: str, level: Level, *, by: str, reason: str, now: dt.datetime
             raise StepConflict(f"{incident.number} is already at level {level.value}")
         ctx = IncidentContext(session, incident)
         ctx.plan.rules_for(level)  # a level the plan lacks is refused before anything is written
-        require(session, by, roles=("head",), authorities=and_superiors(ctx.tree, incident.authority_code),
-                subject=incident.number, action=f"re-grade {incident.number}", now=now)  # fmt: skip
+        ctx.require(by, f"re-grade {incident.number}", now=now, roles=("head",), above=True)
         told = activation_recipients(ctx.rules, ctx.tree, incident.authority_code)
         incident.level = level.value
         session.add(incident)

@@ -41,7 +41,7 @@ from storage.deadlines import Deadline
 from storage.incidents import Report, reports_for
 from storage.subjects import Subject, run_for
 from tasks import events
-from tasks.access import asking, require, who_may
+from tasks.access import and_superiors, asking, require, who_may
 from tasks.deadlines import Cycle, resolve_late
 from tasks.notify import queue
 from tasks.render import local_time, render
@@ -82,6 +82,21 @@ class Context:
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
         return dict(subject=self.subject, authority=self.authority, **more)
+
+    def require(
+        self,
+        by: str,
+        action: str,
+        *,
+        now: dt.datetime,
+        roles: tuple[str, ...],
+        above: bool = False,
+    ) -> None:
+        """Only `roles` of the subject's authority (`above`: or of one above it) may act;
+        a refusal is on the audit log."""
+        code = self.subject.authority_code
+        authorities = and_superiors(self.tree, code) if above else (code,)
+        require(self.session, by, roles=roles, authorities=authorities, subject=self.number, action=action, now=now)
 
     def add(
         self,
@@ -257,7 +272,7 @@ def open_step(kind: Kind, number: str, name: str, *, now: dt.datetime) -> StepSt
             row = step_rows.open_step(session, subject=subject.number, name=spec.name, now=now)
             audit.record(session, at=now, actor="regflow", action="step.opened", subject=subject.number, step=spec.name)
         if row.status != "answered":
-            _set_stage(session, subject, stage_of(spec))
+            _set_stage(session, subject, spec.base)
         ctx = kind.context(session, subject)
         deadline = ctx.get(spec.deadline or lifecycle.clock or "")
         ask = who_may((spec.role,), (subject.authority_code,))
@@ -273,12 +288,6 @@ def open_step(kind: Kind, number: str, name: str, *, now: dt.datetime) -> StepSt
         return StepState(
             subject.number, spec.name, row.status, row.answer, prompt, run_for(subject, spec.name), pause_key=pause_key
         )
-
-
-def stage_of(step: Step) -> str:
-    """A step as the subject's stage and its run's `stage:` tag: every progress
-    report is one stage, for filtering."""
-    return step.name.rsplit("-", 1)[0] if step.repeats else step.name
 
 
 def _set_stage(session: Session, subject: Subject, stage: str) -> None:
@@ -401,10 +410,10 @@ def _apply(kind: Kind, ctx: Context, lifecycle: Lifecycle, given: Given) -> Cycl
             next_deadline=given.opened[0] if given.opened else None,
             tags=ctx.recipients(notice.to),
         )
-    handler = kind.handlers.get(stage_of(spec))
+    handler = kind.handlers.get(spec.base)
     cycle = handler(ctx, given) if handler is not None else None
     if given.next is not None:
-        _set_stage(ctx.session, ctx.subject, stage_of(given.next))
+        _set_stage(ctx.session, ctx.subject, given.next.base)
     return cycle
 
 

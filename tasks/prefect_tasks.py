@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, PlatformUnavailable
+from rules.forms import signers
 from storage.db import utcnow
 from storage.subjects import Subject
 from tasks import cases, incidents, lifecycle, notify
@@ -84,17 +85,11 @@ def keep_alive() -> None:
 def publish_status(number: str, retag: bool = True) -> int:
     """Refresh the subject's timeline, deadlines and progress artifacts on this run,
     and keep the run's `stage:` tag on what it awaits now."""
-    from storage.db import session_scope
-    from storage.subjects import subject_for
-    from tasks import status
-    from tasks.runs import rename_run, subject_tags
+    from tasks import runs, status
 
     run_id = uuid.UUID(flow_run.id)
     if retag:
-        with session_scope() as session:
-            subject = subject_for(session, number)
-            tags = subject_tags(subject, lifecycle.awaited(session, subject))
-        rename_run(run_id, None, tags)
+        runs.retag(number, run_id)
     return status.publish(number, utcnow(), run_id=run_id)
 
 
@@ -126,7 +121,7 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
     except Forbidden:
         return None
     except (InvalidInput, CalendarUnavailable) as exc:
-        by = next((str(answer[k]) for k in ("by", "author", "officer", "reviewer") if answer.get(k)), "")
+        by = next((str(answer[k]) for k in signers() if answer.get(k)), "")
         refuse(number, step, str(exc), by=by, now=utcnow())
         return None
 

@@ -193,14 +193,15 @@ def rename_run(run_id: uuid.UUID, name: str | None, tags: list[str]) -> None:
         client.update_flow_run(run_id, name=name[:200] if name else None, tags=merged)
 
 
-def retag(number: str) -> None:
-    """A subject's run tagged as it stands now (after a re-grading, say)."""
+def retag(number: str, run_id: uuid.UUID | None = None) -> None:
+    """A subject's run (or `run_id`) tagged as the subject stands now: its stage and
+    open steps, after each step, an answer on another line or a re-grading."""
     from storage.subjects import subject_for
     from tasks.lifecycle import awaited
 
     with session_scope() as session:
         subject = subject_for(session, number)
-        run_id, tags = subject.flow_run_id, subject_tags(subject, awaited(session, subject))
+        run_id, tags = run_id or subject.flow_run_id, subject_tags(subject, awaited(session, subject))
     if run_id is not None:
         rename_run(run_id, None, tags)
 

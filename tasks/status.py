@@ -188,12 +188,11 @@ def publish(number: str, now: dt.datetime, *, run_id: uuid.UUID | None = None) -
     return len(artifacts)
 
 
-def publish_many(numbers: set[str], now: dt.datetime, *, limit: int = 20) -> int:
-    """For the watcher: refresh the subjects it just reminded or escalated about."""
-    published = 0
-    for number in sorted(numbers)[:limit]:
-        try:
-            published += bool(publish(number, now))
-        except Exception as exc:  # a status page is a view; it must not stop the watcher
-            log.warning("%s: status not published: %s", number, str(exc).splitlines()[0] if str(exc) else exc)
-    return published
+def publish_softly(number: str, now: dt.datetime) -> bool:
+    """For the watcher: `publish`, a failure logged; a status page is a view, and it
+    must not stop the watcher."""
+    try:
+        return bool(publish(number, now))
+    except Exception as exc:
+        log.warning("%s: status not published: %s", number, str(exc).splitlines()[0] if str(exc) else exc)
+        return False
