@@ -12,7 +12,14 @@ from prefect.flow_runs import suspend_flow_run
 
 from flows.forms import run_input
 from rules.lifecycle import Lifecycle, Step
-from tasks.prefect_tasks import deliver_notifications, open_step, publish_documents, publish_status, record_answer
+from tasks.prefect_tasks import (
+    deliver_notifications,
+    open_step,
+    publish_documents,
+    publish_status,
+    record_answer,
+    steps_to_visit,
+)
 
 
 def run_form(parameters: dict, *, but: str) -> dict:
@@ -22,32 +29,28 @@ def run_form(parameters: dict, *, but: str) -> dict:
 
 
 def walk(number: str, lifecycle: Lifecycle, *, retag: bool = True) -> None:
-    """Every step of the lifecycle, from its first to its end, by the answers given.
-    `retag=False` in a run that is not the subject's own (a look-back review)."""
-    step: Step | None = lifecycle.first_step()
-    while step is not None:
-        answer = await_step(number, step, retag=retag)
+    """Every step of the lifecycle, on each of its lines, until none is open: what was
+    answered meanwhile is gone past (its documents published), then the run suspends on
+    the first open step. `retag=False` in a run that is not the subject's own (a
+    look-back review)."""
+    while todo := steps_to_visit(number, lifecycle.name):
+        await_step(number, lifecycle.step(todo[0]), retag=retag)
         deliver_notifications(number)
-        step = lifecycle.following(step.name, answer)
     publish_status(number, retag=retag)
 
 
-def await_step(number: str, step: Step, *, retag: bool = True) -> dict:
+def await_step(number: str, step: Step, *, retag: bool = True) -> None:
     """One human step: wait for its answer unless it was already given (from the CLI,
     or before this re-run), then publish its documents. A refused answer (a rule the
-    form cannot check, or who may answer) is on record, and the step asked again."""
-    while True:
-        state = open_step(number, step.name)
-        if state.status == "answered":
-            answer = state.answer
-            break
+    form cannot check, who may answer, a step another line ended) is on record, and the
+    walk looks again at what is open."""
+    state = open_step(number, step.name)
+    if state.status != "answered":
         publish_status(number, retag=retag)  # what it waits for, on the run's tags and artifacts
         form = run_input(step.form)
         given = suspend_flow_run(
             wait_for_input=form.with_initial_data(description=state.prompt), key=state.pause_key, timeout=None
         )
-        answer = record_answer(number, step.name, given.model_dump(mode="json"))
-        if answer is not None:
-            break
+        if record_answer(number, step.name, given.model_dump(mode="json")) is None:
+            return
     publish_documents(number, step.name)
-    return answer

@@ -24,7 +24,7 @@ from kernel.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 from regflow.prewarmed import flow_run_command
 
 BIN = Path(sys.executable).parent
-ROLES = ("duty", "head", "onsite", "food", "government")
+ROLES = ("duty", "head", "onsite", "food", "government", "public")
 POOL = "regflow"
 
 

@@ -66,6 +66,15 @@ class Due:
     rule: str  # the arithmetic in words, zh / en
 
 
+def by_end_of(day: dt.date, *, tz: str, label: str) -> Due:
+    """Due by the end of a day someone set (an action item's date), local time."""
+    local = pendulum.datetime(day.year, day.month, day.day, 23, 59, 59, tz=tz)
+    return Due(
+        local.in_timezone("UTC"),
+        f"{label}：须于 {day.isoformat()} 24 时前完成 / due by the end of {day.isoformat()} ({tz})",
+    )
+
+
 def due_after(
     start: dt.datetime,
     period: Period,

@@ -79,16 +79,39 @@ class ReportForm(_Report):
     )
 
 
-class ProgressForm(_Report):
-    action: Literal["progress", "close"] = Field(
-        default="progress",
-        title="操作 Action",
-        description="progress = 续报（事件仍在处置）/ progress report; close = 处置结束 / handling has ended",
+class HandlingEndedForm(_Form):
+    signer: ClassVar[str] = "officer"
+    officer: str = _name("现场负责人 Officer in charge", "宣布处置结束的现场负责人 / who ends handling on site")
+    text: str = _account("处置结束小结 Summary", "处置经过与结果 / how handling went and ended")
+    multiline: ClassVar[tuple[str, ...]] = ("text",)
+
+
+class ReleaseForm(_Form):
+    signer: ClassVar[str] = "approver"
+    approver: str = _name("批准人 Approved by", "批准发布的负责人 / the head who approves the release")
+    text: str = Field(
+        default="",
+        max_length=MAX_TEXT,
+        title="发布内容 Release text",
+        description="留空则发布依据事件记录起草的通稿 / empty publishes the draft made from the incident's record",
     )
-    author: str = _name("报告人 Author", "报告人姓名 / who writes it")
-    text: str = _account(
-        "内容 Text", "续报内容，或处置结束的小结 / the progress report, or a summary of how handling ended"
+    press_conference: bool = Field(
+        default=False,
+        title="新闻发布会 Press conference",
+        description="本次发布是否以新闻发布会形式进行 / was this release given at a press conference",
     )
+    multiline: ClassVar[tuple[str, ...]] = ("text",)
+
+
+class ActionItem(_Form):
+    """An improvement the review assigns: what, to which authority and person, by when."""
+
+    what: str = Field(min_length=1, max_length=200, title="整改事项 What", description="要做什么 / what is to be done")
+    authority: str = Field(
+        min_length=1, max_length=32, title="责任单位 Authority", description="责任单位代码 / owner authority's code"
+    )
+    owner: str = _name("责任人 Owner", "责任人姓名 / the person who owns it")
+    due: dt.date = Field(title="完成期限 Due", description="完成日期（当日 24 时前）/ due by the end of this day")
 
 
 class ReviewForm(_Form):
@@ -97,14 +120,21 @@ class ReviewForm(_Form):
     lessons: str = _account(
         "经验教训 Lessons learned", "处置评估、经验教训与改进措施 / assessment, lessons and improvements"
     )
+    actions: list[ActionItem] = Field(
+        default_factory=list,
+        max_length=50,
+        title="整改事项 Action items",
+        description="每项一个时限，到期提醒、逾期督办 / each is a deadline, reminded and escalated",
+    )
     multiline: ClassVar[tuple[str, ...]] = ("lessons",)
 
 
 FORMS: dict[str, type[_Form]] = {
     "arrival": ArrivalForm,
     "report": ReportForm,
-    "progress": ProgressForm,
+    "handling-ended": HandlingEndedForm,
     "review": ReviewForm,
+    "release": ReleaseForm,
 }
 
 

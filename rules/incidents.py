@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kernel.errors import InvalidInput
 from rules.authorities import AuthorityTree, first_error
-from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
+from rules.lifecycle import Document, Lifecycle, Notice, Step
 from rules.plans import Level, LevelRules, Scope
 
 # Control characters other than tab and newline never belong in user text.
@@ -133,11 +133,23 @@ MAX_TEXT = 20_000
 
 # What each deadline of an incident is called; its period is the plan's, by the same name.
 DEADLINE_LABELS = {"dispatch": "出动", "arrival": "到场", "initial_report": "初报", "upward_report": "报送上级",
-                   "final_report": "终报", "review": "事后评估"}  # fmt: skip
+                   "final_report": "终报", "review": "事后评估", "release": "信息发布",
+                   "press_conference": "新闻发布会"}  # fmt: skip
+
+# The deadlines a trigger opens, counted from activation; the plan's level may leave
+# out the press conference (the State Council's rule names it for levels I and II).
+TRIGGER_DEADLINES = ("dispatch", "arrival", "initial_report", "upward_report", "release", "press_conference")
+
+
+def trigger_deadlines(rules: LevelRules) -> list[str]:
+    return [name for name in TRIGGER_DEADLINES if getattr(rules.deadlines, name) is not None]
 
 
 # --- the emergency-response lifecycle ---------------------------------------------------
-# arrival -> initial report -> progress 1, 2, ... (until handling ends) -> final report -> review
+# Three lines run side by side, each answered whenever its step is open:
+#   on-site work:  arrival -> end of handling
+#   reporting:     initial report -> progress 1, 2, ... (until handling ends) -> final report -> review
+#   release:       release 1, 2, ... (authoritative information, updated until the review)
 _REPORT = (
     "填写报告内容；提交后报告将报送上级单位。\n\n"
     "Write the report; on submission it is sent to the superior authorities."
@@ -147,13 +159,14 @@ EMERGENCY = Lifecycle(
     name="emergency",
     title="突发事件应急处置 / emergency response",
     first="arrival",
+    lines=("initial-report", "release"),
     documents={
         "initial": Document("初报", "initial report", "report.md.j2"),
         "progress": Document("续报", "progress report", "report.md.j2"),
         "final": Document("终报", "final report", "report.md.j2"),
         "closure": Document("处置结束小结", "end of handling", "report.md.j2"),
         "review": Document("事后评估", "post-incident review", "report.md.j2"),
-        "release": Document("信息发布通稿", "release notice", "release.md.j2"),
+        "release": Document("信息发布", "information release", "release.md.j2"),
     },
     steps=(
         Step(
@@ -162,7 +175,7 @@ EMERGENCY = Lifecycle(
             "onsite",
             "arrival",
             meets=("arrival",),
-            then="initial-report",
+            then="handling-ended",
             notice=Notice("现场到达", "Arrival on site", to=("desk", "head"), text="note"),
             verbs=("arrive",),
             cli="regflow incident arrive {number} --officer 姓名",
@@ -175,7 +188,6 @@ EMERGENCY = Lifecycle(
             "duty",
             "report",
             meets=("initial_report", "upward_report"),
-            requires=(),  # the reporting line does not wait for the on-site team
             documents=("initial",),
             then="progress",
             notice=Notice("初报", "Initial report", to=("upward",)),
@@ -185,24 +197,34 @@ EMERGENCY = Lifecycle(
         ),
         Step(
             "progress",
-            "续报 {n} 或结束处置 / progress report {n} or end of handling",
+            "续报 {n} / progress report {n}",
             "duty",
-            "progress",
+            "report",
             meets=("{name}",),
-            cancels_when=("action", "close"),
-            documents=("progress", "closure"),
+            documents=("progress",),
             repeats=True,
-            then=Branch("action", {"close": "final-report"}, default="progress"),
-            notice={
-                "progress": Notice("续报 {n}", "Progress report {n}", to=("upward",)),
-                "close": Notice("处置结束", "End of handling", to=("upward",)),
-            },
-            verbs=("report:progress", "close"),
-            cli="regflow incident report {number} --kind progress --text '…'  |  "
-            "regflow incident close {number} --summary '…'",
-            ask="事件仍在处置时提交续报（action = progress）；处置结束时选择 close 并填写小结。\n\n"
-            "While handling goes on, submit a progress report (action = progress); when handling "
-            "has ended, choose close and summarise.",
+            until="handling-ended",
+            then="final-report",
+            notice=Notice("续报 {n}", "Progress report {n}", to=("upward",)),
+            verbs=("report:progress",),
+            cli="regflow incident report {number} --kind progress --text '…'",
+            ask="事件仍在处置时按时续报；处置结束后由现场登记结束处置，续报随之停止。\n\n"
+            "While handling goes on, report progress on time; once the end of handling is "
+            "recorded, progress reports stop.",
+        ),
+        Step(
+            "handling-ended",
+            "结束处置 / end of handling",
+            "onsite",
+            "handling-ended",
+            handler_opens=("final_report",),  # its line ends here; the reporting line's limit starts
+            documents=("closure",),
+            notice=Notice("处置结束", "End of handling", to=("upward",)),
+            verbs=("close",),
+            cli="regflow incident close {number} --summary '…'",
+            ask="现场处置结束时填写小结；此后不再续报，终报时限开始计算。\n\n"
+            "When handling on site has ended, summarise it; progress reports stop and the "
+            "final report's limit starts.",
         ),
         Step(
             "final-report",
@@ -210,6 +232,7 @@ EMERGENCY = Lifecycle(
             "duty",
             "report",
             meets=("final_report",),
+            requires=("initial-report", "handling-ended"),
             documents=("final",),
             then="review",
             notice=Notice("终报", "Final report", to=("upward",)),
@@ -223,13 +246,30 @@ EMERGENCY = Lifecycle(
             "head",
             "review",
             meets=("review",),
-            documents=("review", "release"),
+            documents=("review",),
             notice=Notice("事后评估完成，事件结案", "Review done, incident closed", to=("upward", "head"), text=""),
             verbs=("review",),
             cli="regflow incident review {number} --lessons '…'",
-            ask="事后评估：处置评估、经验教训与改进措施。提交后生成信息发布通稿，事件结案。\n\n"
-            "Post-incident review: assessment, lessons, improvements. Submitting it drafts the "
-            "information release notice and closes the incident.",
+            ask="事后评估：处置评估、经验教训与改进措施。提交后事件结案。\n\n"
+            "Post-incident review: assessment, lessons, improvements. Submitting it closes the incident.",
+        ),
+        Step(
+            "release",
+            "信息发布 {n} / information release {n}",
+            "head",
+            "release",
+            meets=("release",),
+            documents=("release",),
+            repeats=True,
+            until="review",
+            beside="review",
+            verbs=("release",),
+            cli="regflow incident release {number} --draft  |  regflow incident release {number} --by 负责人",
+            ask="信息发布：正文留空则发布依据事件记录起草的通稿（regflow incident release 编号 --draft 可预览）；"
+            "经负责人批准后发布至本单位公开渠道。处置期间可多次更新。\n\n"
+            "Information release: leave the text empty to publish the draft made from the incident's record "
+            "(preview it with --draft); approved by the head, it goes to the authority's public channel. "
+            "It may be updated while handling goes on.",
         ),
     ),
 )

@@ -96,6 +96,9 @@ class Step:
     notice: Notice | dict[Any, Notice] | None = None
     notice_on: str | None = None
     repeats: bool = False  # a numbered series: progress-1, progress-2, ...
+    # A series that repeats until this step (on another line) is answered, then leads
+    # to `then`: progress reports until handling has ended, releases until the review.
+    until: str | None = None
     beside: str | None = None  # off the main path: the main-path step it branches from (for progress)
     verbs: tuple[str, ...] = ()  # the CLI's words for answering it, where they are not the step's name
     ask: str = ""  # what to enter, for its prompt (zh, then en)
@@ -125,7 +128,8 @@ class Step:
         return self.meets[0] if self.meets else None
 
     def targets(self) -> tuple[str | None, ...]:
-        return tuple(self.then.targets()) if isinstance(self.then, Branch) else (self.then,)
+        own = (self.name,) if self.until else ()  # a series leads to itself until it ends
+        return own + (tuple(self.then.targets()) if isinstance(self.then, Branch) else (self.then,))
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class Lifecycle:
     title: str
     first: str
     steps: tuple[Step, ...]
+    # The first steps of further lines that run beside the one from `first`, each on
+    # its own (an incident's reporting and information-release lines beside on-site work).
+    lines: tuple[str, ...] = ()
     documents: dict[str, Document] = field(default_factory=dict)  # by kind
     cli: str = ""  # how a step is answered from the CLI ({number}, {step})
     # The deadline a prompt shows for a step that meets none of its own (the case clock).
@@ -144,9 +151,11 @@ class Lifecycle:
     # review is scheduled months ahead: nothing is awaited before its run starts).
     answered_once_opened: bool = False
     by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
+    _order: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {s.name: s for s in self.steps})
+        object.__setattr__(self, "_order", {s.name: i for i, s in enumerate(self.steps)})
 
     def step(self, name: str) -> Step:
         """The step by its name; `progress-3` is the third of the repeated `progress`."""
@@ -170,16 +179,26 @@ class Lifecycle:
             meets=tuple(m.format(name=name) for m in base.meets),
         )
 
-    def following(self, name: str, answer: dict[str, Any]) -> Step | None:
-        """The step after `name` given its answer; None when the lifecycle has ended."""
+    def following(
+        self, name: str, answer: dict[str, Any], answered: dict[str, dict[str, Any]] | None = None
+    ) -> Step | None:
+        """The step after `name` given its answer (and, where a series may have ended,
+        the answers given so far); None when its line has ended."""
         current = self.step(name)
-        target = current.then.pick(answer) if isinstance(current.then, Branch) else current.then
-        if target is None:
-            return None
-        nxt = self.by_name[target]
-        if not nxt.repeats:
-            return nxt
-        return self._instance(nxt, current.number + 1 if target == current.base else 1)
+        answered = answered or {}
+        if current.until is not None and current.until not in answered:
+            target: str | None = current.base  # the series goes on
+        else:
+            target = current.then.pick(answer) if isinstance(current.then, Branch) else current.then
+        while target is not None:
+            nxt = self.by_name[target]
+            if not nxt.repeats:
+                return nxt
+            if target != current.base and nxt.until is not None and nxt.until in answered:
+                target = nxt.then if not isinstance(nxt.then, Branch) else nxt.then.pick({})
+                continue  # a series that ended before it began
+            return self._instance(nxt, current.number + 1 if target == current.base else 1)
+        return None
 
     def next_step(self, answered: dict[str, dict[str, Any]]) -> Step | None:
         """The first step open, given answers by step name; None when done."""
@@ -187,28 +206,43 @@ class Lifecycle:
         return open_now[0] if open_now else None
 
     def open_steps(self, answered: dict[str, dict[str, Any]]) -> list[Step]:
-        """Every step that may be answered now, in walk order: the first unanswered one
-        and those beyond it that do not need it (`requires`), as far as the walk can see
-        without an answer (a branch needs one)."""
-        step: Step | None = self.first_step()
+        """Every step that may be answered now, in declaration order: on each line, the
+        first unanswered step and those beyond it that do not need it (`requires`), as
+        far as the walk can see without an answer (a branch needs one)."""
+        found: dict[str, Step] = {}
+        for first in (self.first, *self.lines):
+            for step in self._walk(self._start(first), answered):
+                found.setdefault(step.name, step)
+        return sorted(found.values(), key=lambda s: self._order[s.base])
+
+    def _walk(self, step: Step | None, answered: dict[str, dict[str, Any]]) -> list[Step]:
         before: Step | None = None
         found: list[Step] = []
         while step is not None:
             if step.name in answered:
-                before, step = step, self.following(step.name, answered[step.name])
+                before, step = step, self.following(step.name, answered[step.name], answered)
+                continue
+            if step.until is not None and step.until in answered:  # the series ended before it began
+                step = self._target(step.then if not isinstance(step.then, Branch) else step.then.pick({}))
                 continue
             needs = step.requires if step.requires is not None else ((before.name,) if before else ())
             if not all(name in answered for name in needs):
                 break
             found.append(step)
-            if isinstance(step.then, Branch):
-                break
-            before, step = step, self.following(step.name, {})
+            if isinstance(step.then, Branch) or step.until is not None:
+                break  # what follows depends on this answer
+            before, step = step, self.following(step.name, {}, answered)
         return found
 
     def first_step(self) -> Step:
-        first = self.by_name[self.first]
+        return self._start(self.first)
+
+    def _start(self, name: str) -> Step:
+        first = self.by_name[name]
         return self._instance(first, 1) if first.repeats else first
+
+    def _target(self, name: str | None) -> Step | None:
+        return None if name is None else self._start(name)
 
     def progress(self, awaiting: Step | None) -> float:
         """Percent of the main path passed while `awaiting` is awaited (the subject's
@@ -222,7 +256,7 @@ class Lifecycle:
 
     def reachable(self) -> set[str]:
         """Names of the declared steps some path reaches from the first."""
-        seen, todo = set(), [self.first]
+        seen, todo = set(), [self.first, *self.lines]
         while todo:
             name = todo.pop()
             if name in seen:
@@ -239,6 +273,8 @@ class Lifecycle:
             lines.append(f'  {_node(step.name)}["{title}<br/><small>{step.role}</small>"]')
         lines.append("  end_((end))")
         for step in self.steps:
+            if step.until:
+                lines.append(f"  {_node(step.name)} -->|until {step.until}| {_node(step.name)}")
             for value, target in _edges(step.then):
                 label = f"|{value.strip()}|" if value is not None else ""
                 lines.append(f"  {_node(step.name)} -->{label} {_node(target) if target else 'end_'}")

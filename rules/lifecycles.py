@@ -16,6 +16,8 @@ def label(deadline: str) -> str:
         return DEADLINE_LABELS[deadline]
     if deadline.startswith("progress-"):
         return f"续报 {deadline.removeprefix('progress-')}"
+    if deadline.startswith("action-"):
+        return f"整改事项 {deadline.removeprefix('action-')}"
     return cases.label(deadline) or deadline
 
 

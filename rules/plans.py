@@ -30,6 +30,13 @@ class Level(str, Enum):
     III = "III"
     IV = "IV"
 
+    @classmethod
+    def parse(cls, text: str) -> "Level":
+        """A level as a person types it (`--level II`), or a one-line refusal."""
+        if text not in {lv.value for lv in cls}:
+            raise InvalidInput(f"--level must be I, II, III or IV, not {text!r}")
+        return cls(text)
+
     @property
     def label(self) -> str:
         return {"I": "特别重大", "II": "重大", "III": "较大", "IV": "一般"}[self.value]
@@ -73,6 +80,8 @@ STEP_DEADLINES = {
     "progress_every": "the previous report",
     "final_report": "the end of handling",
     "review": "the final report",
+    "release": "activation",
+    "press_conference": "activation",
 }
 
 
@@ -85,10 +94,16 @@ class LevelDeadlines(BaseModel):
     progress_every: str
     final_report: str
     review: str
+    # Information release: authoritative information within `release`, a press
+    # conference within `press_conference` where the level requires one.
+    release: str
+    press_conference: str | None = None
 
     @field_validator("*")
     @classmethod
-    def _period(cls, value: str) -> str:
+    def _period(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             Period.parse(value)
         except InvalidInput as exc:  # pydantic reports only ValueError with the field's path

@@ -42,6 +42,8 @@ class Incident(IncidentBase, table=True):
     handling_ended_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     closed_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     flow_run_id: uuid.UUID | None = Field(default=None, unique=True)
+    # The 12315 complaint it was escalated from (the complaint names it back in its facts).
+    origin: str | None = Field(default=None, max_length=32)
 
     @property
     def is_open(self) -> bool:

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from storage import (
+    actions,  # noqa: F401
     incidents,  # noqa: F401
 )
 

@@ -17,17 +17,20 @@ import pendulum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from kernel.errors import StepConflict, UnknownAuthority
+from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules.calendar import load_calendar
-from rules.durations import Due, compressed, due_after
+from rules.durations import Due, by_end_of, compressed, due_after
 from rules.incidents import (
     EMERGENCY,
+    TRIGGER_DEADLINES,
     TriggerRequest,
     activation_recipients,
     incident_number,
     onsite_recipients,
+    trigger_deadlines,
     upward_recipients,
+    validate_trigger,
 )
 from rules.lifecycle import Lifecycle
 from rules.lifecycles import label
@@ -35,6 +38,7 @@ from rules.plans import Level, LevelRules, Plan, load_plan
 from storage import audit
 from storage import deadlines as deadline_rows
 from storage import steps as step_rows
+from storage.actions import ActionItem
 from storage.authorities import Authority
 from storage.db import session_scope
 from storage.incidents import Dispatch, Incident, Report, get_incident, incident_by_run, next_number, reports_for
@@ -42,7 +46,7 @@ from storage.plans import PlanVersion, register_plan
 from tasks import lifecycle as engine
 from tasks.lifecycle import Answered, Context, Given, StepState
 from tasks.notify import deliver_now
-from tasks.render import local_time
+from tasks.render import local_time, render
 
 # --- trigger -------------------------------------------------------------------------
 
@@ -76,11 +80,13 @@ def trigger(
             return existing
 
 
-def trigger_and_send(request: TriggerRequest, *, now: dt.datetime) -> Incident:
+def trigger_and_send(
+    request: TriggerRequest, *, now: dt.datetime, also: Callable[[Session, Incident], None] | None = None
+) -> Incident:
     """What a duty officer's trigger does before any flow run exists: record and
     dispatch (`trigger`), then send the dispatch order and activation notices from
     this process at once, leaving to the watcher what a slow channel holds up."""
-    incident = trigger(request, now=now)
+    incident = trigger(request, now=now, also=also)
     deliver_now(incident.number, wait=get_settings().trigger_delivery_seconds)
     return incident
 
@@ -111,7 +117,7 @@ def _activate(
     session.add(incident)
     session.flush()
     ctx = IncidentContext(session, incident)
-    created = [ctx.add(name, now) for name in ("dispatch", "arrival", "initial_report", "upward_report")]
+    created = [ctx.add(name, now) for name in trigger_deadlines(ctx.rules)]
     audit.record(
         session,
         at=now,
@@ -206,6 +212,7 @@ class IncidentContext(Context):
             "desk": [f"{code}.duty"],
             "head": [f"{code}.head"],
             "upward": [f"{code}.duty", *upward_recipients(self.rules, self.tree, code)],
+            "public": [f"{code}.public"],  # the authority's public channel (website, official account)
         }
         return [tag for name in names for tag in groups[name]]
 
@@ -221,41 +228,116 @@ def _report(ctx: IncidentContext, given: Given, *, kind: str, text: str) -> Repo
 
 
 def _reported(ctx: IncidentContext, given: Given) -> None:
-    """An initial, progress or final report, or the summary that ends handling."""
-    if given.step.repeats and given.data["action"] == "close":
-        ctx.incident.status, ctx.incident.handling_ended_at = "handling_ended", given.now
-        ctx.session.add(ctx.incident)
-        given.met = None  # no progress report was due: the summary has no deadline
-        _report(ctx, given, kind="closure", text=given.data["text"])
-        audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended", subject=ctx.number)
-        return
-    _report(ctx, given, kind=given.step.documents[0], text=given.data["text"])  # its declared document
+    """An initial, progress or final report: its declared document."""
+    _report(ctx, given, kind=given.step.documents[0], text=given.data["text"])
+
+
+def _handling_ended(ctx: IncidentContext, given: Given) -> None:
+    """Handling on site has ended: progress reports are no longer due, the final
+    report's limit starts."""
+    incident = ctx.incident
+    incident.status, incident.handling_ended_at = "handling_ended", given.now
+    ctx.session.add(incident)
+    for row in deadline_rows.deadlines_for(ctx.session, subject=ctx.number):
+        if row.name.startswith("progress-"):
+            ctx.close(row.name, given.now, "cancelled")
+    if ctx.get("final_report") is None:
+        ctx.add("final_report", given.now)
+    _report(ctx, given, kind="closure", text=given.data["text"])
+    audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended", subject=ctx.number)
+
+
+def release_draft(session: Session, incident: Incident) -> str:
+    """A release's text as drafted from the incident's record: what happened, the
+    response, where handling stands, the latest report."""
+    ctx = IncidentContext(session, incident)
+    reports = [r for r in reports_for(session, subject=incident.number) if r.kind in ("initial", "progress", "final")]
+    arrival = step_rows.get_step(session, subject=incident.number, name="arrival")
+    return render(
+        "documents/release-draft.md.j2",
+        **ctx.template_vars(
+            arrived_at=arrival.answered_at if arrival is not None else None,
+            latest=reports[-1].text if reports else "",
+        ),
+    ).strip()
+
+
+def release_preview(number: str, *, now: dt.datetime) -> str:
+    """The release document as the draft would publish it; nothing is written."""
+    with session_scope() as session:
+        incident = INCIDENTS.load(session, number)
+        ctx = IncidentContext(session, incident)
+        return render(
+            "documents/release.md.j2",
+            **ctx.template_vars(by="", at=now, release=release_draft(session, incident)),
+        )
+
+
+def _released(ctx: IncidentContext, given: Given) -> None:
+    """A release approved by the head: the text given, or the draft from the record;
+    published as a document, to the authority's public channel and upward."""
+    text = given.data["text"] or release_draft(ctx.session, ctx.incident)
+    ctx.document("release", step=given.step.name, by=given.by, now=given.now, text=text, release=text)
+    if given.data["press_conference"]:
+        ctx.close("press_conference", given.now)
+    n = given.step.number
+    press = "（新闻发布会）" if given.data["press_conference"] else ""
+    heading = (f"信息发布 {n}{press}", f"Information release {n}")
+    ctx.tell(given, given.step.name, heading, text=text, tags=ctx.recipients(("public", "upward")))
+    audit.record(ctx.session, at=given.now, actor=given.by, action="incident.released", subject=ctx.number,
+                 release=n, press_conference=given.data["press_conference"])  # fmt: skip
 
 
 def _reviewed(ctx: IncidentContext, given: Given) -> None:
-    """The review closes the incident and drafts the information release."""
+    """The review closes the incident; each action item it assigns is a deadline of the
+    incident, owed by its authority, reminded and escalated like every other."""
     _report(ctx, given, kind="review", text=given.data["lessons"])
-    reports = {r.kind: r for r in reports_for(ctx.session, subject=ctx.number)}
-    arrival = step_rows.get_step(ctx.session, subject=ctx.number, name="arrival")
-    release = ctx.document(
-        "release",
-        step="release",
-        by=ctx.authority.name,
-        now=given.now,
-        arrived_at=arrival.answered_at if arrival else None,
-        final_text=reports["final"].text if "final" in reports else "",
-    )
-    release.text = release.document
+    _assign_actions(ctx, given)
     incident = ctx.incident
     incident.status, incident.closed_at, incident.stage = "closed", given.now, "closed"
     ctx.session.add(incident)
+    for row in deadline_rows.deadlines_for(ctx.session, subject=ctx.number):
+        if row.name in ("release", "press_conference"):  # an incident closed unreleased is on record as such
+            ctx.close(row.name, given.now, "cancelled")
     audit.record(ctx.session, at=given.now, actor=given.by, action="incident.closed", subject=incident.number)
+
+
+def _assign_actions(ctx: IncidentContext, given: Given) -> None:
+    tz = get_settings().timezone
+    today = pendulum.instance(given.now).in_timezone(tz).date()
+    for seq, item in enumerate(given.form.actions, 1):
+        where = f"actions[{seq - 1}]"
+        try:
+            ctx.tree.get(item.authority)
+        except UnknownAuthority as exc:
+            raise UnknownAuthority(f"{where}.authority: {exc}") from None
+        if item.due < today:
+            raise InvalidInput(f"{where}.due: {item.due} is in the past")
+        row = ActionItem(subject=ctx.number, seq=seq, what=item.what, authority_code=item.authority,
+                         owner=item.owner, due_on=item.due, created_at=given.now)  # fmt: skip
+        ctx.session.add(row)
+        due = by_end_of(item.due, tz=tz, label=f"整改事项 {seq}：{item.what}")
+        deadline = ctx.add(row.deadline, given.now, due=due, authority=item.authority)
+        heading = (f"整改事项 {seq}（{item.owner} 负责）", f"Action item {seq} (owner {item.owner})")
+        tags = list(dict.fromkeys([f"{item.authority}.duty", f"{item.authority}.head", *ctx.recipients(("desk",))]))
+        ctx.tell(given, f"action-{seq}", heading, text=item.what, next_deadline=deadline, tags=tags)
+    if given.form.actions:
+        audit.record(ctx.session, at=given.now, actor=given.by, action="incident.actions_assigned", subject=ctx.number,
+                     actions=[{"seq": i, "authority": a.authority, "owner": a.owner, "due": a.due.isoformat()}
+                              for i, a in enumerate(given.form.actions, 1)])  # fmt: skip
 
 
 class Incidents:
     """The emergency-response lifecycle's subjects, for the engine."""
 
-    handlers = {"initial-report": _reported, "progress": _reported, "final-report": _reported, "review": _reviewed}
+    handlers = {
+        "initial-report": _reported,
+        "progress": _reported,
+        "handling-ended": _handling_ended,
+        "final-report": _reported,
+        "review": _reviewed,
+        "release": _released,
+    }
 
     def load(self, session: Session, number: str) -> Incident:
         return engine.load(session, number, getter=get_incident, what="incident")
@@ -276,9 +358,10 @@ VERB_TITLES = {
     "arrive": "到场登记 / arrival",
     "report:initial": "初报 / initial report",
     "report:progress": "续报 / progress report",
-    "close": "结束处置 / closing",
+    "close": "结束处置 / end of handling",
     "report:final": "终报 / final report",
     "review": "事后评估 / review",
+    "release": "信息发布 / information release",
 }
 
 
@@ -308,8 +391,6 @@ def answer(
         done = {r.name: r for r in step_rows.steps_for(session, subject=incident.number) if r.status == "answered"}
         awaited = EMERGENCY.open_steps({name: r.answer or {} for name, r in done.items()})
         expected = _step_for(incident, verb, awaited, done)
-    if verb in ("close", "report:progress"):
-        answer = {**answer, "action": "close" if verb == "close" else "progress"}
     return engine.answer(INCIDENTS, number, step=expected.name, answer=answer, source=source, now=now)
 
 
@@ -321,7 +402,7 @@ def _step_for(incident: Incident, verb: str, awaited: list, done: dict):
             return step
     wanted = VERB_TITLES.get(verb, verb)
     for name, row in done.items():
-        if verb in EMERGENCY.step(name).verbs and verb != "report:progress":
+        if verb in EMERGENCY.step(name).verbs and not EMERGENCY.step(name).repeats:
             raise StepConflict(
                 f"{wanted} of {incident.number} was already recorded at {local_time(row.answered_at)} "
                 f"by {row.answered_by}"
@@ -329,6 +410,46 @@ def _step_for(incident: Incident, verb: str, awaited: list, done: dict):
     if not awaited:
         raise StepConflict(f"{incident.number} is closed: no step is awaited")
     raise StepConflict(f"{incident.number} is {engine.awaiting(incident, awaited)}, not {wanted}")
+
+
+# --- complaints that are emergencies ------------------------------------------------------
+
+
+def escalate_complaint(
+    number: str, *, plan: str, level: Level, by: str, now: dt.datetime, location: str | None = None
+) -> Incident:
+    """A 12315 complaint that reveals an emergency becomes an incident of its authority
+    (the duty officer or head of it): linked both ways, the complaint's own steps and
+    limits going on as before. Refused for a closed complaint or one escalated already."""
+    from storage.cases import Case, get_case
+    from tasks.access import require
+
+    with session_scope() as session:
+        complaint = get_case(session, number=number)
+        if complaint is None or complaint.kind != "complaint":
+            raise NotFound(f"no complaint {number.strip()!r}")
+        if complaint.status == "closed":
+            raise StepConflict(f"{complaint.number} is closed: it can no longer be escalated")
+        if complaint.facts.get("incident"):
+            raise StepConflict(f"{complaint.number} was already escalated to {complaint.facts['incident']}")
+        require(session, by, roles=("duty", "head"), authorities=(complaint.authority_code,),
+                subject=complaint.number, action=f"escalate {complaint.number}", now=now)  # fmt: skip
+        complaint_id, complaint_number = complaint.id, complaint.number
+        data = dict(plan=plan, level=level.value, title=complaint.title, location=location or complaint.party,
+                    authority=complaint.authority_code, reporter=by)  # fmt: skip
+    request = validate_trigger(data, now=now)
+
+    def link(session: Session, incident: Incident) -> None:
+        complaint = session.get(Case, complaint_id)
+        if complaint.facts.get("incident"):  # escalated meanwhile by someone else: this one is not made
+            raise StepConflict(f"{complaint.number} was already escalated to {complaint.facts['incident']}")
+        complaint.facts = {**complaint.facts, "incident": incident.number}
+        incident.origin = complaint_number
+        session.add_all([complaint, incident])
+        audit.record(session, at=now, actor=by, action="complaint.escalated", subject=complaint_number,
+                     incident=incident.number, plan=plan, level=level.value)  # fmt: skip
+
+    return trigger_and_send(request, now=now, also=link)
 
 
 # --- re-grading ------------------------------------------------------------------------
@@ -357,8 +478,16 @@ def relevel(number: str, level: Level, *, by: str, reason: str, now: dt.datetime
         session.add(incident)
         ctx = IncidentContext(session, incident)
         why = f"响应级别调整 {old.value}→{level.value} / level {old.value}→{level.value}: {reason}"
-        moved = []
-        for row in deadline_rows.deadlines_for(session, subject=incident.number):
+        moved, rows = [], deadline_rows.deadlines_for(session, subject=incident.number)
+        wanted = trigger_deadlines(ctx.rules)
+        for row in rows:  # a limit the new level does not have (a press conference below II)
+            if row.status == "open" and row.name in TRIGGER_DEADLINES and row.name not in wanted:
+                ctx.close(row.name, now, "cancelled")
+                moved.append(row.name)
+        for name in set(wanted) - {row.name for row in rows}:  # one it adds, from the trigger
+            ctx.add(name, incident.triggered_at)
+            moved.append(name)
+        for row in rows:
             due = ctx.due(row.name, row.starts_at) if row.status == "open" else None
             if due is not None and due.at != row.due_at:
                 move_row(session, row, due_at=due.at, by=by, reason=why, rule=due.rule, now=now,

@@ -369,6 +369,28 @@ def awaited(session: Session, subject: Subject) -> list[str]:
     return [s.name for s in subject.lifecycle.open_steps(step_rows.answers(session, subject=subject.number))]
 
 
+def to_visit(kind: Kind, number: str, lifecycle: Lifecycle) -> list[str]:
+    """What a run walking `lifecycle` has still to go past, in order: steps answered
+    while it waited elsewhere (from the CLI, on another line), then the open ones. The
+    first open one is where it suspends; a run may walk a lifecycle that is not its
+    subject's own (a closed case's look-back review), so the walk alone decides."""
+    with session_scope() as session:
+        subject = kind.load(session, number)
+        rows = step_rows.steps_for(session, subject=subject.number)
+        answered = {r.name: r.answer or {} for r in rows if r.status == "answered"}
+        passed = [r for r in rows if r.status == "answered" and r.consumed_at is None and _declares(lifecycle, r.name)]
+        passed.sort(key=lambda r: r.answered_at)
+        return [r.name for r in passed] + [s.name for s in lifecycle.open_steps(answered)]
+
+
+def _declares(lifecycle: Lifecycle, name: str) -> bool:
+    try:
+        lifecycle.step(name)
+    except InvalidInput:
+        return False
+    return True
+
+
 def awaiting(subject: Subject, awaited: list[Step]) -> str:
     if awaited:
         return "awaiting " + " and ".join(s.title for s in awaited)
@@ -392,7 +414,7 @@ def _apply(kind: Kind, ctx: Context, lifecycle: Lifecycle, given: Given) -> Cycl
     status = "cancelled" if spec.cancels(given.data) else "met"
     met = [ctx.close(name, now, status) for name in spec.meets]
     given.met = met[0] if met else None
-    given.next = lifecycle.following(spec.name, given.data)
+    given.next = lifecycle.following(spec.name, given.data, step_rows.answers(ctx.session, subject=ctx.number))
     if given.next is not None:
         start = _start(spec, given)
         for name in (*spec.opens, *given.next.meets):

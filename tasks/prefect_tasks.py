@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, PlatformUnavailable
+from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, PlatformUnavailable, StepConflict
 from rules.forms import signers
 from storage.db import utcnow
 from storage.subjects import Subject
@@ -107,11 +107,19 @@ def open_step(number: str, step: str) -> StepState:
     return lifecycle.open_step(kind_of(number), number, step, now=utcnow())
 
 
+@task(name="steps-to-visit", **RETRY)
+def steps_to_visit(number: str, lifecycle_name: str) -> list[str]:
+    """What the run has still to go past, the step to suspend on first among the open."""
+    from rules.lifecycles import LIFECYCLES
+
+    return lifecycle.to_visit(kind_of(number), number, LIFECYCLES[lifecycle_name])
+
+
 @task(name="record-answer", **RETRY)
 def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, Any] | None:
     """The answer as recorded, or None when the person's own answer was refused (then
-    the step is asked again): a rule the form cannot check, recorded here, or who may
-    answer, recorded already."""
+    the walk looks again): a rule the form cannot check, or a step no longer awaited
+    (another line ended it), recorded here; or who may answer, recorded already."""
     from tasks.access import refuse
 
     try:
@@ -120,7 +128,7 @@ def record_answer(number: str, step: str, answer: dict[str, Any]) -> dict[str, A
         ).answer
     except Forbidden:
         return None
-    except (InvalidInput, CalendarUnavailable) as exc:
+    except (InvalidInput, CalendarUnavailable, StepConflict) as exc:
         by = next((str(answer[k]) for k in signers() if answer.get(k)), "")
         refuse(number, step, str(exc), by=by, now=utcnow())
         return None

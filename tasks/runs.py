@@ -251,6 +251,8 @@ def resume_when_suspended(
             if _consumed(number, step):
                 return "consumed"
             if state is not None and state.type == StateType.PAUSED and key and _awaits_a_person(number, key):
+                if not _still_open(number, key):  # this answer ended the step it waits on (handling ended)
+                    _walk_again(client, flow_run_id, number, key)
                 return "pending"  # suspended on another line's step: the run takes this one when it gets there
             if state is not None and state.is_final() or time.monotonic() > deadline:
                 return "pending"
@@ -262,6 +264,28 @@ def _awaits_a_person(number: str, pause_key: str) -> bool:
     with session_scope() as session:
         row = get_step(session, subject=number.strip().upper(), name=pause_key.split("-again-")[0])
         return row is None or row.status != "answered"
+
+
+def _still_open(number: str, pause_key: str) -> bool:
+    from storage.subjects import subject_for
+    from tasks.lifecycle import awaited
+
+    with session_scope() as session:
+        subject = subject_for(session, number.strip().upper())
+        return subject is not None and pause_key.split("-again-")[0] in awaited(session, subject)
+
+
+def _walk_again(client, flow_run_id: uuid.UUID, number: str, pause_key: str) -> None:
+    """A run suspended on a step no line awaits any more (a progress report once
+    handling has ended) would wait for ever: schedule it again, and it walks on from
+    the top to what is open now (every task is idempotent by its own key)."""
+    from prefect.states import Scheduled
+
+    step = pause_key.split("-again-")[0]
+    client.set_flow_run_state(flow_run_id, Scheduled(message=f"regflow: {step} is no longer awaited"), force=True)
+    with session_scope() as session:
+        audit.record(session, at=utcnow(), actor="regflow", action="run.rewalked", subject=number.strip().upper(),
+                     flow_run_id=str(flow_run_id), step=step)  # fmt: skip
 
 
 def _consumed(number: str, step: str) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("REGFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-ROLES = ("duty", "head", "onsite", "food", "government")
+ROLES = ("duty", "head", "onsite", "food", "government", "public")
 TOKEN = "tok-" + uuid.uuid4().hex  # a planted secret: it must never show up in what we record
 
 

@@ -80,13 +80,18 @@ def test_each_incident_step_only_by_its_role_refusals_one_line_and_on_record(own
     assert cli("incident", "arrive", number, "--officer", "zhangsan").code == 0  # by login as well as name
     assert cli("incident", "report", number, "--kind", "initial", "--text", "初报", "--by", "张三").code == 8
     assert cli("incident", "report", number, "--kind", "initial", "--text", "初报", "--by", "李四").code == 0
-    assert cli("incident", "close", number, "--summary", "结束", "--by", "lisi").code == 0
+    # Handling ends on the on-site line: the team's leader says so, not the duty desk.
+    assert cli("incident", "close", number, "--summary", "结束", "--by", "lisi").code == 8
+    assert cli("incident", "close", number, "--summary", "结束", "--by", "zhangsan").code == 0
     assert cli("incident", "report", number, "--kind", "final", "--text", "终报", "--by", "王五").code == 0
+    # Only the head approves an information release.
+    assert cli("incident", "release", number, "--by", "李四").code == 8
+    assert cli("incident", "release", number, "--by", "赵六").code == 0
     # Another authority's head is not this one's.
     assert cli("incident", "review", number, "--lessons", "l", "--by", "郑强").code == 8
     assert cli("incident", "review", number, "--lessons", "l", "--by", "李四").code == 8
     assert cli("incident", "review", number, "--lessons", "l", "--by", "赵六").code == 0
-    assert len(forbidden(number)) == 5
+    assert len(forbidden(number)) == 7
 
 
 def test_only_an_authority_told_acknowledges_and_only_a_head_extends(own_database, demo_people):

@@ -372,7 +372,7 @@ def test_reports_do_not_wait_for_arrival_at_level_iv(own_database, receivers):
     with pytest.raises(StepConflict, match="initial report of .* was already recorded"):
         incidents.answer(number, answer={"author": "李四", "text": "x"}, source="cli", verb="report:initial",
                          now=t0 + 4 * 60 * MIN)  # fmt: skip
-    with pytest.raises(StepConflict, match="awaiting 续报 2 .*, not 终报"):
+    with pytest.raises(StepConflict, match="awaiting 续报 2 .* and 结束处置 .*, not 终报"):
         incidents.answer(number, answer={"author": "李四", "text": "x"}, source="cli", verb="report:final",
                          now=t0 + 4 * 60 * MIN)  # fmt: skip
 
@@ -436,3 +436,77 @@ def test_relevel_iv_to_ii_recomputes_open_deadlines_and_tells_the_newly_concerne
         assert (refused.code, refused.err.count("\n")) == (code, 1) and message in refused.err, refused.err
     with pytest.raises(NotFound):
         incidents.relevel("INC-1999-000001", Level.I, by="赵六", reason="r", now=utcnow())
+
+
+def test_review_action_items_are_reminded_escalated_and_done(own_database, receivers):
+    """The review assigns action items; each is a deadline owed by its authority: reminded,
+    escalated when missed, listed, and done by its owner (the escalation then resolved)."""
+    import pendulum
+
+    t0 = utcnow() - dt.timedelta(hours=3)
+    number = start_incident(t0)
+    for verb, data, at in (
+        ("arrive", {"officer": "张三"}, 30 * MIN),
+        ("report:initial", {"author": "李四", "text": "初报"}, 40 * MIN),
+        ("close", {"officer": "张三", "text": "处置结束"}, 60 * MIN),
+        ("report:final", {"author": "王五", "text": "终报"}, 90 * MIN),
+    ):
+        incidents.answer(number, answer=data, source="cli", verb=verb, now=t0 + at)
+    tomorrow = pendulum.now("Asia/Shanghai").date() + dt.timedelta(days=1)
+    yesterday = tomorrow - dt.timedelta(days=2)
+
+    def counts() -> tuple[int, ...]:
+        import sqlalchemy as sa
+
+        with session_scope() as session:
+            return tuple(session.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                         for t in ("action_item", "deadline", "notification", "step"))  # fmt: skip
+
+    before = counts()
+    review = ("incident", "review", number, "--lessons", "需加强维保监管", "--by", "赵六")
+    for action, message in (
+        ("约谈维保单位|330106|张三", "--action 1: give 'what|authority code|owner|due date'"),
+        (f"约谈维保单位|999999|张三|{tomorrow}", "actions[0].authority: unknown authority '999999'"),
+        (f"约谈维保单位|330106|张三|{yesterday}", f"actions[0].due: {yesterday} is in the past"),
+        ("约谈维保单位|330106|张三|明天", "actions.0.due"),
+    ):
+        refused = cli(*review, "--action", action)
+        assert refused.code == 2 and message in refused.err and refused.err.count("\n") == 1, refused.err
+    assert counts() == before  # nothing half written: no review, no item, no deadline
+
+    done = cli(*review, "--action", f"约谈全区电梯维保单位|330106|张三|{tomorrow}",
+               "--action", f"修订维保检查规程|330100|钱七|{tomorrow + dt.timedelta(days=30)}")  # fmt: skip
+    assert done.code == 0, done.err
+    listed = json.loads(cli("action", "list", "--open", "--authority", "330106", "--json").out)
+    assert [(a["incident"], a["seq"], a["owner"], a["deadline"]) for a in listed] == [(number, 1, "张三", "open")]
+    shown = json.loads(cli("incident", "show", number, "--json").out)
+    assert [a["what"] for a in shown["actions"]] == ["约谈全区电梯维保单位", "修订维保检查规程"]
+    with session_scope() as session:
+        first = session.exec(select(Deadline).where(Deadline.subject == number, Deadline.name == "action-1")).one()
+        second = session.exec(select(Deadline).where(Deadline.subject == number, Deadline.name == "action-2")).one()
+    assert first.authority == "330106" and second.authority == "330100"
+    assert pendulum.instance(first.due_at).in_timezone("Asia/Shanghai").to_time_string() == "23:59:59"
+    assert "整改事项 1：约谈全区电梯维保单位" in first.rule
+
+    # Missed: reminded before, then escalated to the city bureau, on the board.
+    tick(first.due_at - dt.timedelta(minutes=1))
+    assert any(r.startswith("action-1:") for r in reminded(number))
+    tick(first.due_at + MIN)
+    assert escalation_steps(number) == {"action-1": 0}
+    board = json.loads(cli("board", "--json").out)
+    assert number in json.dumps(board, ensure_ascii=False) and "整改事项 1" in json.dumps(board, ensure_ascii=False)
+
+    item = listed[0]["id"]
+    stranger = cli("action", "done", str(item), "--by", "路人甲", "--note", "x")
+    assert stranger.code == 8 and stranger.err.count("\n") == 1
+    assert cli("action", "done", str(item), "--by", "张三", "--note", "已约谈 12 家维保单位").code == 0
+    again = cli("action", "done", str(item), "--by", "张三", "--note", "again")
+    assert again.code == 4 and "already done" in again.err
+    assert cli("action", "done", "99999", "--by", "张三", "--note", "x").code == 3
+    rows = {a["seq"]: a for a in json.loads(cli("action", "list", "--json").out) if a["incident"] == number}
+    assert rows[1]["status"] == "done" and rows[1]["done_by"] == "张三" and rows[1]["deadline"] == "met"
+    assert rows[2]["status"] == "open"
+    with session_scope() as session:
+        esc = session.exec(select(Escalation).where(Escalation.subject == number)).one()
+        actions = [e.action for e in events_for(session, subject=number)]
+    assert esc.status != "open" and "action.done" in actions and "incident.actions_assigned" in actions

@@ -152,11 +152,14 @@ def test_a_drill_end_to_end_on_the_platform(platform, use_database, receivers, t
     results = {d["name"]: d["result"] for d in card["deadlines"]}
     assert results["arrival"] == "met" and results["initial_report"] == "late"
     assert results["progress-1"] == "met" and results["final_report"] == "met" and results["review"] == "met"
+    assert results["release"] == "met" and results["press_conference"] == "met"
+    assert results["progress-2"] == "cancelled"  # handling ended before it fell due
     assert [s["step"] for s in card["steps"]] == [
         "arrival",
         "initial-report",
         "progress-1",
-        "progress-2",
+        "release-1",
+        "handling-ended",
         "final-report",
         "review",
     ]

@@ -65,6 +65,22 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     assert "stage:progress" in run.tags and "stage:arrival" not in run.tags
     assert cli("incident", "report", number, "--kind", "progress", "--text", "续报：设备已停用。").code == 0
     wait_for_pause(run_id, "progress-2")
+    # The information release: drafted from the record, approved by the head, then updated.
+    before = _counts()
+    draft = cli("incident", "release", number, "--draft")
+    assert (
+        draft.code == 0
+        and "启动《产品质量安全事件应急预案》II级应急响应" in draft.out
+        and "续报：设备已停用。" in draft.out
+    )
+    assert _counts() == before  # a draft writes nothing
+    assert cli("incident", "release", number, "--by", "赵六").code == 0
+    update = cli(
+        "incident", "release", number, "--by", "赵六", "--press-conference", "--text", "更新：同型号电梯抽检合格。"
+    )
+    assert update.code == 0, update.err
+    # Handling ends on the on-site line while the run waits for progress report 2: the run
+    # is put back to walk on, and the progress report is no longer due.
     assert cli("incident", "close", number, "--summary", "处置结束，现场恢复。").code == 0
     # Answered ahead: the run is restarting, not yet at the final report.
     assert cli("incident", "report", number, "--kind", "final", "--text", "终报：事件原因为制动器故障。").code == 0
@@ -96,8 +112,12 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
         "progress-2": "cancelled",
         "final_report": "met",
         "review": "met",
+        "release": "met",
+        "press_conference": "met",
     }
-    assert kinds == ["initial", "progress", "closure", "final", "review", "release"]
+    assert kinds == ["initial", "progress", "release", "release", "closure", "final", "review"]
+    public = [n for n in sent if n.tag == "330106.public"]
+    assert [n.title.split("】")[0] for n in public] == ["【信息发布 1", "【信息发布 2（新闻发布会）"]
 
     # Every message delivered exactly once to every destination of its tag, although
     # the run re-ran from the top after each of its five suspensions.
@@ -124,7 +144,7 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     keys = Counter(a.key for a in artifacts)
     documents = {
         f"{number.lower()}-{s}"
-        for s in ("initial-report", "progress-1", "progress-2", "final-report", "review", "release")
+        for s in ("initial-report", "progress-1", "release-1", "release-2", "handling-ended", "final-report", "review")
     }
     status = {f"{number.lower()}-{s}" for s in ("timeline", "deadlines", "progress")}
     assert set(keys) == documents | status
@@ -139,7 +159,9 @@ def test_full_lifecycle_through_cli_and_ui_form(platform, use_database, receiver
     shown = cli("incident", "show", number, "--json")
     data = json.loads(shown.out)
     assert data["status"] == "closed" and data["awaiting"] is None
-    assert [s["source"] for s in data["steps"]] == ["cli", "ui", "cli", "cli", "cli", "cli"]
+    sources = {s["name"]: s["source"] for s in data["steps"] if s["source"]}
+    assert sources == {"arrival": "cli", "initial-report": "ui", "progress-1": "cli", "release-1": "cli",
+                       "release-2": "cli", "handling-ended": "cli", "final-report": "cli", "review": "cli"}  # fmt: skip
     assert TOKEN not in shown.out
 
 
@@ -188,7 +210,7 @@ def test_the_initial_report_does_not_wait_for_the_team_to_arrive(platform, use_d
     assert reported.code == 0, reported.err
     assert json.loads(reported.out)["run"] == "pending"  # the run waits for arrival; it takes this later
     shown = json.loads(cli("incident", "show", number, "--json").out)
-    assert shown["awaiting_all"] == ["arrival", "progress-1"]
+    assert shown["awaiting_all"] == ["arrival", "progress-1", "release-1"]
     met = {d["name"]: d for d in shown["deadlines"]}
     assert met["initial_report"]["status"] == met["upward_report"]["status"] == "met"
     run = read_run(run_id)
@@ -421,3 +443,49 @@ def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
     number = result.stderr.split("error: ")[1].split()[0]
     with session_scope() as session:
         assert get_incident(session, number=number).title == f"繁忙 {token}"
+
+
+@on_sqlite
+def test_a_complaint_that_reveals_an_emergency_becomes_an_incident(platform, use_database):
+    """`regflow complaint escalate`: an incident of the complaint's authority, linked both
+    ways, its own run; the complaint keeps its steps and its acceptance limit."""
+    from storage.cases import get_case
+
+    token = uuid.uuid4().hex[:8]
+    received = cli("complaint", "receive", "--title", f"多名消费者食用后腹泻 {token}", "--party", "某餐饮店",
+                   "--authority", "330106", "--json")  # fmt: skip
+    assert received.code == 0, received.err
+    complaint = json.loads(received.out)["number"]
+    before = _counts()
+    for args, code, message in (
+        (("--level", "V"), 2, "--level must be I, II, III or IV"),
+        (("--level", "III", "--plan", "nuclear"), 2, "unknown plan 'nuclear'"),
+        (("--level", "III", "--by", "路人甲"), 8, "not in the people file"),
+    ):
+        plan = () if "--plan" in args else ("--plan", "food-safety")
+        refused = cli("complaint", "escalate", complaint, *plan, *args)
+        assert refused.code == code and message in refused.err and refused.err.count("\n") == 1, refused.err
+    assert cli("complaint", "escalate", "CMP-2099-999999", "--plan", "food-safety", "--level", "III").code == 3
+    assert _counts()[:3] == before[:3]  # no incident, deadline or message: only the refusal is on record
+
+    escalated = cli("complaint", "escalate", complaint, "--plan", "food-safety", "--level", "III", "--by", "李四",
+                    "--json")  # fmt: skip
+    assert escalated.code == 0, escalated.err
+    started = json.loads(escalated.out)
+    number = started["number"]
+    run = wait_for_pause(uuid.UUID(started["flow_run_id"]), "arrival")
+    assert {"level:III", "plan:food-safety"} <= set(run.tags)
+    with session_scope() as session:
+        incident, case = get_incident(session, number=number), get_case(session, number=complaint)
+        accept = {d.name: d.status for d in deadlines_for(session, subject=complaint)}
+    assert (incident.origin, incident.title, incident.location) == (
+        complaint,
+        f"多名消费者食用后腹泻 {token}",
+        "某餐饮店",
+    )
+    assert case.facts["incident"] == number and case.status == "open" and accept["acceptance"] == "open"
+    shown = cli("incident", "show", number)
+    assert f"from complaint {complaint}" in shown.out
+    assert f"escalated to incident {number}" in cli("case", "show", complaint).out
+    again = cli("complaint", "escalate", complaint, "--plan", "food-safety", "--level", "III", "--by", "李四")
+    assert again.code == 4 and f"already escalated to {number}" in again.err

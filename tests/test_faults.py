@@ -36,7 +36,9 @@ pytestmark = pytest.mark.parametrize("module_database", ["sqlite"], indirect=Tru
 ANSWERS = {
     "arrival": ("arrive", {"officer": "张三"}),
     "initial-report": ("report:initial", {"author": "李四", "text": "初报"}),
-    "progress-1": ("close", {"author": "李四", "text": "处置结束"}),
+    "progress-1": ("report:progress", {"author": "李四", "text": "续报"}),
+    # Handling ends on the on-site line while the run waits for progress report 2.
+    "progress-2": ("close", {"officer": "张三", "text": "处置结束"}),
     "final-report": ("report:final", {"author": "王五", "text": "终报"}),
     "review": ("review", {"reviewer": "赵六", "lessons": "经验"}),
 }

@@ -194,26 +194,35 @@ def test_trigger_validation_accepts_a_past_occurrence_and_trims():
 
 def test_lifecycle_order():
     assert EMERGENCY.next_step({}).name == "arrival"
-    answered = {"arrival": {}, "initial-report": {}, "progress-1": {"action": "progress"}}
+    answered = {"arrival": {}, "initial-report": {}, "progress-1": {}}
     assert EMERGENCY.next_step(answered).name == "progress-2"
-    answered["progress-2"] = {"action": "close"}
+    answered["handling-ended"] = {}  # progress reports stop once handling has ended
     assert EMERGENCY.next_step(answered).name == "final-report"
+    assert EMERGENCY.following("progress-1", {}, answered).name == "final-report"
+    assert EMERGENCY.following("progress-1", {}, {"initial-report": {}}).name == "progress-2"
     answered.update({"final-report": {}, "review": {}})
     assert EMERGENCY.next_step(answered) is None
-    assert EMERGENCY.following("progress-2", {"action": "close"}).name == "final-report"
-    assert EMERGENCY.step("progress-7").verbs == ("report:progress", "close")
+    assert EMERGENCY.step("progress-7").verbs == ("report:progress",)
+    assert EMERGENCY.step("release-3").title == "信息发布 3 / information release 3"
 
 
-def test_reporting_and_on_site_lines_run_side_by_side():
+def test_on_site_reporting_and_release_lines_run_side_by_side():
     def open_now(answered):
         return [s.name for s in EMERGENCY.open_steps(answered)]
 
-    assert open_now({}) == ["arrival", "initial-report"]
-    assert open_now({"initial-report": {}}) == ["arrival", "progress-1"]
-    assert open_now({"arrival": {}}) == ["initial-report"]
-    assert open_now({"arrival": {}, "initial-report": {}, "progress-1": {"action": "close"}}) == ["final-report"]
-    assert open_now({"arrival": {}, "initial-report": {}, "progress-1": {"action": "close"}, "final-report": {},
-                     "review": {}}) == []  # fmt: skip
+    assert open_now({}) == ["arrival", "initial-report", "release-1"]
+    assert open_now({"initial-report": {}}) == ["arrival", "progress-1", "release-1"]
+    assert open_now({"arrival": {}}) == ["initial-report", "handling-ended", "release-1"]
+    # Handling may end before the first report; the final report then follows it directly.
+    assert open_now({"arrival": {}, "handling-ended": {}}) == ["initial-report", "release-1"]
+    assert open_now({"arrival": {}, "handling-ended": {}, "initial-report": {}}) == ["final-report", "release-1"]
+    # The final report needs handling ended, the review the final report.
+    assert "final-report" not in open_now({"arrival": {}, "initial-report": {}, "progress-1": {}})
+    assert open_now({"arrival": {}, "initial-report": {}, "release-1": {}, "release-2": {}}) == [
+        "progress-1", "handling-ended", "release-3"]  # fmt: skip
+    done = {"arrival": {}, "initial-report": {}, "handling-ended": {}, "final-report": {}}
+    assert open_now(done) == ["review", "release-1"]
+    assert open_now({**done, "review": {}}) == []  # releases end with the review
     # A step whose answer decides the way on ends what can be seen ahead.
     from rules.cases import CASE
 

@@ -43,6 +43,7 @@ COMMANDS = {
     "due": "supervise",
     "drill": "drill",
     "drills": "drill",
+    "action": "action",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 

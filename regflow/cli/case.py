@@ -126,6 +126,34 @@ def complaint_receive(
     )
 
 
+@complaint_app.command("escalate")
+def complaint_escalate(
+    number: str = typer.Argument(..., help="Complaint number (CMP-…)."),
+    plan: str = typer.Option(..., help="Plan key, e.g. product-quality (see `regflow plans list`)."),
+    level: str = typer.Option(..., help="Response level: I, II, III or IV."),
+    location: Optional[str] = typer.Option(None, help="Where it happened (default: the business complained about)."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Turn a complaint that reveals an emergency into an incident, linked both ways; the
+    complaint's own steps and limits go on.
+
+    Example: regflow complaint escalate CMP-2026-000001 --plan product-quality --level III --by 李四
+    """
+    from rules.plans import Level
+    from tasks.incidents import escalate_complaint
+    from tasks.runs import start_incident_run
+
+    incident = escalate_complaint(number, plan=plan, level=Level.parse(level), by=who(by), now=utcnow(),
+                                  location=location)  # fmt: skip
+    start_run(
+        incident.number,
+        lambda: start_incident_run(incident),
+        json_out=json_out,
+        headline=f"{incident.number} triggered from {incident.origin}: {incident.title} (level {incident.level})",
+    )
+
+
 def _parse_fields(fields: list[str]) -> dict[str, Any]:
     answer: dict[str, Any] = {}
     for item in fields:
@@ -450,6 +478,8 @@ def show(number: str = NUMBER, json_out: bool = JSON) -> None:
     ]
     if data["lookback_at"]:
         heading.append(f"look-back review scheduled for {local_time(data['lookback_at'])}")
+    if data["facts"].get("incident"):
+        heading.append(f"escalated to incident {data['facts']['incident']}")
     show_subject(data, heading, json_out=json_out, runs=("flow_run", "lookback_run"))
 
 

@@ -134,21 +134,66 @@ def close(
 
     Example: regflow incident close INC-2026-000001 --summary "现场处置完毕，无人员伤亡"
     """
-    _answer(number, "close", {"author": who(by), "text": summary}, json_out)
+    _answer(number, "close", {"officer": who(by), "text": summary}, json_out)
 
 
 @app.command()
 def review(
     number: str = typer.Argument(..., help="Incident number."),
     lessons: str = typer.Option(..., help="Assessment, lessons learned and improvements."),
+    action: list[str] = typer.Option(
+        [], help="An action item, 'what|authority code|owner|due date' (repeat for more); each is a deadline."
+    ),
     by: Optional[str] = BY,
     json_out: bool = JSON,
 ) -> None:
-    """Record the post-incident review; drafts the release notice and closes the incident.
+    """Record the post-incident review; it closes the incident and assigns its action items.
 
     Example: regflow incident review INC-2026-000001 --lessons "响应及时；需加强夜间值守"
+    --action "约谈全区电梯维保单位|330106|张三|2027-01-15"
     """
-    _answer(number, "review", {"reviewer": who(by), "lessons": lessons}, json_out)
+    items = [_action_item(i, text) for i, text in enumerate(action)]
+    _answer(number, "review", {"reviewer": who(by), "lessons": lessons, "actions": items}, json_out)
+
+
+def _action_item(index: int, text: str) -> dict[str, str]:
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != 4 or not all(parts):
+        example = "约谈维保单位|330106|张三|2027-01-15"
+        raise InvalidInput(f"--action {index + 1}: give 'what|authority code|owner|due date', e.g. '{example}'")
+    return dict(zip(("what", "authority", "owner", "due"), parts, strict=True))
+
+
+@app.command()
+def release(
+    number: str = typer.Argument(..., help="Incident number."),
+    draft: bool = typer.Option(False, "--draft", help="Print the draft made from the record; publish nothing."),
+    text: Optional[str] = typer.Option(None, help="The text to publish instead of the draft."),
+    file: Optional[Path] = typer.Option(None, help="Read the text to publish from a UTF-8 file."),
+    press_conference: bool = typer.Option(False, "--press-conference", help="It was given at a press conference."),
+    by: Optional[str] = BY,
+    json_out: bool = JSON,
+) -> None:
+    """Publish an information release (the head approves it): the draft made from the
+    incident's record unless a text is given; to the authority's public channel and
+    upward. Again later to update it, while handling goes on.
+
+    Example: regflow incident release INC-2026-000001 --draft
+             regflow incident release INC-2026-000001 --by 赵六
+    """
+    if draft:
+        if text is not None or file is not None or press_conference:
+            raise InvalidInput("--draft only prints the draft: give no --text, --file or --press-conference with it")
+        from tasks.incidents import release_preview
+
+        markdown = release_preview(number, now=utcnow())
+        if json_out:
+            emit_json({"number": number.strip().upper(), "draft": markdown})
+        else:
+            console().print(markdown, markup=False, highlight=False)
+        return
+    given = _read_text(text, file) if (text is not None or file is not None) else ""
+    _answer(number, "release", {"approver": who(by), "text": given, "press_conference": press_conference}, json_out)
 
 
 @app.command()
@@ -171,9 +216,7 @@ def relevel(
     from tasks.notify import deliver_now
     from tasks.runs import retag
 
-    if level not in {lv.value for lv in Level}:
-        raise InvalidInput(f"--level must be I, II, III or IV, not {level!r}")
-    incident, moved = regrade(number, Level(level), by=who(by), reason=reason, now=utcnow())
+    incident, moved = regrade(number, Level.parse(level), by=who(by), reason=reason, now=utcnow())
     deliver_now(incident.number, wait=get_settings().trigger_delivery_seconds)
     try:
         retag(incident.number)
@@ -193,9 +236,13 @@ def overview(number: str) -> dict[str, Any]:
             "plan": incident.plan_key, "level": incident.level, "location": incident.location,
             "triggered_at": incident.triggered_at, "occurred_at": incident.occurred_at,
             "reporter": incident.reporter, "drill": incident.drill, "time_scale": incident.time_scale,
+            "origin": incident.origin,
         }  # fmt: skip
 
-    return subject_overview(number, getter=get_incident, what="incident", fields=fields)
+    from tasks.actions import listing
+
+    data = subject_overview(number, getter=get_incident, what="incident", fields=fields)
+    return {**data, "actions": listing(subject=data["number"])}
 
 
 @app.command()
@@ -211,9 +258,14 @@ def show(number: str = typer.Argument(..., help="Incident number."), json_out: b
     mark = DRILL_MARK if data["drill"] else ""
     heading = [
         f"{mark}{data['number']} {data['title']}  level {data['level']}  {data['status']}{awaiting}",
-        f"plan {data['plan']} · authority {data['authority']} · {data['location']}",
+        f"plan {data['plan']} · authority {data['authority']} · {data['location']}"
+        + (f" · from complaint {data['origin']}" if data["origin"] else ""),
     ]
     show_subject(data, heading, json_out=json_out)
+    if data["actions"] and not json_out:
+        from regflow.cli.action import action_table
+
+        console().print(action_table(data["actions"]))
 
 
 @app.command("list")
