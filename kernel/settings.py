@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # --by, then $REGFLOW_USER, then the OS login; "login" (production) only the OS
     # login, the one identity the machine has checked.
     people_file: Path = PROJECT_ROOT / "data" / "people.yaml"
+    rosters_dir: Path = PROJECT_ROOT / "data" / "rosters"  # duty rosters loaded at start-up (*.csv)
     identity: str = "declared"
     timezone: str = "Asia/Shanghai"
     deployment: str = "emergency-response/emergency-response"

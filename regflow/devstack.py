@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from kernel.errors import PlatformUnavailable
+from kernel.errors import InvalidInput, PlatformUnavailable
 from kernel.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 from regflow.prewarmed import flow_run_command
 
@@ -126,6 +126,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> sub
 def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
     """Route every authority's roles to the loopback inbox (no secrets involved)."""
     from rules.authorities import load_authorities
+    from rules.people import load_people
 
     tree = load_authorities(get_settings().authorities_file)
     lines = ["# Demo channels written by `make run`: everything goes to the loopback inbox.", "urls:"]
@@ -139,19 +140,48 @@ def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
                     f"&to={role}@{authority.code}.demo&mode=insecure:",
                     f"    - tag: {tag}",
                 ]
+    # Each person's own channel: a duty desk's message reaches the officer on duty too.
+    for person in load_people(get_settings().people_file).people:
+        lines += [f"  - json://127.0.0.1:{http_port}/person/{person.login}:", f"    - tag: person.{person.login}"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_demo_roster(path: Path) -> None:
+    """The demo authority's duty roster for the days around now (daily shifts from
+    08:30, 李四 and 王五 in turn, 赵六 leading), imported as the platform's own; the
+    days already on the roster from an earlier start stay as they are."""
+    import pendulum
+
+    from storage.db import utcnow
+    from tasks.rosters import import_roster
+
+    tz = get_settings().timezone
+    day = pendulum.now(tz).start_of("day").add(hours=8, minutes=30).subtract(days=1)
+    rows = ["authority,start,end,officer,leader"]
+    for i in range(9):
+        start, end = day.add(days=i), day.add(days=i + 1)
+        officer = ("李四", "王五")[start.date().toordinal() % 2]  # the same day, the same officer, run after run
+        rows.append(f"330106,{start.isoformat()},{end.isoformat()},{officer},赵六")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    try:
+        import_roster(path, by="regflow", now=utcnow(), system=True)
+    except InvalidInput as exc:  # a roster kept from an earlier run overlaps: it stands
+        print(f"regflow: demo roster not loaded ({exc})", flush=True)
 
 
 def prepare_database() -> None:
     from rules.authorities import load_authorities
     from storage.authorities import upsert_authorities
-    from storage.db import session_scope
+    from storage.db import session_scope, utcnow
     from storage.migrate import upgrade
+    from tasks.rosters import load_rosters
 
     upgrade()
     with session_scope() as session:
         upsert_authorities(session, tree=load_authorities(get_settings().authorities_file))
+    load_rosters(get_settings().rosters_dir, now=utcnow())
 
 
 def _interrupt(*_):
@@ -237,6 +267,7 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
         services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
         number = None
         if demo:
+            write_demo_roster(home / "rosters" / "demo-330106.csv")
             drill, number = _start_demo_drill(env, logs)
             children.append(drill)
         _welcome(api_url, home, number, env if prod else None, inbox=demo_channels or not prod)
@@ -259,7 +290,7 @@ def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
     for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
         ensure_postgres_database(url)
     logs.mkdir(parents=True, exist_ok=True)
-    for step in (["db", "upgrade"], ["authorities", "load"]):
+    for step in (["db", "upgrade"], ["authorities", "load"], ["duty", "load"]):
         with (logs / "migrate.log").open("a") as out:
             command = [str(BIN / "regflow"), *step]
             subprocess.run(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)

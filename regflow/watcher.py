@@ -208,6 +208,13 @@ def seal_audit(turn: Turn) -> int:
     return count
 
 
+def warn_of_roster_gaps(turn: Turn) -> int:
+    """Tell an authority's head, a day ahead, of a stretch with nobody on duty."""
+    from tasks.rosters import warn_of_gaps
+
+    return warn_of_gaps(turn.now)
+
+
 def heartbeat(turn: Turn) -> int:
     """Stamp this watcher's row, for `regflow doctor` and the board; drop the health
     rows dead watchers left behind."""
@@ -234,6 +241,7 @@ MANAGERS = (
     Manager("send-notifications", send_notifications, budget=10),
     Manager("publish-status", publish_status),
     Manager("seal-audit", seal_audit, every=2),
+    Manager("warn-of-roster-gaps", warn_of_roster_gaps, every=60),
 )
 
 

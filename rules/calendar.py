@@ -22,6 +22,10 @@ import yaml
 
 from kernel.errors import CalendarUnavailable, InvalidPlan
 
+HOLIDAY_NAMES = {"New Year's Day": "元旦", "Spring Festival": "春节", "Tomb-sweeping Day": "清明节",
+                 "Labour Day": "劳动节", "Dragon Boat Festival": "端午节", "National Day": "国庆节",
+                 "Mid-autumn Festival": "中秋节"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class WorkCalendar:
@@ -43,6 +47,18 @@ class WorkCalendar:
                 f"no holiday calendar for {day.year}: add the year to the calendar override file "
                 "(REGFLOW_CALENDAR_OVERRIDE) once the State Council publishes it"
             ) from exc
+
+    def holiday(self, day: dt.date) -> str | None:
+        """The statutory holiday a day falls in (a duty roster needs one of its own), if any."""
+        if day in self.holidays:
+            return "法定节假日 public holiday"
+        if day.year in self.years or day in self.workdays:
+            return None
+        try:
+            off, name = chinese_calendar.get_holiday_detail(day)
+        except NotImplementedError:
+            return None
+        return f"{HOLIDAY_NAMES.get(name, name)} {name}" if off and name else None
 
     def next_workday_on_or_after(self, day: dt.date) -> dt.date:
         while not self.is_workday(day):

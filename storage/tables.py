@@ -1,10 +1,22 @@
-"""Every table module, imported once so `SQLModel.metadata` knows them all."""
+"""Every table module, imported once so `SQLModel.metadata` knows them all (Alembic's
+autogenerate compares the database with it: a module left out reads as tables to drop)."""
 
 from sqlmodel import SQLModel
 
-from storage import (
-    actions,  # noqa: F401
-    incidents,  # noqa: F401
+from storage import (  # noqa: F401
+    actions,
+    audit,
+    authorities,
+    cases,
+    deadlines,
+    drills,
+    escalations,
+    heartbeats,
+    incidents,
+    notifications,
+    plans,
+    rosters,
+    steps,
 )
 
 metadata = SQLModel.metadata

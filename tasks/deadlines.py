@@ -83,8 +83,14 @@ def _escalation_news(
     now: dt.datetime,
     step: int | None = None,
 ) -> None:
-    """An escalation raised, climbed, acknowledged or resolved, keyed by its step or event."""
+    """An escalation raised, climbed, acknowledged or resolved, keyed by its step or event;
+    a raised or climbed one names who is on duty where it has just arrived."""
+    from storage.rosters import on_duty
+
     key = f"escalation:{escalation.id}:{event if step is None else step}"
+    ladder = escalation.policy.get("ladder", [])
+    reached = ladder[escalation.step] if escalation.step < len(ladder) else None
+    on_call = on_duty(session, authority=reached, at=now) if reached and event in ("raised", "climbed") else None
     _queue(
         session,
         subject,
@@ -95,6 +101,7 @@ def _escalation_news(
         now=now,
         event=event,
         escalation=escalation,
+        on_duty=on_call,
     )
 
 
@@ -254,13 +261,13 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = 
         escalation = session.get(Escalation, escalation_id)
         if escalation is None:
             raise NotFound(f"no escalation {escalation_id}")
-        if source != "drill" and escalation.status == "open":
-            ladder = escalation.policy.get("ladder", [])
+        told = tuple(escalation.policy.get("ladder", [])[: escalation.step + 1])
+        if source != "drill" and escalation.status == "open" and not _on_duty(session, by, told, now):
             require(
                 session,
                 by,
                 roles=("duty", "head"),
-                authorities=tuple(ladder[: escalation.step + 1]),
+                authorities=told,
                 subject=escalation.subject,
                 action=f"acknowledge escalation {escalation_id}",
                 now=now,
@@ -275,6 +282,20 @@ def acknowledge(escalation_id: int, *, by: str, now: dt.datetime, source: str = 
         payload = _payload(incident, deadline, escalation=escalation_id, by=by)
     events.emit_all([("regflow.escalation.acknowledged", payload)])
     return escalation
+
+
+def _on_duty(session: Session, who: str, authorities: tuple[str, ...], now: dt.datetime) -> bool:
+    """`who` (login or name) is the officer or leader on duty now at one of `authorities`."""
+    from kernel.settings import get_settings
+    from rules.people import load_people
+    from storage.rosters import on_duty
+
+    names = {who, *(p.name for p in load_people(get_settings().people_file).named(who))}
+    for code in authorities:
+        shift = on_duty(session, authority=code, at=now)
+        if shift is not None and names & {shift.officer, shift.leader}:
+            return True
+    return False
 
 
 def resolve_late(session: Session, *, deadline: Deadline, now: dt.datetime) -> None:

@@ -121,13 +121,28 @@ def queue(
     """Render a message once and queue it for each tag, keyed `<subject>:<key>:<tag>`
     so the same step re-executed queues nothing new. `number` is the incident's or
     case's number."""
+    from storage.rosters import personal_tags
     from tasks.render import render_message
 
     title, body = render_message(template, now=now, **variables)
     if getattr(variables.get("subject"), "drill", False):
         title, body = f"{DRILL_MARK}{title}", f"{DRILL_BANNER}\n\n{body}"
+    # A duty desk's message reaches the officer on duty by their own channel too.
+    tags = [*tags, *personal_tags(session, tags, at=now, people=_people)]
     for tag in dict.fromkeys(tags):
         outbox.enqueue(session, key=f"{number}:{key}:{tag}", subject=number, tag=tag, title=title, body=body, now=now)
+
+
+def _people():
+    """The people file, or nobody: a broken file (which `regflow doctor` names) must not
+    stop a message reaching the desk."""
+    from rules.people import Directory, load_people
+
+    try:
+        return load_people(get_settings().people_file)
+    except Exception as exc:
+        log.warning("people file unreadable, the officer on duty is not told in person: %s", str(exc)[:200])
+        return Directory(people=[])
 
 
 def backoff(attempts: int) -> dt.timedelta:

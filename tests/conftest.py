@@ -212,6 +212,12 @@ def write_channels(path: Path, http_port: int, smtp_port: int) -> None:
                     f"&mode=insecure:",
                     f"    - tag: {tag}",
                 ]
+    # Personal channels of the people a test puts on a duty roster (the district and the city).
+    for code in ("330106", "330100"):
+        for i, _name in enumerate(TEST_PEOPLE):
+            login = f"t{i}-{code}"
+            lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost&to={login}@person.test&mode=insecure:",
+                      f"    - tag: person.{login}"]  # fmt: skip
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

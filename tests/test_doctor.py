@@ -28,6 +28,7 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
         "channels",
         "people",
         "holiday calendar",
+        "duty rosters",
     }
     assert "1 watcher(s) alive" in found["watcher"]["detail"]
 

@@ -44,6 +44,7 @@ COMMANDS = {
     "drill": "drill",
     "drills": "drill",
     "action": "action",
+    "duty": "duty",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 

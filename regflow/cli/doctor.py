@@ -201,11 +201,34 @@ def _calendar(now: dt.datetime) -> Check:
     return Check("holiday calendar", True, f"covers {year} and {year + 1}")
 
 
+def _rosters(now: dt.datetime) -> Check:
+    from storage.db import session_scope
+    from tasks.render import local_time
+    from tasks.rosters import AHEAD, gaps_ahead
+
+    try:
+        with session_scope() as session:
+            found = gaps_ahead(session, now=now)
+    except Exception as exc:
+        return Check("duty rosters", False, f"cannot read rosters: {type(exc).__name__}", "regflow db upgrade")
+    if not found:
+        return Check("duty rosters", True, f"nobody missing in the next {AHEAD.days} days")
+    shown = "; ".join(
+        f"{g['authority']} {local_time(g['start'])} – {local_time(g['end'])}"
+        + (f" ({g['holiday']})" if g["holiday"] else "")
+        for g in found[:5]
+    )
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check(
+        "duty rosters", False, f"nobody on duty: {shown}{more}", "regflow duty import FILE, or regflow duty override"
+    )
+
+
 def run_checks() -> list[Check]:
     from storage.db import utcnow
 
     now = utcnow()
-    return [*_database(), *_prefect(now), _watcher(now), _channels(), _people(), _calendar(now)]
+    return [*_database(), *_prefect(now), _watcher(now), _channels(), _people(), _calendar(now), _rosters(now)]
 
 
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> int:
