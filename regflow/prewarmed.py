@@ -50,6 +50,7 @@ PREIMPORT = (
     "anyio._backends._asyncio",
     "flows.emergency",
     "flows.enforcement",
+    "flows.incident_actions",
     "tasks.status",
     "storage.heartbeats",
     "tasks.runs",

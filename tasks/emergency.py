@@ -11,6 +11,7 @@ from typing import Any
 from prefect import task
 
 from rules.incidents import validate_trigger
+from rules.plans import Level
 from storage.db import utcnow
 from storage.incidents import Incident
 from tasks import incidents
@@ -30,3 +31,21 @@ def _trigger(params: dict[str, Any], run_id: uuid.UUID, now: dt.datetime) -> Inc
 @task(name="dispatch-team", **RETRY)
 def dispatch_team(number: str) -> bool:
     return incidents.dispatch(number, now=utcnow())
+
+
+@task(name="act-on-incident", **RETRY)
+def act_on_incident(number: str, verb: str, answer: dict[str, Any]) -> str:
+    """A step of another line answered from a Run form, handed to the incident's run."""
+    from tasks.runs import hand_over
+
+    result = incidents.answer(number, answer=answer, source="ui", verb=verb, now=utcnow())
+    return hand_over(result)
+
+
+@task(name="regrade-incident", **RETRY)
+def regrade_incident(number: str, level: Level, reason: str, by: str) -> list[str]:
+    from tasks.runs import retag
+
+    incident, moved = incidents.relevel(number, level, by=by, reason=reason, now=utcnow())
+    retag(incident.number)
+    return moved

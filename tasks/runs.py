@@ -9,6 +9,7 @@ read-only commands stay quick to start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -257,6 +258,21 @@ def resume_when_suspended(
             if state is not None and state.is_final() or time.monotonic() > deadline:
                 return "pending"
             time.sleep(0.3)
+
+
+def hand_over(result, *, wait_seconds: float | None = None) -> str:
+    """After an answer is recorded: resume the run waiting for it ("resumed"), or find it
+    took the answer itself ("consumed"); else ("pending") the run takes it when it gets
+    there, and its `awaits:` tags say what is open now. PlatformUnavailable if Prefect
+    is away (the watcher hands it over later)."""
+    wait = get_settings().resume_wait_seconds if wait_seconds is None else wait_seconds
+    if result.flow_run_id is None:
+        return "pending"
+    outcome = resume_when_suspended(result.flow_run_id, result.number, result.step, result.answer, wait_seconds=wait)
+    if outcome == "pending":
+        with contextlib.suppress(PlatformUnavailable):  # else the tags follow when the run moves on
+            retag(result.number)
+    return outcome
 
 
 def _awaits_a_person(number: str, pause_key: str) -> bool:

@@ -231,6 +231,26 @@ def test_the_initial_report_does_not_wait_for_the_team_to_arrive(platform, use_d
     tags = set(read_run(run_id).tags)
     assert {"level:II", "stage:progress", "awaits:progress-1"} <= tags and "level:IV" not in tags
 
+    # The other lines and re-grading from the UI: small deployments whose Run forms act on
+    # the incident while its run waits for progress report 1.
+    from prefect.deployments import run_deployment
+
+    def from_ui(name: str, **parameters):
+        return run_deployment(f"{name}/{name}", parameters={"number": number, **parameters}, timeout=120)
+
+    assert from_ui("incident-release", approver="赵六").state.is_completed()
+    assert from_ui("incident-relevel", level="III", reason="影响可控", by="赵六").state.is_completed()
+    assert "level:III" in read_run(run_id).tags
+    refused = from_ui("incident-relevel", level="III", reason="再调", by="赵六")
+    assert refused.state.is_failed() and "already at level III" in (refused.state.message or "")
+    assert from_ui("incident-close", officer="张三", summary="现场处置完毕").state.is_completed()
+    # Handling ended while the run waited for a progress report: it walks on to the final report.
+    wait_for_pause(run_id, "final-report")
+    shown = json.loads(cli("incident", "show", number, "--json").out)
+    sources = {s["name"]: s["source"] for s in shown["steps"] if s["source"]}
+    assert sources["release-1"] == sources["handling-ended"] == "ui" and shown["level"] == "III"
+    assert {d["name"]: d["status"] for d in shown["deadlines"]}["progress-1"] == "cancelled"
+
 
 @on_sqlite
 def test_answering_before_the_run_reaches_the_step_is_handed_over(platform, use_database):

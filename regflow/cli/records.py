@@ -3,7 +3,6 @@ escalations, notifications, documents and timeline, read by its number."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 from rich.console import Console
@@ -121,28 +120,18 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     happened. Without `wait`, leave that to the run (it reads recorded answers before
     suspending) and the watcher (it resumes a run suspended on an answered step)."""
     from kernel.errors import PlatformUnavailable
-    from kernel.settings import get_settings
     from regflow.cli.output import console, emit_json
-    from tasks.runs import resume_when_suspended, retag
+    from tasks.runs import hand_over as give
 
     outcome = "pending"
-    if result.flow_run_id is not None and wait:
+    if wait:
         try:
-            outcome = resume_when_suspended(
-                result.flow_run_id,
-                result.number,
-                result.step,
-                result.answer,
-                wait_seconds=get_settings().resume_wait_seconds,
-            )
+            outcome = give(result)
         except PlatformUnavailable as exc:
             raise PlatformUnavailable(
                 f"{title} of {result.number} is recorded, but its flow run could not be "
                 f"resumed ({exc}); the watcher hands it over once Prefect is reachable"
             ) from exc
-        if outcome == "pending":  # the run waits on another line: its awaits: tags say what is open now
-            with contextlib.suppress(PlatformUnavailable):  # else they follow when the run moves on
-                retag(result.number)
     if json_out:
         emit_json({"number": result.number, "step": result.step, "run": outcome})
         return
