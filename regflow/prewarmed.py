@@ -60,6 +60,10 @@ PREIMPORT = (
     "email.mime.application",
     "regflow.cli.incident",
     "regflow.cli.case",
+    "regflow.cli.action",
+    "regflow.cli.duty",
+    "tasks.actions",
+    "tasks.rosters",  # the person on duty is looked up for every duty desk's message
 )
 
 
