@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import chinese_calendar
@@ -59,6 +59,18 @@ class WorkCalendar:
         except NotImplementedError:
             return None
         return f"{HOLIDAY_NAMES.get(name, name)} {name}" if off and name else None
+
+    def weekends_where_unknown(self, around: int) -> tuple["WorkCalendar", list[int]]:
+        """This calendar with the years near `around` that nothing covers counted as
+        weekends only, and those years: for a drill, whose compressed days are an
+        exercise, never for a real deadline."""
+        missing = []
+        for year in range(around - 1, around + 3):
+            try:
+                self.is_workday(dt.date(year, 1, 1))
+            except CalendarUnavailable:
+                missing.append(year)
+        return replace(self, years=self.years | frozenset(missing)), missing
 
     def next_workday_on_or_after(self, day: dt.date) -> dt.date:
         while not self.is_workday(day):

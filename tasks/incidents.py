@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any, Callable
 
 import pendulum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
+from kernel.errors import CalendarUnavailable, InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules.calendar import load_calendar
 from rules.durations import Due, by_end_of, compressed, due_after
@@ -186,13 +187,20 @@ class IncidentContext(Context):
     def due(self, name: str, start: dt.datetime, rule: str | None = None) -> Due:
         settings = get_settings()
         period = rule or ("progress_every" if name.startswith("progress-") else name)
-        due = due_after(
-            start,
-            self.rules.deadlines.period(period),
-            tz=settings.timezone,
-            calendar=load_calendar(settings.calendar_override),
-            event=label(name),
-        )
+        calendar = load_calendar(settings.calendar_override)
+        count = partial(due_after, start, self.rules.deadlines.period(period), tz=settings.timezone, event=label(name))
+        try:
+            due = count(calendar=calendar)
+        except CalendarUnavailable:
+            if not self.incident.drill:
+                raise  # a real deadline is never counted on a guessed calendar
+            # An exercise must not stop for a year whose holidays are not entered yet: its
+            # compressed days count weekends only there, and the rule says so.
+            calendar, years = calendar.weekends_where_unknown(start.year)
+            due = count(calendar=calendar)
+            unknown = "、".join(str(y) for y in years)
+            due = Due(due.at, f"{due.rule}（演练：{unknown} 年节假日未录入，仅按周末计 / drill: {unknown} holidays "
+                              f"not entered, weekends only）")  # fmt: skip
         return compressed(due, start, self.incident.time_scale)
 
     def policy(self, code: str, ladder_from: str | None = None) -> dict[str, Any]:

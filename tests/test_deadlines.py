@@ -510,3 +510,32 @@ def test_review_action_items_are_reminded_escalated_and_done(own_database, recei
         esc = session.exec(select(Escalation).where(Escalation.subject == number)).one()
         actions = [e.action for e in events_for(session, subject=number)]
     assert esc.status != "open" and "action.done" in actions and "incident.actions_assigned" in actions
+
+
+def test_a_drill_runs_on_into_a_year_without_holiday_data_and_a_real_incident_does_not(own_database):
+    """Thirty days after a final report in late December reach a year whose holidays are
+    not entered: a real incident's final report is refused (exit 5) rather than count a
+    guessed calendar; a drill, an exercise on compressed time, counts weekends only there
+    and says so in the deadline's rule."""
+    from kernel.errors import CalendarUnavailable
+
+    t0 = dt.datetime(2027, 12, 20, 2, 0, tzinfo=dt.timezone.utc)  # the tests' calendar enters 2027, not 2028
+    answers = (
+        ("arrive", {"officer": "张三"}),
+        ("report:initial", {"author": "李四", "text": "初报"}),
+        ("close", {"officer": "张三", "text": "处置结束"}),
+    )
+    numbers = {}
+    for drill in (False, True):
+        request = validate_trigger(dict(plan="product-quality", level="IV", title=f"跨年 {uuid.uuid4().hex[:6]}",
+                                        location="l", authority="330106", drill=drill,
+                                        speed=60 if drill else 1), now=t0)  # fmt: skip
+        numbers[drill] = number = incidents.trigger(request, now=t0).number
+        for i, (verb, data) in enumerate(answers):
+            incidents.answer(number, answer=data, source="cli", verb=verb, now=t0 + (i + 1) * MIN)
+    final = {"author": "王五", "text": "终报"}
+    with pytest.raises(CalendarUnavailable, match="no holiday calendar for 2028"):
+        incidents.answer(numbers[False], answer=final, source="cli", verb="report:final", now=t0 + 10 * MIN)
+    incidents.answer(numbers[True], answer=final, source="cli", verb="report:final", now=t0 + 10 * MIN)
+    review = deadline(numbers[True], "review")
+    assert review.status == "open" and "2028、2029 年节假日未录入，仅按周末计" in review.rule and "×60" in review.rule
