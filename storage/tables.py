@@ -15,6 +15,7 @@ from storage import (  # noqa: F401
     incidents,
     notifications,
     plans,
+    registers,
     rosters,
     steps,
 )

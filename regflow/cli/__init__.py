@@ -45,6 +45,7 @@ COMMANDS = {
     "drills": "drill",
     "action": "action",
     "duty": "duty",
+    "register": "register",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 
