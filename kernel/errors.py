@@ -61,6 +61,11 @@ class AuditTampered(RegflowError):
     exit_code = 7
 
 
+class DrawMismatch(AuditTampered):
+    """`regflow campaign verify-draw`: re-running the draw from its record does not give
+    the recorded result (the record was altered)."""
+
+
 class Forbidden(RegflowError):
     """The person acting does not hold the role the step names (data/people.yaml);
     the refusal is on the audit log."""

@@ -7,6 +7,7 @@ from storage import (  # noqa: F401
     actions,
     audit,
     authorities,
+    campaigns,
     cases,
     deadlines,
     drills,

@@ -46,6 +46,7 @@ COMMANDS = {
     "action": "action",
     "duty": "duty",
     "register": "register",
+    "campaign": "campaign",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 
