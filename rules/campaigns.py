@@ -9,7 +9,9 @@ the register rows it draws from: anyone holding the same three gets the same res
 Algorithm `regflow-draw/1`: one `random.Random(seed)` (Python's Mersenne Twister,
 stable across versions for `random()`), categories in plan order, candidates in
 credit-code order; targets by weighted sampling without replacement (Efraimidis and
-Spirakis: the k largest `u ** (1 / weight)`), a target drawn once across categories;
+Spirakis: the k largest `u ** (1 / weight)`), a target drawn once across categories
+and never one a superior authority's campaign covers in the same period (Product
+Quality Law Art. 15: 上级监督抽查的产品，下级不得另行重复抽查);
 then, per drawn target in draw order, inspectors qualified for its category, free of
 any conflict with it, in login order, `n` of them by `Random.sample`.
 """
@@ -86,18 +88,33 @@ def parse_plan(text: str, *, source: str) -> CampaignPlan:
         raise InvalidInput(f"{source}: {first_error(exc)}") from exc
 
 
-def draw(plan: CampaignPlan, targets: list[Target], inspectors: list[Inspector], seed: int) -> list[dict[str, Any]]:
-    """The drawn samples, each {category, uscc, name, inspectors}; InvalidInput when the
+def draw(
+    plan: CampaignPlan,
+    targets: list[Target],
+    inspectors: list[Inspector],
+    seed: int,
+    *,
+    within: set[str] | None = None,
+    excluded: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The drawn samples, each {category, uscc, name, inspectors}: targets of the plan's
+    authority and those it supervises (`within`), less those `excluded` (keyed
+    `<credit code>|<category>`: a superior's campaign covers them); InvalidInput when the
     registers cannot give what the plan asks (too few targets or inspectors)."""
     rng = random.Random(seed)
-    mine = sorted((t for t in targets if t.authority == plan.authority), key=lambda t: t.uscc)
+    within, excluded = within or {plan.authority}, excluded or {}
+    mine = sorted((t for t in targets if t.authority in within), key=lambda t: t.uscc)
     staff = sorted((i for i in inspectors if i.authority == plan.authority), key=lambda i: i.login)
     taken: set[str] = set()
     samples: list[dict[str, Any]] = []
     for quota in plan.draw:
-        candidates = [t for t in mine if quota.category in t.categories and t.uscc not in taken]
+        offered = [t for t in mine if quota.category in t.categories and t.uscc not in taken]
+        candidates = [t for t in offered if f"{t.uscc}|{quota.category}" not in excluded]
         if len(candidates) < quota.targets:
-            raise InvalidInput(f"{quota.category}: {quota.targets} target(s) asked, {len(candidates)} in the register")
+            covered = len(offered) - len(candidates)
+            why = f" ({covered} covered by a superior's campaign: 产品质量法第十五条)" if covered else ""
+            raise InvalidInput(f"{quota.category}: {quota.targets} target(s) asked, {len(candidates)} "
+                               f"in the register{why}")  # fmt: skip
         keyed = [(rng.random() ** (1.0 / plan.weights.get(t.risk, 1.0)), t) for t in candidates]
         chosen = [t for _, t in sorted(keyed, key=lambda kt: (-kt[0], kt[1].uscc))[: quota.targets]]
         for target in chosen:

@@ -67,10 +67,13 @@ def run_draw(key: str, *, by: str, now: dt.datetime, seed: int | None = None) ->
         require(session, by, roles=("head",), authorities=and_superiors(tree, campaign.authority_code),
                 subject=subject_of(campaign.key), action=f"draw campaign {campaign.key}", now=now)  # fmt: skip
         plan = parse_plan(campaign.plan_text, source=campaign.key)
-        targets = [_target(t) for t in register_rows.targets(session, authority=plan.authority)]
+        within = {a.code for a in tree.authorities if a.code == plan.authority
+                  or plan.authority in {up.code for up in tree.chain_up(a.code)}}  # fmt: skip
+        targets = [_target(t) for t in register_rows.targets(session) if t.authority_code in within]
         inspectors = [_inspector(i) for i in register_rows.inspectors(session, authority=plan.authority)]
+        excluded = _covered_above(session, tree, plan)
         seed = secrets.randbits(62) if seed is None else seed
-        samples = draw(plan, targets, inspectors, seed)
+        samples = draw(plan, targets, inspectors, seed, within=within, excluded=excluded)
         campaign.seed, campaign.algorithm, campaign.samples = seed, ALGORITHM, samples
         campaign.snapshot = {
             "targets": [dataclasses.asdict(t) | {"line": 0} for t in targets],
@@ -78,6 +81,8 @@ def run_draw(key: str, *, by: str, now: dt.datetime, seed: int | None = None) ->
             "targets_sha256": content(session, "targets"),
             "inspectors_sha256": content(session, "inspectors"),
             "drawn_from_sha256": _rows_hash(targets, inspectors),
+            "within": sorted(within),
+            "excluded": excluded,
         }
         campaign.status, campaign.drawn_at, campaign.drawn_by = "drawn", now, by
         session.add(campaign)
@@ -104,7 +109,8 @@ def verify(key: str) -> dict[str, Any]:
                   for i in snapshot.get("inspectors", [])]  # fmt: skip
     if _rows_hash(targets, inspectors) != snapshot.get("drawn_from_sha256"):
         raise DrawMismatch(f"campaign {campaign.key}: the recorded register rows do not match their recorded hash")
-    again = draw(parse_plan(campaign.plan_text, source=campaign.key), targets, inspectors, campaign.seed)
+    again = draw(parse_plan(campaign.plan_text, source=campaign.key), targets, inspectors, campaign.seed,
+                 within=set(snapshot.get("within", [])), excluded=snapshot.get("excluded", {}))  # fmt: skip
     if again != campaign.samples:
         raise DrawMismatch(f"campaign {campaign.key}: re-running {campaign.algorithm} with seed {campaign.seed} "
                            "does not give the recorded draw")  # fmt: skip
@@ -118,13 +124,30 @@ def overview(key: str) -> dict[str, Any]:
         return {"key": c.key, "name": c.name, "authority": c.authority_code, "status": c.status,
                 "plan_sha256": c.plan_sha256, "created_at": c.created_at, "created_by": c.created_by, "seed": c.seed,
                 "algorithm": c.algorithm, "drawn_at": c.drawn_at, "drawn_by": c.drawn_by, "samples": c.samples or [],
-                "registers": {k: (c.snapshot or {}).get(f"{k}_sha256") for k in ("targets", "inspectors")}}  # fmt: skip
+                "registers": {k: (c.snapshot or {}).get(f"{k}_sha256") for k in ("targets", "inspectors")},
+                "excluded": (c.snapshot or {}).get("excluded", {})}  # fmt: skip
 
 
 def listing() -> list[dict[str, Any]]:
     with session_scope() as session:
         return [{"key": c.key, "name": c.name, "authority": c.authority_code, "status": c.status,
                  "samples": len(c.samples or [])} for c in list_campaigns(session)]  # fmt: skip
+
+
+def _covered_above(session, tree, plan) -> dict[str, str]:
+    """Products a superior authority's drawn campaign covers in an overlapping window:
+    not to be checked again below it (Product Quality Law Art. 15)."""
+    above = {a.code for a in tree.chain_up(plan.authority)}
+    covered = {}
+    for other in list_campaigns(session):
+        if other.authority_code not in above or other.status != "drawn":
+            continue
+        window = parse_plan(other.plan_text, source=other.key).window
+        if window.start > plan.window.end or plan.window.start > window.end:
+            continue
+        for sample in other.samples or []:
+            covered[f"{sample['uscc']}|{sample['category']}"] = f"{other.authority_code} {other.key}"
+    return covered
 
 
 def _load(session, key: str) -> Campaign:

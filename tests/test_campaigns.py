@@ -107,3 +107,40 @@ def test_a_campaign_filed_drawn_published_and_verified_in_another_process(own_da
         session.execute(sa.text("UPDATE campaign SET samples = :s"), {"s": json.dumps(samples, ensure_ascii=False)})
     tampered = cli("campaign", "verify-draw", "2027-q1-xihu")
     assert tampered.code == 7 and "does not give the recorded draw" in tampered.err
+
+
+def test_a_product_a_superior_campaign_covers_is_not_drawn_again_below(own_database, tmp_path):
+    """Product Quality Law Art. 15: what the city's campaign checks in the period, the
+    district does not check again; the draw records why, and still re-runs to itself."""
+    staff = tmp_path / "inspectors.csv"
+    city_staff = "市局甲,city-a,330100,电动自行车,\n市局乙,city-b,330100,电动自行车,\n"
+    staff.write_text((REGISTERS / "inspectors.csv").read_text(encoding="utf-8") + city_staff, encoding="utf-8")
+    assert cli("register", "import", "targets", str(REGISTERS / "targets.csv"), "--by", "赵六").code == 0
+    assert cli("register", "import", "inspectors", str(staff), "--by", "测试员").code == 0  # a head at every level
+    city = tmp_path / "city.yaml"
+    city.write_text(PLAN.read_text(encoding="utf-8").replace("key: 2027-q1-xihu", "key: 2027-q1-hz")
+                    .replace('authority: "330106"', 'authority: "330100"')
+                    .replace("  - {category: 儿童玩具, targets: 1}\n  - {category: 电线电缆, targets: 1}\n", ""),
+                    encoding="utf-8")  # fmt: skip
+    assert cli("campaign", "create", str(city), "--by", "测试员").code == 0
+    assert cli("campaign", "draw", "2027-q1-hz", "--seed", "1", "--by", "测试员").code == 0
+    city_drawn = json.loads(cli("campaign", "show", "2027-q1-hz", "--json").out)["samples"]
+    assert [s["category"] for s in city_drawn] == ["电动自行车"]  # from the districts' targets, by city inspectors
+
+    district = tmp_path / "district.yaml"
+    district.write_text(PLAN.read_text(encoding="utf-8").replace("key: 2027-q1-xihu", "key: 2027-q1-xh"),
+                        encoding="utf-8")  # fmt: skip
+    assert cli("campaign", "create", str(district), "--by", "赵六").code == 0
+    drawn = json.loads(cli("campaign", "draw", "2027-q1-xh", "--seed", "1", "--by", "赵六", "--json").out)
+    covered = f"{city_drawn[0]['uscc']}|电动自行车"
+    assert drawn["excluded"] == {covered: "330100 2027-q1-hz"}
+    assert city_drawn[0]["uscc"] not in {s["uscc"] for s in drawn["samples"] if s["category"] == "电动自行车"}
+    assert cli("campaign", "verify-draw", "2027-q1-xh").code == 0
+    # Asking for more than the register has left says why.
+    greedy = tmp_path / "greedy.yaml"
+    greedy.write_text(district.read_text(encoding="utf-8").replace("key: 2027-q1-xh", "key: 2027-q1-more")
+                      .replace("{category: 电动自行车, targets: 1}", "{category: 电动自行车, targets: 3}"),
+                      encoding="utf-8")  # fmt: skip
+    assert cli("campaign", "create", str(greedy), "--by", "赵六").code == 0
+    refused = cli("campaign", "draw", "2027-q1-more", "--by", "赵六")
+    assert refused.code == 2 and "covered by a superior's campaign: 产品质量法第十五条" in refused.err
