@@ -89,6 +89,9 @@ def respond(
     script = {s.step: s for s in loaded.scenario.steps}
     ack = loaded.scenario.acknowledge_seconds
     announced: set[str] = set()
+    # A series the script plays (progress reports, releases) is the script's: its further
+    # instances are ended by another line, not left to a person.
+    played = {EMERGENCY.step(name).base for name in script}
     while True:
         now = utcnow()
         with session_scope() as session:
@@ -111,7 +114,8 @@ def respond(
                 continue  # a person answered it first; look again
             _hand_over(result)
             say(f"{_clock(now - started_at, speed)}  {expected.title}: answered by {_by(result)}")
-        for step in (s for s in open_now if not due and s.name not in script and s.name not in announced):
+        left = (s for s in open_now if not due and s.base not in played and s.name not in announced)
+        for step in left:
             announced.add(step.name)
             say(
                 f"{_clock(now - started_at, speed)}  {step.title}: left to a person — answer it in the "
