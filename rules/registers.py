@@ -10,13 +10,13 @@ unified social credit codes of targets they must not check) separated by `;`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from kernel.errors import InvalidInput
+from rules.files import csv_rows
 from rules.incidents import clean_line
 
 # GB 32100-2015: 18 characters from 31 (no I, O, S, V, Z); the last is a check
@@ -79,52 +79,42 @@ def register_hash(rows: list[tuple]) -> str:
 
 def parse_targets(text: str, *, source: str, authorities: set[str]) -> list[Target]:
     """Every target of a register file, or InvalidInput naming the first bad line."""
-    found: dict[str, Target] = {}
-    for line, row in _rows(text, source, TARGET_COLUMNS):
-        try:
-            uscc = valid_uscc(_required(row, "uscc"))
-            target = Target(uscc, clean_line(_required(row, "name")), clean_line(row.get("address", "")),
-                            _authority(row, authorities), _list(_required(row, "categories")),
-                            _risk(_required(row, "risk")), line)  # fmt: skip
-        except ValueError as exc:
-            raise InvalidInput(f"{source}:{line}: {str(exc).splitlines()[0]}") from None
-        if uscc in found:
-            raise InvalidInput(f"{source}:{line}: uscc {uscc} is already on line {found[uscc].line}")
-        found[uscc] = target
-    return list(found.values())
+
+    def target(row: dict[str, str], line: int) -> Target:
+        return Target(valid_uscc(_required(row, "uscc")), clean_line(_required(row, "name")),
+                      clean_line(row.get("address", "")), _authority(row, authorities),
+                      _list(_required(row, "categories")), _risk(_required(row, "risk")), line)  # fmt: skip
+
+    return _parse(text, source, TARGET_COLUMNS, target, key="uscc")
 
 
 def parse_inspectors(text: str, *, source: str, authorities: set[str]) -> list[Inspector]:
     """Every inspector of a register file, or InvalidInput naming the first bad line."""
-    found: dict[str, Inspector] = {}
-    for line, row in _rows(text, source, INSPECTOR_COLUMNS):
+
+    def inspector(row: dict[str, str], line: int) -> Inspector:
+        login = _required(row, "login")
+        if not _LOGIN.match(login):
+            raise ValueError(f"login {login!r}: letters, digits and _ . @ - only")
+        conflicts = tuple(valid_uscc(c) for c in _list(row.get("conflicts", ""), empty=True))
+        return Inspector(login, clean_line(_required(row, "name")), _authority(row, authorities),
+                         _list(_required(row, "qualifications")), conflicts, line)  # fmt: skip
+
+    return _parse(text, source, INSPECTOR_COLUMNS, inspector, key="login")
+
+
+def _parse(text: str, source: str, columns: tuple[str, ...], build, *, key: str) -> list:
+    """Each row built, its line named in any error; a key twice refused at the later line."""
+    found: dict[str, Any] = {}
+    for line, row in csv_rows(text, source=source, columns=columns):
         try:
-            login = _required(row, "login")
-            if not _LOGIN.match(login):
-                raise ValueError(f"login {login!r}: letters, digits and _ . @ - only")
-            conflicts = tuple(valid_uscc(c) for c in _list(row.get("conflicts", ""), empty=True))
-            inspector = Inspector(login, clean_line(_required(row, "name")), _authority(row, authorities),
-                                  _list(_required(row, "qualifications")), conflicts, line)  # fmt: skip
+            item = build(row, line)
         except ValueError as exc:
             raise InvalidInput(f"{source}:{line}: {str(exc).splitlines()[0]}") from None
-        if login in found:
-            raise InvalidInput(f"{source}:{line}: login {login} is already on line {found[login].line}")
-        found[login] = inspector
+        value = getattr(item, key)
+        if value in found:
+            raise InvalidInput(f"{source}:{line}: {key} {value} is already on line {found[value].line}")
+        found[value] = item
     return list(found.values())
-
-
-def _rows(text: str, source: str, columns: tuple[str, ...]):
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise InvalidInput(f"{source}:1: missing column(s) {', '.join(missing)} (need {','.join(columns)})")
-    count = 0
-    for row in reader:
-        count += 1
-        yield reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-    if not count:
-        raise InvalidInput(f"{source}: no rows")
 
 
 def _required(row: dict[str, str], column: str) -> str:

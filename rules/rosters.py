@@ -12,12 +12,11 @@ Times are ISO 8601; without an offset they are local time. Pure: no database.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from dataclasses import dataclass
 
 from kernel.errors import InvalidInput
+from rules.files import csv_rows
 from rules.incidents import clean_line, parse_when
 from rules.people import Directory
 
@@ -43,17 +42,10 @@ def parse_roster(text: str, *, tz: str, source: str, people: Directory, authorit
     """Every shift of a roster file, or InvalidInput naming the first bad line: a
     missing column, a malformed time, an end not after the start, an unknown authority,
     an officer or leader who is not one of its people, two shifts at once."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise InvalidInput(f"{source}:1: missing column(s) {', '.join(missing)} (need {','.join(COLUMNS)})")
     shifts: list[Shift] = []
-    for row in reader:
-        line = reader.line_num
-        values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+    for line, values in csv_rows(text, source=source, columns=COLUMNS, what="shifts"):
         try:
-            shift = _shift(values, tz=tz, people=people, authorities=authorities, line=line)
+            shift = check_shift(values, tz=tz, people=people, authorities=authorities, line=line)
         except (InvalidInput, ValueError) as exc:
             raise InvalidInput(f"{source}:{line}: {str(exc).splitlines()[0]}") from None
         clash = next(
@@ -62,12 +54,11 @@ def parse_roster(text: str, *, tz: str, source: str, people: Directory, authorit
         if clash is not None:
             raise InvalidInput(f"{source}:{line}: overlaps the shift on line {clash.line}")
         shifts.append(shift)
-    if not shifts:
-        raise InvalidInput(f"{source}: no shifts")
     return shifts
 
 
-def _shift(values: dict[str, str], *, tz: str, people: Directory, authorities: set[str], line: int) -> Shift:
+def check_shift(values: dict[str, str], *, tz: str, people: Directory, authorities: set[str], line: int = 0) -> Shift:
+    """One shift from its columns' text, or InvalidInput / ValueError saying what is wrong."""
     for column in COLUMNS:
         if not values.get(column):
             raise InvalidInput(f"{column} is empty")

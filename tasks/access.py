@@ -71,6 +71,14 @@ def and_superiors(tree, code: str) -> tuple[str, ...]:
     return (code, *(a.code for a in tree.chain_up(code)))
 
 
+def require_head(session, by: str, tree, code: str, *, subject: str, action: str, now: dt.datetime) -> None:
+    """Only the head of `code`, or of an authority above it, may: a roster, a register,
+    a campaign are theirs to approve."""
+    require(
+        session, by, roles=("head",), authorities=and_superiors(tree, code), subject=subject, action=action, now=now
+    )
+
+
 def who_may(roles: tuple[str, ...], authorities: tuple[str, ...]) -> str:
     """A prompt's line on who may answer, naming a few of them."""
     try:

@@ -11,16 +11,17 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from kernel.errors import DrawMismatch, InvalidInput, NotFound, StepConflict
+from kernel.errors import DrawMismatch, NotFound, StepConflict
 from kernel.settings import get_settings
 from rules.campaigns import ALGORITHM, draw, parse_plan, plan_hash
+from rules.files import read_text
 from rules.registers import Inspector, Target, register_hash
 from storage import audit
 from storage import registers as register_rows
 from storage.authorities import load_tree
 from storage.campaigns import Campaign, get_campaign, list_campaigns
 from storage.db import session_scope
-from tasks.access import and_superiors, require
+from tasks.access import require_head
 from tasks.notify import queue
 from tasks.registers import content
 
@@ -30,18 +31,22 @@ def subject_of(key: str) -> str:
 
 
 def create(path: Path, *, by: str, now: dt.datetime) -> Campaign:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {type(exc).__name__}") from exc
+    text = read_text(path)
     plan = parse_plan(text, source=str(path))
     with session_scope() as session:
         tree = load_tree(session)
         tree.get(plan.authority)
         if get_campaign(session, key=plan.key) is not None:
             raise StepConflict(f"campaign {plan.key} is already filed")
-        require(session, by, roles=("head",), authorities=and_superiors(tree, plan.authority),
-                subject=subject_of(plan.key), action=f"approve campaign {plan.key}", now=now)  # fmt: skip
+        require_head(
+            session,
+            by,
+            tree,
+            plan.authority,
+            subject=subject_of(plan.key),
+            action=f"approve campaign {plan.key}",
+            now=now,
+        )
         campaign = Campaign(key=plan.key, name=plan.name, authority_code=plan.authority, plan_text=text,
                             plan_sha256=plan_hash(text), created_at=now, created_by=by)  # fmt: skip
         session.add(campaign)
@@ -64,8 +69,15 @@ def run_draw(key: str, *, by: str, now: dt.datetime, seed: int | None = None) ->
         if campaign.status != "approved":
             raise StepConflict(f"campaign {campaign.key} was drawn at {campaign.drawn_at} by {campaign.drawn_by}")
         tree = load_tree(session)
-        require(session, by, roles=("head",), authorities=and_superiors(tree, campaign.authority_code),
-                subject=subject_of(campaign.key), action=f"draw campaign {campaign.key}", now=now)  # fmt: skip
+        require_head(
+            session,
+            by,
+            tree,
+            campaign.authority_code,
+            subject=subject_of(campaign.key),
+            action=f"draw campaign {campaign.key}",
+            now=now,
+        )
         plan = parse_plan(campaign.plan_text, source=campaign.key)
         within = {a.code for a in tree.authorities if a.code == plan.authority
                   or plan.authority in {up.code for up in tree.chain_up(a.code)}}  # fmt: skip

@@ -255,12 +255,12 @@ def _handling_ended(ctx: IncidentContext, given: Given) -> None:
     audit.record(ctx.session, at=given.now, actor=given.by, action="incident.handling_ended", subject=ctx.number)
 
 
-def release_draft(session: Session, incident: Incident) -> str:
+def release_draft(ctx: IncidentContext) -> str:
     """A release's text as drafted from the incident's record: what happened, the
     response, where handling stands, the latest report."""
-    ctx = IncidentContext(session, incident)
-    reports = [r for r in reports_for(session, subject=incident.number) if r.kind in ("initial", "progress", "final")]
-    arrival = step_rows.get_step(session, subject=incident.number, name="arrival")
+    session, number = ctx.session, ctx.number
+    reports = [r for r in reports_for(session, subject=number) if r.kind in ("initial", "progress", "final")]
+    arrival = step_rows.get_step(session, subject=number, name="arrival")
     return render(
         "documents/release-draft.md.j2",
         **ctx.template_vars(
@@ -273,18 +273,14 @@ def release_draft(session: Session, incident: Incident) -> str:
 def release_preview(number: str, *, now: dt.datetime) -> str:
     """The release document as the draft would publish it; nothing is written."""
     with session_scope() as session:
-        incident = INCIDENTS.load(session, number)
-        ctx = IncidentContext(session, incident)
-        return render(
-            "documents/release.md.j2",
-            **ctx.template_vars(by="", at=now, release=release_draft(session, incident)),
-        )
+        ctx = IncidentContext(session, INCIDENTS.load(session, number))
+        return render("documents/release.md.j2", **ctx.template_vars(by="", at=now, release=release_draft(ctx)))
 
 
 def _released(ctx: IncidentContext, given: Given) -> None:
     """A release approved by the head: the text given, or the draft from the record;
     published as a document, to the authority's public channel and upward."""
-    text = given.data["text"] or release_draft(ctx.session, ctx.incident)
+    text = given.data["text"] or release_draft(ctx)
     ctx.document("release", step=given.step.name, by=given.by, now=given.now, text=text, release=text)
     if given.data["press_conference"]:
         ctx.close("press_conference", given.now)

@@ -9,29 +9,33 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from kernel.errors import InvalidInput
+from rules.files import read_text
 from rules.registers import parse_inspectors, parse_targets, register_hash
 from storage import audit
 from storage import registers as rows
 from storage.authorities import load_tree
 from storage.db import session_scope
-from tasks.access import and_superiors, require
+from tasks.access import require_head
 
 Kind = Literal["targets", "inspectors"]
 
 
 def import_register(kind: Kind, path: Path, *, by: str, now: dt.datetime) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {type(exc).__name__}") from exc
+    text = read_text(path)
     with session_scope() as session:
         tree = load_tree(session)
         codes = {a.code for a in tree.authorities}
         parsed = (parse_targets if kind == "targets" else parse_inspectors)(text, source=str(path), authorities=codes)
         for code in sorted({r.authority for r in parsed}):
-            require(session, by, roles=("head",), authorities=and_superiors(tree, code), subject=f"REGISTER-{kind}",
-                    action=f"import the {kind} register of {code}", now=now)  # fmt: skip
+            require_head(
+                session,
+                by,
+                tree,
+                code,
+                subject=f"REGISTER-{kind}",
+                action=f"import the {kind} register of {code}",
+                now=now,
+            )
         added = updated = 0
         for item in parsed:
             if kind == "targets":

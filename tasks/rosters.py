@@ -16,13 +16,14 @@ from sqlmodel import Session
 from kernel.errors import InvalidInput, NotFound
 from kernel.settings import get_settings
 from rules.calendar import load_calendar
+from rules.files import read_text
 from rules.people import load_people
-from rules.rosters import Shift, gaps, parse_roster
+from rules.rosters import Shift, check_shift, gaps, parse_roster
 from storage import audit
 from storage.authorities import load_tree
 from storage.db import session_scope
 from storage.rosters import DutyShift, on_duty, rostered_authorities, shifts_between
-from tasks.access import and_superiors, require
+from tasks.access import require_head
 from tasks.notify import queue
 from tasks.render import local_time
 
@@ -42,10 +43,7 @@ def import_roster(path: Path, *, by: str, now: dt.datetime, system: bool = False
     The head of each authority in it (or of one above) imports it; `system`: the
     platform loading data/rosters at start-up."""
     settings = get_settings()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {type(exc).__name__}") from exc
+    text = read_text(path)
     with session_scope() as session:
         tree = load_tree(session)
         people = load_people(settings.people_file)
@@ -53,8 +51,9 @@ def import_roster(path: Path, *, by: str, now: dt.datetime, system: bool = False
                               authorities={a.code for a in tree.authorities})  # fmt: skip
         codes = sorted({s.authority for s in shifts})
         for code in [] if system else codes:
-            require(session, by, roles=("head",), authorities=and_superiors(tree, code), subject=subject_of(code),
-                    action=f"import the duty roster of {code}", now=now)  # fmt: skip
+            require_head(
+                session, by, tree, code, subject=subject_of(code), action=f"import the duty roster of {code}", now=now
+            )
         added = unchanged = 0
         for shift in shifts:
             kept = [r for r in shifts_between(session, authority=shift.authority, start=shift.starts_at,
@@ -122,8 +121,15 @@ def swap(first: int, second: int, *, by: str, reason: str, now: dt.datetime) -> 
         if a.authority_code != b.authority_code or a.id == b.id:
             raise InvalidInput("a swap exchanges two different shifts of one authority")
         tree = load_tree(session)
-        require(session, by, roles=("head",), authorities=and_superiors(tree, a.authority_code),
-                subject=subject_of(a.authority_code), action="swap duty shifts", now=now)  # fmt: skip
+        require_head(
+            session,
+            by,
+            tree,
+            a.authority_code,
+            subject=subject_of(a.authority_code),
+            action="swap duty shifts",
+            now=now,
+        )
         a.officer, b.officer = b.officer, a.officer
         for row in (a, b):
             row.note = f"swapped by {by}: {reason}"[:500]
@@ -147,14 +153,15 @@ def override(code: str, start: dt.datetime, end: dt.datetime, *, officer: str, l
         leader = leader or (current.leader if current is not None else "")
         if not leader:
             raise InvalidInput("--leader: nobody is on the roster then to take the leader on duty from; name one")
-        line = f"authority,start,end,officer,leader\n{code},{start.isoformat()},{end.isoformat()},{officer},{leader}\n"
-        try:
-            shift = parse_roster(line, tz=settings.timezone, source="override",
-                                 people=load_people(settings.people_file), authorities={code})[0]  # fmt: skip
-        except InvalidInput as exc:  # said of the options, not of a file's line
-            raise InvalidInput(str(exc).removeprefix("override:2: ")) from None
-        require(session, by, roles=("head",), authorities=and_superiors(tree, code), subject=subject_of(code),
-                action=f"override the duty roster of {code}", now=now)  # fmt: skip
+        values = dict(authority=code, start=start.isoformat(), end=end.isoformat(), officer=officer, leader=leader)
+        try:  # the checks of a roster row, said of the options
+            shift = check_shift(values, tz=settings.timezone, people=load_people(settings.people_file),
+                                authorities={code})  # fmt: skip
+        except (InvalidInput, ValueError) as exc:
+            raise InvalidInput(str(exc).splitlines()[0]) from None
+        require_head(
+            session, by, tree, code, subject=subject_of(code), action=f"override the duty roster of {code}", now=now
+        )
         row = DutyShift(authority_code=code, starts_at=shift.starts_at, ends_at=shift.ends_at, officer=shift.officer,
                         leader=shift.leader, source="override", note=f"{by}: {reason}"[:500], created_at=now,
                         created_by=by)  # fmt: skip
