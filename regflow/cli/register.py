@@ -35,7 +35,7 @@ def import_(
 ) -> None:
     """Import a register file (the authority's head): every row valid, or nothing is imported.
 
-    Example: regflow register import targets data/registers/targets.csv --by 赵六
+    Example: regflow register import targets data/registers/targets.csv --by 杭州市局局长
     """
     from tasks.registers import import_register
 
