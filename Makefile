@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-prod test bench bench-watcher clean
+.PHONY: run run-prod test bench bench-watcher bench-campaign clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ bench: $(BENCH_STAMP)
 # The deadline watcher against a naive full scan.
 bench-watcher: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.watcher
+
+# A spot-check draw from 100,000 targets and a campaign of 1,000 samples.
+bench-campaign: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.campaign

@@ -28,14 +28,17 @@ def run_form(parameters: dict, *, but: str) -> dict:
     return {name: value for name, value in parameters.items() if name != but}
 
 
-def walk(number: str, lifecycle: Lifecycle, *, retag: bool = True) -> None:
+def walk(number: str, lifecycle: Lifecycle, *, retag: bool = True, after=None) -> None:
     """Every step of the lifecycle, on each of its lines, until none is open: what was
     answered meanwhile is gone past (its documents published), then the run suspends on
     the first open step. `retag=False` in a run that is not the subject's own (a
-    look-back review)."""
+    look-back review). `after(number)` runs after each step (starting the runs of what
+    an answer opened)."""
     while todo := steps_to_visit(number, lifecycle.name):
         await_step(number, lifecycle.step(todo[0]), retag=retag)
         deliver_notifications(number)
+        if after is not None:
+            after(number)
     publish_status(number, retag=retag)
 
 

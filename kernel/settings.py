@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     case_deployment: str = "enforcement-case/enforcement-case"
     complaint_deployment: str = "complaint-handling/complaint-handling"
     lookback_deployment: str = "lookback-review/lookback-review"
+    campaign_deployment: str = "spot-check-campaign/spot-check-campaign"
+    sample_deployment: str = "spot-check-sample/spot-check-sample"
     # How long a human-step command waits for the flow run to reach its suspension.
     resume_wait_seconds: float = 60.0
     # Outbox delivery: the watcher's poll interval and the retry backoff (seconds).

@@ -24,7 +24,7 @@ from kernel.settings import PROJECT_ROOT, get_settings, prefect_auth_headers
 from regflow.prewarmed import flow_run_command
 
 BIN = Path(sys.executable).parent
-ROLES = ("duty", "head", "onsite", "food", "government", "public")
+ROLES = ("duty", "head", "onsite", "food", "government", "public", "lab")
 POOL = "regflow"
 
 
@@ -265,12 +265,13 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
             children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
         children += _start_services(env, logs, api_url, port=port, prod=prod)
         services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
-        number = None
+        number = campaign = None
         if demo:
             write_demo_roster(home / "rosters" / "demo-330106.csv")
             drill, number = _start_demo_drill(env, logs)
             children.append(drill)
-        _welcome(api_url, home, number, env if prod else None, inbox=demo_channels or not prod)
+            campaign = _start_demo_campaign()
+        _welcome(api_url, home, number, env if prod else None, inbox=demo_channels or not prod, campaign=campaign)
         while all(child.poll() is None for child in services):
             time.sleep(1)
         print("regflow: a component stopped; see the logs in", logs, flush=True)
@@ -360,8 +361,53 @@ def _start_demo_drill(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen
     raise PlatformUnavailable(f"the demo drill did not start; see {logs / 'drill.log'}")
 
 
+DEMO_CAMPAIGN = "2027-q1-xihu"
+
+
+def _start_demo_campaign() -> str | None:
+    """The demo spot-check campaign, once per home: the demo registers imported, the
+    example plan filed and drawn (a fixed seed), its run creating a sample run per target,
+    each waiting for its sampling. A failure is told and the platform goes on."""
+    from kernel.errors import RegflowError
+    from storage.campaigns import get_campaign
+    from storage.db import session_scope, utcnow
+    from tasks import campaigns, registers
+    from tasks.runs import start_campaign_run
+
+    try:
+        with session_scope() as session:
+            campaign = get_campaign(session, key=DEMO_CAMPAIGN)
+        if campaign is None:
+            for kind in ("targets", "inspectors"):
+                path = PROJECT_ROOT / "data" / "registers" / f"{kind}.csv"
+                registers.import_register(kind, path, by="杭州市局局长", now=utcnow())
+            campaigns.create(PROJECT_ROOT / "data" / "campaigns" / "example.yaml", by="赵六", now=utcnow())
+            campaign = campaigns.run_draw(DEMO_CAMPAIGN, by="赵六", now=utcnow(), seed=20270105)
+        if campaign.flow_run_id is None and campaign.status == "drawn":
+            start_campaign_run(campaign.key, campaign.name, campaign.authority_code)
+        return campaign.key
+    except RegflowError as exc:
+        print(f"regflow: demo campaign not started ({exc})", flush=True)
+        return None
+
+
+def _welcome_campaign(key: str) -> None:
+    print(
+        f""" Demo spot-check campaign {key} (双随机): three targets drawn, each a sample run
+ waiting in the UI for its sampling by a drawn inspector. Follow it with
+   regflow campaign show {key}     regflow campaign progress {key}     regflow sample show SMP-…
+""",
+        flush=True,
+    )
+
+
 def _welcome(
-    api_url: str, home: Path, number: str | None, prod: dict[str, str] | None = None, inbox: bool = True
+    api_url: str,
+    home: Path,
+    number: str | None,
+    prod: dict[str, str] | None = None,
+    inbox: bool = True,
+    campaign: str | None = None,
 ) -> None:
     from sqlalchemy.engine import make_url
 
@@ -415,6 +461,8 @@ def _welcome(
 """,
             flush=True,
         )
+    if campaign:
+        _welcome_campaign(campaign)
     print(
         " Ctrl-C stops everything.\n==============================================================================",
         flush=True,

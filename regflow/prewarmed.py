@@ -51,6 +51,7 @@ PREIMPORT = (
     "flows.emergency",
     "flows.enforcement",
     "flows.incident_actions",
+    "flows.samples",
     "tasks.status",
     "storage.heartbeats",
     "tasks.runs",
@@ -62,6 +63,7 @@ PREIMPORT = (
     "regflow.cli.case",
     "regflow.cli.action",
     "regflow.cli.duty",
+    "regflow.cli.sample",
     "tasks.actions",
     "tasks.rosters",  # the person on duty is looked up for every duty desk's message
 )

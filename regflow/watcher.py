@@ -103,10 +103,11 @@ def hand_over_answers(turn: Turn) -> int:
 
 def start_missing_runs(turn: Turn) -> int:
     """Start the flow run of an incident or case recorded while Prefect was
-    unreachable, and schedule look-back reviews that could not be scheduled."""
-    from storage import cases, incidents
+    unreachable, a drawn campaign's run likewise, and schedule look-back reviews that
+    could not be scheduled."""
+    from storage import campaigns, cases, incidents
     from tasks.events import prefect_configured
-    from tasks.runs import schedule_lookback_run, start_case_run, start_incident_run
+    from tasks.runs import schedule_lookback_run, start_campaign_run, start_case_run, start_incident_run
 
     if not prefect_configured():
         return 0
@@ -115,11 +116,13 @@ def start_missing_runs(turn: Turn) -> int:
         orphans = incidents.without_run(session, older_than=older)
         matters = cases.without_run(session, older_than=older)
         lookbacks = [c.number for c in cases.lookbacks_unscheduled(session, closed_before=older)]
+        drawn = [(c.key, c.name, c.authority_code) for c in campaigns.without_run(session, older_than=older)]
     # What is not started within the budget is still without a run next cycle.
     work = (
         [(i.number, "started its flow run", start_incident_run, i) for i in orphans]
         + [(c.number, "started its flow run", start_case_run, c) for c in matters]
         + [(n, "scheduled its look-back review", schedule_lookback_run, n) for n in lookbacks]
+        + [(f"campaign {c[0]}", "started its flow run", lambda c: start_campaign_run(*c), c) for c in drawn]
     )
     done = 0
     for number, what, start, item in work:

@@ -32,7 +32,8 @@ from rules.authorities import first_error
 from rules.registers import RISK_GRADES, Inspector, Target
 
 ALGORITHM = "regflow-draw/1"
-_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+# Short enough that `CAMPAIGN-<key>` fits a subject number (32 characters).
+_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,22}$")
 
 
 class Quota(BaseModel):
@@ -53,6 +54,27 @@ class Window(BaseModel):
         return self
 
 
+class Limits(BaseModel):
+    """The campaign's own limits for steps no confirmed statutory text times (its 实施细则)."""
+
+    model_config = ConfigDict(extra="forbid")
+    testing: str = Field(description="the lab's result, from sampling")
+    result_notice: str = Field(description="telling the enterprise the result, from the lab's result")
+    retest: str = Field(description="the re-test's result, from the objection")
+    rectification_order: str = Field(description="the order to rectify, from the final failing result")
+
+    @model_validator(mode="after")
+    def _periods(self) -> "Limits":
+        from rules.durations import Period
+
+        for name, value in self.model_dump().items():
+            try:
+                Period.parse(value)
+            except InvalidInput as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return self
+
+
 class CampaignPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(pattern=_KEY.pattern)
@@ -61,6 +83,7 @@ class CampaignPlan(BaseModel):
     basis: list[str] = Field(min_length=1)
     window: Window
     labs: list[str] = Field(min_length=1)
+    limits: Limits
     draw: list[Quota] = Field(min_length=1)
     weights: dict[str, float] = Field(default_factory=lambda: {g: 1.0 for g in RISK_GRADES})
     inspectors_per_target: int = Field(default=2, ge=2, le=10)
@@ -70,6 +93,8 @@ class CampaignPlan(BaseModel):
         unknown = set(self.weights) - set(RISK_GRADES)
         if unknown:
             raise ValueError(f"weights: unknown risk grade {sorted(unknown)[0]!r} (grades {', '.join(RISK_GRADES)})")
+        if len(set(self.labs)) != len(self.labs):
+            raise ValueError("labs: a lab is listed twice")
         if any(w <= 0 for w in self.weights.values()):
             raise ValueError("weights: every weight must be above 0")
         categories = [q.category for q in self.draw]
@@ -111,8 +136,8 @@ def draw(
         offered = [t for t in mine if quota.category in t.categories and t.uscc not in taken]
         candidates = [t for t in offered if f"{t.uscc}|{quota.category}" not in excluded]
         if len(candidates) < quota.targets:
-            covered = len(offered) - len(candidates)
-            why = f" ({covered} covered by a superior's campaign: 产品质量法第十五条)" if covered else ""
+            left_out = [excluded[f"{t.uscc}|{quota.category}"] for t in offered if t not in candidates]
+            why = f" less {len(left_out)} excluded, e.g. {left_out[0]}" if left_out else ""
             raise InvalidInput(f"{quota.category}: {quota.targets} target(s) asked, {len(candidates)} "
                                f"in the register{why}")  # fmt: skip
         keyed = [(rng.random() ** (1.0 / plan.weights.get(t.risk, 1.0)), t) for t in candidates]

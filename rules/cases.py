@@ -40,6 +40,8 @@ from kernel.errors import InvalidInput
 from rules.authorities import first_error
 from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
 from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
+from rules.samples import DEADLINES as SAMPLE_DEADLINES
+from rules.samples import SAMPLE
 
 LEAD_SOURCES = {
     "complaint": "投诉",
@@ -319,8 +321,8 @@ LOOKBACK = Lifecycle(
     ),
 )
 
-LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK}
-# Every step of the three, by name: no name is used twice, so `case decide` needs none but it.
+LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK, "sample": SAMPLE}
+# Every step of them, by name: no name is used twice, so `case decide` needs none but it.
 STEPS = {step.name: step for lifecycle in LIFECYCLES.values() for step in lifecycle.steps}
 
 
@@ -365,6 +367,7 @@ DEADLINES: dict[str, tuple[str | None, str]] = {
     "supervision-final":       (None,                               "督办办结"),
     "supervision-progress":    ("supervision.progress_every",       "督办进展报告"),
     "assistance":              ("case.assistance",                  "协查"),
+    **SAMPLE_DEADLINES,
 }
 # fmt: on
 # The deadlines the case clock governs: paused while testing or appraisal runs
@@ -446,5 +449,8 @@ def validate_lead(data: dict[str, Any], *, now: dt.datetime) -> LeadRequest:
     return request
 
 
+NUMBER_PREFIX = {"case": "CASE", "complaint": "CMP", "sample": "SMP"}
+
+
 def case_number(year: int, n: int, kind: str = "case") -> str:
-    return f"{'CASE' if kind == 'case' else 'CMP'}-{year}-{n:06d}"
+    return f"{NUMBER_PREFIX[kind]}-{year}-{n:06d}"

@@ -18,8 +18,8 @@ import pendulum
 from kernel.errors import InvalidInput
 from rules.calendar import WorkCalendar
 
-Unit = Literal["m", "h", "d", "wd"]
-_PATTERN = re.compile(r"^\s*(\d{1,5})\s*(m|min|minutes?|h|hours?|d|days?|wd|working days?)\s*$", re.I)
+Unit = Literal["m", "h", "d", "wd", "mo"]
+_PATTERN = re.compile(r"^\s*(\d{1,5})\s*(m|min|minutes?|h|hours?|d|days?|wd|working days?|mo|months?)\s*$", re.I)
 _CANON = {
     "min": "m",
     "minute": "m",
@@ -30,12 +30,15 @@ _CANON = {
     "days": "d",
     "working day": "wd",
     "working days": "wd",
+    "month": "mo",
+    "months": "mo",
 }
 _WORDS = {
     "m": ("分钟", "minutes"),
     "h": ("小时", "hours"),
     "d": ("日", "calendar days"),
     "wd": ("个工作日", "working days"),
+    "mo": ("个月", "months"),
 }
 
 
@@ -48,7 +51,7 @@ class Period:
     def parse(cls, text: str | int) -> Period:
         match = _PATTERN.match(str(text))
         if not match:
-            raise InvalidInput(f"invalid period {text!r}: use a number and a unit, e.g. 30m, 2h, 10d, 15wd")
+            raise InvalidInput(f"invalid period {text!r}: use a number and a unit, e.g. 30m, 2h, 10d, 15wd, 6mo")
         unit = match.group(2).lower()
         return cls(int(match.group(1)), _CANON.get(unit, unit))  # type: ignore[arg-type]
 
@@ -107,8 +110,11 @@ def due_after(
             for begin, end in pauses
             for i in range((end.astimezone(local.tzinfo).date() - begin.astimezone(local.tzinfo).date()).days + 1)
         }
-        if period.unit == "d":
-            last = day + dt.timedelta(days=period.amount) + dt.timedelta(days=paused.days)
+        if period.unit in ("d", "mo"):
+            last = day + dt.timedelta(days=period.amount if period.unit == "d" else 0) + dt.timedelta(days=paused.days)
+            if period.unit == "mo":  # the same day of the month N months on (or that month's last day)
+                last = pendulum.date(last.year, last.month, last.day).add(months=period.amount)
+                last = dt.date(last.year, last.month, last.day)
             moved = calendar.next_workday_on_or_after(last)
             if moved != last:
                 suffix_zh = f"，期满日 {last} 非工作日，顺延至 {moved}"

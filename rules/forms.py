@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rules.incidents import MAX_TEXT, clean_line, clean_text
 
@@ -273,6 +273,77 @@ class LookbackForm(_CaseForm):
     rectified: bool = Field(title="整改到位 Rectified", description="核查整改是否到位 / was the rectification verified")
 
 
+# --- spot-check samples (rules/samples.py) --------------------------------------------
+
+
+class SamplingForm(_CaseForm):
+    product: str = _name("产品名称 Product", "抽取的产品 / the product sampled")
+    model: str = Field(default="", max_length=100, title="规格型号 Model", description="规格型号（可选）/ model")
+    batch: str = Field(
+        min_length=1, max_length=100, title="生产日期或批号 Batch", description="生产日期或批号 / date or batch"
+    )
+    quantity: str = Field(
+        min_length=1, max_length=100, title="抽样数量 Quantity", description="抽样数量及备样 / how many, spares"
+    )
+    sampled_on: dt.date = Field(title="抽样日期 Sampled on", description="抽样的日期 / the day of sampling")
+    producer: str = Field(
+        default="",
+        max_length=200,
+        title="生产者 Producer",
+        description="在销售者处抽样时填写生产者 / the producer, when sampled at a seller",
+    )
+    producer_authority: str = Field(
+        default="",
+        max_length=32,
+        title="生产者所在地监管部门 Producer's authority",
+        description="生产者不在本辖区时填写其属地监管部门代码 / the authority where the producer is, if elsewhere",
+    )
+
+
+class TestResultForm(_CaseForm):
+    blind_code: str = Field(
+        min_length=1, max_length=20, title="盲样编号 Blind code", description="样品上的盲样编号 / on the sample"
+    )
+    lab: str = _name("检验机构 Lab", "出具结果的检验机构 / the lab giving the result")
+    report_no: str = Field(min_length=1, max_length=60, title="报告编号 Report no.", description="检验报告编号")
+    passed: bool = Field(title="合格 Passed", description="检验结论是否合格 / does the sample pass")
+    failing_items: str = Field(
+        default="",
+        max_length=2000,
+        title="不合格项目 Failing items",
+        description="不合格时必填 / required when it fails",
+    )
+
+    @model_validator(mode="after")
+    def _items(self) -> "TestResultForm":
+        if not self.passed and not self.failing_items:
+            raise ValueError("failing_items: a failing result names its failing items")
+        return self
+
+
+class ObjectionForm(_CaseForm):
+    objected: bool = Field(
+        title="提出异议 Objected",
+        description="企业是否在期限内书面提出异议 / did the enterprise object in writing within the period",
+    )
+    received_on: dt.date | None = Field(
+        default=None,
+        title="收到异议日期 Received on",
+        description="提出异议时必填 / the day the objection reached the authority",
+    )
+
+    @model_validator(mode="after")
+    def _received(self) -> "ObjectionForm":
+        if self.objected and self.received_on is None:
+            raise ValueError("received_on: an objection names the day it was received")
+        return self
+
+
+class RecheckForm(_CaseForm):
+    passed: bool = Field(title="整改到位 Passed", description="复查是否合格 / does the re-check pass")
+    failing_items: str = Field(default="", max_length=2000, title="仍不合格项目 Still failing", description="")
+
+
 CASE_FORMS: dict[str, type[_CaseForm]] = {
     "filing": FilingForm,
     "investigation": InvestigationForm,
@@ -290,6 +361,10 @@ CASE_FORMS: dict[str, type[_CaseForm]] = {
     "acceptance": AcceptanceForm,
     "mediation": MediationForm,
     "lookback": LookbackForm,
+    "sampling": SamplingForm,
+    "test-result": TestResultForm,
+    "objection": ObjectionForm,
+    "recheck": RecheckForm,
 }
 
 

@@ -29,6 +29,7 @@ ROLES = {
     "desk": "12315 承办人 desk officer",
     "mediator": "调解人 mediator",
     "inspector": "核查人员 inspector",
+    "lab": "检验机构检验员 testing lab",
 }
 
 

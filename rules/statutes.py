@@ -28,6 +28,13 @@ class Limit(BaseModel):
     extension: str | None = None
     approver: str | None = None
     max_extensions: int | None = Field(default=None, ge=1)
+    # False where the number was not found in the text of the law or rule itself (only in
+    # a reproduction, or not at all): shown as unconfirmed wherever the limit is.
+    confirmed: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.name if self.confirmed else f"{self.name}（条文未核实 unconfirmed）"
 
     @field_validator("period", "extension")
     @classmethod
@@ -105,8 +112,8 @@ def due_by_rule(
     time something may happen before the event at `start`."""
     period = Period.parse(limit.period)
     if limit.before:
-        return latest_before(start, period, tz=tz, calendar=calendar, label=limit.name)
-    return due_after(start, period, tz=tz, calendar=calendar, event=limit.name, pauses=pauses)
+        return latest_before(start, period, tz=tz, calendar=calendar, label=limit.label)
+    return due_after(start, period, tz=tz, calendar=calendar, event=limit.label, pauses=pauses)
 
 
 def latest_before(event: dt.datetime, period: Period, *, tz: str, calendar: WorkCalendar, label: str = "") -> Due:

@@ -4,6 +4,7 @@ needed to re-run it (seed, algorithm, the register rows drawn from and their has
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,9 @@ class Campaign(SQLModel, table=True):
     samples: list[dict[str, Any]] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
     drawn_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     drawn_by: str | None = Field(default=None, max_length=100)
+    # The `spot-check-campaign` run that creates the samples and shows their progress.
+    flow_run_id: uuid.UUID | None = Field(default=None)
+    publications: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
 
 
 def get_campaign(session: Session, *, key: str) -> Campaign | None:
@@ -38,3 +42,25 @@ def get_campaign(session: Session, *, key: str) -> Campaign | None:
 
 def list_campaigns(session: Session) -> list[Campaign]:
     return list(session.exec(select(Campaign).order_by(Campaign.created_at.desc())).all())
+
+
+def without_run(session: Session, *, older_than: dt.datetime, limit: int = 20) -> list[Campaign]:
+    """Drawn campaigns whose run could not be started (Prefect was away)."""
+    return list(
+        session.exec(
+            select(Campaign)
+            .where(Campaign.status == "drawn", Campaign.flow_run_id.is_(None), Campaign.drawn_at < older_than)
+            .limit(limit)
+        ).all()
+    )
+
+
+def link_flow_run(key: str, flow_run_id: uuid.UUID) -> None:
+    """Record a campaign's run (once: the first run wins)."""
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        campaign = get_campaign(session, key=key)
+        if campaign is not None and campaign.flow_run_id is None:
+            campaign.flow_run_id = flow_run_id
+            session.add(campaign)

@@ -18,6 +18,7 @@ from storage import (  # noqa: F401
     plans,
     registers,
     rosters,
+    samples,
     steps,
 )
 

@@ -11,13 +11,18 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pendulum
+
 from kernel.errors import DrawMismatch, NotFound, StepConflict
 from kernel.settings import get_settings
 from rules.campaigns import ALGORITHM, draw, parse_plan, plan_hash
+from rules.durations import Period
 from rules.files import read_text
 from rules.registers import Inspector, Target, register_hash
+from rules.statutes import load_rules
 from storage import audit
 from storage import registers as register_rows
+from storage import samples as sample_rows
 from storage.authorities import load_tree
 from storage.campaigns import Campaign, get_campaign, list_campaigns
 from storage.db import session_scope
@@ -83,7 +88,9 @@ def run_draw(key: str, *, by: str, now: dt.datetime, seed: int | None = None) ->
                   or plan.authority in {up.code for up in tree.chain_up(a.code)}}  # fmt: skip
         targets = [_target(t) for t in register_rows.targets(session) if t.authority_code in within]
         inspectors = [_inspector(i) for i in register_rows.inspectors(session, authority=plan.authority)]
-        excluded = _covered_above(session, tree, plan)
+        codes = {t.uscc for t in targets}
+        excluded = {k: why for k, why in (_covered_above(session, tree, plan) | _checked_lately(session, plan)).items()
+                    if k.split("|", 1)[0] in codes}  # fmt: skip
         seed = secrets.randbits(62) if seed is None else seed
         samples = draw(plan, targets, inspectors, seed, within=within, excluded=excluded)
         campaign.seed, campaign.algorithm, campaign.samples = seed, ALGORITHM, samples
@@ -137,7 +144,9 @@ def overview(key: str) -> dict[str, Any]:
                 "plan_sha256": c.plan_sha256, "created_at": c.created_at, "created_by": c.created_by, "seed": c.seed,
                 "algorithm": c.algorithm, "drawn_at": c.drawn_at, "drawn_by": c.drawn_by, "samples": c.samples or [],
                 "registers": {k: (c.snapshot or {}).get(f"{k}_sha256") for k in ("targets", "inspectors")},
-                "excluded": (c.snapshot or {}).get("excluded", {})}  # fmt: skip
+                "excluded": (c.snapshot or {}).get("excluded", {}), "flow_run_id": c.flow_run_id,
+                "created": [{"number": s.number, "uscc": s.uscc, "category": s.category, "result": s.result}
+                            for s in sample_rows.samples_of(session, c.key)]}  # fmt: skip
 
 
 def listing() -> list[dict[str, Any]]:
@@ -158,8 +167,36 @@ def _covered_above(session, tree, plan) -> dict[str, str]:
         if window.start > plan.window.end or plan.window.start > window.end:
             continue
         for sample in other.samples or []:
-            covered[f"{sample['uscc']}|{sample['category']}"] = f"{other.authority_code} {other.key}"
+            covered[f"{sample['uscc']}|{sample['category']}"] = (
+                f"covered by {other.authority_code}'s campaign {other.key} (产品质量法第十五条)"
+            )
     return covered
+
+
+def _checked_lately(session, plan) -> dict[str, str]:
+    """Products this authority checked (sampled, or drawn for a window not yet sampled)
+    so close to this plan's window that a check in it would repeat one within the bar of
+    data/rules (sample.repeat_bar, marked unconfirmed)."""
+    from rules.samples import REPEAT_RULE
+
+    limit = load_rules(get_settings().rules_file, authority=plan.authority).rules.limit(REPEAT_RULE)
+    months = Period.parse(limit.period)
+    sampled = {(s.campaign_key, s.uscc, s.category): s.sampled_on for s in sample_rows.all_samples(session)}
+    found = {}
+    for other in list_campaigns(session):
+        if other.authority_code != plan.authority or other.status != "drawn" or other.key == plan.key:
+            continue
+        start = parse_plan(other.plan_text, source=other.key).window.start
+        for sample in other.samples or []:
+            earlier = sampled.get((other.key, sample["uscc"], sample["category"])) or start
+            day = pendulum.date(earlier.year, earlier.month, earlier.day)
+            bar = (day.subtract(months=months.amount), day.add(months=months.amount))
+            if plan.window.start < bar[1] and plan.window.end > bar[0]:
+                found[f"{sample['uscc']}|{sample['category']}"] = (
+                    f"checked by {plan.authority} in {other.key} ({earlier}), within {limit.period} "
+                    f"({limit.label}: {limit.source})"
+                )
+    return found
 
 
 def _load(session, key: str) -> Campaign:

@@ -85,7 +85,7 @@ def _receive(
     settings = get_settings()
     rules = load_rules(settings.rules_file, authority=request.authority)
     year = pendulum.instance(now).in_timezone(settings.timezone).year
-    prefix = "CASE" if request.kind == "case" else "CMP"
+    prefix = machine.NUMBER_PREFIX[request.kind]
     case = Case(
         number=machine.case_number(year, next_number(session, name=f"{prefix}-{year}"), request.kind),
         kind=request.kind,
@@ -365,7 +365,7 @@ def _mediated(ctx: CaseContext, given: Given) -> None:
     )
     if outcome != "lead":
         return
-    lead = _linked_lead(
+    lead = linked_lead(
         ctx,
         given,
         source="complaint",
@@ -390,7 +390,7 @@ def _looked_back(ctx: CaseContext, given: Given):
     ctx.session.add(case)
     if rectified:
         return None
-    reopened = _linked_lead(ctx, given, source="lookback", detail=f"{case.number} 回头看发现整改不到位。")
+    reopened = linked_lead(ctx, given, source="lookback", detail=f"{case.number} 回头看发现整改不到位。")
     case.facts = {**case.facts, "reopened_as": reopened.number}
     ctx.tell(
         given,
@@ -401,7 +401,7 @@ def _looked_back(ctx: CaseContext, given: Given):
     return engine_deadlines.escalate(ctx.session, case, given.met, why="lookback.failed", now=given.now)
 
 
-def _linked_lead(
+def linked_lead(
     ctx: CaseContext, given: Given, *, source: str, detail: str, first_rule: str | None = None, **more: Any
 ) -> Case:
     """A new lead about the same party, linked to this case, from what an answer found."""
@@ -702,24 +702,29 @@ def request_assistance(number: str, *, to: str, by: str, text: str, now: dt.date
     """Ask another authority to assist: it owes its answer within 15 WD, reminded at
     its own desk and escalated up its own chain."""
     with session_scope() as session:
-        ctx = _open_case(session, number)
-        if session.get(Authority, to) is None:
-            raise UnknownAuthority(f"unknown authority {to!r}")
-        if to == ctx.case.authority_code:
-            raise InvalidInput("assistance is asked of another authority")
-        n = 1 + sum(1 for d in deadline_rows.deadlines_for(session, subject=number) if d.name.startswith("assistance-"))
-        row = ctx.add(f"assistance-{n}", now, authority=to)
-        ctx.notify(
-            f"assistance-{n}",
-            (f"协查请求（{ctx.authority.name}）", "Assistance requested"),
-            by=by,
-            now=now,
-            text=text,
-            next_deadline=row,
-            tags=ctx.desk(to),
-        )
-        audit.record(session, at=now, actor=by, action="case.assistance.requested", subject=number, to=to, request=n)
-        return row
+        return ask_assistance(_open_case(session, number), to, by=by, text=text, now=now)
+
+
+def ask_assistance(ctx: CaseContext, to: str, *, by: str, text: str, now: dt.datetime) -> Deadline:
+    """The next `assistance-<n>` deadline, owed by `to` and told at its desk."""
+    session, number = ctx.session, ctx.number
+    if session.get(Authority, to) is None:
+        raise UnknownAuthority(f"unknown authority {to!r}")
+    if to == ctx.case.authority_code:
+        raise InvalidInput("assistance is asked of another authority")
+    n = 1 + sum(1 for d in deadline_rows.deadlines_for(session, subject=number) if d.name.startswith("assistance-"))
+    row = ctx.add(f"assistance-{n}", now, authority=to)
+    ctx.notify(
+        f"assistance-{n}",
+        (f"协查请求（{ctx.authority.name}）", "Assistance requested"),
+        by=by,
+        now=now,
+        text=text,
+        next_deadline=row,
+        tags=ctx.desk(to),
+    )
+    audit.record(session, at=now, actor=by, action="case.assistance.requested", subject=number, to=to, request=n)
+    return row
 
 
 def answer_assistance(number: str, n: int, *, by: str, text: str, now: dt.datetime) -> Deadline:

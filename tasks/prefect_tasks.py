@@ -17,7 +17,7 @@ from kernel.errors import CalendarUnavailable, Forbidden, InvalidInput, Platform
 from rules.forms import signers
 from storage.db import utcnow
 from storage.subjects import Subject
-from tasks import cases, incidents, lifecycle, notify
+from tasks import cases, incidents, lifecycle, notify, samples
 from tasks.lifecycle import Kind, StepState
 
 
@@ -37,8 +37,9 @@ BEAT_SECONDS = 5
 
 
 def kind_of(number: str) -> Kind:
-    """Incidents are numbered INC-…; cases and complaints CASE-… and CMP-…."""
-    return incidents.INCIDENTS if number.strip().upper().startswith("INC-") else cases.CASES
+    """Incidents are numbered INC-…; spot-check samples SMP-…; cases and complaints CASE-… and CMP-…."""
+    prefix = number.strip().upper()[:4]
+    return {"INC-": incidents.INCIDENTS, "SMP-": samples.SAMPLES}.get(prefix, cases.CASES)
 
 
 def subject_of_run(number: str | None, record: Callable[[uuid.UUID, dt.datetime], Subject]) -> str:
@@ -90,7 +91,11 @@ def publish_status(number: str, retag: bool = True) -> int:
     run_id = uuid.UUID(flow_run.id)
     if retag:
         runs.retag(number, run_id)
-    return status.publish(number, utcnow(), run_id=run_id)
+    published = status.publish(number, utcnow(), run_id=run_id)
+    campaign = samples.campaign_of(number) if number.upper().startswith("SMP-") else None
+    if campaign:  # a sample moving moves its campaign's progress
+        published += samples.publish_progress(campaign, now=utcnow())
+    return published
 
 
 @task(name="deliver-notifications", **RETRY)

@@ -30,7 +30,13 @@ def _environment(templates_dir: Path, tz: str) -> SandboxedEnvironment:
     )
     env.filters["local"] = lambda value: local_time(value, tz)
     env.filters["left"] = time_left
+    env.filters["cell"] = cell
     return env
+
+
+def cell(text: object) -> str:
+    """User text in a Markdown table cell: one line, no column breaks."""
+    return str(text).replace("\n", " ").replace("|", "\\|")
 
 
 def local_time(value: dt.datetime | None, tz: str | None = None) -> str:

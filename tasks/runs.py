@@ -62,10 +62,13 @@ def start_case_run(case: Case) -> uuid.UUID:
     from storage.subjects import link_flow_run
 
     settings = get_settings()
-    deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
-    params = dict(
-        title=case.title, party=case.party, source=case.source, authority=case.authority_code, number=case.number
-    )
+    if case.kind == "sample":
+        deployment, params = settings.sample_deployment, dict(number=case.number)
+    else:
+        deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
+        params = dict(
+            title=case.title, party=case.party, source=case.source, authority=case.authority_code, number=case.number
+        )
     run_id = _run(
         deployment,
         params,
@@ -74,6 +77,17 @@ def start_case_run(case: Case) -> uuid.UUID:
         key=f"regflow-{case.kind}:{case.number}:{case.received_at.isoformat()}",
     )
     link_flow_run(case.number, run_id)
+    return run_id
+
+
+def start_campaign_run(key: str, name: str, authority: str) -> uuid.UUID:
+    """Create a drawn campaign's `spot-check-campaign` run and record its id."""
+    from storage.campaigns import link_flow_run
+
+    tags = ["regflow", f"authority:{authority}", "kind:campaign", f"campaign:{key}"]
+    run_id = _run(get_settings().campaign_deployment, {"key": key}, name=f"抽查 {key} {name}", tags=tags,
+                  key=f"regflow-campaign:{key}")  # fmt: skip
+    link_flow_run(key, run_id)
     return run_id
 
 
@@ -142,6 +156,10 @@ def _run(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
+    from tasks.events import prefect_configured
+
+    if not prefect_configured():  # else Prefect's client would start a throwaway server of its own
+        raise PlatformUnavailable("no Prefect API is configured (PREFECT_API_URL)")
     missing = f"deployment {deployment!r} not found: deploy with `regflow deploy`"
     with prefect_api(f"create a run of {deployment}", missing=missing):
         with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: get_settings().run_start_retries}):

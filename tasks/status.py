@@ -100,7 +100,7 @@ def progress(subject: Subject, data: dict[str, Any]) -> tuple[float, str]:
 
 def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) -> str:
     from rules.lifecycles import label
-    from tasks.render import local_time
+    from tasks.render import cell, local_time
 
     lines = [
         f"# {subject.number} {subject.title}",
@@ -118,7 +118,7 @@ def timeline_markdown(subject: Subject, data: dict[str, Any], now: dt.datetime) 
                 what += f" · {label(detail[key]) if key == 'deadline' else detail[key]}"
         if detail.get("to"):
             what += f" → {detail['to']}"
-        lines.append(f"| {local_time(event['at'])} | {_cell(event['actor'])} | {_cell(what)} |")
+        lines.append(f"| {local_time(event['at'])} | {cell(event['actor'])} | {cell(what)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,11 +145,6 @@ def deadline_table(data: dict[str, Any], now: dt.datetime) -> list[dict[str, str
             }
         )
     return rows
-
-
-def _cell(text: str) -> str:
-    """User text in a Markdown table cell: one line, no column breaks."""
-    return str(text).replace("\n", " ").replace("|", "\\|")
 
 
 def publish(number: str, now: dt.datetime, *, run_id: uuid.UUID | None = None) -> int:

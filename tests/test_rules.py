@@ -34,6 +34,8 @@ def sh(*args) -> dt.datetime:
         ("15wd", Period(15, "wd")),
         ("15 working days", Period(15, "wd")),
         ("1 hour", Period(1, "h")),
+        ("6mo", Period(6, "mo")),
+        ("2 months", Period(2, "mo")),
     ],
 )
 def test_periods_parse(text, period):
@@ -58,6 +60,17 @@ def test_calendar_days_skip_the_start_day_and_end_at_midnight():
     due = due_after(sh(2026, 11, 23, 14, 0), Period(7, "d"), tz=TZ, calendar=CAL)
     assert due.at == sh(2026, 11, 30, 23, 59, 59)
     assert "start day not counted" in due.rule
+
+
+def test_months_end_on_the_same_day_of_the_month_or_that_months_last():
+    # 6 months from 2025-08-31: February has no 31st, so its last day, Sat 2026-02-28 (a make-up workday).
+    assert due_after(sh(2025, 8, 31, 9, 0), Period(6, "mo"), tz=TZ, calendar=CAL).at == end(2026, 2, 28)
+    # 6 months from 2026-04-05 is 2026-10-05, in National Day: the next working day.
+    assert due_after(sh(2026, 4, 5, 9, 0), Period(6, "mo"), tz=TZ, calendar=CAL).at == end(2026, 10, 8)
+
+
+def end(*day) -> dt.datetime:
+    return pendulum.datetime(*day, 23, 59, 59, tz=TZ).in_timezone("UTC")
 
 
 def test_a_period_ending_in_national_day_moves_to_the_next_working_day():

@@ -33,8 +33,13 @@ def end_of(y, m, d) -> dt.datetime:
 
 def test_every_limit_of_rules_md_is_there_with_its_source():
     limits = load_rules(RULES).rules.limits
-    assert len(limits) == 33
+    assert len(limits) == 38
     assert all(limit.source for limit in limits.values())
+    # Numbers not found in the text of their rule are marked, and say so wherever they are used.
+    unconfirmed = {k for k, limit in limits.items() if not limit.confirmed}
+    assert unconfirmed == {"sample.rectification", "sample.recheck", "sample.repeat_bar"}
+    assert limits["sample.objection"].confirmed and limits["sample.objection"].period == "15d"
+    assert limits["sample.publication"].period == "20wd" and "第六条" in limits["sample.publication"].source
     assert limits["case.decision"].extension == "30d" and limits["case.decision"].approver == "head"
     assert limits["case.seizure"].max_extensions == 1
 
@@ -55,6 +60,12 @@ def test_every_limit_of_rules_md_is_there_with_its_source():
         ("case.deliver_absent", (2026, 2, 12, 10, 0), (2026, 2, 28)),
         # 3 d to decide on a transfer, from Tue 29 Sep: ends 2 Oct (holiday): 8 Oct.
         ("transfer.head_decision", (2026, 9, 29, 10, 0), (2026, 10, 8)),
+        # An objection to a spot-check result, 15 d from 20 Sep: 5 Oct is in National Day: 8 Oct.
+        ("sample.objection", (2026, 9, 20, 10, 0), (2026, 10, 8)),
+        # A result published within 20 WD of 25 Sep: the 15 to 22 Oct above, then 23, 26-29 Oct.
+        ("sample.publication", (2026, 9, 25, 16, 0), (2026, 10, 29)),
+        # 60 d to rectify from Thu 22 Oct: Mon 21 Dec.
+        ("sample.rectification", (2026, 10, 22, 12, 0), (2026, 12, 21)),
     ],
 )
 def test_hand_worked_due_dates_across_2026_holidays(key, start, expected):
@@ -124,4 +135,6 @@ def test_officers_ask_the_cli():
     assert "核查并决定是否立案" in json.loads(result.out)["rule"]
     assert cli("due", "--rule", "case.nope", "--from", "2026-09-25").code == 2
     listed = json.loads(cli("rules", "list", "--json").out)
-    assert len(listed["limits"]) == 33 and len(listed["version"]) == 12
+    assert len(listed["limits"]) == 38 and len(listed["version"]) == 12
+    shown = cli("rules", "list")
+    assert shown.code == 0 and "(unconfirmed)" in shown.out

@@ -47,6 +47,7 @@ COMMANDS = {
     "duty": "duty",
     "register": "register",
     "campaign": "campaign",
+    "sample": "sample",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from kernel.settings import get_settings
 from regflow.cli.output import BY, JSON, console, emit_json, mount, who
 from storage.db import utcnow
 
@@ -39,13 +40,82 @@ def draw(
     json_out: bool = JSON,
 ) -> None:
     """Draw the targets and their inspectors at random, once; the record lets anyone re-run it.
+    Then start the campaign's run, which creates a sample (and its run) per target drawn.
 
     Example: regflow campaign draw 2027-q1-ebike --by 赵六
     """
+    from kernel.errors import PlatformUnavailable
     from tasks.campaigns import overview, run_draw
+    from tasks.runs import start_campaign_run
 
-    run_draw(key, by=who(by), now=utcnow(), seed=seed)
-    _show(overview(key), json_out)
+    campaign = run_draw(key, by=who(by), now=utcnow(), seed=seed)
+    try:
+        start_campaign_run(campaign.key, campaign.name, campaign.authority_code)
+        failed = None
+    except PlatformUnavailable as exc:
+        failed = exc
+    _show(overview(key), json_out)  # the draw stands whether or not its run started
+    if failed is not None:
+        raise PlatformUnavailable(
+            f"campaign {campaign.key} is drawn, but its run could not be started ({failed}); "
+            "the watcher starts it once Prefect is reachable"
+        )
+    if not json_out:
+        console().print(f"flow run: {get_settings().flow_run_url(overview(key)['flow_run_id'])}")
+
+
+@app.command()
+def publish(key: str = KEY, by: Optional[str] = BY, json_out: bool = JSON) -> None:
+    """Publish the final results not yet public (and corrections) on the public page and
+    feeds; the superior authority is told. Results are due within 20 working days.
+
+    Example: regflow campaign publish 2027-q1-xihu --by 赵六
+    """
+    from tasks.samples import publish as publish_results
+    from tasks.samples import publish_progress
+
+    now = utcnow()
+    result = publish_results(key, by=who(by), now=now)
+    try:
+        publish_progress(key, now=now)
+    except Exception:  # the progress page is a view: the publication stands without it
+        pass
+    if json_out:
+        emit_json({k: v for k, v in result.items() if k != "document"})
+        return
+    console().print(f"campaign {key}: publication {result['publication']}, {len(result['published'])} result(s) "
+                    f"new or corrected")  # fmt: skip
+    for path in result["files"]:
+        console().print(f"  {path}")
+
+
+@app.command()
+def progress(key: str = KEY, json_out: bool = JSON) -> None:
+    """A campaign's samples by category (drawn, sampled, tested, objected, failed,
+    published) and those late.
+
+    Example: regflow campaign progress 2027-q1-xihu
+    """
+    from tasks.render import local_time
+    from tasks.samples import progress as read
+
+    data = read(key, now=utcnow())
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    out.print(f"{data['campaign']} {data['name']}: {data['created']}/{data['drawn']} samples created, "
+              f"{data['publications']} publication(s)")  # fmt: skip
+    columns = ("drawn", "sampled", "tested", "objected", "failed", "published")
+    table = Table("category", *columns, title="Progress")
+    for category, counts in data["by_category"].items():
+        table.add_row(category, *(str(counts[c]) for c in columns))
+    out.print(table)
+    if data["late"]:
+        late = Table("sample", "deadline", "owed by", "due", title="Late")
+        for x in data["late"]:
+            late.add_row(x["number"], x["deadline"], x["authority"], local_time(x["due_at"]))
+        out.print(late)
 
 
 @app.command("verify-draw")
@@ -103,7 +173,15 @@ def _show(data: dict, json_out: bool) -> None:
     out.print(f"{data['key']} {data['name']} · {data['authority']} · {data['status']}")
     if data["seed"] is not None:
         out.print(f"drawn by {data['drawn_by']} with {data['algorithm']}, seed {data['seed']}")
-    table = Table("category", "target", "credit code", "inspectors", title="Draw")
+    table = Table(title="Draw")
+    # Identifiers are never cut: the names wrap instead.
+    for name, width in (("category", None), ("target", None), ("credit code", 18), ("inspectors", None),
+                        ("sample", 15)):  # fmt: skip
+        table.add_column(name, min_width=width, overflow="fold")
+    numbers = {(s["uscc"], s["category"]): s["number"] for s in data.get("created", [])}
     for s in data["samples"]:
-        table.add_row(s["category"], s["name"], s["uscc"], ", ".join(s["inspectors"]))
+        table.add_row(s["category"], s["name"], s["uscc"], ", ".join(s["inspectors"]),
+                      numbers.get((s["uscc"], s["category"]), ""))  # fmt: skip
     out.print(table)
+    for reason in data["excluded"].values():
+        out.print(f"excluded: {reason}")

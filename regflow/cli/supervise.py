@@ -41,9 +41,17 @@ def rules_list(
     )
     for r in rows:
         table.add_row(
-            r["key"], r["name"], ("before " if r["before"] else "") + r["period"], r["extension"] or "", r["source"]
+            r["key"],
+            r["name"] if r["confirmed"] else f"{r['name']} (unconfirmed)",
+            ("before " if r["before"] else "") + r["period"],
+            r["extension"] or "",
+            r["source"],
         )
     console().print(table)
+    for r in rows:
+        if not r["confirmed"]:  # said in full: a table may cut the name
+            line = f"(unconfirmed) {r['key']} {r['period']}: not confirmed from an official text ({r['source']})"
+            console().print(line)
 
 
 def register(app: typer.Typer) -> None:
