@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-prod test bench bench-watcher bench-campaign clean
+.PHONY: run run-prod test bench bench-watcher bench-campaign bench-signals clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,6 @@ bench-watcher: $(STAMP)
 # A spot-check draw from 100,000 targets and a campaign of 1,000 samples.
 bench-campaign: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.campaign
+
+bench-signals: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.signals

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     lookback_deployment: str = "lookback-review/lookback-review"
     campaign_deployment: str = "spot-check-campaign/spot-check-campaign"
     sample_deployment: str = "spot-check-sample/spot-check-sample"
+    risk_deployment: str = "risk-item/risk-item"
+    recall_deployment: str = "recall/recall"
+    # How signals are grouped and graded, and each grade's limits (rules/risk.py).
+    risk_thresholds: Path = PROJECT_ROOT / "data" / "risk" / "thresholds.yaml"
     # How long a human-step command waits for the flow run to reach its suspension.
     resume_wait_seconds: float = 60.0
     # Outbox delivery: the watcher's poll interval and the retry backoff (seconds).

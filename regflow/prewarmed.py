@@ -52,6 +52,7 @@ PREIMPORT = (
     "flows.enforcement",
     "flows.incident_actions",
     "flows.samples",
+    "flows.risk",
     "tasks.status",
     "storage.heartbeats",
     "tasks.runs",
@@ -64,6 +65,7 @@ PREIMPORT = (
     "regflow.cli.action",
     "regflow.cli.duty",
     "regflow.cli.sample",
+    "regflow.cli.risk",
     "tasks.actions",
     "tasks.rosters",  # the person on duty is looked up for every duty desk's message
 )

@@ -25,7 +25,7 @@ SOCKET_ENV = "REGFLOW_LAUNCHER_SOCKET"
 # cannot import the project; tests/test_layers.py checks the two agree).
 DEFAULT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".regflow")
 # Top-level commands a launcher runs for `regflow` (none that starts a service).
-HANDED_OVER = frozenset({"incident", "case", "lead", "complaint", "sample"})
+HANDED_OVER = frozenset({"incident", "case", "lead", "complaint", "sample", "signal", "risk", "recall"})
 
 
 def launcher_socket(pid: int | str) -> str:

@@ -148,9 +148,12 @@ def recover_crashed_runs(turn: Turn) -> int:
 
 def send_reminders(turn: Turn) -> int:
     from tasks.deadlines import send_reminders as remind
+    from tasks.risk import leads_for_missed
 
     cycle = remind(turn.now)
     turn.state.touched.update(payload["number"] for _, payload in cycle.emitted)
+    for lead in leads_for_missed(turn.now):  # a producer's missed obligation: a lead against it
+        log.info("%s: lead opened for a producer's missed obligation", lead)
     return cycle.done
 
 

@@ -40,6 +40,8 @@ from kernel.errors import InvalidInput
 from rules.authorities import first_error
 from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
 from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
+from rules.risk import DEADLINES as RISK_DEADLINES
+from rules.risk import RECALL, RECALL_DEADLINES, RISK
 from rules.samples import DEADLINES as SAMPLE_DEADLINES
 from rules.samples import SAMPLE
 
@@ -50,6 +52,7 @@ LEAD_SOURCES = {
     "referral": "移送/交办",
     "risk_alert": "风险预警",
     "lookback": "回头看",
+    "recall": "召回",
 }
 
 
@@ -321,7 +324,8 @@ LOOKBACK = Lifecycle(
     ),
 )
 
-LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK, "sample": SAMPLE}
+LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK, "sample": SAMPLE, "risk": RISK,
+              "recall": RECALL}  # fmt: skip
 # Every step of them, by name: no name is used twice, so `case decide` needs none but it.
 STEPS = {step.name: step for lifecycle in LIFECYCLES.values() for step in lifecycle.steps}
 
@@ -368,6 +372,8 @@ DEADLINES: dict[str, tuple[str | None, str]] = {
     "supervision-progress":    ("supervision.progress_every",       "督办进展报告"),
     "assistance":              ("case.assistance",                  "协查"),
     **SAMPLE_DEADLINES,
+    **RISK_DEADLINES,
+    **RECALL_DEADLINES,
 }
 # fmt: on
 # The deadlines the case clock governs: paused while testing or appraisal runs
@@ -449,7 +455,7 @@ def validate_lead(data: dict[str, Any], *, now: dt.datetime) -> LeadRequest:
     return request
 
 
-NUMBER_PREFIX = {"case": "CASE", "complaint": "CMP", "sample": "SMP"}
+NUMBER_PREFIX = {"case": "CASE", "complaint": "CMP", "sample": "SMP", "risk": "RSK", "recall": "RCL"}
 
 
 def case_number(year: int, n: int, kind: str = "case") -> str:

@@ -344,6 +344,93 @@ class RecheckForm(_CaseForm):
     failing_items: str = Field(default="", max_length=2000, title="仍不合格项目 Still failing", description="")
 
 
+# --- risk items and recalls ---
+
+
+class RiskAssessmentForm(_CaseForm):
+    hazard: str = Field(
+        min_length=1, max_length=2000, title="危害 Hazard", description="危害的性质与严重程度 / the harm"
+    )
+    exposure: str = Field(
+        min_length=1,
+        max_length=2000,
+        title="暴露 Exposure",
+        description="涉及的产品数量、人群与地域 / who and how many",
+    )
+    grade: Literal["一级", "二级", "三级"] = Field(
+        title="风险等级 Grade", description="确认或调整 / confirmed or changed"
+    )
+
+
+class RiskDecisionForm(_CaseForm):
+    outcome: Literal["warning", "spot_check", "recall", "incident", "close"] = Field(
+        title="处置 Outcome",
+        description="warning 消费提示 / spot_check 专项抽查 / recall 缺陷调查召回 / incident 启动预案 / close 结束",
+    )
+    warning: str = Field(
+        default="", max_length=4000, title="消费提示 Warning", description="发布消费提示时的正文 / its text"
+    )
+    campaign: str = Field(
+        default="",
+        max_length=32,
+        title="抽查计划 Campaign",
+        description="已备案的专项抽查计划编号 / a filed plan's key",
+    )
+    plan: str = Field(default="", max_length=64, title="应急预案 Plan", description="启动预案时 / the plan to trigger")
+    level: Literal["", "I", "II", "III", "IV"] = Field(default="", title="响应级别 Level", description="I–IV")
+    multiline: ClassVar[tuple[str, ...]] = ("text", "warning")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "RiskDecisionForm":
+        need = {"warning": ("warning",), "spot_check": ("campaign",), "incident": ("plan", "level"),
+                "close": ("text",)}.get(self.outcome, ())  # fmt: skip
+        if missing := [f for f in need if not getattr(self, f)]:
+            what = "reason (text)" if missing == ["text"] else missing[0]
+            raise ValueError(f"{missing[0]}: the outcome {self.outcome} needs its {what}")
+        return self
+
+
+class RiskOutcomeForm(_CaseForm):
+    pass
+
+
+class RecallInvestigationForm(_CaseForm):
+    served_on: dt.date = Field(title="送达日期 Served on", description="通知送达生产者的日期 / the day it reached it")
+    findings_by: dt.date = Field(
+        title="报告期限 Findings by", description="通知写明的调查分析结果报告日期 / the day the notice names"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> "RecallInvestigationForm":
+        if self.findings_by <= self.served_on:
+            raise ValueError("findings_by: the day the findings are due comes after the notice is served")
+        return self
+
+
+class RecallFindingsForm(_CaseForm):
+    defect: bool = Field(title="存在缺陷 Defect", description="调查分析是否认定存在缺陷 / is there a defect")
+
+
+class RecallPlanForm(_CaseForm):
+    filed_on: dt.date = Field(title="报告日期 Filed on", description="召回计划报告之日 / the day the plan was filed")
+    affected: int = Field(ge=1, le=1_000_000_000, title="涉及数量 Units", description="召回计划涉及的产品数量")
+
+
+class RecallPublicNoticeForm(_CaseForm):
+    published_on: dt.date = Field(title="发布日期 Published on", description="召回信息发布之日")
+    where: str = Field(min_length=1, max_length=500, title="发布渠道 Where", description="网站、门店等 / where")
+
+
+class RecallSummaryForm(_CaseForm):
+    recalled: int = Field(ge=0, le=1_000_000_000, title="已召回数量 Recalled", description="召回的产品数量")
+
+
+class RecallAssessmentForm(_CaseForm):
+    effective: bool = Field(
+        title="召回有效 Effective", description="召回是否消除缺陷或降低安全风险 / did it remove the risk"
+    )
+
+
 CASE_FORMS: dict[str, type[_CaseForm]] = {
     "filing": FilingForm,
     "investigation": InvestigationForm,
@@ -365,6 +452,15 @@ CASE_FORMS: dict[str, type[_CaseForm]] = {
     "test-result": TestResultForm,
     "objection": ObjectionForm,
     "recheck": RecheckForm,
+    "risk-assessment": RiskAssessmentForm,
+    "risk-decision": RiskDecisionForm,
+    "risk-outcome": RiskOutcomeForm,
+    "recall-investigation": RecallInvestigationForm,
+    "recall-findings": RecallFindingsForm,
+    "recall-plan": RecallPlanForm,
+    "recall-public-notice": RecallPublicNoticeForm,
+    "recall-summary": RecallSummaryForm,
+    "recall-assessment": RecallAssessmentForm,
 }
 
 

@@ -6,9 +6,11 @@ from rules import cases
 from rules.cases import CASE, COMPLAINT, LOOKBACK
 from rules.incidents import DEADLINE_LABELS, EMERGENCY
 from rules.lifecycle import Lifecycle
+from rules.risk import RECALL, RISK
 from rules.samples import SAMPLE
 
-LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (EMERGENCY, CASE, COMPLAINT, LOOKBACK, SAMPLE)}
+LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (EMERGENCY, CASE, COMPLAINT, LOOKBACK, SAMPLE, RISK,
+                                                                       RECALL)}  # fmt: skip
 
 
 def label(deadline: str) -> str:
@@ -30,7 +32,8 @@ def markdown() -> str:
     out = [
         "# Lifecycles",
         "",
-        "Generated from the declarations (`rules/incidents.py`, `rules/cases.py`, `rules/samples.py`) by",
+        "Generated from the declarations (`rules/incidents.py`, `rules/cases.py`, `rules/samples.py`, "
+        "`rules/risk.py`) by",
         "`python -m rules.lifecycles > docs/lifecycles.md`; `tests/test_lifecycles.py` fails when this",
         "file and the declarations disagree. Deadline names are those of `regflow … show`; their",
         "periods are in the plans (`data/plans/`) and the rule file (`data/rules/statutory.yaml`).",

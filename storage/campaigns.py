@@ -34,6 +34,7 @@ class Campaign(SQLModel, table=True):
     # The `spot-check-campaign` run that creates the samples and shows their progress.
     flow_run_id: uuid.UUID | None = Field(default=None)
     publications: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    risk_item: str | None = Field(default=None, max_length=32)  # the risk item it answers (RSK-…)
 
 
 def get_campaign(session: Session, *, key: str) -> Campaign | None:

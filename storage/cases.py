@@ -14,6 +14,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from rules.cases import LIFECYCLES
 from rules.lifecycle import Lifecycle
+from rules.risk import VOLUNTARY_RECALL
 from storage import authorities  # noqa: F401  the tables its foreign keys name, mapped with it
 from storage.db import UTCDateTime
 
@@ -65,7 +66,10 @@ class Case(SQLModel, table=True):
 
     @property
     def lifecycle(self) -> Lifecycle:
-        """Its own lifecycle; a look-back review after closing is `rules.cases.LOOKBACK`."""
+        """Its own lifecycle; a look-back review after closing is `rules.cases.LOOKBACK`;
+        a recall the producer starts itself begins at its plan."""
+        if self.kind == "recall" and self.facts.get("mode") == "voluntary":
+            return VOLUNTARY_RECALL
         return LIFECYCLES[self.kind]
 
     @property

@@ -17,6 +17,7 @@ from storage import (  # noqa: F401
     notifications,
     plans,
     registers,
+    risk,
     rosters,
     samples,
     steps,

@@ -30,18 +30,35 @@ def _receive(params: dict[str, Any], run_id: uuid.UUID, now: dt.datetime) -> Cas
 
 @task(name="start-linked-runs", **RETRY)
 def start_linked_runs(number: str) -> list[str]:
-    """Start the flow runs of cases this one opened (a complaint's lead, a failed look-back)."""
+    """Start the flow runs of what this subject opened: a complaint's lead, a failed
+    look-back's case, a risk item's recall or incident, a recall's repeat or leads."""
     from storage.cases import get_case
     from storage.db import session_scope
-    from tasks.runs import start_case_run
+    from storage.incidents import get_incident
+    from tasks.runs import start_case_run, start_incident_run
 
     with session_scope() as session:
         case = get_case(session, number=number)
-        linked = [n for n in (case.facts.get("lead"), case.facts.get("reopened_as")) if n]
+        facts = case.facts
+        linked = [
+            n
+            for n in (
+                facts.get("lead"),
+                facts.get("reopened_as"),
+                facts.get("recall"),
+                facts.get("again"),
+                *facts.get("leads", []),
+            )
+            if n
+        ]
         found = [get_case(session, number=n) for n in linked]
+        incident = get_incident(session, number=facts["incident"]) if facts.get("incident") else None
     for other in found:
         if other.flow_run_id is None:
             start_case_run(other)
+    if incident is not None and incident.flow_run_id is None:
+        start_incident_run(incident)
+        linked.append(incident.number)
     return linked
 
 

@@ -92,6 +92,15 @@ def trigger_and_send(
     return incident
 
 
+def activate(session: Session, request: TriggerRequest, *, now: dt.datetime) -> Incident:
+    """An incident activated inside the caller's transaction (a risk item's decision):
+    recorded with what led to it or not at all; the watcher starts its run and its
+    dispatch order leaves through the outbox."""
+    loaded = load_plan(get_settings().plans_dir, request.plan)
+    loaded.plan.rules_for(request.level)
+    return _activate(session, request, loaded, now=now, flow_run_id=None)
+
+
 def _activate(
     session: Session, request: TriggerRequest, loaded, *, now: dt.datetime, flow_run_id: uuid.UUID | None
 ) -> Incident:

@@ -37,9 +37,13 @@ BEAT_SECONDS = 5
 
 
 def kind_of(number: str) -> Kind:
-    """Incidents are numbered INC-…; spot-check samples SMP-…; cases and complaints CASE-… and CMP-…."""
+    """Incidents are numbered INC-…; spot-check samples SMP-…; risk items RSK-…; recalls
+    RCL-…; cases and complaints CASE-… and CMP-…."""
+    from tasks import risk
+
     prefix = number.strip().upper()[:4]
-    return {"INC-": incidents.INCIDENTS, "SMP-": samples.SAMPLES}.get(prefix, cases.CASES)
+    kinds = {"INC-": incidents.INCIDENTS, "SMP-": samples.SAMPLES, "RSK-": risk.RISKS, "RCL-": risk.RECALLS}
+    return kinds.get(prefix, cases.CASES)
 
 
 def subject_of_run(number: str | None, record: Callable[[uuid.UUID, dt.datetime], Subject]) -> str:

@@ -78,3 +78,27 @@ def render_message(name: str, **context: object) -> tuple[str, str]:
     text = render(f"messages/{name}.j2", **context)
     title, _, body = text.partition("\n")
     return title.strip(), body.strip() + "\n"
+
+
+def public_page(template: str, **context: object) -> str:
+    """A page for the public (templates/public/): every value HTML-escaped."""
+    from jinja2 import Environment
+
+    settings = get_settings()
+    env = Environment(loader=FileSystemLoader(str(settings.templates_dir)), autoescape=True, undefined=StrictUndefined)
+    return env.get_template(f"public/{template}").render(**context)
+
+
+def write_public(folder: str, stem: str, files: dict[str, str]) -> list[Path]:
+    """Files under the home's public/<folder>/ by suffix, each written whole beside and
+    moved into place: a reader never sees half a file."""
+    where = get_settings().home / "public" / folder
+    where.mkdir(parents=True, exist_ok=True)
+    out = []
+    for suffix, text in files.items():
+        path = where / f"{stem}.{suffix}"
+        part = path.with_suffix(f".{suffix}.part")
+        part.write_text(text, encoding="utf-8")
+        part.replace(path)
+        out.append(path)
+    return out

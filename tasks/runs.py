@@ -62,8 +62,9 @@ def start_case_run(case: Case) -> uuid.UUID:
     from storage.subjects import link_flow_run
 
     settings = get_settings()
-    if case.kind == "sample":
-        deployment, params = settings.sample_deployment, dict(number=case.number)
+    own = {"sample": settings.sample_deployment, "risk": settings.risk_deployment, "recall": settings.recall_deployment}
+    if case.kind in own:
+        deployment, params = own[case.kind], dict(number=case.number)
     else:
         deployment = settings.case_deployment if case.kind == "case" else settings.complaint_deployment
         params = dict(

@@ -43,7 +43,8 @@ from tasks import lifecycle as engine
 from tasks.access import require_head
 from tasks.cases import CaseContext, Cases, ask_assistance, linked_lead
 from tasks.lifecycle import Answered, Given
-from tasks.render import local_time, render
+from tasks.render import local_time, public_page, render
+from tasks.render import write_public as render_public
 
 
 class SampleContext(CaseContext):
@@ -669,31 +670,11 @@ def _public(row: SpotSample) -> dict[str, Any]:
 
 
 def write_public(key: str, name: str, rows: list[dict[str, Any]], now: dt.datetime) -> list[Path]:
-    """The public page (HTML, every field escaped), and the feeds (JSON, CSV), written
-    whole beside and moved into place: a reader never sees half a file."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    folder = get_settings().home / "public" / "spot-checks"
-    folder.mkdir(parents=True, exist_ok=True)
-    env = Environment(
-        loader=FileSystemLoader(str(get_settings().templates_dir)), autoescape=True, undefined=StrictUndefined
-    )
-    page = env.get_template("public/spot-checks.html.j2").render(
-        key=key, name=name, rows=rows, at=local_time(now), words=RESULT_WORDS
-    )
+    """The public page (HTML, every field escaped), and the feeds (JSON, CSV)."""
+    page = public_page("spot-checks.html.j2", key=key, name=name, rows=rows, at=local_time(now), words=RESULT_WORDS)
     feed = {"campaign": key, "name": name, "published_at": now.isoformat(), "results": rows}
-    out = []
-    for suffix, text in (
-        ("html", page),
-        ("json", json.dumps(feed, ensure_ascii=False, indent=2)),
-        ("csv", feed_csv(rows)),
-    ):
-        path = folder / f"{key}.{suffix}"
-        part = path.with_suffix(f".{suffix}.part")
-        part.write_text(text, encoding="utf-8")
-        part.replace(path)
-        out.append(path)
-    return out
+    files = {"html": page, "json": json.dumps(feed, ensure_ascii=False, indent=2), "csv": feed_csv(rows)}
+    return render_public("spot-checks", key, files)
 
 
 # --- what supervisors see -------------------------------------------------------------------

@@ -48,6 +48,9 @@ COMMANDS = {
     "register": "register",
     "campaign": "campaign",
     "sample": "sample",
+    "signal": "risk",
+    "risk": "risk",
+    "recall": "risk",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 
