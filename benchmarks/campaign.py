@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import use_sqlite_home
+
 CATEGORIES = [f"品类{i:02d}" for i in range(20)]
 
 
@@ -93,14 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="regflow-bench-campaign-"))
-    os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
-                      REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))  # fmt: skip
-    from kernel.settings import get_settings
-
-    get_settings.cache_clear()
-    from regflow.devstack import prepare_database
-
-    prepare_database()
+    use_sqlite_home(workdir)
     from rules.campaigns import draw, parse_plan
     from rules.registers import parse_inspectors, parse_targets
     from storage.cases import Case
@@ -128,6 +123,8 @@ def main() -> None:
     now = utcnow()
     by = "局长"  # demo people are not loaded: act as the head the test directory names
     os.environ["REGFLOW_PEOPLE_FILE"] = str(_people(workdir))
+    from kernel.settings import get_settings
+
     get_settings.cache_clear()
     imported, _ = timed(lambda: (registers.import_register("targets", t_path, by=by, now=now),
                                  registers.import_register("inspectors", i_path, by=by, now=now)))  # fmt: skip

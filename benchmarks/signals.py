@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import use_sqlite_home
 
 
 def main() -> None:
@@ -31,14 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="regflow-bench-signals-"))
-    os.environ.update(REGFLOW_HOME=str(workdir), REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
-                      REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"))  # fmt: skip
-    from kernel.settings import get_settings
-
-    get_settings.cache_clear()
-    from regflow.devstack import prepare_database
-
-    prepare_database()
+    use_sqlite_home(workdir)
     from rules.registers import uscc_check_character
     from storage.db import session_scope, utcnow
     from storage.risk import RiskSignal

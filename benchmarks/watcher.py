@@ -22,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks import use_sqlite_home
+
 if TYPE_CHECKING:
     from regflow.watcher import Turn
 
@@ -36,20 +38,12 @@ def rss_mb() -> float:
 
 
 def setup(workdir: Path, http_port: int, smtp_port: int) -> None:
-    os.environ.update(
-        REGFLOW_HOME=str(workdir),
-        REGFLOW_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
-        REGFLOW_APPRISE_CONFIG=str(workdir / "apprise.yml"),
-    )
-    from kernel.settings import get_settings
-
-    get_settings.cache_clear()
+    use_sqlite_home(workdir)
     # Every role `make run` routes: a tag without a channel would fail and retry with
     # backoff in every cycle measured (the on-site team's dispatch orders did).
-    from regflow.devstack import prepare_database, write_demo_channels
+    from regflow.devstack import write_demo_channels
 
     write_demo_channels(workdir / "apprise.yml", http_port=http_port, smtp_port=smtp_port)
-    prepare_database()
 
 
 POLICY_LATER = {

@@ -50,7 +50,8 @@ def recall(
 def ingest_signal(data: dict) -> dict:
     from tasks import risk
 
-    return risk.ingest_one(data, by=data.pop("by"), now=utcnow()).as_dict()
+    fields = {k: v for k, v in data.items() if k != "by"}  # a retry gets the same dict: leave it whole
+    return risk.ingest_one(fields, by=data["by"], now=utcnow()).as_dict()
 
 
 @flow(name="signal-ingest", log_prints=True)
@@ -106,7 +107,7 @@ def risk_review(
     from prefect.artifacts import create_markdown_artifact
 
     from tasks import risk
-    from tasks.render import cell
+    from tasks.render import cell, local_time
 
     found = risk.review(authority, now=utcnow())
     lines = [
@@ -122,6 +123,7 @@ def risk_review(
             f"| {entry['number']} | {entry['kind']} | {cell(entry['title'])} | {entry['stage']} | "
             f"{entry['authority']} | {', '.join(entry['late']) or '—'} |"
         )
-    key = f"risk-review-{authority}-{dt.date.today():%Y}q{(dt.date.today().month - 1) // 3 + 1}"
+    today = dt.date.fromisoformat(local_time(utcnow())[:10])  # the quarter in the authority's time zone
+    key = f"risk-review-{authority}-{today:%Y}q{(today.month - 1) // 3 + 1}"
     create_markdown_artifact("\n".join(lines), key=key, description="风险项与召回季度回顾")
     return found

@@ -121,7 +121,11 @@ class Grouping(BaseModel):
     window: str
     fields: tuple[Literal[GROUP_FIELDS], ...]  # type: ignore[valid-type]
 
-    _period = field_validator("window")(lambda v: str(Period.parse(v)) and v)
+    @field_validator("window")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        Period.parse(value)  # refused in one line if it is not a period
+        return value
 
 
 class GradeRule(BaseModel):
@@ -166,6 +170,11 @@ class Thresholds(BaseModel):
     def rule(self, grade: str) -> GradeRule:
         return next(g for g in self.grades if g.grade == grade)
 
+    @property
+    def widest_window(self) -> dt.timedelta:
+        """How far back grading looks: the widest `within` of the grades."""
+        return max((span_of(g.within) for g in self.grades if g.within), default=dt.timedelta(0))
+
 
 def load_thresholds(path: Path) -> Thresholds:
     try:
@@ -188,7 +197,7 @@ def grade(thresholds: Thresholds, harms: set[str], times: list[tuple[dt.datetime
     for rule in thresholds.grades[:-1]:
         if rule.harm and harms & set(rule.harm):
             return rule.grade
-        if rule.signals and _most_within(times, _span(rule.within)) >= rule.signals:
+        if rule.signals and _most_within(times, span_of(rule.within)) >= rule.signals:
             return rule.grade
     return thresholds.grades[-1].grade
 
@@ -210,15 +219,12 @@ def _most_within(times: list[tuple[dt.datetime, int]], span: dt.timedelta) -> in
     return best
 
 
-def _span(period: str) -> dt.timedelta:
+def span_of(period: str) -> dt.timedelta:
+    """A period as a span of time for windows (working days taken generously)."""
     p = Period.parse(period)
     return {"m": dt.timedelta(minutes=p.amount), "h": dt.timedelta(hours=p.amount),
             "d": dt.timedelta(days=p.amount), "wd": dt.timedelta(days=p.amount * 7 / 5 + 2),
             "mo": dt.timedelta(days=31 * p.amount)}[p.unit]  # fmt: skip
-
-
-def window_span(grouping: Grouping) -> dt.timedelta:
-    return _span(grouping.window)
 
 
 def worst(harms: set[str]) -> str:

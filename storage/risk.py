@@ -91,10 +91,15 @@ def signals_by_key(session: Session, keys: list[str]) -> dict[str, RiskSignal]:
     return found
 
 
-def signals_of(session: Session, item: str, *, since: dt.datetime | None = None) -> list[RiskSignal]:
+def signals_of(
+    session: Session, item: str, *, since: dt.datetime | None = None, last: int | None = None
+) -> list[RiskSignal]:
+    """An item's signals in time order: from `since`, or only the `last` few."""
     query = select(RiskSignal).where(RiskSignal.item == item)
     if since is not None:
         query = query.where(RiskSignal.at >= since)
+    if last is not None:
+        return list(reversed(session.exec(query.order_by(RiskSignal.at.desc()).limit(last)).all()))
     return list(session.exec(query.order_by(RiskSignal.at)))
 
 

@@ -151,6 +151,12 @@ class CaseContext(Context):
         limit = self.rules.rules.limit(rule or machine.rule_of(name))
         return due_by_rule(limit, start, tz=settings.timezone, calendar=load_calendar(settings.calendar_override))
 
+    def due_in(self, start: dt.datetime, period: str, label: str) -> Due:
+        """A period no statute sets (a plan's, the authority's own), counted like the rest."""
+        settings = get_settings()
+        calendar = load_calendar(settings.calendar_override)
+        return due_after(start, Period.parse(period), tz=settings.timezone, calendar=calendar, event=label)
+
     def policy(self, code: str, ladder_from: str | None = None) -> dict[str, Any]:
         """Reminders to the desk that owes it; a miss climbs from `ladder_from` (a listing
         authority) or else from that desk's superiors."""
@@ -199,7 +205,7 @@ def _filed(ctx: CaseContext, given: Given) -> None:
         ctx.record("filing", given, deadline=given.met, fields=[("承办人 Handler", case.handler)])
     else:
         ctx.record("not-filed", given, deadline=given.met)
-        _finish(ctx, "not_filed", now=given.now, by=given.by)
+        finish(ctx, "not_filed", now=given.now, by=given.by)
     if case.real_name:
         ctx.tell(
             given,
@@ -326,7 +332,7 @@ def _closed(ctx: CaseContext, given: Given) -> None:
         if case.fine is not None and case.facts.get("decided") == "penalty"
         else "no_penalty"
     )
-    _finish(ctx, outcome, now=given.now, by=given.by)
+    finish(ctx, outcome, now=given.now, by=given.by)
     ctx.close("handover", given.now)
     ctx.record(
         "closure",
@@ -347,7 +353,7 @@ def _accepted(ctx: CaseContext, given: Given) -> None:
     whom = f"{case.reporter or ''}（{case.reporter_contact or '无联系方式'}）"
     tell = f"请告知投诉人 {whom}：{'已受理' if accept else '不予受理'}。"
     if not accept:
-        _finish(ctx, "rejected", now=given.now, by=given.by)
+        finish(ctx, "rejected", now=given.now, by=given.by)
     ctx.tell(
         given,
         "acceptance",
@@ -360,7 +366,7 @@ def _accepted(ctx: CaseContext, given: Given) -> None:
 def _mediated(ctx: CaseContext, given: Given) -> None:
     case = ctx.case
     outcome = given.data["outcome"]
-    _finish(
+    finish(
         ctx, {"agreed": "mediated", "failed": "mediation_failed", "lead": "lead"}[outcome], now=given.now, by=given.by
     )
     if outcome != "lead":
@@ -486,13 +492,18 @@ def _hearing_notice(ctx: CaseContext, hearing_at: dt.datetime | None, now: dt.da
     return ctx.add("hearing-notice", now, due=latest)
 
 
-def _finish(ctx: CaseContext, outcome: str, *, now: dt.datetime, by: str) -> None:
-    """The case or complaint ends: every deadline still open is cancelled (a listing's
+CASE_KEEPS = ("closure", "reporter-notice", "handover")  # owed after the decision's steps end
+
+
+def finish(ctx: CaseContext, outcome: str, *, now: dt.datetime, by: str, keep: tuple[str, ...] = CASE_KEEPS) -> None:
+    """The subject ends: every deadline still open is cancelled but those in `keep` (by
+    name, or by stem for numbered ones: `publication` keeps `publication-2`; a listing's
     final result is met), and a look-back review is due after a penalty or an order."""
     case = ctx.case
     case.status, case.outcome, case.closed_at, case.stage = "closed", outcome, now, "closed"
     for row in deadline_rows.deadlines_for(ctx.session, subject=case.number):
-        if row.status in ("open", "paused") and row.name not in ("closure", "reporter-notice", "handover"):
+        kept = row.name in keep or row.name.rsplit("-", 1)[0] in keep
+        if row.status in ("open", "paused") and not kept:
             ctx.close(row.name, now, "met" if row.name == "supervision-final" else "cancelled")
     if case.kind == "case" and (outcome == "penalised" or case.rectification):
         # The period from the rule file (default 90 d), at 09:00 on the day it ends.

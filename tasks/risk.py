@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,11 @@ from rules import cases as machine
 from rules import risk as rules
 from rules.calendar import load_calendar
 from rules.cases import LeadRequest, at_noon
-from rules.durations import Due, Period, by_end_of, due_after
+from rules.durations import Due, by_end_of
 from rules.files import read_text
 from rules.incidents import Level, validate_trigger
 from rules.lifecycle import Lifecycle
-from rules.statutes import LoadedRules, load_rules
+from rules.statutes import LoadedRules, due_by_rule, load_rules
 from storage import audit
 from storage import deadlines as deadline_rows
 from storage.authorities import Authority
@@ -42,11 +42,20 @@ from storage.cases import Case, get_case
 from storage.db import session_scope
 from storage.deadlines import Deadline
 from storage.incidents import Incident, get_incident, next_number
-from storage.risk import Recall, RiskItem, RiskSignal, item_by_number, open_items, recall_by_number, signals_by_key
+from storage.risk import (
+    Recall,
+    RiskItem,
+    RiskSignal,
+    item_by_number,
+    open_items,
+    recall_by_number,
+    signals_by_key,
+    signals_of,
+)
 from storage.risk import items as item_rows
 from tasks import lifecycle as engine
 from tasks.access import and_superiors, require
-from tasks.cases import CaseContext, Cases, _receive
+from tasks.cases import CaseContext, Cases, _receive, finish
 from tasks.lifecycle import Answered, Given
 from tasks.render import local_time, public_page, write_public
 
@@ -64,12 +73,6 @@ def _thresholds(path: Path, mtime: int) -> rules.Thresholds:
     return rules.load_thresholds(path)
 
 
-def _due(start: dt.datetime, period: str, label: str) -> Due:
-    settings = get_settings()
-    calendar = load_calendar(settings.calendar_override)
-    return due_after(start, Period.parse(period), tz=settings.timezone, calendar=calendar, event=label)
-
-
 class RiskContext(CaseContext):
     """A risk item's context: its limits come from the grade's rule in the thresholds file."""
 
@@ -82,7 +85,7 @@ class RiskContext(CaseContext):
             grade = thresholds().rule(self.row.grade)
             period = grade.assess_within if name == "risk-assessment" else grade.decide_within
             source = grade.source or OWN_LIMIT
-            return _due(start, period, f"{machine.label(name)}（{grade.grade}，{source}）")
+            return self.due_in(start, period, f"{machine.label(name)}（{grade.grade}，{source}）")
         return super().due(name, start, rule)
 
     def template_vars(self, **more: Any) -> dict[str, Any]:
@@ -100,7 +103,7 @@ class RecallContext(CaseContext):
     def add(self, name: str, start: dt.datetime, **kw: Any) -> Deadline:
         row = super().add(name, start, **kw)
         if name.rsplit("-", 1)[0] in rules.OWED_BY_PRODUCER or name in rules.OWED_BY_PRODUCER:
-            row.policy = {**row.policy, "on_miss": "lead", "owed_by": self.row.producer}
+            row.policy = {**row.policy, "on_miss": "lead"}
             self.session.add(row)
         return row
 
@@ -138,7 +141,7 @@ class Ingested:
     late_reports: list[str] = field(default_factory=list)  # leads opened for a late enterprise report
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return asdict(self)
 
 
 def ingest(signals: list[rules.Signal], *, by: str, now: dt.datetime, deliver: bool = True) -> Ingested:
@@ -194,7 +197,7 @@ def ingest(signals: list[rules.Signal], *, by: str, now: dt.datetime, deliver: b
             times.setdefault(item.number, []).append((signal.at, signal.count))
             harms.setdefault(item.number, set()).add(signal.harm)
             if signal.source == "enterprise_report":
-                _check_report(session, signal, item, now=now, result=result)
+                _check_report(session, signal, item, rule_set(signal.region), now=now, result=result)
         for number, item in touched.items():
             _regrade(
                 session,
@@ -233,7 +236,7 @@ def _signal_fields(signal: rules.Signal) -> dict[str, Any]:
 
 def _item_for(session, candidates, fingerprint, signal, limits, rule_set, *, now, result) -> RiskItem:
     """The open item this signal joins (its signals within the category's window), or a new one."""
-    span = rules.window_span(limits.grouping_for(signal.category))
+    span = rules.span_of(limits.grouping_for(signal.category).window)
     for item in candidates.get(fingerprint, []):
         if item.first_at - span <= signal.at <= item.last_at + span:
             return item
@@ -293,10 +296,8 @@ def _open_item(
 def _regrade(session, item: RiskItem, limits, new_times, new_harms, rule_set, *, now, result: Ingested) -> None:
     """The grade from every signal within the widest window; it only rises by itself.
     A new item's assessment deadline opens here; a graver grade brings it forward."""
-    span = max((rules._span(g.within) for g in limits.grades if g.within), default=dt.timedelta(0))
-    from storage.risk import signals_of
-
-    on_record = [(s.at, s.count) for s in signals_of(session, item.number, since=item.last_at - span)]
+    since = item.last_at - limits.widest_window
+    on_record = [(s.at, s.count) for s in signals_of(session, item.number, since=since)]
     harms = {item.worst_harm} | new_harms
     graded = rules.grade(limits, harms, on_record)
     item.worst_harm = rules.worst(harms)
@@ -353,12 +354,8 @@ def _regrade(session, item: RiskItem, limits, new_times, new_harms, rule_set, *,
             text=_summary(item),
             next_deadline=deadline,
         )
-    if (
-        item.grade == rules.GRADES[0]
-        and (rose or deadline is not None and len(deadline_rows.deadlines_for(session, subject=item.number)) == 1)
-        and item.number not in result.urgent
-    ):
-        result.urgent.append(item.number)
+    if item.grade == rules.GRADES[0] and item.number not in result.urgent:
+        result.urgent.append(item.number)  # what this ingest told of a 一级 item goes out now
 
 
 def _told(ctx: RiskContext, item: RiskItem) -> list[str]:
@@ -378,12 +375,13 @@ def _summary(item: RiskItem) -> str:
     )
 
 
-def _check_report(session, signal: rules.Signal, item: RiskItem, *, now, result: Ingested) -> None:
+def _check_report(session, signal: rules.Signal, item: RiskItem, rule_set: LoadedRules, *, now, result) -> None:
     """An enterprise's report of a death, serious injury or recall abroad is due within
     the limit of Order 19 Art. 8 from the day it learned of it; a late one opens a lead."""
     settings = get_settings()
-    limit = load_rules(settings.rules_file, authority=signal.region).rules.limit("recall.report")
-    due = _due(at_noon(signal.learned_on, settings.timezone), limit.period, f"{limit.label}，{limit.source}")
+    limit = rule_set.rules.limit("recall.report")
+    calendar = load_calendar(settings.calendar_override)
+    due = due_by_rule(limit, at_noon(signal.learned_on, settings.timezone), tz=settings.timezone, calendar=calendar)
     if signal.at <= due.at:
         return
     lead = _receive(
@@ -395,7 +393,7 @@ def _check_report(session, signal: rules.Signal, item: RiskItem, *, now, result:
             authority=signal.region,
             linked_to=item.number,
             detail=f"{item.number}：企业于 {local_time(signal.at)} 报告，"
-            f"应于 {local_time(due.at)} 前报告（{due.rule}）。",
+            f"应于 {local_time(due.at)} 前报告（{due.rule}；{limit.source}）。",
         ),
         now=now,
     )
@@ -451,8 +449,8 @@ def snooze(number: str, *, period: str, reason: str, by: str, now: dt.datetime) 
     limits = thresholds()
     if not reason.strip():
         raise InvalidInput("give the reason for snoozing (--reason)")
-    span = rules._span(period)
-    if span > rules._span(limits.snooze_max):
+    span = rules.span_of(period)
+    if span > rules.span_of(limits.snooze_max):
         raise InvalidInput(f"snooze at most {limits.snooze_max} (data/risk/thresholds.yaml snooze_max)")
     with session_scope() as session:
         item = _item(session, number)
@@ -533,7 +531,7 @@ def _decided(ctx: RiskContext, given: Given) -> None:
             raise StepConflict(f"campaign {campaign.key} already answers {campaign.risk_item}")
         campaign.risk_item = item.number
         ctx.session.add(campaign)
-        _link(ctx, "campaign", campaign.key)
+        _link(ctx, "campaign", campaign.key, given.now)
         fields.append(("专项抽查 Campaign", campaign.key))
     elif form.outcome == "recall":
         if not item.uscc:
@@ -549,11 +547,11 @@ def _decided(ctx: RiskContext, given: Given) -> None:
             by=given.by,
             now=given.now,
         )
-        _link(ctx, "recall", recall.number)
+        _link(ctx, "recall", recall.number, given.now)
         fields.append(("召回 Recall", recall.number))
     elif form.outcome == "incident":
         incident = _trigger(ctx, given)
-        _link(ctx, "incident", incident.number)
+        _link(ctx, "incident", incident.number, given.now)
         fields.append(("应急事件 Incident", incident.number))
     ctx.record("decision", given, deadline=given.met, fields=fields)
     if form.outcome in ("warning", "close"):
@@ -569,12 +567,12 @@ def _decided(ctx: RiskContext, given: Given) -> None:
     ctx.session.add(case)
 
 
-def _link(ctx: RiskContext, what: str, number: str) -> None:
+def _link(ctx: RiskContext, what: str, number: str, now: dt.datetime) -> None:
     ctx.case.facts = {**ctx.case.facts, what: number}
     ctx.session.add(ctx.case)
     audit.record(
         ctx.session,
-        at=ctx.case.received_at,
+        at=now,
         actor="regflow",
         action=f"risk.linked.{what}",
         subject=ctx.number,
@@ -664,18 +662,10 @@ def _outcome_done(ctx: RiskContext, given: Given) -> None:
 
 
 def _end(ctx: CaseContext, outcome: str, given: Given) -> None:
-    case = ctx.case
-    case.status, case.outcome, case.closed_at, case.stage = "closed", outcome, given.now, "closed"
-    for row in deadline_rows.deadlines_for(ctx.session, subject=case.number):
-        if row.status in ("open", "paused"):
-            ctx.close(row.name, given.now, "cancelled")
-    ctx.session.add(case)
+    finish(ctx, outcome, now=given.now, by=given.by, keep=())
     if isinstance(ctx, RiskContext):
         ctx.row.status = "closed"
         ctx.session.add(ctx.row)
-    audit.record(
-        ctx.session, at=given.now, actor=given.by, action=f"{case.kind}.closed", subject=case.number, outcome=outcome
-    )
 
 
 Risks.handlers = {"risk-assessment": _assessed, "risk-decision": _decided, "risk-outcome": _outcome_done}
@@ -1031,8 +1021,6 @@ def answer(number: str, *, step: str, answer: dict[str, Any], source: str, now: 
 
 
 def item_view(number: str) -> dict[str, Any]:
-    from storage.risk import signals_of
-
     with session_scope() as session:
         item = _item(session, number)
         case = get_case(session, number=item.number)
@@ -1059,7 +1047,7 @@ def item_view(number: str) -> dict[str, Any]:
             "deadlines": _deadlines(session, item.number),
             "recent": [
                 {"source": s.source, "harm": s.harm, "count": s.count, "at": s.at.isoformat(), "repeats": s.repeats}
-                for s in signals_of(session, item.number)[-10:]
+                for s in signals_of(session, item.number, last=10)
             ],
         }
 

@@ -24,9 +24,8 @@ from sqlmodel import Session
 from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules import cases as machine
-from rules.calendar import load_calendar
 from rules.campaigns import CampaignPlan, parse_plan
-from rules.durations import Due, Period, by_end_of, due_after
+from rules.durations import Due, by_end_of
 from rules.lifecycle import Lifecycle
 from rules.people import load_people
 from rules.samples import PLAN_LIMITS, RECTIFICATION_RULE, RESULT_WORDS, SAMPLE, blind_code, feed_csv, public_row
@@ -41,7 +40,7 @@ from storage.incidents import Report, next_number
 from storage.samples import SpotSample, sample_by_code, sample_by_number, samples_of
 from tasks import lifecycle as engine
 from tasks.access import require_head
-from tasks.cases import CaseContext, Cases, ask_assistance, linked_lead
+from tasks.cases import CaseContext, Cases, ask_assistance, finish, linked_lead
 from tasks.lifecycle import Answered, Given
 from tasks.render import local_time, public_page, render
 from tasks.render import write_public as render_public
@@ -69,10 +68,8 @@ class SampleContext(CaseContext):
         if name == "sampling":
             return by_end_of(self.plan.window.end, tz=settings.timezone, label=f"抽样（抽查计划 {self.plan.key} 时段）")
         if name in PLAN_LIMITS and rule is None:
-            period = Period.parse(getattr(self.plan.limits, PLAN_LIMITS[name]))
-            label = f"{machine.label(name)}（抽查计划 {self.plan.key} 所定）"
-            calendar = load_calendar(settings.calendar_override)
-            return due_after(start, period, tz=settings.timezone, calendar=calendar, event=label)
+            period = getattr(self.plan.limits, PLAN_LIMITS[name])
+            return self.due_in(start, period, f"{machine.label(name)}（抽查计划 {self.plan.key} 所定）")
         return super().due(name, start, rule)
 
     def recipients(self, names: tuple[str, ...]) -> list[str]:
@@ -314,15 +311,7 @@ def _final(ctx: SampleContext, result: str, given: Given) -> None:
 def _end(ctx: SampleContext, outcome: str, given: Given) -> None:
     """The sample's own steps are over; its publication deadline stays open until the
     campaign publishes it."""
-    case = ctx.case
-    case.status, case.outcome, case.closed_at, case.stage = "closed", outcome, given.now, "closed"
-    for row in deadline_rows.deadlines_for(ctx.session, subject=case.number):
-        if row.status in ("open", "paused") and not row.name.startswith(("publication", "republication")):
-            ctx.close(row.name, given.now, "cancelled")
-    ctx.session.add(case)
-    audit.record(
-        ctx.session, at=given.now, actor=given.by, action="sample.closed", subject=case.number, outcome=outcome
-    )
+    finish(ctx, outcome, now=given.now, by=given.by, keep=("publication", "republication"))
 
 
 Samples.handlers = {

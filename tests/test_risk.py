@@ -352,6 +352,7 @@ def test_an_enterprise_reporting_late_opens_a_lead(own_database):
     assert len(late.late_reports) == 1
     with session_scope() as session:
         lead = get_case(session, number=late.late_reports[0])
-        assert lead.source == "recall" and "生产者报告（条文未核实 unconfirmed）" in lead.detail
+        assert lead.source == "recall" and "第八条" in lead.detail
+        assert "生产者报告（条文未核实 unconfirmed）" in lead.detail
     with pytest.raises(InvalidInput, match="learned_on"):
         ingest([signal(at("2026-11-06"), source="enterprise_report", model="E-3")], at("2026-11-06"))

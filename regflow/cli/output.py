@@ -50,6 +50,37 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def day_or_today(value: dt.datetime | None) -> str:
+    """A date option as ISO 8601, today (local time) when it is not given."""
+    from storage.db import utcnow
+    from tasks.render import local_time
+
+    return (value.date() if value else dt.date.fromisoformat(local_time(utcnow())[:10])).isoformat()
+
+
+def chosen(value: bool | None, flags: str) -> bool:
+    """A required --x/--no-x switch: refused in one line when neither is given."""
+    if value is None:
+        from kernel.errors import InvalidInput
+
+        raise InvalidInput(f"give {flags}")
+    return value
+
+
+def deadline_table(deadlines: list[dict[str, Any]], *, owed_by: bool = False) -> Any:
+    """A subject's deadlines as `show` prints them: label and name, due (local time), status."""
+    from rich.table import Table
+
+    from rules.lifecycles import label
+    from tasks.render import local_time
+
+    table = Table("deadline", *(("owed by",) if owed_by else ()), "due", "status", title="Deadlines")
+    for d in deadlines:
+        owed = (d["authority"],) if owed_by else ()
+        table.add_row(f"{label(d['name'])} {d['name']}", *owed, local_time(d["due_at"]), d["status"])
+    return table
+
+
 def who(by: str | None) -> str:
     """The person acting: --by, else $REGFLOW_USER, else the login name. With
     REGFLOW_IDENTITY=login (production) only the login: --by may name only yourself."""

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from regflow.cli.output import BY, JSON, console, emit_json, mount, who
+from regflow.cli.output import BY, JSON, chosen, console, day_or_today, deadline_table, emit_json, mount, who
 from storage.db import utcnow
 
 signal_app = typer.Typer(help="Risk signals: ingest, watch a drop folder, list, snooze a flood.", no_args_is_help=True)
@@ -27,12 +27,6 @@ DAY = dict(formats=["%Y-%m-%d"])
 
 def register(root: typer.Typer) -> None:
     mount(root, {"signal": signal_app, "risk": risk_app, "recall": recall_app})
-
-
-def _day(value: Optional[dt.datetime]) -> str:
-    from tasks.render import local_time
-
-    return (value.date() if value else dt.date.fromisoformat(local_time(utcnow())[:10])).isoformat()
 
 
 def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool, wait: bool) -> None:
@@ -56,7 +50,7 @@ def _print_ingested(result, json_out: bool) -> None:
     if result.opened:
         out.print(f"new risk items: {', '.join(result.opened)}")
     if result.urgent:
-        out.print(f"[bold red]一级[/] told to the duty desk now: {', '.join(result.urgent)}")
+        out.print(f"一级 told to the duty desks now: {', '.join(result.urgent)}")
     if result.late_reports:
         out.print(f"enterprise reported late (Order 19 Art. 8): leads {', '.join(result.late_reports)}")
 
@@ -224,8 +218,6 @@ def list_items(
 @risk_app.command("show")
 def show_item(item: str = ITEM, json_out: bool = JSON) -> None:
     """A risk item: its grade, signals, links, what it awaits and its deadlines."""
-    from rules.lifecycles import label
-    from tasks.render import local_time
     from tasks.risk import item_view
 
     data = item_view(item)
@@ -242,10 +234,7 @@ def show_item(item: str = ITEM, json_out: bool = JSON) -> None:
         f"{data['signals']}, worst harm {data['worst_harm']}; outcome {data['outcome'] or '-'}"
         + "".join(f"; {k} {v}" for k, v in data["links"].items())
     )
-    table = Table("deadline", "due", "status", title="Deadlines")
-    for d in data["deadlines"]:
-        table.add_row(f"{label(d['name'])} {d['name']}", local_time(d["due_at"]), d["status"])
-    out.print(table)
+    out.print(deadline_table(data["deadlines"]))
 
 
 @risk_app.command()
@@ -355,7 +344,7 @@ def open_(
 
 
 def _served(number: str, step: str, served_on, text, by, no_wait, json_out) -> None:
-    _answer(number, step, dict(by=who(by), served_on=_day(served_on), text=text), json_out, wait=not no_wait)
+    _answer(number, step, dict(by=who(by), served_on=day_or_today(served_on), text=text), json_out, wait=not no_wait)
 
 
 @recall_app.command()
@@ -369,7 +358,7 @@ def investigate(
     json_out: bool = JSON,
 ) -> None:
     """The notice to the producer to investigate, with the day its findings are due."""
-    answer = dict(by=who(by), served_on=_day(served_on), findings_by=findings_by.date().isoformat(), text=text)
+    answer = dict(by=who(by), served_on=day_or_today(served_on), findings_by=findings_by.date().isoformat(), text=text)
     _answer(number, "recall-investigation", answer, json_out, wait=not no_wait)
 
 
@@ -383,11 +372,8 @@ def findings(
     json_out: bool = JSON,
 ) -> None:
     """The producer's findings (no defect ends the recall)."""
-    from kernel.errors import InvalidInput
-
-    if defect is None:
-        raise InvalidInput("give --defect or --no-defect")
-    _answer(number, "recall-findings", dict(by=who(by), defect=defect, text=text), json_out, wait=not no_wait)
+    answer = dict(by=who(by), defect=chosen(defect, "--defect or --no-defect"), text=text)
+    _answer(number, "recall-findings", answer, json_out, wait=not no_wait)
 
 
 @recall_app.command()
@@ -414,7 +400,7 @@ def plan(
     json_out: bool = JSON,
 ) -> None:
     """The recall plan filed (publication due in 3 working days; progress every 3 months)."""
-    answer = dict(by=who(by), filed_on=_day(filed_on), affected=affected, text=text)
+    answer = dict(by=who(by), filed_on=day_or_today(filed_on), affected=affected, text=text)
     _answer(number, "recall-plan", answer, json_out, wait=not no_wait)
 
 
@@ -429,7 +415,7 @@ def notice(
     json_out: bool = JSON,
 ) -> None:
     """The recall published by the producer."""
-    answer = dict(by=who(by), published_on=_day(published_on), where=where, text=text)
+    answer = dict(by=who(by), published_on=day_or_today(published_on), where=where, text=text)
     _answer(number, "recall-public-notice", answer, json_out, wait=not no_wait)
 
 
@@ -480,11 +466,8 @@ def assess_recall(
     json_out: bool = JSON,
 ) -> None:
     """The effectiveness assessment (the recall rate against the target)."""
-    from kernel.errors import InvalidInput
-
-    if effective is None:
-        raise InvalidInput("give --effective or --not-effective")
-    _answer(number, "recall-assessment", dict(by=who(by), effective=effective, text=text), json_out, wait=not no_wait)
+    answer = dict(by=who(by), effective=chosen(effective, "--effective or --not-effective"), text=text)
+    _answer(number, "recall-assessment", answer, json_out, wait=not no_wait)
 
 
 @recall_app.command()
@@ -503,8 +486,6 @@ def again(
 @recall_app.command("show")
 def show_recall(number: str = RECALL, json_out: bool = JSON) -> None:
     """A recall: its figures, what it awaits, its deadlines and any leads."""
-    from rules.lifecycles import label
-    from tasks.render import local_time
     from tasks.risk import recall_view
 
     data = recall_view(number)
@@ -518,10 +499,7 @@ def show_recall(number: str = RECALL, json_out: bool = JSON) -> None:
         f"{data['recalled']}/{data['affected'] or '-'}; progress reports {data['progress_reports']}"
         + (f"; leads {', '.join(data['leads'])}" if data["leads"] else "")
     )
-    table = Table("deadline", "due", "status", title="Deadlines")
-    for d in data["deadlines"]:
-        table.add_row(f"{label(d['name'])} {d['name']}", local_time(d["due_at"]), d["status"])
-    out.print(table)
+    out.print(deadline_table(data["deadlines"]))
 
 
 @recall_app.command("list")

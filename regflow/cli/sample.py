@@ -7,9 +7,8 @@ import datetime as dt
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
-from regflow.cli.output import BY, JSON, console, emit_json, mount, who
+from regflow.cli.output import BY, JSON, console, day_or_today, deadline_table, emit_json, mount, who
 from storage.db import utcnow
 
 app = typer.Typer(help="Spot-check samples: sampling, results, objections, rectification.", no_args_is_help=True)
@@ -58,9 +57,8 @@ def record(
 
     Example: regflow sample record SMP-2026-000001 --product 电动自行车 --batch 20261101 --quantity 2台 --by wangwu
     """
-    from tasks.render import local_time
 
-    day = (sampled_on.date() if sampled_on else dt.date.fromisoformat(local_time(utcnow())[:10])).isoformat()
+    day = day_or_today(sampled_on)
     answer = dict(
         by=who(by),
         product=product,
@@ -268,8 +266,6 @@ def show(sample: str = SAMPLE, json_out: bool = JSON) -> None:
 
     Example: regflow sample show SMP-2026-000001
     """
-    from rules.lifecycles import label
-    from tasks.render import local_time
     from tasks.samples import show as read
 
     data = read(sample)
@@ -283,7 +279,4 @@ def show(sample: str = SAMPLE, json_out: bool = JSON) -> None:
         f"awaiting {', '.join(data['awaiting']) or 'nothing'}; result {data['result'] or '-'}"
         + (f"; lead {data['lead']}" if data["lead"] else "")
     )
-    table = Table("deadline", "owed by", "due", "status", title="Deadlines")
-    for d in data["deadlines"]:
-        table.add_row(f"{label(d['name'])} {d['name']}", d["authority"], local_time(d["due_at"]), d["status"])
-    out.print(table)
+    out.print(deadline_table(data["deadlines"], owed_by=True))
