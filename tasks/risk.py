@@ -76,9 +76,11 @@ def _thresholds(path: Path, mtime: int) -> rules.Thresholds:
 class RiskContext(CaseContext):
     """A risk item's context: its limits come from the grade's rule in the thresholds file."""
 
-    def __init__(self, session: Session, case: Case, rules_: LoadedRules | None = None) -> None:
+    def __init__(
+        self, session: Session, case: Case, rules_: LoadedRules | None = None, row: RiskItem | None = None
+    ) -> None:
         super().__init__(session, case, rules_)
-        self.row = item_by_number(session, case.number)
+        self.row = row or item_by_number(session, case.number)
 
     def due(self, name: str, start: dt.datetime, rule: str | None = None) -> Due:
         if name in rules.DEADLINES and rule is None:
@@ -171,7 +173,6 @@ def ingest(signals: list[rules.Signal], *, by: str, now: dt.datetime, deliver: b
         candidates: dict[str, list[RiskItem]] = {}
         for item in open_items(session, sorted(set(prints.values()))):
             candidates.setdefault(item.fingerprint, []).append(item)
-        times: dict[str, list[tuple[dt.datetime, int]]] = {}
         harms: dict[str, set[str]] = {}
         touched: dict[str, RiskItem] = {}
         for key, signal in sorted(keyed, key=lambda ks: ks[1].at):
@@ -194,7 +195,6 @@ def ingest(signals: list[rules.Signal], *, by: str, now: dt.datetime, deliver: b
             result.signals += 1
             item.signals += signal.count
             item.first_at, item.last_at = min(item.first_at, signal.at), max(item.last_at, signal.at)
-            times.setdefault(item.number, []).append((signal.at, signal.count))
             harms.setdefault(item.number, set()).add(signal.harm)
             if signal.source == "enterprise_report":
                 _check_report(session, signal, item, rule_set(signal.region), now=now, result=result)
@@ -203,7 +203,6 @@ def ingest(signals: list[rules.Signal], *, by: str, now: dt.datetime, deliver: b
                 session,
                 item,
                 limits,
-                times.get(number, []),
                 harms.get(number, set()),
                 rule_set(item.region),
                 now=now,
@@ -293,24 +292,29 @@ def _open_item(
     return item
 
 
-def _regrade(session, item: RiskItem, limits, new_times, new_harms, rule_set, *, now, result: Ingested) -> None:
+def _regrade(session, item: RiskItem, limits, new_harms, rule_set, *, now, result: Ingested) -> None:
     """The grade from every signal within the widest window; it only rises by itself.
-    A new item's assessment deadline opens here; a graver grade brings it forward."""
+    A new item's assessment deadline opens here; a graver grade brings it forward; a
+    new harm is told unless snoozed. Nothing else is written for an item a signal joined."""
     since = item.last_at - limits.widest_window
     on_record = [(s.at, s.count) for s in signals_of(session, item.number, since=since)]
     harms = {item.worst_harm} | new_harms
     graded = rules.grade(limits, harms, on_record)
     item.worst_harm = rules.worst(harms)
-    case = get_case(session, number=item.number)
-    ctx = RiskContext(session, case, rule_set)
-    ctx.row = item
-    deadline = ctx.get("risk-assessment")
     rose = rules.GRADES.index(graded) < rules.GRADES.index(item.grade)
     if rose:
         item.grade = graded
         result.graver.append(item.number)
         audit.record(session, at=now, actor="regflow", action="risk.graded", subject=item.number, grade=graded)
-    if deadline is None and case.stage == rules.RISK.first:
+    if item.grade == rules.GRADES[0] and item.number not in result.urgent:
+        result.urgent.append(item.number)  # what this ingest told of a 一级 item goes out now
+    opened = item.number in result.opened
+    harmed = bool(new_harms - {"none"}) and not _snoozed(item, now)
+    if not (opened or rose or harmed):
+        return
+    ctx = RiskContext(session, get_case(session, number=item.number), rule_set, row=item)
+    deadline = ctx.get("risk-assessment")
+    if opened:
         deadline = ctx.add("risk-assessment", now)
         ctx.notify(
             "opened",
@@ -345,7 +349,7 @@ def _regrade(session, item: RiskItem, limits, new_times, new_harms, rule_set, *,
             next_deadline=deadline,
             tags=_told(ctx, item),
         )
-    elif new_harms - {"none"} and not _snoozed(item, now):
+    elif harmed:
         ctx.notify(
             f"signal-{item.signals}",
             ("风险项新增伤害信息", "New harm signal on a risk item"),
@@ -354,8 +358,6 @@ def _regrade(session, item: RiskItem, limits, new_times, new_harms, rule_set, *,
             text=_summary(item),
             next_deadline=deadline,
         )
-    if item.grade == rules.GRADES[0] and item.number not in result.urgent:
-        result.urgent.append(item.number)  # what this ingest told of a 一级 item goes out now
 
 
 def _told(ctx: RiskContext, item: RiskItem) -> list[str]:
@@ -760,7 +762,8 @@ def open_recall(
             action="open a recall",
             now=now,
         )
-        engine.not_future(defect_on, "defect_on", now) if defect_on else None
+        if defect_on is not None:
+            engine.not_future(defect_on, "defect_on", now)
         case = _open_recall(
             session,
             uscc=uscc,
@@ -1101,6 +1104,7 @@ def listing(*, kind: str, status: str | None = None, authority: str | None = Non
                     "category": r.category,
                     "product": " ".join(p for p in (r.product, r.model, r.batch) if p),
                     "enterprise": r.enterprise or r.uscc,
+                    "uscc": r.uscc,
                     "region": r.region,
                     "signals": r.signals,
                     "worst_harm": r.worst_harm,
@@ -1156,13 +1160,10 @@ def review(authority: str, *, now: dt.datetime) -> dict[str, Any]:
     """The quarterly review: what is open under an authority and those it supervises, and what is late."""
     from sqlmodel import select
 
-    from storage.authorities import load_tree
+    from tasks.board import under
 
     with session_scope() as session:
-        if session.get(Authority, authority) is None:
-            raise UnknownAuthority(f"unknown authority {authority!r}")
-        tree = load_tree(session)
-        codes = [a.code for a in tree.authorities if authority in and_superiors(tree, a.code)]
+        codes = under(session, authority)  # UnknownAuthority for a code not in the tree
         open_cases = list(
             session.exec(
                 select(Case).where(
