@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import uuid
 
 import pendulum
 import pytest
+from prefect.flow_runs import resume_flow_run
 from sqlmodel import func, select
 
 from kernel.errors import InvalidInput, StepConflict
@@ -26,7 +28,7 @@ from storage.escalations import list_escalations
 from storage.incidents import get_incident
 from storage.notifications import Notification
 from storage.risk import RiskSignal, item_by_number
-from tests.conftest import cli
+from tests.conftest import cli, on_postgresql
 
 REGION = "330106"
 
@@ -214,7 +216,7 @@ def tags_rows(number: str) -> list:
 def item_for(code: str) -> str:
     from tasks.risk import listing
 
-    return next(r["number"] for r in listing(kind="risk") if r["enterprise"] == code or code in r["enterprise"])
+    return next(r["number"] for r in listing(kind="risk") if r["uscc"] == code)
 
 
 def test_each_decision_opens_what_it_names_linked_both_ways(own_database, tmp_path):
@@ -356,3 +358,113 @@ def test_an_enterprise_reporting_late_opens_a_lead(own_database):
         assert "生产者报告（条文未核实 unconfirmed）" in lead.detail
     with pytest.raises(InvalidInput, match="learned_on"):
         ingest([signal(at("2026-11-06"), source="enterprise_report", model="E-3")], at("2026-11-06"))
+
+
+@on_postgresql
+def test_a_signal_from_the_run_form_a_risk_run_and_its_recall_run_answered_from_the_cli_and_the_ui(
+    platform, use_database
+):
+    """On a real Prefect server: the signal-ingest deployment's Run form opens a 一级
+    item, whose run waits for each step; the decision (the UI's Resume) opens a recall
+    with its own run; the quarterly review lists both; the item closes only after the
+    recall has ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from tests.conftest import read_run, wait_for_pause, wait_until
+
+    model = f"UI-{uuid.uuid4().hex[:6]}"
+    run = run_deployment(
+        "signal-ingest/signal-ingest",
+        timeout=120,
+        as_subflow=False,
+        parameters=dict(
+            source="injury_monitoring",
+            category="电动自行车",
+            product="电动自行车",
+            model=model,
+            uscc=uscc(90),
+            enterprise="某车业公司",
+            region=REGION,
+            harm="death",
+            text="充电起火致死",
+            by="测试员",
+        ),
+    )
+    assert read_run(run.id).state.is_completed()
+    number = item_for(uscc(90))
+    assert "330100.duty" in tags(number, "opened")  # 一级: told up the chain at once
+
+    def item_run():
+        with session_scope() as session:
+            return get_case(session, number=number).flow_run_id
+
+    risk_run = wait_until(item_run, timeout=60, what="the risk item's run (started by the watcher)")
+    wait_for_pause(risk_run, "risk-assessment")
+    done = cli(
+        "risk",
+        "assess",
+        number,
+        "--hazard",
+        "电池热失控",
+        "--exposure",
+        "在用约 3000 辆",
+        "--grade",
+        "一级",
+        "--by",
+        "李四",
+        "--json",
+    )
+    assert done.code == 0, done.err
+    wait_for_pause(risk_run, "risk-decision")
+    resume_flow_run(
+        risk_run,
+        run_input={
+            "by": "赵六",
+            "outcome": "recall",
+            "warning": "",
+            "campaign": "",
+            "plan": "",
+            "level": "",
+            "text": "组织缺陷调查",
+        },
+    )
+    wait_for_pause(risk_run, "risk-outcome")
+    recall = json.loads(cli("risk", "show", number, "--json").out)["links"]["recall"]
+
+    def recall_run():
+        with session_scope() as session:
+            return get_case(session, number=recall).flow_run_id
+
+    run_id = wait_until(recall_run, timeout=60, what="the recall's own run")
+    wait_for_pause(run_id, "recall-investigation")
+
+    review = run_deployment(
+        "risk-review/risk-review", timeout=120, as_subflow=False, parameters={"authority": "330100"}
+    )
+    assert read_run(review.id).state.is_completed()
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[review.id]))
+        )
+    assert len(found) == 1 and found[0].key.startswith("risk-review-330100-")
+    assert number in found[0].data and recall in found[0].data  # a district's items are the city's to review
+
+    refused = cli("risk", "done", number, "--by", "李四")
+    assert refused.code != 0 and "still" in refused.err
+    today = str(dt.datetime.now(dt.timezone.utc).astimezone(dt.timezone(dt.timedelta(hours=8))).date())
+    later = str(dt.date.fromisoformat(today) + dt.timedelta(days=10))
+    done = cli("recall", "investigate", recall, "--served-on", today, "--findings-by", later, "--by", "李四", "--json")
+    assert done.code == 0, done.err
+    wait_for_pause(run_id, "recall-findings")
+    resume_flow_run(run_id, run_input={"by": "李四", "defect": False, "text": "未发现缺陷"})
+    wait_until(lambda: read_run(run_id).state.is_completed(), timeout=90, what="the recall run to complete")
+    assert cli("risk", "done", number, "--by", "李四", "--json").code == 0
+    wait_until(lambda: read_run(risk_run).state.is_completed(), timeout=90, what="the risk run to complete")
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("risk-review/risk-review")
+    crons = {(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules}
+    assert crons == {("0 9 1 1,4,7,10 *", "Asia/Shanghai")} and len(deployment.schedules) == 8
