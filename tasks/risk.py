@@ -306,12 +306,12 @@ def _regrade(session, item: RiskItem, limits, new_harms, rule_set, *, now, resul
         item.grade = graded
         result.graver.append(item.number)
         audit.record(session, at=now, actor="regflow", action="risk.graded", subject=item.number, grade=graded)
-    if item.grade == rules.GRADES[0] and item.number not in result.urgent:
-        result.urgent.append(item.number)  # what this ingest told of a 一级 item goes out now
     opened = item.number in result.opened
     harmed = bool(new_harms - {"none"}) and not _snoozed(item, now)
     if not (opened or rose or harmed):
         return
+    if item.grade == rules.GRADES[0] and item.number not in result.urgent:
+        result.urgent.append(item.number)  # what this ingest tells of a 一级 item goes out now
     ctx = RiskContext(session, get_case(session, number=item.number), rule_set, row=item)
     deadline = ctx.get("risk-assessment")
     if opened:
@@ -1085,7 +1085,7 @@ def recall_view(number: str) -> dict[str, Any]:
 
 def _deadlines(session: Session, number: str) -> list[dict[str, Any]]:
     return [
-        {"name": d.name, "status": d.status, "due_at": d.due_at.isoformat(), "rule": d.rule}
+        {"name": d.name, "status": d.status, "due_at": d.due_at, "rule": d.rule}
         for d in deadline_rows.deadlines_for(session, subject=number)
     ]
 

@@ -244,6 +244,17 @@ def test_each_decision_opens_what_it_names_linked_both_ways(own_database, tmp_pa
         assert recall.linked_to == item.number and recall.kind == "recall" and item.status == "open"
     with pytest.raises(StepConflict, match="still"):
         answer(numbers["recall"], "risk-outcome", now)
+    recall_number = recall.number
+    for args, shown in (
+        (("risk", "show", numbers["recall"]), recall_number),
+        (("recall", "show", recall_number), "recall-investigation"),
+        (("risk", "list"), numbers["recall"]),
+        (("recall", "list"), recall_number),
+        (("signal", "list"), numbers["recall"]),
+    ):
+        for more in ((), ("--json",)):  # read as people and as programs do
+            read = cli(*args, *more)
+            assert read.code == 0 and shown in read.out, (args, more, read.err)
 
     answer(
         numbers["incident"], "risk-decision", now, by="赵六", outcome="incident", plan="product-quality", level="III"

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from kernel.settings import get_settings
-from regflow.cli.output import BY, JSON, console, emit_json, mount, who
+from regflow.cli.output import BY, JSON, console, emit_json, id_table, mount, who
 from storage.db import utcnow
 
 app = typer.Typer(help="Spot-check campaigns: file the plan, draw at random, verify the draw.", no_args_is_help=True)
@@ -173,11 +173,7 @@ def _show(data: dict, json_out: bool) -> None:
     out.print(f"{data['key']} {data['name']} · {data['authority']} · {data['status']}")
     if data["seed"] is not None:
         out.print(f"drawn by {data['drawn_by']} with {data['algorithm']}, seed {data['seed']}")
-    table = Table(title="Draw")
-    # Identifiers are never cut: the names wrap instead.
-    for name, width in (("category", None), ("target", None), ("credit code", 18), ("inspectors", None),
-                        ("sample", 15)):  # fmt: skip
-        table.add_column(name, min_width=width, overflow="fold")
+    table = id_table("category", "target", ("credit code", 18), "inspectors", ("sample", 15), title="Draw")
     numbers = {(s["uscc"], s["category"]): s["number"] for s in data.get("created", [])}
     for s in data["samples"]:
         table.add_row(s["category"], s["name"], s["uscc"], ", ".join(s["inspectors"]),

@@ -67,6 +67,19 @@ def chosen(value: bool | None, flags: str) -> bool:
     return value
 
 
+def id_table(*columns: str | tuple[str, int], title: str | None = None) -> Any:
+    """A table whose identifiers are never cut, in an 80-column terminal or piped: a
+    (name, width) column keeps at least that width, and every cell folds rather than
+    ends in an ellipsis."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        name, width = column if isinstance(column, tuple) else (column, None)
+        table.add_column(name, min_width=width, overflow="fold")
+    return table
+
+
 def deadline_table(deadlines: list[dict[str, Any]], *, owed_by: bool = False) -> Any:
     """A subject's deadlines as `show` prints them: label and name, due (local time), status."""
     from rich.table import Table

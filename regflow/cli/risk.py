@@ -10,9 +10,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
-from regflow.cli.output import BY, JSON, chosen, console, day_or_today, deadline_table, emit_json, mount, who
+from regflow.cli.output import (
+    BY,
+    JSON,
+    chosen,
+    console,
+    day_or_today,
+    deadline_table,
+    emit_json,
+    id_table,
+    mount,
+    who,
+)
 from storage.db import utcnow
 
 signal_app = typer.Typer(help="Risk signals: ingest, watch a drop folder, list, snooze a flood.", no_args_is_help=True)
@@ -147,7 +157,9 @@ def list_signals(limit: int = typer.Option(50, help="How many, newest first."), 
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "item", "source", "category", "product", "harm", "count", "repeats", "at")
+    from tasks.render import local_time
+
+    table = id_table("id", ("item", 15), "source", "category", "product", "harm", "count", "repeats", ("at", 16))
     for r in rows:
         table.add_row(
             str(r["id"]),
@@ -158,7 +170,7 @@ def list_signals(limit: int = typer.Option(50, help="How many, newest first."), 
             r["harm"],
             str(r["count"]),
             str(r["repeats"]),
-            r["at"][:16],
+            local_time(dt.datetime.fromisoformat(r["at"])),
         )
     console().print(table)
 
@@ -198,8 +210,9 @@ def list_items(
     if json_out:
         emit_json(rows)
         return
-    table = Table("number", "grade", "status", "category", "product", "enterprise", "region", "signals", "harm")
-    table.columns[0].no_wrap = True
+    table = id_table(
+        ("number", 15), "grade", "status", "category", "product", "enterprise", "region", "signals", "harm"
+    )
     for r in rows:
         table.add_row(
             r["number"],
@@ -511,8 +524,7 @@ def list_recalls(status: Optional[str] = typer.Option(None, help="open | closed"
     if json_out:
         emit_json(rows)
         return
-    table = Table("number", "status", "stage", "mode", "producer", "product", "recalled")
-    table.columns[0].no_wrap = True
+    table = id_table(("number", 15), "status", "stage", "mode", "producer", "product", "recalled")
     for r in rows:
         table.add_row(
             r["number"],
