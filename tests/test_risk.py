@@ -18,7 +18,7 @@ import pytest
 from prefect.flow_runs import resume_flow_run
 from sqlmodel import func, select
 
-from kernel.errors import InvalidInput, StepConflict
+from kernel.errors import InvalidInput, NotFound, StepConflict
 from kernel.settings import get_settings
 from rules.registers import uscc_check_character
 from storage.cases import get_case
@@ -189,8 +189,11 @@ def test_bad_files_are_refused_whole_and_a_snooze_quiets_a_flood_without_losing_
     assert (drop / "read" / "a-good.csv").exists() and (drop / "rejected" / "b-bad.csv").exists()
     assert "b-bad.csv:5" in (drop / "rejected" / "b-bad.csv.reason").read_text(encoding="utf-8")
     assert (drop / "d-writing.part").exists()  # still being written: left alone
+    (drop / "e-later.csv").write_text(good.replace(uscc(5), uscc(6)), encoding="utf-8")
+    watched = cli("signal", "watch", str(drop), "--once", "--by", "监测点")
+    assert watched.code == 0 and "e-later.csv: 3 signals" in watched.out
     with session_scope() as session:
-        assert session.exec(select(func.count()).select_from(RiskSignal)).one() == before + 3  # nothing of the bad ones
+        assert session.exec(select(func.count()).select_from(RiskSignal)).one() == before + 6  # nothing of the bad ones
 
     number = item_for(uscc(5))
     with pytest.raises(InvalidInput, match="at most 7d"):
@@ -222,7 +225,7 @@ def item_for(code: str) -> str:
 def test_each_decision_opens_what_it_names_linked_both_ways(own_database, tmp_path):
     now = at("2026-11-16")
     numbers = {}
-    for i, outcome in enumerate(("warning", "recall", "incident", "close")):
+    for i, outcome in enumerate(("warning", "recall", "incident", "close", "spot_check")):
         numbers[outcome] = ingest(
             [signal(now, model=f"M-{i}", uscc=uscc(30 + i), enterprise=f"<b>企业{i}</b>")], now
         ).opened[0]
@@ -265,6 +268,20 @@ def test_each_decision_opens_what_it_names_linked_both_ways(own_database, tmp_pa
         assert incident.origin == item.number and incident.level == "III"
     with pytest.raises(StepConflict, match="not closed"):
         answer(numbers["incident"], "risk-outcome", now)
+
+    from storage.campaigns import get_campaign
+    from tasks import campaigns
+    from tests.test_samples import campaign as plan_file
+
+    with pytest.raises(NotFound, match="campaign create"):
+        answer(numbers["spot_check"], "risk-decision", now, by="赵六", outcome="spot_check", campaign="risk-m4")
+    campaigns.create(plan_file(tmp_path, "risk-m4"), by="赵六", now=now)
+    answer(numbers["spot_check"], "risk-decision", now, by="赵六", outcome="spot_check", campaign="risk-m4")
+    with session_scope() as session:
+        assert get_campaign(session, key="risk-m4").risk_item == numbers["spot_check"]
+        assert get_case(session, number=numbers["spot_check"]).facts["campaign"] == "risk-m4"
+    with pytest.raises(StepConflict, match="not published"):
+        answer(numbers["spot_check"], "risk-outcome", now)
 
     with pytest.raises(InvalidInput, match="reason"):
         answer(numbers["close"], "risk-decision", now, by="赵六", outcome="close")
