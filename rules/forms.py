@@ -360,6 +360,13 @@ class RiskAssessmentForm(_CaseForm):
     grade: Literal["一级", "二级", "三级"] = Field(
         title="风险等级 Grade", description="确认或调整 / confirmed or changed"
     )
+    draft_warning: str = Field(
+        default="",
+        max_length=4000,
+        title="消费提示草稿 Draft warning",
+        description="建议发布消费提示时起草，由负责人决定时审定 / a draft for the head to approve or rewrite",
+    )
+    multiline: ClassVar[tuple[str, ...]] = ("text", "draft_warning")
 
 
 class RiskDecisionForm(_CaseForm):
@@ -368,7 +375,10 @@ class RiskDecisionForm(_CaseForm):
         description="warning 消费提示 / spot_check 专项抽查 / recall 缺陷调查召回 / incident 启动预案 / close 结束",
     )
     warning: str = Field(
-        default="", max_length=4000, title="消费提示 Warning", description="发布消费提示时的正文 / its text"
+        default="",
+        max_length=4000,
+        title="消费提示 Warning",
+        description="发布的正文；空则发布评估时的草稿 / the text published; empty: the assessment's draft",
     )
     campaign: str = Field(
         default="",
@@ -382,7 +392,7 @@ class RiskDecisionForm(_CaseForm):
 
     @model_validator(mode="after")
     def _needs(self) -> "RiskDecisionForm":
-        need = {"warning": ("warning",), "spot_check": ("campaign",), "incident": ("plan", "level"),
+        need = {"spot_check": ("campaign",), "incident": ("plan", "level"),
                 "close": ("text",)}.get(self.outcome, ())  # fmt: skip
         if missing := [f for f in need if not getattr(self, f)]:
             what = "reason (text)" if missing == ["text"] else missing[0]

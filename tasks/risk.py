@@ -496,6 +496,9 @@ def _assessed(ctx: RiskContext, given: Given) -> None:
     before = item.grade
     item.grade = form.grade
     ctx.session.add(item)
+    if form.draft_warning:  # drafted by the handler, approved (or rewritten) by the head's decision
+        ctx.case.facts = {**ctx.case.facts, "draft_warning": form.draft_warning}
+        ctx.session.add(ctx.case)
     ctx.record(
         "assessment",
         given,
@@ -504,6 +507,7 @@ def _assessed(ctx: RiskContext, given: Given) -> None:
             ("危害 Hazard", form.hazard),
             ("暴露 Exposure", form.exposure),
             ("等级 Grade", f"{before} → {form.grade}"),
+            ("消费提示草稿 Draft warning", form.draft_warning),
         ],
     )
     ctx.tell(
@@ -521,8 +525,11 @@ def _decided(ctx: RiskContext, given: Given) -> None:
     ctx.session.add(item)
     fields: list[tuple[str, Any]] = [("决定 Outcome", rules.OUTCOMES[form.outcome])]
     if form.outcome == "warning":
-        _warn(ctx, given)
-        fields.append(("消费提示 Warning", form.warning))
+        text = form.warning or case.facts.get("draft_warning", "")
+        if not text:
+            raise InvalidInput("warning: give its text, or draft it in the assessment (draft_warning)")
+        _warn(ctx, given, text)
+        fields.append(("消费提示 Warning", text))
     elif form.outcome == "spot_check":
         campaign = get_campaign(ctx.session, key=form.campaign)
         if campaign is None:
@@ -562,7 +569,7 @@ def _decided(ctx: RiskContext, given: Given) -> None:
         given,
         "risk-decision",
         (f"风险处置决定：{rules.OUTCOMES[form.outcome]}", f"Decided: {form.outcome}"),
-        text=given.text or form.warning,
+        text=given.text or case.facts.get("warning", ""),
         tags=ctx.recipients(("upward",)),
     )
     case.facts = {**case.facts, "outcome": form.outcome}
@@ -605,9 +612,9 @@ def _trigger(ctx: RiskContext, given: Given) -> Incident:
     return incident
 
 
-def _warn(ctx: RiskContext, given: Given) -> None:
+def _warn(ctx: RiskContext, given: Given, text: str) -> None:
     """The consumer warning the head approved: to the `public` channel and the public page."""
-    item, text = ctx.row, given.form.warning
+    item = ctx.row
     ctx.notify(
         "warning",
         ("消费提示", "Consumer warning"),

@@ -239,6 +239,21 @@ def test_each_decision_opens_what_it_names_linked_both_ways(own_database, tmp_pa
     assert "330106.public" in tags(numbers["warning"], "warning")
     with session_scope() as session:
         assert get_case(session, number=numbers["warning"]).status == "closed"
+    # Drafted by the handler with the assessment, approved as it stands by the head.
+    drafted = ingest([signal(now, model="M-9", uscc=uscc(39))], now).opened[0]
+    answer(
+        drafted,
+        "risk-assessment",
+        now,
+        hazard="电池起火",
+        exposure="在用",
+        grade="三级",
+        draft_warning="请选购合格充电器",
+    )
+    answer(drafted, "risk-decision", now, by="赵六", outcome="warning")
+    assert "请选购合格充电器" in (get_settings().home / "public" / "warnings" / "index.json").read_text(
+        encoding="utf-8"
+    )
 
     answer(numbers["recall"], "risk-decision", now, by="赵六", outcome="recall")
     with session_scope() as session:

@@ -256,6 +256,7 @@ def assess(
     hazard: str = typer.Option(..., help="The harm, its nature and gravity."),
     exposure: str = typer.Option(..., help="Who and how many are exposed."),
     grade: str = typer.Option(..., help="一级 | 二级 | 三级 (confirmed or changed)."),
+    draft_warning: str = typer.Option("", help="A consumer warning drafted for the head's decision."),
     text: str = TEXT,
     by: Optional[str] = BY,
     no_wait: bool = NO_WAIT,
@@ -265,7 +266,7 @@ def assess(
 
     Example: regflow risk assess RSK-2026-000001 --hazard 电池热失控 --exposure "约 3000 辆在用" --grade 一级 --by 李四
     """
-    answer = dict(by=who(by), hazard=hazard, exposure=exposure, grade=grade, text=text)
+    answer = dict(by=who(by), hazard=hazard, exposure=exposure, grade=grade, draft_warning=draft_warning, text=text)
     _answer(item, "risk-assessment", answer, json_out, wait=not no_wait)
 
 
@@ -273,6 +274,7 @@ def assess(
 def decide(
     item: str = ITEM,
     warning: str = typer.Option("", help="Publish this consumer warning (消费提示)."),
+    draft: bool = typer.Option(False, "--draft", help="Publish the warning drafted in the assessment."),
     spot_check: str = typer.Option("", "--spot-check", help="Answer it by this filed campaign (its key)."),
     recall: bool = typer.Option(False, "--recall", help="Open a defect investigation and recall."),
     incident: str = typer.Option("", "--incident", help="Trigger an incident under this plan (with --level)."),
@@ -282,16 +284,16 @@ def decide(
     no_wait: bool = NO_WAIT,
     json_out: bool = JSON,
 ) -> None:
-    """The head's decision: exactly one of --warning, --spot-check, --recall, --incident, --close.
+    """The head's decision: exactly one of --warning (or --draft), --spot-check, --recall, --incident, --close.
 
     Example: regflow risk decide RSK-2026-000001 --recall --by 赵六
     """
     from kernel.errors import InvalidInput
 
-    chosen = [
+    picked = [
         o
         for o, on in (
-            ("warning", warning),
+            ("warning", warning or draft),
             ("spot_check", spot_check),
             ("recall", recall),
             ("incident", incident),
@@ -299,10 +301,10 @@ def decide(
         )
         if on
     ]
-    if len(chosen) != 1:
-        raise InvalidInput("give exactly one of --warning, --spot-check, --recall, --incident, --close")
+    if len(picked) != 1:
+        raise InvalidInput("give exactly one of --warning (or --draft), --spot-check, --recall, --incident, --close")
     answer = dict(
-        by=who(by), outcome=chosen[0], warning=warning, campaign=spot_check, plan=incident, level=level, text=close
+        by=who(by), outcome=picked[0], warning=warning, campaign=spot_check, plan=incident, level=level, text=close
     )
     _answer(item, "risk-decision", answer, json_out, wait=not no_wait)
 
