@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     sample_deployment: str = "spot-check-sample/spot-check-sample"
     risk_deployment: str = "risk-item/risk-item"
     recall_deployment: str = "recall/recall"
+    publication_deployment: str = "penalty-publication/penalty-publication"
+    listing_deployment: str = "serious-listing/serious-listing"
+    referral_deployment: str = "credit-referral/credit-referral"
+    expiry_deployment: str = "credit-expiry/credit-expiry"
+    # Credit supervision's conditions and the partner departments (rules/credit.py).
+    credit_rules: Path = PROJECT_ROOT / "data" / "rules" / "credit.yaml"
+    partners_file: Path = PROJECT_ROOT / "data" / "partners.yaml"
     # How signals are grouped and graded, and each grade's limits (rules/risk.py).
     risk_thresholds: Path = PROJECT_ROOT / "data" / "risk" / "thresholds.yaml"
     # How long a human-step command waits for the flow run to reach its suspension.

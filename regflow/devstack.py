@@ -126,6 +126,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> sub
 def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
     """Route every authority's roles to the loopback inbox (no secrets involved)."""
     from rules.authorities import load_authorities
+    from rules.credit import load_partners
     from rules.people import load_people
 
     tree = load_authorities(get_settings().authorities_file)
@@ -143,6 +144,9 @@ def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
     # Each person's own channel: a duty desk's message reaches the officer on duty too.
     for person in load_people(get_settings().people_file).people:
         lines += [f"  - json://127.0.0.1:{http_port}/person/{person.login}:", f"    - tag: person.{person.login}"]
+    # Partner departments' referrals (data/partners.yaml), each by its own tag.
+    for partner in load_partners(get_settings().partners_file).partners:
+        lines += [f"  - json://127.0.0.1:{http_port}/partner/{partner.key}:", f"    - tag: {partner.channel}"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -25,7 +25,8 @@ SOCKET_ENV = "REGFLOW_LAUNCHER_SOCKET"
 # cannot import the project; tests/test_layers.py checks the two agree).
 DEFAULT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".regflow")
 # Top-level commands a launcher runs for `regflow` (none that starts a service).
-HANDED_OVER = frozenset({"incident", "case", "lead", "complaint", "sample", "signal", "risk", "recall"})
+HANDED_OVER = frozenset({"incident", "case", "lead", "complaint", "sample", "signal", "risk", "recall", "publication",
+                         "serious-list", "credit", "referral"})  # fmt: skip
 
 
 def launcher_socket(pid: int | str) -> str:

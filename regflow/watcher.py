@@ -103,11 +103,18 @@ def hand_over_answers(turn: Turn) -> int:
 
 def start_missing_runs(turn: Turn) -> int:
     """Start the flow run of an incident or case recorded while Prefect was
-    unreachable, a drawn campaign's run likewise, and schedule look-back reviews that
-    could not be scheduled."""
+    unreachable, a drawn campaign's run likewise, and schedule look-back reviews and
+    the ends of publication and listing periods that could not be scheduled."""
     from storage import campaigns, cases, incidents
+    from tasks.credit import ends_unscheduled
     from tasks.events import prefect_configured
-    from tasks.runs import schedule_lookback_run, start_campaign_run, start_case_run, start_incident_run
+    from tasks.runs import (
+        schedule_end_run,
+        schedule_lookback_run,
+        start_campaign_run,
+        start_case_run,
+        start_incident_run,
+    )
 
     if not prefect_configured():
         return 0
@@ -117,12 +124,14 @@ def start_missing_runs(turn: Turn) -> int:
         matters = cases.without_run(session, older_than=older)
         lookbacks = [c.number for c in cases.lookbacks_unscheduled(session, closed_before=older)]
         drawn = [(c.key, c.name, c.authority_code) for c in campaigns.without_run(session, older_than=older)]
+        ends = ends_unscheduled(session)
     # What is not started within the budget is still without a run next cycle.
     work = (
         [(i.number, "started its flow run", start_incident_run, i) for i in orphans]
         + [(c.number, "started its flow run", start_case_run, c) for c in matters]
         + [(n, "scheduled its look-back review", schedule_lookback_run, n) for n in lookbacks]
         + [(f"campaign {c[0]}", "started its flow run", lambda c: start_campaign_run(*c), c) for c in drawn]
+        + [(n, "scheduled the end of its period", lambda e: schedule_end_run(*e), (n, at)) for n, at in ends]
     )
     done = 0
     for number, what, start, item in work:
@@ -155,6 +164,17 @@ def send_reminders(turn: Turn) -> int:
     for lead in leads_for_missed(turn.now):  # a producer's missed obligation: a lead against it
         log.info("%s: lead opened for a producer's missed obligation", lead)
     return cycle.done
+
+
+def end_credit_periods(turn: Turn) -> int:
+    """A publication or listing whose period ended an hour ago and whose scheduled run
+    has not ended it (Prefect was away): ended here, so none stays public too long."""
+    from tasks.credit import overdue_ends
+
+    ended = overdue_ends(turn.now)
+    for number in ended:
+        log.warning("%s: its period had ended; its scheduled run had not ended it", number)
+    return len(ended)
 
 
 def climb_escalations(turn: Turn) -> int:
@@ -242,6 +262,7 @@ MANAGERS = (
     Manager("recover-crashed-runs", recover_crashed_runs, every=5),
     Manager("hand-over-answers", hand_over_answers, every=2),
     Manager("send-reminders", send_reminders),
+    Manager("end-credit-periods", end_credit_periods, every=60),
     Manager("climb-escalations", climb_escalations),
     Manager("publish-board", publish_board),
     Manager("send-notifications", send_notifications, budget=10),

@@ -38,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kernel.errors import InvalidInput
 from rules.authorities import first_error
+from rules.credit import DEADLINES as CREDIT_DEADLINES
+from rules.credit import LISTING, PUBLICATION, REFERRAL
 from rules.incidents import MAX_TEXT, clean_line, clean_text, require_timezone
 from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
 from rules.risk import DEADLINES as RISK_DEADLINES
@@ -53,6 +55,7 @@ LEAD_SOURCES = {
     "risk_alert": "风险预警",
     "lookback": "回头看",
     "recall": "召回",
+    "credit": "信用监管",
 }
 
 
@@ -325,7 +328,7 @@ LOOKBACK = Lifecycle(
 )
 
 LIFECYCLES = {"case": CASE, "complaint": COMPLAINT, "lookback": LOOKBACK, "sample": SAMPLE, "risk": RISK,
-              "recall": RECALL}  # fmt: skip
+              "recall": RECALL, "publication": PUBLICATION, "listing": LISTING, "referral": REFERRAL}  # fmt: skip
 # Every step of them, by name: no name is used twice, so `case decide` needs none but it.
 STEPS = {step.name: step for lifecycle in LIFECYCLES.values() for step in lifecycle.steps}
 
@@ -374,6 +377,7 @@ DEADLINES: dict[str, tuple[str | None, str]] = {
     **SAMPLE_DEADLINES,
     **RISK_DEADLINES,
     **RECALL_DEADLINES,
+    **CREDIT_DEADLINES,
 }
 # fmt: on
 # The deadlines the case clock governs: paused while testing or appraisal runs
@@ -455,7 +459,8 @@ def validate_lead(data: dict[str, Any], *, now: dt.datetime) -> LeadRequest:
     return request
 
 
-NUMBER_PREFIX = {"case": "CASE", "complaint": "CMP", "sample": "SMP", "risk": "RSK", "recall": "RCL"}
+NUMBER_PREFIX = {"case": "CASE", "complaint": "CMP", "sample": "SMP", "risk": "RSK", "recall": "RCL",
+                 "publication": "PUB", "listing": "SVL", "referral": "REF"}  # fmt: skip
 
 
 def case_number(year: int, n: int, kind: str = "case") -> str:

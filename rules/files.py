@@ -5,10 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from kernel.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+def current(loader: Callable[[Path], T], path: Path) -> T:
+    """`loader(path)`, read again only when the file changes (a data file an office edits
+    while the platform runs)."""
+    return _cached(loader, path, path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@lru_cache(maxsize=16)
+def _cached(loader: Callable[[Path], T], path: Path, mtime: int) -> T:
+    return loader(path)
 
 
 def read_text(path: Path) -> str:
@@ -32,3 +46,20 @@ def csv_rows(text: str, *, source: str, columns: tuple[str, ...], what: str = "r
         yield reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
     if not count:
         raise InvalidInput(f"{source}: no {what}")
+
+
+def csv_feed(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
+    """A public feed as CSV: a header, then one line per row. A leading = + - @ is
+    prefixed with ' so a spreadsheet shows hostile text as text, never a formula."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k, "")) for k in fields})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

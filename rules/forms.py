@@ -13,7 +13,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rules.credit import MEASURES, PARTY_KINDS, SECTORS, valid_identity_number
 from rules.incidents import MAX_TEXT, clean_line, clean_text
+from rules.registers import valid_uscc
 
 MAX_FINE = Decimal("1000000000")
 
@@ -49,6 +51,10 @@ class _Form(BaseModel):
     @property
     def signed_by(self) -> str:
         return getattr(self, self.signer, "")
+
+    def recorded(self) -> dict[str, Any]:
+        """The answer as the step, the run and the audit trail keep it."""
+        return self.model_dump(mode="json")
 
 
 class ArrivalForm(_Form):
@@ -243,6 +249,71 @@ class DecisionForm(_CaseForm):
         title="责令改正 Rectification ordered",
         description="是否责令改正（结案后安排回头看）/ rectification ordered (look-back follows)",
     )
+    # What publication (SAMR Order 45) and a listing (Order 44) need to know of it.
+    measures: list[Literal[tuple(MEASURES)]] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        title="处罚种类 Penalties",
+        description="warning 警告, criticism 通报批评, fine 罚款, confiscation 没收, licence_suspended 暂扣许可证件, "
+        "downgrade 降低资质等级, revoke_licence 吊销许可证件, revoke_business_licence 吊销营业执照, "
+        "restrict 限制生产经营, suspension 责令停产停业, closure 责令关闭, ban 限制从业；"
+        "空则为罚款 / empty: a fine",
+    )
+    party_kind: Literal[tuple(PARTY_KINDS)] = Field(  # type: ignore[valid-type]
+        default="enterprise",
+        title="当事人类型 Party",
+        description="enterprise 企业, individual_business 个体工商户, person 自然人",
+    )
+    party_id: str = Field(
+        default="",
+        max_length=18,
+        title="统一社会信用代码或身份证件号码 Party's number",
+        description="企业、个体工商户的统一社会信用代码；自然人的身份证件号码（只存摘要，从不公示）/ USCC, or a "
+        "person's identity number (only its digest is kept, never published)",
+    )
+    registered_with: str = Field(
+        default="",
+        max_length=32,
+        title="登记地 Registered with",
+        description="当事人登记地（住所地）市场监管部门代码；空为本局 / the registering authority's code; empty: ours",
+    )
+    sector: Literal[tuple(SECTORS)] = Field(  # type: ignore[valid-type]
+        default="general", title="领域 Sector", description="general, food 食品, drug 药品, special_equipment 特种设备"
+    )
+    heavier_fine: bool = Field(
+        default=False,
+        title="从重处罚 Heavier fine",
+        description="罚款依裁量基准从重处罚（可列入严重违法失信名单）/ fined at the heavier end of the benchmark",
+    )
+
+    @field_validator("measures", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        """From the CLI's FIELD=VALUE: `measures=fine,revoke_licence`."""
+        return [m.strip() for m in value.split(",") if m.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _party(self) -> "DecisionForm":
+        if self.party_id:
+            try:
+                if self.party_kind == "person":
+                    self.party_id = valid_identity_number(self.party_id)
+                else:
+                    self.party_id = valid_uscc(self.party_id)
+            except ValueError as exc:
+                raise ValueError(f"party_id: {exc}") from None
+        if self.outcome == "penalty" and not self.measures:
+            self.measures = ["fine"]  # a warning alone is said so, not assumed from a missing fine
+        if self.fine and "fine" not in self.measures and self.outcome == "penalty":
+            raise ValueError("measures: a fine is given but `fine` is not among the penalties")
+        return self
+
+    def recorded(self) -> dict[str, Any]:
+        """A person's identity number is never kept with the answer (only its digest,
+        on the publication)."""
+        data = super().recorded()
+        if self.party_kind == "person":
+            data["party_id"] = ""
+        return data
 
 
 class PaymentForm(_CaseForm):
@@ -441,6 +512,36 @@ class RecallAssessmentForm(_CaseForm):
     )
 
 
+class PublicationForm(_CaseForm):
+    where: str = Field(
+        default="国家企业信用信息公示系统",
+        min_length=1,
+        max_length=200,
+        title="公示渠道 Where",
+        description="公示或推送的渠道 / where it is published (or pushed)",
+    )
+
+
+class ListingDecisionForm(_CaseForm):
+    list: bool = Field(title="列入 List", description="是否列入严重违法失信名单 / list the party")
+    party_answer: Literal["none", "waived", "statement", "hearing"] = Field(
+        title="当事人意见 Party's answer",
+        description="none 尚未答复, waived 书面放弃, statement 陈述申辩, hearing 听证 / what the party said after the "
+        "notice (none: only once its window has ended)",
+    )
+
+
+class ReferralAckForm(_CaseForm):
+    contact: str = _name("对方经办人 Contact", "协同部门确认接收的经办人 / who acknowledged it at the partner")
+
+
+class ReferralFeedbackForm(_CaseForm):
+    measures: str = _account(
+        "惩戒措施 Measures", "协同部门采取的措施及效果 / the measures the partner took and their effect"
+    )
+    multiline: ClassVar[tuple[str, ...]] = ("text", "measures")
+
+
 CASE_FORMS: dict[str, type[_CaseForm]] = {
     "filing": FilingForm,
     "investigation": InvestigationForm,
@@ -471,6 +572,10 @@ CASE_FORMS: dict[str, type[_CaseForm]] = {
     "recall-public-notice": RecallPublicNoticeForm,
     "recall-summary": RecallSummaryForm,
     "recall-assessment": RecallAssessmentForm,
+    "publication": PublicationForm,
+    "listing-decision": ListingDecisionForm,
+    "referral-ack": ReferralAckForm,
+    "referral-feedback": ReferralFeedbackForm,
 }
 
 

@@ -99,6 +99,9 @@ class Step:
     # A series that repeats until this step (on another line) is answered, then leads
     # to `then`: progress reports until handling has ended, releases until the review.
     until: str | None = None
+    # Answered at the authority above the subject's where that is a county's or a
+    # city's (a listing needs the consent of the bureau above, Order 44).
+    above: bool = False
     beside: str | None = None  # off the main path: the main-path step it branches from (for progress)
     verbs: tuple[str, ...] = ()  # the CLI's words for answering it, where they are not the step's name
     ask: str = ""  # what to enter, for its prompt (zh, then en)

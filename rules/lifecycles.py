@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from rules import cases
 from rules.cases import CASE, COMPLAINT, LOOKBACK
+from rules.credit import LISTING, PUBLICATION, REFERRAL
 from rules.incidents import DEADLINE_LABELS, EMERGENCY
 from rules.lifecycle import Lifecycle
 from rules.risk import RECALL, RISK
 from rules.samples import SAMPLE
 
-LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (EMERGENCY, CASE, COMPLAINT, LOOKBACK, SAMPLE, RISK,
-                                                                       RECALL)}  # fmt: skip
+_ALL = (EMERGENCY, CASE, COMPLAINT, LOOKBACK, SAMPLE, RISK, RECALL, PUBLICATION, LISTING, REFERRAL)
+LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in _ALL}
 
 
 def label(deadline: str) -> str:

@@ -18,12 +18,11 @@ is due for publication within 20 working days (企业信息公示暂行条例 Ar
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import secrets
 from typing import Any
 
+from rules.files import csv_feed
 from rules.lifecycle import Branch, Document, Lifecycle, Notice, Step
 
 # Blind codes: 10 characters from an alphabet without look-alikes (0/O, 1/I/L), 50 bits.
@@ -180,20 +179,8 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def feed_csv(rows: list[dict[str, Any]]) -> str:
-    """The public feed as CSV: a header, then one line per sample. A leading = + - @ is
-    prefixed with ' so a spreadsheet shows hostile text as text, never a formula."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=PUBLIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in public_row(row).items()})
-    return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    """The public feed as CSV: a header, then one line per sample."""
+    return csv_feed([public_row(row) for row in rows], PUBLIC_FIELDS)
 
 
 def within_bar(earlier: dt.date, bar_end: dt.date, window_start: dt.date) -> bool:

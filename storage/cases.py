@@ -29,6 +29,7 @@ class Case(SQLModel, table=True):
     kind: str = Field(default="case", max_length=12)  # case | complaint
     title: str = Field(max_length=200)  # the matter (案由) or the complaint's subject
     party: str = Field(max_length=200)  # 当事人 / the business complained about
+    party_uscc: str | None = Field(default=None, max_length=18, index=True)  # as the decision names it
     source: str = Field(max_length=20)  # complaint | report | spot_check | referral | risk_alert | lookback
     detail: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     authority_code: str = Field(foreign_key="authority.code", max_length=32, index=True)

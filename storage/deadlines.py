@@ -89,6 +89,14 @@ def deadlines_for(session: Session, *, subject: str) -> list[Deadline]:
     return list(session.exec(select(Deadline).where(Deadline.subject == subject).order_by(Deadline.due_at)).all())
 
 
+def listed_for(session: Session, *, subject: str) -> list[dict[str, Any]]:
+    """A subject's deadlines as a `show` command lists them (and prints with `--json`)."""
+    return [
+        {"name": d.name, "status": d.status, "due_at": d.due_at, "rule": d.rule}
+        for d in deadlines_for(session, subject=subject)
+    ]
+
+
 # A table the watcher polls by watermark: an open row is due once its `next_at` has come.
 Watermarked = TypeVar("Watermarked", bound=SQLModel)
 

@@ -9,6 +9,7 @@ from storage import (  # noqa: F401
     authorities,
     campaigns,
     cases,
+    credit,
     deadlines,
     drills,
     escalations,

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from kernel.errors import InvalidInput, NotFound, StepConflict, UnknownAuthority
 from kernel.settings import get_settings
 from rules import cases as machine
+from rules import credit
 from rules.calendar import load_calendar
 from rules.cases import LeadRequest
 from rules.durations import Due, Period, due_after
@@ -290,21 +291,96 @@ def _decided(ctx: CaseContext, given: Given) -> None:
     case.facts = {**case.facts, "decided": form.outcome}
     case.rectification = form.rectification
     if form.outcome == "penalty":
-        if form.fine is None:
-            raise InvalidInput("fine: a penalty decision needs the fine")
+        if form.fine is None and "fine" in form.measures:
+            raise InvalidInput("fine: a penalty decision with a fine needs the fine")
         case.fine = form.fine
+    if form.party_id and form.party_kind != "person":
+        case.party_uscc = form.party_id
     ctx.session.add(case)
+    publication = _open_publication(ctx, given) if form.outcome == "penalty" else None
     ctx.record(
         "decision",
         given,
         deadline=given.met,
         fields=[
             ("决定 Outcome", "处罚 penalty" if form.outcome == "penalty" else "不予处罚 no penalty"),
+            ("处罚种类 Penalties", "、".join(credit.MEASURES[m] for m in form.measures) or None),
             ("罚款 Fine", f"{form.fine} 元" if form.fine else None),
             ("责令改正 Rectification", "是 yes" if form.rectification else None),
             ("下一时限 Next", given.opened[0].rule if given.opened else None),
+            # Order 45 Art. 8: the party is told in writing, with the decision, that it is published.
+            (
+                "公示 Publication",
+                f"本决定将通过国家企业信用信息公示系统向社会公示（{publication.number}）" if publication else None,
+            ),  # fmt: skip
         ],
     )
+
+
+def _open_publication(ctx: CaseContext, given: Given) -> Case | None:
+    """Order 45: a penalty decided under the general procedure is published (a warning
+    alone is not, Art. 2): its own subject, due 20 working days from the decision
+    (Art. 9), or, for a party registered in another province, pushed there within 10
+    (Art. 10). A person's identity number is kept only as its digest."""
+    from kernel.identity import person_digest
+    from storage.credit import Publication
+
+    case, form, session = ctx.case, given.form, ctx.session
+    if not credit.published_at_all(form.measures) or case.facts.get("publication"):
+        return None
+    settings = get_settings()
+    local = pendulum.instance(given.now).in_timezone(settings.timezone)
+    number = machine.case_number(local.year, next_number(session, name=f"PUB-{local.year}"), "publication")
+    registered = form.registered_with.strip() or case.authority_code
+    push = credit.province_of(registered) != credit.province_of(case.authority_code)
+    person = form.party_kind == "person"
+    subject = Case(
+        number=number,
+        kind="publication",
+        title=f"公示：{case.title}"[:200],
+        party=case.party,
+        party_uscc=None if person else (form.party_id or None),
+        source="credit",
+        detail="",
+        authority_code=case.authority_code,
+        linked_to=case.number,
+        received_at=given.now,
+        stage="publication",
+        rules_hash=ctx.rules.content_hash,
+        facts={"case": case.number, "push_to": registered if push else None},
+    )
+    session.add(subject)
+    session.add(
+        Publication(
+            number=number,
+            case=case.number,
+            authority_code=case.authority_code,
+            party=case.party,
+            party_kind=form.party_kind,
+            uscc="" if person else form.party_id,
+            person_digest=person_digest(form.party_id) if person and form.party_id else "",
+            registered_with=registered,
+            measures=list(form.measures),
+            fine=form.fine,
+            matter=case.title,
+            decided_on=local.date(),
+            sector=form.sector,
+            heavier_fine=form.heavier_fine,
+        )
+    )
+    session.flush()
+    pctx = CaseContext(session, subject, ctx.rules)
+    deadline = pctx.add("publication", given.now, rule="publication.push" if push else None)
+    heading = ("处罚信息待推送登记地", "Penalty to push to the registering province") if push else (
+        "行政处罚信息待公示", "Penalty to publish")  # fmt: skip
+    pctx.notify(
+        "opened", heading, by=given.by, now=given.now, next_deadline=deadline, text=f"{case.number} {case.title}"
+    )
+    audit.record(session, at=given.now, actor=given.by, action="publication.opened", subject=number, case=case.number,
+                 push_to=registered if push else None)  # fmt: skip
+    case.facts = {**case.facts, "publication": number}
+    session.add(case)
+    return subject
 
 
 def _paid(ctx: CaseContext, given: Given) -> None:
@@ -446,8 +522,15 @@ class Cases:
         "lookback": _looked_back,
     }
 
+    kinds: tuple[str, ...] = ("case", "complaint")  # the subjects this kind's handlers are for
+
     def load(self, session: Session, number: str) -> Case:
-        return _load(session, number)
+        subject = _load(session, number)
+        if subject.kind not in self.kinds:  # its steps would be recorded without their handlers
+            raise InvalidInput(
+                f"{subject.number} is a {subject.kind}, not a {' or '.join(self.kinds)}: use its own commands"
+            )
+        return subject
 
     def context(self, session: Session, subject: Case) -> CaseContext:
         return CaseContext(session, subject)

@@ -31,7 +31,8 @@ def _receive(params: dict[str, Any], run_id: uuid.UUID, now: dt.datetime) -> Cas
 @task(name="start-linked-runs", **RETRY)
 def start_linked_runs(number: str) -> list[str]:
     """Start the flow runs of what this subject opened: a complaint's lead, a failed
-    look-back's case, a risk item's recall or incident, a recall's repeat or leads."""
+    look-back's case, a risk item's recall or incident, a recall's repeat or leads, a
+    decision's publication, a publication's or listing's referrals."""
     from storage.cases import get_case
     from storage.db import session_scope
     from storage.incidents import get_incident
@@ -47,7 +48,9 @@ def start_linked_runs(number: str) -> list[str]:
                 facts.get("reopened_as"),
                 facts.get("recall"),
                 facts.get("again"),
+                facts.get("publication"),
                 *facts.get("leads", []),
+                *facts.get("referrals", []),
             )
             if n
         ]

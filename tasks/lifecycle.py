@@ -275,7 +275,7 @@ def open_step(kind: Kind, number: str, name: str, *, now: dt.datetime) -> StepSt
             _set_stage(session, subject, spec.base)
         ctx = kind.context(session, subject)
         deadline = ctx.get(spec.deadline or lifecycle.clock or "")
-        ask = who_may((spec.role,), (subject.authority_code,))
+        ask = who_may((spec.role,), acting(ctx.tree, subject.authority_code, spec))
         ask, pause_key = asking(
             session, subject=subject.number, step=spec.name, ask=f"{spec.ask}\n\n{ask}" if spec.ask else ask
         )
@@ -288,6 +288,14 @@ def open_step(kind: Kind, number: str, name: str, *, now: dt.datetime) -> StepSt
         return StepState(
             subject.number, spec.name, row.status, row.answer, prompt, run_for(subject, spec.name), pause_key=pause_key
         )
+
+
+def acting(tree: AuthorityTree, code: str, spec: Step) -> tuple[str, ...]:
+    """The authority whose people answer a step: the subject's own, or for a step
+    answered `above`, the one above a county's or a city's."""
+    if spec.above and tree.get(code).tier.value in ("county", "city"):
+        return (tree.chain_up(code)[0].code,)
+    return (code,)
 
 
 def _set_stage(session: Session, subject: Subject, stage: str) -> None:
@@ -327,14 +335,14 @@ def answer(
             )
         _check_awaited(session, subject, lifecycle, spec, done)
         form = validate(spec.form, answer)
-        data = form.model_dump(mode="json")
+        data = form.recorded()
         by = form.signed_by
         if source != "drill":  # a drill's simulated responders are the drill itself, on record as such
             require(
                 session,
                 by,
                 roles=(spec.role,),
-                authorities=(subject.authority_code,),
+                authorities=acting(load_tree(session), subject.authority_code, spec),
                 subject=subject.number,
                 action=f"answer {spec.title}",
                 step=spec.name,

@@ -38,11 +38,13 @@ BEAT_SECONDS = 5
 
 def kind_of(number: str) -> Kind:
     """Incidents are numbered INC-…; spot-check samples SMP-…; risk items RSK-…; recalls
-    RCL-…; cases and complaints CASE-… and CMP-…."""
-    from tasks import risk
+    RCL-…; publications PUB-…, listings SVL-…, referrals REF-…; cases and complaints
+    CASE-… and CMP-…."""
+    from tasks import credit, risk
 
     prefix = number.strip().upper()[:4]
-    kinds = {"INC-": incidents.INCIDENTS, "SMP-": samples.SAMPLES, "RSK-": risk.RISKS, "RCL-": risk.RECALLS}
+    kinds = {"INC-": incidents.INCIDENTS, "SMP-": samples.SAMPLES, "RSK-": risk.RISKS, "RCL-": risk.RECALLS,
+             **credit.KINDS}  # fmt: skip
     return kinds.get(prefix, cases.CASES)
 
 

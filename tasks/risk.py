@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from rules import risk as rules
 from rules.calendar import load_calendar
 from rules.cases import LeadRequest, at_noon
 from rules.durations import Due, by_end_of
-from rules.files import read_text
+from rules.files import current, read_text
 from rules.incidents import Level, validate_trigger
 from rules.lifecycle import Lifecycle
 from rules.statutes import LoadedRules, due_by_rule, load_rules
@@ -63,14 +62,7 @@ OWN_LIMIT = "本局设定（无法定时限）"  # what a configured, not statut
 
 
 def thresholds() -> rules.Thresholds:
-    path = get_settings().risk_thresholds
-    return _thresholds(path, path.stat().st_mtime_ns if path.exists() else 0)
-
-
-@lru_cache(maxsize=4)
-def _thresholds(path: Path, mtime: int) -> rules.Thresholds:
-    """Read again when the file changes."""
-    return rules.load_thresholds(path)
+    return current(rules.load_thresholds, get_settings().risk_thresholds)
 
 
 class RiskContext(CaseContext):
@@ -114,6 +106,8 @@ class RecallContext(CaseContext):
 
 
 class Risks(Cases):
+    kinds = ("risk",)
+
     def context(self, session: Session, subject: Case) -> RiskContext:
         return RiskContext(session, subject)
 
@@ -122,6 +116,8 @@ class Risks(Cases):
 
 
 class Recalls(Cases):
+    kinds = ("recall",)
+
     def context(self, session: Session, subject: Case) -> RecallContext:
         return RecallContext(session, subject)
 
@@ -1054,7 +1050,7 @@ def item_view(number: str) -> dict[str, Any]:
             "outcome": case.facts.get("outcome"),
             "links": {k: case.facts[k] for k in ("campaign", "recall", "incident") if k in case.facts},
             "awaits": engine.awaited(session, case),
-            "deadlines": _deadlines(session, item.number),
+            "deadlines": deadline_rows.listed_for(session, subject=item.number),
             "recent": [
                 {"source": s.source, "harm": s.harm, "count": s.count, "at": s.at.isoformat(), "repeats": s.repeats}
                 for s in signals_of(session, item.number, last=10)
@@ -1086,15 +1082,8 @@ def recall_view(number: str) -> dict[str, Any]:
             "objection_until": case.facts.get("objection_until"),
             "outcome": case.outcome,
             "awaits": engine.awaited(session, case),
-            "deadlines": _deadlines(session, case.number),
+            "deadlines": deadline_rows.listed_for(session, subject=case.number),
         }
-
-
-def _deadlines(session: Session, number: str) -> list[dict[str, Any]]:
-    return [
-        {"name": d.name, "status": d.status, "due_at": d.due_at, "rule": d.rule}
-        for d in deadline_rows.deadlines_for(session, subject=number)
-    ]
 
 
 def listing(*, kind: str, status: str | None = None, authority: str | None = None) -> list[dict[str, Any]]:

@@ -62,7 +62,14 @@ def start_case_run(case: Case) -> uuid.UUID:
     from storage.subjects import link_flow_run
 
     settings = get_settings()
-    own = {"sample": settings.sample_deployment, "risk": settings.risk_deployment, "recall": settings.recall_deployment}
+    own = {
+        "sample": settings.sample_deployment,
+        "risk": settings.risk_deployment,
+        "recall": settings.recall_deployment,
+        "publication": settings.publication_deployment,
+        "listing": settings.listing_deployment,
+        "referral": settings.referral_deployment,
+    }
     if case.kind in own:
         deployment, params = own[case.kind], dict(number=case.number)
     else:
@@ -110,6 +117,21 @@ def schedule_lookback_run(number: str) -> uuid.UUID | None:
         get_settings().lookback_deployment, {"case_number": number}, name=name, tags=tags, key=key, scheduled_time=when
     )
     lookback_scheduled(number, run_id, now=utcnow())
+    return run_id
+
+
+def schedule_end_run(number: str, ends_at: dt.datetime) -> uuid.UUID:
+    """The end of a publication's or a listing's period as a real scheduled run of
+    `credit-expiry`, so supervisors see it among upcoming runs."""
+    from tasks.credit import end_scheduled
+
+    with session_scope() as session:
+        case = get_case(session, number=number)
+        tags = ["regflow", f"authority:{case.authority_code}", f"kind:{case.kind}-end", f"subject:{number}"]
+        name = f"期满 {number} {case.party}"
+    run_id = _run(get_settings().expiry_deployment, {"number": number}, name=name, tags=tags,
+                  key=f"regflow-end:{number}:{ends_at.isoformat()}", scheduled_time=ends_at)  # fmt: skip
+    end_scheduled(number, run_id, now=utcnow())
     return run_id
 
 

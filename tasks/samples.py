@@ -84,6 +84,8 @@ class Samples(Cases):
     """Spot-check samples, for the engine: a case's context and engine calls, with the
     sample's own lifecycle and handlers."""
 
+    kinds = ("sample",)
+
     def context(self, session: Session, subject: Case) -> SampleContext:
         return SampleContext(session, subject)
 

@@ -218,6 +218,11 @@ def write_channels(path: Path, http_port: int, smtp_port: int) -> None:
             login = f"t{i}-{code}"
             lines += [f"  - mailto://127.0.0.1:{smtp_port}?from=regflow@localhost&to={login}@person.test&mode=insecure:",
                       f"    - tag: person.{login}"]  # fmt: skip
+    # The partner departments' referrals (data/partners.yaml), by HTTP.
+    from rules.credit import load_partners
+
+    for partner in load_partners(ROOT / "data" / "partners.yaml").partners:
+        lines += [f"  - json://127.0.0.1:{http_port}/partner/{partner.key}:", f"    - tag: {partner.channel}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

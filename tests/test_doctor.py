@@ -26,6 +26,7 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
         "deployments",
         "watcher",
         "channels",
+        "partners",
         "people",
         "holiday calendar",
         "duty rosters",
@@ -43,9 +44,15 @@ def test_doctor_passes_on_the_platform_and_names_each_fault(platform, use_databa
     people = tmp_path / "people.yaml"
     people.write_text("people: [{login: a, name: A, authority: '330106', roles: [boss]}]\n", encoding="utf-8")
     monkeypatch.setenv("REGFLOW_PEOPLE_FILE", str(people))
+    # A partner department whose referrals no channel carries.
+    partners = tmp_path / "partners.yaml"
+    partners.write_text("partners: [{key: x, department: 某局, region: '330000', channel: partner.nowhere, "
+                        "takes: [listing]}]\n", encoding="utf-8")  # fmt: skip
+    monkeypatch.setenv("REGFLOW_PARTNERS_FILE", str(partners))
     get_settings.cache_clear()
     code, found = checks()
     assert code == 1
+    assert not found["partners"]["ok"] and "partner.nowhere" in found["partners"]["detail"]
     assert not found["holiday calendar"]["ok"] and "2027" in found["holiday calendar"]["detail"]
     assert str(empty) in found["holiday calendar"]["fix"]
     assert not found["prefect api"]["ok"] and "prefect server start" in found["prefect api"]["fix"]

@@ -51,6 +51,10 @@ COMMANDS = {
     "signal": "risk",
     "risk": "risk",
     "recall": "risk",
+    "publication": "credit",
+    "serious-list": "credit",
+    "credit": "credit",
+    "referral": "credit",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 

@@ -159,6 +159,35 @@ def _channels() -> Check:
     )
 
 
+def _partners() -> Check:
+    """The credit conditions and the partner departments load, and each partner's
+    referrals have somewhere to go."""
+    from rules.credit import load_credit_rules, load_partners
+    from tasks.notify import load_channels
+
+    settings = get_settings()
+    try:
+        load_credit_rules(settings.credit_rules)
+        partners = load_partners(settings.partners_file).partners
+    except Exception as exc:
+        return Check(
+            "partners", False, str(exc).splitlines()[0][:200], "fix data/rules/credit.yaml or data/partners.yaml"
+        )
+    try:
+        channels = load_channels(settings.apprise_config_path)
+        tags = {tag for server in channels.servers for tag in server.tags}
+    except Exception:
+        tags = set()
+    unrouted = [p.channel for p in partners if p.channel not in tags]
+    return Check(
+        "partners",
+        not unrouted,
+        f"{len(partners)} partner department(s)"
+        + (f"; no channel for {', '.join(unrouted)}: their referrals wait in the outbox" if unrouted else ""),
+        "add their tags to the apprise config" if unrouted else "",
+    )
+
+
 def _people() -> Check:
     from rules.people import load_people
 
@@ -228,7 +257,16 @@ def run_checks() -> list[Check]:
     from storage.db import utcnow
 
     now = utcnow()
-    return [*_database(), *_prefect(now), _watcher(now), _channels(), _people(), _calendar(now), _rosters(now)]
+    return [
+        *_database(),
+        *_prefect(now),
+        _watcher(now),
+        _channels(),
+        _partners(),
+        _people(),
+        _calendar(now),
+        _rosters(now),
+    ]
 
 
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> int:

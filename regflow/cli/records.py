@@ -115,6 +115,18 @@ def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
         console().print(f"flow run: {url}")
 
 
+def answer_step(record, number: str, step: str, answer: dict, *, json_out: bool, wait: bool) -> None:
+    """Record a step's answer with `record` (the subject kind's `answer`) and hand it to
+    the run waiting for it."""
+    from storage.cases import get_case
+    from storage.db import session_scope, utcnow
+
+    result = record(number, step=step, answer=answer, source="cli", now=utcnow())
+    with session_scope() as session:
+        title = get_case(session, number=result.number).lifecycle.step(step).title
+    hand_over(result, title, json_out=json_out, wait=wait)
+
+
 def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
     """After an answer is recorded: resume the run waiting for it, and say what
     happened. Without `wait`, leave that to the run (it reads recorded answers before

@@ -40,15 +40,10 @@ def register(root: typer.Typer) -> None:
 
 
 def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool, wait: bool) -> None:
-    from regflow.cli.records import hand_over
-    from storage.cases import get_case
-    from storage.db import session_scope
+    from regflow.cli.records import answer_step
     from tasks.risk import answer as record
 
-    result = record(number, step=step, answer=answer, source="cli", now=utcnow())
-    with session_scope() as session:
-        title = get_case(session, number=result.number).lifecycle.step(step).title
-    hand_over(result, title, json_out=json_out, wait=wait)
+    answer_step(record, number, step, answer, json_out=json_out, wait=wait)
 
 
 def _print_ingested(result, json_out: bool) -> None:
