@@ -71,8 +71,11 @@ def credit_referral(
 @task(name="end-period", **RETRY)
 def end_period(number: str) -> str:
     from tasks import credit
+    from tasks.runs import release_runs
 
-    return credit.expire(number, now=utcnow())
+    outcome = credit.expire(number, now=utcnow())
+    release_runs(credit.ended_with(number))  # its referrals' runs, if suspended, walk on to their end
+    return outcome
 
 
 @flow(name="credit-expiry", log_prints=True)

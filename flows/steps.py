@@ -9,11 +9,13 @@ answered are read from the database and walked past.
 from __future__ import annotations
 
 from prefect.flow_runs import suspend_flow_run
+from pydantic import ValidationError
 
 from flows.forms import run_input
 from rules.lifecycle import Lifecycle, Step
 from tasks.prefect_tasks import (
     deliver_notifications,
+    forget_input,
     open_step,
     publish_documents,
     publish_status,
@@ -51,9 +53,17 @@ def await_step(number: str, step: Step, *, retag: bool = True) -> None:
     if state.status != "answered":
         publish_status(number, retag=retag)  # what it waits for, on the run's tags and artifacts
         form = run_input(step.form)
-        given = suspend_flow_run(
-            wait_for_input=form.with_initial_data(description=state.prompt), key=state.pause_key, timeout=None
-        )
-        if record_answer(number, step.name, given.model_dump(mode="json")) is None:
+        try:
+            given = suspend_flow_run(
+                wait_for_input=form.with_initial_data(description=state.prompt), key=state.pause_key, timeout=None
+            )
+        except ValidationError:  # an answer the form refuses: what a person typed must not stay either
+            if form.personal:
+                forget_input(state.pause_key)
+            raise
+        recorded = record_answer(number, step.name, given.model_dump(mode="json"))
+        if given.personal:  # Prefect keeps what the UI sent: only the record's version may stay
+            forget_input(state.pause_key)
+        if recorded is None:
             return
     publish_documents(number, step.name)

@@ -16,14 +16,20 @@ def _key() -> bytes:
     path = get_settings().home / "identity.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # created once, readable by its owner only; a concurrent creator wins
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        part = path.with_name(f".identity.key.{os.getpid()}")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:  # whole or not at all; a concurrent creator's key wins
+            os.link(part, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+        finally:
+            part.unlink()
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) < 32:
+        raise ValueError(f"{path} holds no key: restore it from a backup (digests made with it are unfindable)")
+    return key
 
 
 def person_digest(number: str) -> str:

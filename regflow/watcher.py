@@ -177,6 +177,13 @@ def end_credit_periods(turn: Turn) -> int:
     return len(ended)
 
 
+def publish_credit(turn: Turn) -> int:
+    """The public page of penalties and listings, from what is committed."""
+    from tasks.credit import refresh_public
+
+    return len(refresh_public(turn.now))
+
+
 def climb_escalations(turn: Turn) -> int:
     from tasks.deadlines import climb_escalations as climb
 
@@ -263,6 +270,7 @@ MANAGERS = (
     Manager("hand-over-answers", hand_over_answers, every=2),
     Manager("send-reminders", send_reminders),
     Manager("end-credit-periods", end_credit_periods, every=60),
+    Manager("publish-credit", publish_credit, every=60),
     Manager("climb-escalations", climb_escalations),
     Manager("publish-board", publish_board),
     Manager("send-notifications", send_notifications, budget=10),

@@ -72,7 +72,21 @@ def valid_identity_number(value: str) -> str:
     check = "10X98765432"[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
     if check != value[17]:
         raise ValueError("the identity number's check character is wrong")
+    if value[:2] not in _PROVINCES:
+        raise ValueError("the identity number's region code is not a province's")
+    try:
+        born = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        raise ValueError("the identity number's date of birth is not a date") from None
+    if born.year < 1900:
+        raise ValueError("the identity number's date of birth is not a date")
     return value
+
+
+# GB/T 2260's province-level codes, the first two digits of an identity number.
+_PROVINCES = {"11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
+              "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
+              "81", "82"}  # fmt: skip
 
 
 def province_of(code: str) -> str:
@@ -101,6 +115,11 @@ class Criterion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     article: str
     zh: str
+    confirmed: bool = False  # the article's number read in the order's text
+
+    @property
+    def cited(self) -> str:
+        return f"《市场监督管理严重违法失信名单管理办法》{self.article}" + ("" if self.confirmed else "（条文未核实）")
 
 
 class CreditRules(BaseModel):

@@ -47,6 +47,8 @@ class _Form(BaseModel):
 
     multiline: ClassVar[tuple[str, ...]] = ()
     signer: ClassVar[str] = "by"  # the field naming who answers, as the step and the audit log record it
+    # The form may carry personal data `recorded()` drops (a person's identity number).
+    personal: ClassVar[bool] = False
 
     @property
     def signed_by(self) -> str:
@@ -272,9 +274,16 @@ class DecisionForm(_CaseForm):
     )
     registered_with: str = Field(
         default="",
-        max_length=32,
+        pattern=r"^(\d{6})?$",
         title="登记地 Registered with",
         description="当事人登记地（住所地）市场监管部门代码；空为本局 / the registering authority's code; empty: ours",
+    )
+    restriction_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=1200,
+        title="限制期限（月）Restriction (months)",
+        description="限制生产经营或限制从业的期限；超过三年的，公示期按实际限制期限 / a restriction's length",
     )
     sector: Literal[tuple(SECTORS)] = Field(  # type: ignore[valid-type]
         default="general", title="领域 Sector", description="general, food 食品, drug 药品, special_equipment 特种设备"
@@ -293,19 +302,24 @@ class DecisionForm(_CaseForm):
 
     @model_validator(mode="after")
     def _party(self) -> "DecisionForm":
-        if self.party_id:
-            try:
-                if self.party_kind == "person":
-                    self.party_id = valid_identity_number(self.party_id)
-                else:
+        if self.party_id:  # no message repeats the value: it may be a person's number
+            if self.party_kind == "person":
+                self.party_id = valid_identity_number(self.party_id)
+            elif _is_identity_number(self.party_id):
+                raise ValueError("party_id: this is a person's identity number; give party_kind=person")
+            else:
+                try:
                     self.party_id = valid_uscc(self.party_id)
-            except ValueError as exc:
-                raise ValueError(f"party_id: {exc}") from None
+                except ValueError:
+                    raise ValueError("party_id: not a valid unified social credit code") from None
         if self.outcome == "penalty" and not self.measures:
             self.measures = ["fine"]  # a warning alone is said so, not assumed from a missing fine
         if self.fine and "fine" not in self.measures and self.outcome == "penalty":
             raise ValueError("measures: a fine is given but `fine` is not among the penalties")
         return self
+
+    personal: ClassVar[bool] = True
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # no error repeats the number
 
     def recorded(self) -> dict[str, Any]:
         """A person's identity number is never kept with the answer (only its digest,
@@ -512,7 +526,21 @@ class RecallAssessmentForm(_CaseForm):
     )
 
 
+def _is_identity_number(value: str) -> bool:
+    try:
+        valid_identity_number(value)
+    except ValueError:
+        return False
+    return True
+
+
 class PublicationForm(_CaseForm):
+    uscc: str = Field(
+        default="",
+        max_length=18,
+        title="统一社会信用代码 USCC",
+        description="决定未载明时填写（企业、个体工商户）/ the party's code, if the decision did not give it",
+    )
     where: str = Field(
         default="国家企业信用信息公示系统",
         min_length=1,

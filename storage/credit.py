@@ -33,6 +33,7 @@ class Publication(SQLModel, table=True):
     person_digest: str = Field(default="", max_length=64, index=True)
     registered_with: str = Field(default="", max_length=32)  # the party's registration authority
     measures: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    restriction_months: int | None = None  # a restriction or ban's length: longer than 3 years, so is publication
     fine: Decimal | None = Field(default=None, **MONEY)
     matter: str = Field(max_length=200)
     decided_on: dt.date
@@ -85,6 +86,10 @@ class Referral(SQLModel, table=True):
     about: str = Field(max_length=32, index=True)  # the publication or listing referred
     partner: str = Field(max_length=40)  # its key in data/partners.yaml
     department: str = Field(max_length=100)
+    # As the partners file had them when it was referred: the file may change since.
+    channel: str = Field(default="", max_length=60)
+    ack_within: str = Field(default="", max_length=8)
+    feedback_within: str = Field(default="", max_length=8)
     uscc: str = Field(default="", max_length=18, index=True)
     party: str = Field(max_length=200)
     acknowledged_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
@@ -92,8 +97,13 @@ class Referral(SQLModel, table=True):
     feedback_at: dt.datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
 
 
-def by_number(session: Session, table: type[Any], number: str) -> Any:
-    return session.exec(select(table).where(table.number == number.strip().upper())).first()
+def by_number(session: Session, table: type[Any], number: str, *, lock: bool = False) -> Any:
+    """One row by its number; `lock`: held until the transaction ends (PostgreSQL), read
+    afresh, so two that would change it (a scheduled end and a withdrawal) go in turn."""
+    query = select(table).where(table.number == number.strip().upper())
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.exec(query).first()
 
 
 def rows(session: Session, table: type[Any], *, authorities: tuple[str, ...] | None = None, **equal: Any) -> list:

@@ -361,6 +361,7 @@ def _open_publication(ctx: CaseContext, given: Given) -> Case | None:
             person_digest=person_digest(form.party_id) if person and form.party_id else "",
             registered_with=registered,
             measures=list(form.measures),
+            restriction_months=form.restriction_months,
             fine=form.fine,
             matter=case.title,
             decided_on=local.date(),

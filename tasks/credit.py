@@ -72,7 +72,8 @@ class CreditContext(CaseContext):
         self.row = by_number(session, self.table, case.number) if self.table else None
 
     def due(self, name: str, start: dt.datetime, rule: str | None = None) -> Due:
-        own = credit_rules().own_limits.get(name)
+        stem, _, n = name.rpartition("-")
+        own = credit_rules().own_limits.get(stem if n.isdigit() else name)  # publication-review-2: the stem's
         if rule is None and machine.rule_of(name) is None and own is not None:
             return self.due_in(start, own.period, f"{machine.label(name)}（{OWN_LIMIT}：{own.why}）")
         return super().due(name, start, rule)
@@ -91,9 +92,8 @@ class ReferralContext(CreditContext):
 
     def due(self, name: str, start: dt.datetime, rule: str | None = None) -> Due:
         if name in ("referral-ack", "referral-feedback") and rule is None:
-            partner = partners().get(self.row.partner)
-            period = partner.ack_within if name == "referral-ack" else partner.feedback_within
-            return self.due_in(start, period, f"{machine.label(name)}（{OWN_LIMIT}：{partner.department}）")
+            period = self.row.ack_within if name == "referral-ack" else self.row.feedback_within
+            return self.due_in(start, period, f"{machine.label(name)}（{OWN_LIMIT}：{self.row.department}）")
         return super().due(name, start, rule)
 
 
@@ -150,12 +150,34 @@ def _published(ctx: PublicationContext, given: Given) -> None:
     """Published (or pushed to the registering province, which publishes it): its
     period starts (Art. 13), the public page changes, a major penalty is referred."""
     row, case, now, limits = ctx.row, ctx.case, given.now, credit_rules()
+    if row.party_kind != "person" and not row.uscc:
+        if not given.form.uscc:
+            raise InvalidInput("the party's unified social credit code is needed to publish (--uscc)")
+        try:
+            row.uscc = case.party_uscc = valid_uscc(given.form.uscc)
+        except ValueError as exc:
+            raise InvalidInput(f"uscc: {exc}") from None
     short = rules.short_period(row.measures, row.fine, row.party_kind, limits)
-    period = _period(ctx, now, "publication.period_short" if short else "publication.period")
+    rule = "publication.period_short" if short else "publication.period"
+    period = _period(ctx, now, rule)
+    row.period = ctx.rules.rules.limit(rule).period
+    longer = row.restriction_months or 0
+    if longer > rules.Period.parse(row.period).amount and set(row.measures) & {"restrict", "ban"}:
+        # Art. 13 para. 3: a restriction longer than three years is published while it lasts.
+        row.period = f"{longer}mo"
+        period = rules.period_end(
+            now,
+            row.period,
+            tz=get_settings().timezone,
+            label="公示期（限制期限超过三年，按实际限制期限，《市场监督管理行政处罚信息公示规定》第十三条第三款）",
+        )
     row.state, row.published_at, row.ends_at = "published", now, period.at
-    row.period = ctx.rules.rules.limit("publication.period_short" if short else "publication.period").period
     row.ends_early = rules.early_end_refusal(row.measures, short, listed=False) is None
     ctx.session.add(row)
+    # The small-fine line is the province's (Art. 13 para. 2): one not confirmed is shown so.
+    small_line = None
+    if short and row.fine is not None and not limits.small_fine_confirmed:
+        small_line = f"较低数额罚款标准未核实：{limits.small_fine_source}"
     push_to = case.facts.get("push_to")
     if push_to:
         ctx.tell(
@@ -173,6 +195,7 @@ def _published(ctx: PublicationContext, given: Given) -> None:
             ("渠道 Where", given.form.where),
             ("推送至 Pushed to", push_to),
             ("公示期 Period", period.rule),
+            ("较低数额罚款 Small fine", small_line),
             ("公示内容 Content", json.dumps(public_publication(ctx.session, row), ensure_ascii=False)),
         ],
     )
@@ -190,19 +213,20 @@ def _major(row: Publication, limits: rules.CreditRules) -> bool:
 
 def withdraw(number: str, *, reason: str, fell_on: dt.date, by: str, text: str, now: dt.datetime) -> Publication:
     """The decision was changed, revoked or confirmed illegal or invalid: the
-    publication is withdrawn within 3 working days of that (Order 45 Art. 11), and a
-    listing resting on it revoked (Order 44 Art. 19)."""
+    publication is withdrawn within 3 working days of that (Order 45 Art. 11; the
+    procedure rules' Art. 63), a listing resting on a decision that fell entirely
+    revoked (Order 44 Art. 19), and the partners told to end their measures."""
     if reason not in rules.REMOVALS:
         raise InvalidInput(f"reason: one of {', '.join(rules.REMOVALS)}")
     with session_scope() as session:
+        row = by_number(session, Publication, number, lock=True)
         case = _subject(session, number, "publication", "publication", "publication")
         ctx = PublicationContext(session, case)
         ctx.require(by, "withdraw a publication", now=now, roles=("handler", "head"))
-        row = ctx.row
         if row.state not in ("pending", "published"):
             raise StepConflict(f"{case.number} is {row.state} already")
         start = engine.not_future(fell_on, "fell_on", now)
-        deadline = ctx.add("publication-withdrawal", start, rule="publication.withdraw")
+        deadline = ctx.add("publication-withdrawal", start, rule="case.withdraw_publication")
         ctx.close(deadline.name, now)
         row.state, row.ended_at, row.end_reason = "withdrawn", now, reason
         session.add(row)
@@ -225,12 +249,13 @@ def withdraw(number: str, *, reason: str, fell_on: dt.date, by: str, text: str, 
             fell_on=str(fell_on),
             late=deadline.closed_at > deadline.due_at,
         )
-        for listing in rows(session, Listing, case=row.case):
-            if listing.state in ("proposed", "listed"):
-                _unlist(session, listing, how="revoked", by=by, now=now, start=start)
-        session.flush()
-        publish_credit(session, now=now)
-        return row
+        _end_referrals(session, case.number, "撤回行政处罚公示信息，请停止相应惩戒措施", by=by, now=now)
+        if reason != "changed":  # Art. 19: the penalty revoked or confirmed illegal or invalid
+            for listing in rows(session, Listing, case=row.case):
+                if listing.state in ("proposed", "listed"):
+                    _unlist(session, listing, how="revoked", by=by, now=now, start=start)
+    refresh_public(now)
+    return row
 
 
 def expire(number: str, *, now: dt.datetime) -> str:
@@ -241,29 +266,24 @@ def expire(number: str, *, now: dt.datetime) -> str:
         if case is None or case.kind not in ("publication", "listing"):
             raise NotFound(f"no publication or listing {number.strip()!r}")
         table = Publication if case.kind == "publication" else Listing
-        row = by_number(session, table, case.number)
+        row = by_number(session, table, case.number, lock=True)
         ends = row.ends_at if table is Publication else row.expires_at
         if not row.current:
             return f"{case.number} is {row.state}"
         if ends is None or now < ends:
             return f"{case.number} ends at {local_time(ends)}" if ends else f"{case.number} is not published"
-        ctx = (PublicationContext if table is Publication else ListingContext)(session, case)
         if table is Publication:
+            ctx = PublicationContext(session, case)
             row.state, row.ended_at, row.end_reason = "ended", now, "expired"
+            session.add(row)
+            finish(ctx, "expired", now=now, by="regflow", keep=())
+            ctx.notify("expired", ("公示期满，停止公示", "Publication period ended"), by="regflow", now=now)
+            audit.record(session, at=now, actor="regflow", action="publication.expired", subject=case.number)
+            _end_referrals(session, case.number, "公示期满，停止公示", by="regflow", now=now)
         else:
-            row.state, row.removed_at, row.removal = "removed", now, "expired"
-        session.add(row)
-        finish(ctx, "expired", now=now, by="regflow", keep=())
-        ctx.notify(
-            "expired",
-            ("公示期满，停止公示" if table is Publication else "列入期满，移出严重违法失信名单", "Period ended"),
-            by="regflow",
-            now=now,
-        )
-        audit.record(session, at=now, actor="regflow", action=f"{case.kind}.expired", subject=case.number)
-        session.flush()
-        publish_credit(session, now=now)
-        return f"{case.number} ended"
+            _unlist(session, row, how="expired", by="regflow", now=now)
+    refresh_public(now)
+    return f"{row.number} ended"
 
 
 def apply_end(number: str, *, by: str, text: str, now: dt.datetime) -> Deadline:
@@ -285,18 +305,19 @@ def apply_end(number: str, *, by: str, text: str, now: dt.datetime) -> Deadline:
 def end_early(number: str, *, grant: bool, by: str, text: str, now: dt.datetime) -> Publication:
     """The head decides on a verified application: granted, the publication ends now."""
     with session_scope() as session:
+        row = by_number(session, Publication, number, lock=True)
         case = _subject(session, number, "publication", "publication", "publication")
         ctx = PublicationContext(session, case)
         ctx.require(by, "decide on ending a publication early", now=now, roles=("head",))
-        row = ctx.row
         if row.state != "published" or row.applied_at is None:
             ends = f"; it ends by itself at {local_time(row.ends_at)}" if row.ends_at and row.current else ""
             raise StepConflict(f"{case.number}: no application to end it early is pending{ends}")
-        ctx.close("publication-review", now)
+        ctx.close(case.facts["application"], now)
         row.applied_at = None
         if grant:
             row.state, row.ended_at, row.end_reason = "ended", now, "early"
             finish(ctx, "ended_early", now=now, by=by, keep=())
+            _end_referrals(session, case.number, "准予提前停止公示（信用修复），请停止相应惩戒措施", by=by, now=now)
         session.add(row)
         ctx.notify(
             f"end-early:{now.isoformat()}",
@@ -311,9 +332,8 @@ def end_early(number: str, *, grant: bool, by: str, text: str, now: dt.datetime)
         audit.record(
             session, at=now, actor=by, action="publication.early_end_decided", subject=case.number, granted=grant
         )
-        session.flush()
-        publish_credit(session, now=now)
-        return row
+    refresh_public(now)
+    return row
 
 
 Publications.handlers = {"publication": _published}
@@ -339,8 +359,8 @@ def propose(case_number: str, *, criterion: str, by: str, text: str, now: dt.dat
         if case is None or case.kind != "case":
             raise NotFound(f"no case {case_number.strip()!r}")
         publication = by_number(session, Publication, case.facts.get("publication", ""))
-        if publication is None:
-            raise StepConflict(f"{case.number} has no penalty decision to list it on")
+        if publication is None or publication.state not in ("pending", "published"):
+            raise StepConflict(f"{case.number} has no penalty decision in force to list it on")
         if not rules.heavier(publication.measures, publication.heavier_fine):
             raise InvalidInput(
                 f"{case.number}: 《严重违法失信名单管理办法》第二条 needs a heavier penalty (从重罚款, 降低资质等级, "
@@ -502,10 +522,16 @@ def _application(
     if why is not None:
         raise _refused(by, case.number, action, why, now)
     with session_scope() as session:
+        row = by_number(session, context.table, number, lock=True)
+        if row.state != state or row.applied_at is not None:  # changed in between: say so, as above
+            raise StepConflict(f"{row.number} changed meanwhile ({row.state}); look at it again")
         ctx = context(session, get_case(session, number=number))
-        ctx.row.applied_at = now
-        session.add(ctx.row)
-        deadline = ctx.add(verify, now)
+        row.applied_at = now
+        session.add(row)
+        n = ctx.case.facts.get("applications", 0) + 1  # each application verified by its own deadline
+        deadline = ctx.add(f"{verify}-{n}", now)
+        ctx.case.facts = {**ctx.case.facts, "applications": n, "application": deadline.name}
+        session.add(ctx.case)
         ctx.notify(f"applied:{now.isoformat()}", heading, by=by, now=now, text=text, next_deadline=deadline)
         audit.record(session, at=now, actor=by, action=f"{action}_asked", subject=ctx.number)
         return deadline
@@ -520,14 +546,14 @@ def remove(number: str, *, grant: bool, by: str, text: str, now: dt.datetime) ->
     """The head decides on a verified application; granted, the party leaves the list
     now, the removal is published and the partners told."""
     with session_scope() as session:
+        row = by_number(session, Listing, number, lock=True)
         case = _subject(session, number, "listing", "listing", "serious-list")
         ctx = ListingContext(session, case)
         ctx.require(by, "decide on an early removal", now=now, roles=("head",))
-        row = ctx.row
         if row.state != "listed" or row.applied_at is None:
             ends = f"; it ends by itself at {local_time(row.expires_at)}" if row.expires_at and row.current else ""
             raise StepConflict(f"{case.number}: no application for early removal is pending{ends}")
-        ctx.close("listing-removal", now)
+        ctx.close(case.facts["application"], now)
         row.applied_at = None
         session.add(row)
         if grant:
@@ -539,15 +565,15 @@ def remove(number: str, *, grant: bool, by: str, text: str, now: dt.datetime) ->
         audit.record(
             session, at=now, actor=by, action="listing.early_removal_decided", subject=case.number, granted=grant
         )
-        session.flush()
-        publish_credit(session, now=now)
-        return row
+    refresh_public(now)
+    return row
 
 
 def _unlist(
     session: Session, row: Listing, *, how: str, by: str, now: dt.datetime, start: dt.datetime | None = None
 ) -> None:
-    """Off the list (early, or revoked with the penalty it rests on), the partners told."""
+    """Off the list (its period over, early, or revoked with the penalty it rests on):
+    the partners that took it are told, so their measures end too."""
     case = get_case(session, number=row.number)
     ctx = ListingContext(session, case)
     if how == "revoked":
@@ -555,10 +581,14 @@ def _unlist(
     row.state, row.removed_at, row.removal = "removed", now, how
     session.add(row)
     finish(ctx, f"removed_{how}", now=now, by=by, keep=())
-    heading = {"early": "提前移出严重违法失信名单", "revoked": "撤销列入严重违法失信名单"}[how]
-    partner_tags = [partners().get(r.partner).channel for r in rows(session, Referral, about=row.number)]
-    ctx.notify(f"removed:{how}", (heading, "Removed from the list"), by=by, now=now, tags=ctx.desk() + partner_tags)
+    heading = {
+        "expired": "列入期满，移出严重违法失信名单",
+        "early": "提前移出严重违法失信名单",
+        "revoked": "撤销列入严重违法失信名单",
+    }[how]
+    ctx.notify(f"removed:{how}", (heading, "Removed from the list"), by=by, now=now)
     audit.record(session, at=now, actor=by, action="listing.removed", subject=row.number, how=how)
+    _end_referrals(session, row.number, f"{heading}，请解除相应惩戒措施", by=by, now=now)
 
 
 Listings.handlers = {
@@ -605,6 +635,9 @@ def refer(ctx: CreditContext, event: str, *, by: str, now: dt.datetime) -> list[
                 about=subject.number,
                 partner=partner.key,
                 department=partner.department,
+                channel=partner.channel,
+                ack_within=partner.ack_within,
+                feedback_within=partner.feedback_within,
                 uscc=row.uscc,
                 party=subject.party,
             )
@@ -635,6 +668,28 @@ def refer(ctx: CreditContext, event: str, *, by: str, now: dt.datetime) -> list[
         subject.facts = {**subject.facts, "referrals": [*subject.facts.get("referrals", []), *made]}
         ctx.session.add(subject)
     return made
+
+
+def _end_referrals(session: Session, about: str, heading: str, *, by: str, now: dt.datetime) -> list[str]:
+    """What was referred is withdrawn, ended or removed: each partner is told by its
+    channel to end its measures; a referral still awaiting acknowledgement or feedback
+    ends with it (its deadlines cancelled)."""
+    ended = []
+    for referral in rows(session, Referral, about=about):
+        subject = get_case(session, number=referral.number)
+        rctx = ReferralContext(session, subject)
+        rctx.notify(
+            f"ended:{about}",
+            (heading, "Referred matter ended"),
+            by=by,
+            now=now,
+            text=f"{referral.party}：{about}",
+            tags=[referral.channel] + rctx.desk(),
+        )
+        if subject.is_open:
+            finish(rctx, "withdrawn", now=now, by=by, keep=())
+            ended.append(referral.number)
+    return ended
 
 
 def _acked(ctx: ReferralContext, given: Given) -> None:
@@ -722,11 +777,35 @@ def public_listing(session: Session, row: Listing) -> dict[str, Any]:
         "party": row.party,
         "uscc": row.uscc,
         "field": criterion.zh if criterion else row.criterion,
-        "article": f"《市场监督管理严重违法失信名单管理办法》{criterion.article}" if criterion else "",
+        "article": criterion.cited if criterion else "",
         "authority": _authority_name(session, row.authority_code),
         "listed_on": _local_day(row.listed_at).isoformat() if row.listed_at else "",
         "expires_on": _local_day(row.expires_at).isoformat() if row.expires_at else "",
     }
+
+
+def refresh_public(now: dt.datetime) -> list[Path]:
+    """The public page and feeds from what is committed (after a change commits, and by
+    the watcher each minute, so a page rendered in a transaction that rolled back does
+    not stay)."""
+    with session_scope() as session:
+        return publish_credit(session, now=now)
+
+
+def ended_with(number: str) -> list[str]:
+    """A publication or listing and the subjects that ended with it (its referrals, a
+    listing revoked with a publication), those closed: their runs, if suspended, may
+    walk on to their end."""
+    number = number.strip().upper()
+    with session_scope() as session:
+        found = [number]
+        publication = by_number(session, Publication, number)
+        if publication is not None:
+            found += [listing.number for listing in rows(session, Listing, case=publication.case)]
+        for about in list(found):
+            found += [r.number for r in rows(session, Referral, about=about)]
+        closed = [get_case(session, number=n) for n in dict.fromkeys(found)]
+        return [c.number for c in closed if c is not None and not c.is_open]
 
 
 def publish_credit(session: Session, *, now: dt.datetime) -> list[Path]:
@@ -756,14 +835,15 @@ def publish_credit(session: Session, *, now: dt.datetime) -> list[Path]:
 
 
 def _party_key(party: str) -> tuple[str, str]:
-    """(uscc, digest) from what a user typed: a USCC, or a person's identity number."""
+    """(uscc, digest) from what a user typed: a person's identity number (looked at first,
+    so that it is never taken for a code and written down), or a USCC."""
     party = party.strip().upper()
     try:
-        return valid_uscc(party), ""
+        return "", person_digest(rules.valid_identity_number(party))
     except ValueError:
         pass
     try:
-        return "", person_digest(rules.valid_identity_number(party))
+        return valid_uscc(party), ""
     except ValueError:
         raise InvalidInput("give a unified social credit code (18 characters) or an identity number") from None
 
@@ -894,7 +974,15 @@ def listing_view(number: str) -> dict[str, Any]:
         }
 
 
+STATES = {
+    "publication": ("pending", "published", "withdrawn", "ended"),
+    "listing": ("proposed", "refused", "listed", "removed"),
+}
+
+
 def listing_rows(table: str, *, state: str | None = None, authority: str | None = None) -> list[dict[str, Any]]:
+    if state is not None and state not in STATES.get(table, ()):
+        raise InvalidInput(f"state: one of {', '.join(STATES[table])}")
     with session_scope() as session:
         scope = tuple(under(session, authority)) if authority else None
         if table == "publication":
@@ -920,6 +1008,26 @@ def listing_rows(table: str, *, state: str | None = None, authority: str | None 
             for r in rows(session, Referral)
             if scope is None or get_case(session, number=r.number).authority_code in scope
         ]
+
+
+def referral_view(number: str) -> dict[str, Any]:
+    with session_scope() as session:
+        case = _subject(session, number, "referral", "referral", "referral")
+        row = by_number(session, Referral, case.number)
+        return {
+            "number": row.number,
+            "status": case.status,
+            "stage": case.stage,
+            "about": row.about,
+            "partner": row.partner,
+            "department": row.department,
+            "party": row.party,
+            "uscc": row.uscc,
+            "acknowledged": local_time(row.acknowledged_at) if row.acknowledged_at else None,
+            "feedback": local_time(row.feedback_at) if row.feedback_at else None,
+            "measures": row.measures,
+            "deadlines": deadline_rows.listed_for(session, subject=case.number),
+        }
 
 
 # --- scheduled ends --------------------------------------------------------------------------------

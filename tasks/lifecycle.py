@@ -388,6 +388,8 @@ def to_visit(kind: Kind, number: str, lifecycle: Lifecycle) -> list[str]:
         answered = {r.name: r.answer or {} for r in rows if r.status == "answered"}
         passed = [r for r in rows if r.status == "answered" and r.consumed_at is None and _declares(lifecycle, r.name)]
         passed.sort(key=lambda r: r.answered_at)
+        if not subject.is_open and lifecycle.name == subject.lifecycle.name:
+            return [r.name for r in passed]  # ended outside its run (a publication withdrawn): nothing more to wait for
         return [r.name for r in passed] + [s.name for s in lifecycle.open_steps(answered)]
 
 

@@ -165,3 +165,13 @@ def publish_once(key: str, markdown: str, description: str) -> None:
 
     artifact = dict(key=key, type="markdown", data=markdown, description=description)
     write_artifacts(uuid.UUID(flow_run.id), [artifact], in_place=False)
+
+
+@task(name="forget-input", **RETRY)
+def forget_input(pause_key: str) -> None:
+    """Delete the answer Prefect stored for a suspension (a form with personal data:
+    the identity number a person typed into the UI must not stay in Prefect's database;
+    the step's record keeps what may be kept)."""
+    from prefect.input.actions import delete_flow_run_input
+
+    delete_flow_run_input(f"suspended-{pause_key}-response", flow_run_id=uuid.UUID(flow_run.id))

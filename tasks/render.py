@@ -8,6 +8,8 @@ compiled as a template.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -91,14 +93,27 @@ def public_page(template: str, **context: object) -> str:
 
 def write_public(folder: str, stem: str, files: dict[str, str]) -> list[Path]:
     """Files under the home's public/<folder>/ by suffix, each written whole beside and
-    moved into place: a reader never sees half a file."""
-    where = get_settings().home / "public" / folder
+    moved into place: a reader never sees half a file. The folder's index (public/
+    index.html) then lists every page there is."""
+    root = get_settings().home / "public"
+    where = root / folder
     where.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix, text in files.items():
-        path = where / f"{stem}.{suffix}"
-        part = path.with_suffix(f".{suffix}.part")
-        part.write_text(text, encoding="utf-8")
-        part.replace(path)
-        out.append(path)
+    out = [_replace(where / f"{stem}.{suffix}", text) for suffix, text in files.items()]
+    pages = []
+    for page in sorted(root.glob("*/*.html")):
+        found = _TITLE.search(page.read_text(encoding="utf-8"))
+        pages.append(
+            {"href": f"{page.parent.name}/{page.name}", "title": html.unescape(found[1]) if found else page.stem}
+        )
+    _replace(root / "index.html", public_page("index.html.j2", pages=pages))
     return out
+
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
+
+
+def _replace(path: Path, text: str) -> Path:
+    part = path.with_suffix(path.suffix + ".part")
+    part.write_text(text, encoding="utf-8")
+    part.replace(path)
+    return path

@@ -332,6 +332,24 @@ def _still_open(number: str, pause_key: str) -> bool:
         return subject is not None and pause_key.split("-again-")[0] in awaited(session, subject)
 
 
+def release_runs(numbers: list[str]) -> int:
+    """Runs of subjects that ended outside them (a publication withdrawn, a referral
+    ended with it) while suspended on a step: they walk on to their end. Returns how many."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    with session_scope() as session:
+        runs = [(c.number, c.flow_run_id) for n in numbers if (c := get_case(session, number=n)) and c.flow_run_id]
+    released = 0
+    with prefect_api("release ended runs"), get_client(sync_client=True) as client:
+        for number, run_id in runs:
+            state = client.read_flow_run(run_id).state
+            if state is not None and state.type == StateType.PAUSED and state.state_details.pause_key:
+                _walk_again(client, run_id, number, state.state_details.pause_key)
+                released += 1
+    return released
+
+
 def _walk_again(client, flow_run_id: uuid.UUID, number: str, pause_key: str) -> None:
     """A run suspended on a step no line awaits any more (a progress report once
     handling has ended) would wait for ever: schedule it again, and it walks on from

@@ -52,8 +52,11 @@ def uscc(seed: str) -> str:
     return body + uscc_check_character(body)
 
 
-def decided_case(decided: str, *, authority: str = "330106", party: str = "某商贸有限公司", **decision) -> str:
-    """A case carried through its steps to a penalty decision at `decided` (local time)."""
+def decided_case(
+    decided: str, *, authority: str = "330106", party: str = "某商贸有限公司", decide: bool = True, **decision
+) -> str:
+    """A case carried through its steps to a penalty decision at `decided` (local time),
+    or (`decide=False`) to the step before it."""
     start = pendulum.parse(decided, tz=TZ).subtract(days=30)
     data = dict(
         kind="case", title=f"销售不合格头盔 {uuid.uuid4().hex[:6]}", party=party, source="report", authority=authority
@@ -73,9 +76,14 @@ def decided_case(decided: str, *, authority: str = "330106", party: str = "某�
     for name, fields, day in steps:
         when = start.add(days=day).in_timezone("UTC")
         cases.answer(number, answer={"by": "张三", **fields}, source="cli", step=name, now=when)
-    cases.answer(
-        number, answer={"by": "赵六", "outcome": "penalty", **decision}, source="cli", step="decision", now=at(decided)
-    )
+    if decide:
+        cases.answer(
+            number,
+            answer={"by": "赵六", "outcome": "penalty", **decision},
+            source="cli",
+            step="decision",
+            now=at(decided),
+        )
     return number
 
 
@@ -98,8 +106,8 @@ def public(name: str) -> str:
     return (get_settings().home / "public" / "credit" / name).read_text(encoding="utf-8")
 
 
-def publish(number: str, when: str, by: str = "李四") -> None:
-    credit.answer(number, step="publication", answer={"by": by}, source="cli", now=at(when))
+def publish(number: str, when: str, by: str = "李四", **more) -> None:
+    credit.answer(number, step="publication", answer={"by": by, **more}, source="cli", now=at(when))
 
 
 def test_published_within_20_working_days_across_the_national_day_holidays(own_database):
@@ -127,7 +135,10 @@ def test_a_party_in_another_province_is_pushed_within_10_working_days(own_databa
     number = publication_of(case)
     # 10 WD from 9-25: 9-28, 29, 30, 10-8, 9, Sat 10-10, 12, 13, 14, 15.
     assert due(number)["publication"] == ("2026-10-15 23:59:59", "open")
-    publish(number, "2026-10-09 10:00")
+    # The decision did not give the party's code: publishing asks for it.
+    with pytest.raises(InvalidInput, match="--uscc"):
+        publish(number, "2026-10-09 10:00")
+    publish(number, "2026-10-09 10:00", uscc=uscc("js1"))
     with session_scope() as session:
         tags = {n.tag for n in session.exec(sa.select(Notification)).scalars() if n.subject == number}
     assert {"320102.duty", "320102.head"} <= tags
@@ -312,12 +323,63 @@ def test_a_listing_from_proposal_to_early_removal_and_referrals_with_late_feedba
     assert "本局设定" in check.rule
     with pytest.raises(StepConflict, match="being verified"):
         credit.apply_removal(number, by="李四", text="", now=at("2027-01-21 10:00"))
-    credit.remove(number, grant=True, by="赵六", text="核实符合条件", now=at("2027-01-25 10:00"))
+    credit.remove(number, grant=False, by="赵六", text="尚未消除不良影响", now=at("2027-01-22 10:00"))
+    again = credit.apply_removal(number, by="李四", text="已消除影响", now=at("2027-01-25 10:00"))
+    assert (check.name, again.name, again.status) == ("listing-removal-1", "listing-removal-2", "open")
+    credit.remove(number, grant=True, by="赵六", text="核实符合条件", now=at("2027-01-27 10:00"))
+    assert due(number)["listing-removal-2"][1] == "met"
     assert (row(Listing, number).state, row(Listing, number).removal) == ("removed", "early")
     assert number not in public("index.json") and number not in public("serious-list.csv")
+    # Each partner told to lift its measures; the referrals still waiting end with the listing.
+    assert told_partners(number) == {"partner.zj-tax", "partner.zj-finance", "partner.hz-housing"}
+    assert {get_case_status(r) for r in referrals} == {"closed"}
+
+
+def listed(case: str, day: str) -> str:
+    """A listing carried from proposal to publication, each step a day apart from `day`."""
+    start = pendulum.parse(day, tz=TZ)
+    number = credit.propose(case, criterion="consumer", by="李四", text="", now=start.in_timezone("UTC")).number
+    for n, (step, answer) in enumerate(
+        [
+            ("listing-approval", {"by": "局长", "approve": True}),
+            ("listing-notice", {"by": "李四", "served_on": start.add(days=1).date().isoformat()}),
+            ("listing-decision", {"by": "赵六", "list": True, "party_answer": "waived"}),
+            ("listing-publication", {"by": "李四"}),
+        ],
+        start=1,
+    ):
+        credit.answer(number, step=step, answer=answer, source="cli", now=start.add(days=n).in_timezone("UTC"))
+    return number
+
+
+def test_a_listing_ends_with_its_period_off_the_page_and_its_partners_are_told(own_database):
+    case = decided_case("2026-02-02 10:00", fine="90000", measures=["fine", "revoke_licence"], party_id=uscc("end1"))
+    publish(publication_of(case), "2026-02-03 10:00")
+    number = listed(case, "2026-02-04 09:00")
+    assert number in public("index.json")
+    assert "credit/index.html" in (get_settings().home / "public" / "index.html").read_text(encoding="utf-8")
+    # Published on 2026-02-08 (the fourth step, a day each): three years to the day.
+    assert credit.expire(number, now=at("2029-02-08 12:00")).endswith("ends at 2029-02-08 23:59")
+    assert credit.expire(number, now=at("2029-02-09 00:00")) == f"{number} ended"
+    gone = row(Listing, number)
+    assert (gone.state, gone.removal) == ("removed", "expired") and number not in public("index.json")
+    assert told_partners(number) == {"partner.zj-tax", "partner.zj-finance", "partner.hz-housing"}
+
+
+def told_partners(about: str) -> set[str]:
+    """The partner channels told that what they took (`about`) has ended."""
     with session_scope() as session:
-        told = {n.tag for n in session.exec(sa.select(Notification)).scalars() if n.subject == number}
-    assert {"partner.zj-tax", "partner.zj-finance", "partner.hz-housing"} <= told
+        referred = set(get_case(session, number=about).facts.get("referrals", []))
+        return {
+            n.tag
+            for n in session.exec(sa.select(Notification)).scalars()
+            if n.subject in referred and n.key.split(":")[1] == "ended" and n.tag.startswith("partner.")
+        }
+
+
+def get_case_facts(number: str) -> dict:
+    with session_scope() as session:
+        return get_case(session, number=number).facts
 
 
 def get_case_status(number: str) -> str:
@@ -397,3 +459,50 @@ def test_publication_runs_published_from_the_cli_and_ended_by_their_scheduled_ru
     wait_until(lambda: read_run(ended).state.is_completed(), timeout=120, what="its end run to complete")
     assert (row(Publication, past).state, row(Publication, past).end_reason) == ("ended", "expired")
     assert past not in public("index.json") and current in public("index.json")
+
+    # Withdrawn before it was published (the decision revoked): its waiting run ends.
+    revoked = publication_of(decided_case("2026-11-20 10:00", fine="3000", party_id=uscc(f"rv{uuid.uuid4().hex[:6]}")))
+    waiting = wait_until(lambda: run_of(revoked), timeout=60, what="the revoked publication's run")
+    wait_for_pause(waiting, "publication")
+    today = pendulum.now(TZ).date().isoformat()
+    gone = cli("publication", "withdraw", revoked, "--reason", "revoked", "--on", today, "--by", "李四", "--json")
+    assert gone.code == 0, gone.err
+    wait_until(
+        lambda: read_run(waiting).state.is_completed(), timeout=90, what="the withdrawn publication's run to end"
+    )
+
+    # A person's number typed into the UI's decision form: on record only as its digest,
+    # and the answer Prefect stored for the suspension is deleted once recorded.
+    from prefect.flow_runs import resume_flow_run
+
+    case = decided_case("2026-11-20 10:00", fine="2000", decide=False)
+    case_run = wait_until(lambda: run_of(case), timeout=60, what="the case's run (started by the watcher)")
+    wait_for_pause(case_run, "decision")
+    resume_flow_run(
+        case_run,
+        run_input={
+            "by": "赵六",
+            "outcome": "penalty",
+            "fine": "2000",
+            "measures": ["fine"],
+            "party_kind": "person",
+            "party_id": PERSON_ID,
+            "party_present": True,
+        },
+    )
+    person = wait_until(lambda: get_case_facts(case).get("publication"), timeout=90, what="the decision recorded")
+
+    def stored() -> list:
+        with get_client(sync_client=True) as client:
+            return client.filter_flow_run_input(flow_run_id=case_run, key_prefix="", limit=100, exclude_keys=set())
+
+    wait_until(
+        lambda: not [i for i in stored() if i.key.endswith("decision-response")],
+        timeout=60,
+        what="the UI's answer deleted from Prefect",
+    )
+    assert all(PERSON_ID not in i.value for i in stored())
+    assert credit.record(PERSON_ID, by="李四", now=at("2026-12-01 10:00"))["publications"][0]["number"] == person
+    with session_scope() as session:
+        answers = [str(r) for r in session.execute(sa.text("SELECT answer FROM step")).all()]
+    assert all(PERSON_ID not in a for a in answers)

@@ -22,7 +22,7 @@ listing_app = typer.Typer(
     no_args_is_help=True,
 )
 credit_app = typer.Typer(help="An enterprise's credit record: show, export.", no_args_is_help=True)
-referral_app = typer.Typer(help="Referrals to partner departments: list, ack, feedback.", no_args_is_help=True)
+referral_app = typer.Typer(help="Referrals to partner departments: list, show, ack, feedback.", no_args_is_help=True)
 TEXT = typer.Option("", "--text", help="Remarks or reasons recorded with the answer.")
 NO_WAIT = typer.Option(False, "--no-wait", help="Record and return; the run takes it when it gets there.")
 PUB = typer.Argument(..., help="The publication's number (PUB-…).")
@@ -44,6 +44,19 @@ def _answer(number: str, step: str, answer: dict[str, Any], json_out: bool, wait
     from tasks.credit import answer as record
 
     answer_step(record, number, step, answer, json_out=json_out, wait=wait)
+
+
+def _release(number: str) -> None:
+    """The runs of what ended with it walk on to their end (the watcher is not needed for
+    this; if Prefect is away they stay suspended, with nothing left to answer)."""
+    from kernel.errors import PlatformUnavailable
+    from tasks.credit import ended_with
+    from tasks.runs import release_runs
+
+    try:
+        release_runs(ended_with(number))
+    except PlatformUnavailable as exc:
+        console().print(f"(their flow runs could not be told: {exc})")
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple, json_out: bool) -> None:
@@ -130,6 +143,7 @@ def withdraw(
 
     fell_on = dt.date.fromisoformat(day_or_today(on))
     row = take_back(number, reason=reason, fell_on=fell_on, by=who(by), text=text, now=utcnow())
+    _release(row.number)
     if json_out:
         emit_json({"number": row.number, "state": row.state, "reason": row.end_reason})
     else:
@@ -169,6 +183,7 @@ def end(
     from tasks.credit import end_early
 
     row = end_early(number, grant=chosen(grant, "--grant or --refuse"), by=who(by), text=text, now=utcnow())
+    _release(row.number)
     if json_out:
         emit_json({"number": row.number, "state": row.state})
     else:
@@ -223,6 +238,8 @@ def decide(
 
     if (approve is None) == (listed is None):
         raise InvalidInput("give --approve/--refuse (the approval) or --list/--not-list (the decision)")
+    if approve is not None and party_answer:
+        raise InvalidInput("--party-answer goes with --list/--not-list (the decision after the notice)")
     if approve is not None:
         _answer(number, "listing-approval", dict(by=who(by), approve=approve, text=text), json_out, not no_wait)
         return
@@ -290,6 +307,7 @@ def remove(
         message = f"{data['number']}: application recorded; verify by {local_time(deadline.due_at)}"
     else:
         row = credit.remove(number, grant=grant, by=who(by), text=text, now=utcnow())
+        _release(row.number)
         data = {"number": row.number, "state": row.state}
         message = f"{row.number}: {'removed from the list' if row.state == 'removed' else 'application refused'}"
     emit_json(data) if json_out else console().print(message)
@@ -334,18 +352,26 @@ def show_listing(number: str = SVL, json_out: bool = JSON) -> None:
 
 @credit_app.command("show")
 def show_record(
-    party: str = typer.Argument(..., help="The unified social credit code, or a person's identity number."),
+    party: str = typer.Argument(
+        ..., help="The unified social credit code, or - to read it (or a person's identity number) from stdin."
+    ),
     by: Optional[str] = BY,
     json_out: bool = JSON,
 ) -> None:
     """Everything on record about one party: cases and publications, listings, failed
     spot checks, recalls, risk items, measures partners took. A person's number is
-    looked up by its digest and never printed.
+    looked up by its digest and never printed; give it on standard input (`-`) so it
+    stays out of the shell's history and the process list.
 
     Example: regflow credit show 913301063AGYGLUY35
+    Example: regflow credit show - < number.txt
     """
+    import sys
+
     from tasks.credit import record
 
+    if party == "-":
+        party = sys.stdin.readline()
     data = record(party, by=who(by), now=utcnow())
     if json_out:
         emit_json(data)
@@ -385,6 +411,7 @@ def export(
     """
     import json
 
+    from kernel.errors import InvalidInput
     from tasks.credit import export as gather
 
     data = gather(authority=authority, by=who(by), now=utcnow())
@@ -392,8 +419,11 @@ def export(
         emit_json(data)
         return
     part = out.with_suffix(out.suffix + ".part")
-    part.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    part.replace(out)
+    try:
+        part.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        part.replace(out)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror or type(exc).__name__}") from None
     console().print(f"{len(data['records'])} records written to {out}")
 
 
@@ -407,6 +437,25 @@ def list_referrals(authority: Optional[str] = AUTHORITY, json_out: bool = JSON) 
 
     rows = listing_rows("referral", authority=authority)
     _table(rows, (("number", 15), "stage", "department", ("about", 15), "party", "acknowledged", "feedback"), json_out)
+
+
+@referral_app.command("show")
+def show_referral(number: str = REF, json_out: bool = JSON) -> None:
+    """A referral: the partner, what it is about, its acknowledgement, the measures
+    reported, and its deadlines."""
+    from tasks.credit import referral_view
+
+    data = referral_view(number)
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    out.print(f"{data['number']} · {data['status']} ({data['stage']}) · {data['department']} · {data['about']}")
+    out.print(
+        f"{data['party']} · acknowledged {data['acknowledged'] or '-'} · feedback {data['feedback'] or '-'}"
+        + (f"\nmeasures: {data['measures']}" if data["measures"] else "")
+    )
+    out.print(deadline_table(data["deadlines"]))
 
 
 @referral_app.command()

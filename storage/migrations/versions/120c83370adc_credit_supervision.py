@@ -1,11 +1,12 @@
 """credit supervision: publications, the serious-violation list, referrals
 
 Each penalty publication, serious-violation listing and referral to a partner
-department; the party's USCC on a decided case.
+department (with the partner's channel and limits as they were when referred); the
+party's USCC on a decided case.
 
 Revision ID: 120c83370adc
 Revises: 1f8ba4205136
-Create Date: 2026-12-05 20:56:07.726877
+Create Date: 2026-12-05 21:28:15.433740
 """
 from alembic import op
 import sqlalchemy as sa
@@ -27,6 +28,9 @@ def upgrade() -> None:
     sa.Column('about', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('partner', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('department', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+    sa.Column('ack_within', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('feedback_within', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('uscc', sqlmodel.sql.sqltypes.AutoString(length=18), nullable=False),
     sa.Column('party', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('acknowledged_at', storage.db.UTCDateTime(timezone=True), nullable=True),
@@ -50,6 +54,7 @@ def upgrade() -> None:
     sa.Column('person_digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('registered_with', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('measures', sa.JSON(), nullable=False),
+    sa.Column('restriction_months', sa.Integer(), nullable=True),
     sa.Column('fine', sa.Numeric(precision=14, scale=2), nullable=True),
     sa.Column('matter', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('decided_on', sa.Date(), nullable=False),
