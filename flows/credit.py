@@ -19,16 +19,13 @@ from tasks.prefect_tasks import RETRY, deliver_notifications, keep_alive, subjec
 @task(name="schedule-end", **RETRY)
 def schedule_end(number: str) -> str | None:
     """Once published or listed: its end as a scheduled run (once; None if not current)."""
-    from storage.credit import Listing, Publication, by_number
-    from storage.db import session_scope
+    from tasks.credit import end_of
     from tasks.runs import schedule_end_run
 
-    with session_scope() as session:
-        row = by_number(session, Publication if number.startswith("PUB-") else Listing, number)
-        ends = row.ends_at if isinstance(row, Publication) else row.expires_at
-        scheduled = row.end_run_id if isinstance(row, Publication) else row.expiry_run_id
-        if not row.current or ends is None:
-            return None
+    found = end_of(number)
+    if found is None:
+        return None
+    ends, scheduled = found
     return str(scheduled or schedule_end_run(number, ends))
 
 

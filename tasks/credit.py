@@ -1049,6 +1049,18 @@ def ends_unscheduled(session: Session, *, limit: int = 20) -> list[tuple[str, dt
     )
 
 
+def end_of(number: str) -> tuple[dt.datetime, Any] | None:
+    """A current publication's or listing's end and the run scheduled for it (None if
+    not current)."""
+    with session_scope() as session:
+        row = by_number(session, Publication if number.strip().upper().startswith("PUB-") else Listing, number)
+        if row is None or not row.current:
+            return None
+        if isinstance(row, Publication):
+            return row.ends_at, row.end_run_id
+        return row.expires_at, row.expiry_run_id
+
+
 def end_scheduled(number: str, run_id, *, now: dt.datetime) -> None:
     with session_scope() as session:
         table = Publication if number.startswith("PUB-") else Listing
