@@ -19,7 +19,7 @@ run: $(STAMP)
 
 # Production mode on this machine: PostgreSQL, API auth, two workers, two watchers.
 run-prod: $(STAMP)
-	$(VENV)/bin/regflow up --prod
+	$(VENV)/bin/regflow up --prod --replicas 2
 
 # ruff first (lint and format, configured in pyproject.toml: seconds), then two pytest
 # workers, whole files each (module fixtures stay together): the end-to-end tests

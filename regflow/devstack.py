@@ -236,9 +236,11 @@ def ensure_postgres_database(url: str) -> None:
         raise PlatformUnavailable(f"PostgreSQL at {target.host}:{target.port}: {str(exc).splitlines()[0]}") from exc
 
 
-def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> None:
+def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False, replicas: int = 1) -> None:
     """Start every part as a child of this process. `prod`: PostgreSQL for both
-    databases, API auth, migrations as their own step, two workers, two watchers."""
+    databases, API auth, migrations as their own step, two workers, two watchers;
+    with `replicas` of 2 or more, Prefect's distributed topology under supervisord
+    (regflow/topology.py)."""
     # Explicit handlers: a process started in the background inherits SIGINT ignored,
     # and a supervisor stops us with SIGTERM; both must stop every child.
     signal.signal(signal.SIGINT, _interrupt)
@@ -250,6 +252,12 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
     env = platform_env(home, api_url)
     if prod:
         env = production_env(env, home)
+    if replicas > 1:
+        from regflow import topology
+
+        if not prod:
+            raise InvalidInput("API replicas need production mode: regflow up --prod --replicas N")
+        env = topology.redis_env(env)
     shared = (
         "PREFECT_API_URL",
         "PREFECT_HOME",
@@ -265,9 +273,12 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
         demo_channels = not settings.apprise_config_path.exists()
         if demo_channels:
             write_demo_channels(settings.apprise_config_path, http_port=8901, smtp_port=8925)
-        if demo_channels or not prod:  # production with its own channels needs no demo inbox
-            children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
-        children += _start_services(env, logs, api_url, port=port, prod=prod)
+        if replicas > 1:
+            children.append(_start_topology(env, home, api_url, port=port, replicas=replicas, inbox=demo_channels))
+        else:
+            if demo_channels or not prod:  # production with its own channels needs no demo inbox
+                children.append(_spawn([str(BIN / "regflow"), "inbox"], env, logs / "inbox.log"))
+            children += _start_services(env, logs, api_url, port=port, prod=prod)
         services = list(children)  # the demo drill ends by itself once reviewed; the platform stays up
         number = campaign = None
         if demo:
@@ -285,6 +296,28 @@ def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False) -> 
         _stop(children)
 
 
+def _start_topology(
+    env: dict[str, str], home: Path, api_url: str, *, port: int, replicas: int, inbox: bool
+) -> subprocess.Popen:
+    """supervisord with every component; the deployments once the load balancer answers."""
+    from regflow import topology
+
+    print(
+        f"regflow: starting {replicas} API replicas, services, HAProxy, workers and watchers under "
+        f"supervisord (logs in {home / 'logs'}) ...",
+        flush=True,
+    )
+    supervisor = topology.start(env, home, port=port, replicas=replicas, inbox=inbox)
+    try:
+        wait_for_api(api_url, timeout=180)
+        print("regflow: deploying flows ...", flush=True)
+        deploy_all(env, home / "logs" / "deploy.log")
+    except BaseException:
+        topology.stop(supervisor)
+        raise
+    return supervisor
+
+
 def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
     """The embedded database migrated in-process; production's migrated as a step of its own."""
     if not prod:
@@ -295,9 +328,12 @@ def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
     for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
         ensure_postgres_database(url)
     logs.mkdir(parents=True, exist_ok=True)
-    for step in (["db", "upgrade"], ["authorities", "load"], ["duty", "load"]):
+    steps = [["regflow", "db", "upgrade"], ["regflow", "authorities", "load"], ["regflow", "duty", "load"]]
+    if env.get("PREFECT_MESSAGING_BROKER"):  # several server processes: Prefect's schema first, once
+        steps.insert(0, ["prefect", "server", "database", "upgrade", "--yes"])
+    for step in steps:
         with (logs / "migrate.log").open("a") as out:
-            command = [str(BIN / "regflow"), *step]
+            command = [str(BIN / step[0]), *step[1:]]
             subprocess.run(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
 
 
@@ -320,7 +356,7 @@ def _start_services(env: dict[str, str], logs: Path, api_url: str, *, port: int,
 def _stop(children: list[subprocess.Popen]) -> None:
     for child in reversed(children):
         if child.poll() is None:
-            child.terminate()
+            child.terminate()  # supervisord, in the topology, stops its programs on SIGTERM
     for child in children:
         try:
             child.wait(timeout=15)

@@ -208,12 +208,20 @@ def up(
         help="Production mode: PostgreSQL for regflow and Prefect, API "
         "auth, migrations first, two workers and two watchers.",
     ),
-    port: int = typer.Option(4200, help="Prefect server port."),
+    port: int = typer.Option(4200, help="Prefect server port (the load balancer's, with --replicas)."),
+    replicas: int = typer.Option(
+        1,
+        min=1,
+        max=16,
+        help="With --prod: this many Prefect API replicas behind HAProxy, Redis messaging, one services "
+        "process, all under supervisord (apt-get install haproxy supervisor; Redis at $REGFLOW_REDIS_URL).",
+    ),
 ) -> None:
     """Start the platform: Prefect server, worker(s), watcher(s) and demo inbox (`make run`, `make run-prod`).
 
     Example: regflow up --prod
+    Example: regflow up --prod --replicas 2
     """
     from regflow.devstack import run_platform
 
-    run_platform(demo=(not prod) if demo is None else demo, port=port, prod=prod)
+    run_platform(demo=(not prod) if demo is None else demo, port=port, prod=prod, replicas=replicas)

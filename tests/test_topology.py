@@ -1,0 +1,252 @@
+"""Prefect's distributed topology as `regflow up --prod --replicas 2` starts it: two API
+replicas (`--no-services`) and one services process sharing events through Redis,
+HAProxy in front of them, two workers and two watchers, all under supervisord.
+
+Shown: an event emitted through one replica is read through the other; one replica
+killed with SIGKILL during a burst of incidents loses none (HAProxy routes around it,
+supervisord brings it back); a worker and a watcher killed are restarted; every
+dispatch order of the burst is delivered once, none twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    ROOT,
+    free_port,
+    pg_unavailable_reason,
+    pg_url,
+    prefect_pg_database,
+    processes_with_env,
+    scratch_pg_database,
+    wait_until,
+)
+
+BIN = Path(sys.executable).parent
+REDIS = "redis://127.0.0.1:6379/7"  # a database of its own on the machine's Redis, emptied first
+
+
+def _absent() -> str | None:
+    if pg_unavailable_reason() is not None:
+        return f"the topology runs on PostgreSQL: {pg_unavailable_reason()}"
+    for tool, package in (("haproxy", "haproxy"), ("supervisord", "supervisor")):
+        if shutil.which(tool) is None:
+            return f"Debian's {package} is not installed (.ci/run installs it)"
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return "Redis does not answer at 127.0.0.1:6379 (.ci/run starts it)"
+    return None
+
+
+topology = pytest.mark.skipif(_absent() is not None, reason=str(_absent()))
+
+
+def test_the_units_and_files_shipped_in_deploy_agree_with_the_code(tmp_path):
+    """What deploy/ ships for servers starts the same commands, with the same Prefect
+    settings, as `regflow up --prod --replicas N` does on one machine."""
+    from regflow.topology import haproxy_config, redis_env
+
+    deploy = ROOT / "deploy"
+    shipped = dict(
+        line.split("=", 1)
+        for line in (deploy / "regflow.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    wanted = redis_env({"REGFLOW_REDIS_URL": "redis://redis.internal:6379/0"})
+    assert {k: shipped.get(k) for k in wanted if k.startswith("PREFECT_")} == {
+        k: v for k, v in wanted.items() if k.startswith("PREFECT_")
+    }
+    for unit in sorted((deploy / "systemd").glob("*.service")):
+        text = unit.read_text()
+        assert "EnvironmentFile=/etc/regflow/regflow.env" in text, unit.name
+        for command in re.findall(r"^ExecStart=/opt/regflow/\.venv/bin/(\S+) (.+)$", text, re.M):
+            args = [a for a in command[1].split() if not a.startswith("%")]
+            words = [a for a in args if not a.startswith("-")][:3]
+            shown = subprocess.run([str(BIN / command[0]), *words, "--help"], capture_output=True, text=True)
+            assert shown.returncode == 0, (unit.name, command, shown.stderr[-300:])
+            for option in (a.split("=")[0] for a in args if a.startswith("--")):
+                assert option in shown.stdout, (unit.name, option)
+        if "Type=oneshot" not in text:
+            assert "Restart=always" in text, unit.name
+    if shutil.which("haproxy"):
+        written = tmp_path / "haproxy.cfg"  # the one `regflow up --prod --replicas 2` writes
+        written.write_text(haproxy_config(4200, [4201, 4202]))
+        for path in (deploy / "haproxy" / "regflow.cfg", written):
+            checked = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.fixture
+def databases():
+    with scratch_pg_database("regflow_topo") as app, prefect_pg_database("prefect_topo") as prefect:
+        yield pg_url(app), prefect
+
+
+@topology
+def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_path):
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    app_db, prefect_db = databases
+    home = tmp_path / "home"
+    port = free_port()
+    lb, replicas = f"http://127.0.0.1:{port}/api", [f"http://127.0.0.1:{port + i}/api" for i in (1, 2)]
+    secret = f"regflow:{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REGFLOW_"))}
+    env.update(
+        REGFLOW_HOME=str(home),
+        REGFLOW_DATABASE_URL=app_db,
+        REGFLOW_REDIS_URL=REDIS,
+        PREFECT_API_DATABASE_CONNECTION_URL=prefect_db,
+        PREFECT_SERVER_API_AUTH_STRING=secret,
+    )
+    out = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "regflow"), "up", "--prod", "--replicas", "2", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=out.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    auth = tuple(secret.split(":", 1))
+    cli_env = dict(env, PREFECT_API_URL=lb, PREFECT_API_AUTH_STRING=secret)
+    cli_env.pop("PREFECT_SERVER_API_AUTH_STRING")
+
+    def regflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "regflow"), *args], env=cli_env, capture_output=True, text=True, timeout=120)
+
+    def supervised(*args: str) -> str:
+        conf = home / "topology" / "supervisord.conf"
+        return subprocess.run(["supervisorctl", "-c", str(conf), *args], capture_output=True, text=True).stdout
+
+    def healthy(api: str) -> bool:
+        try:
+            return httpx.get(f"{api}/health", auth=auth, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def pid(name: str) -> int:
+        return int(supervised("pid", name).strip() or 0)
+
+    def trigger(title: str) -> dict:
+        done = regflow(
+            "incident",
+            "trigger",
+            "--plan",
+            "product-quality",
+            "--level",
+            "II",
+            "--title",
+            title,
+            "--location",
+            "文三路",
+            "--authority",
+            "330106",
+            "--json",
+        )
+        assert done.returncode in (0, 6), done.stderr  # 6: recorded, its run started by a watcher
+        assert "Traceback" not in done.stderr
+        return json.loads(done.stdout)
+
+    try:
+        wait_until(
+            lambda: "regflow is running in production mode" in out.read_text() or up.poll() is not None,
+            timeout=300,
+            what="the topology",
+        )
+        assert up.poll() is None, out.read_text()
+        status = supervised("status")
+        for name in ("api-1", "api-2", "services", "loadbalancer", "worker-1", "worker-2", "watcher-1", "watcher-2"):
+            assert re.search(rf"^{name}\s+RUNNING", status, re.M), status
+        migrated = (home / "logs" / "migrate.log").read_text()
+        assert "database at revision" in migrated  # regflow's schema, and Prefect's, before any server
+
+        # An event emitted through one replica, read through the other (Redis carries it
+        # to the services process, which stores it).
+        resource = f"regflow.test.{uuid.uuid4().hex[:8]}"
+        emit = (
+            "from prefect.events import emit_event; from prefect.events.worker import EventsWorker; "
+            f"emit_event(event='regflow.topology.ping', resource={{'prefect.resource.id': '{resource}'}}); "
+            "EventsWorker.drain_all()"
+        )
+        sent = subprocess.run(
+            [sys.executable, "-c", emit],
+            env=dict(cli_env, PREFECT_API_URL=replicas[0]),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        other = httpx.Client(base_url=replicas[1], auth=auth, timeout=10)
+        query = {"filter": {"resource": {"id": [resource]}, "occurred": {"since": "2020-01-01T00:00:00Z"}}}
+        wait_until(
+            lambda: other.post("/events/filter", json=query).json()["events"],
+            timeout=60,
+            what="the event read through the other replica",
+        )
+
+        # A burst through the load balancer, one replica killed with SIGKILL in its midst.
+        killed = pid("api-1")
+        burst = []
+        for i in range(12):
+            if i == 4:
+                os.kill(killed, signal.SIGKILL)
+            burst.append(trigger(f"拓扑突发 {i}")["number"])
+        assert len(set(burst)) == 12
+        wait_until(lambda: pid("api-1") not in (0, killed), timeout=60, what="supervisord to restart api-1")
+        wait_until(lambda: healthy(replicas[0]), timeout=120, what="api-1 healthy again")
+
+        # A worker and a watcher killed: both restarted; the platform still dispatches.
+        worker, watcher = pid("worker-1"), pid("watcher-1")
+        os.kill(worker, signal.SIGKILL)
+        os.kill(watcher, signal.SIGKILL)
+        wait_until(
+            lambda: pid("worker-1") not in (0, worker) and pid("watcher-1") not in (0, watcher),
+            timeout=60,
+            what="the worker and watcher restarted",
+        )
+        burst.append(trigger("拓扑重启后")["number"])
+
+        # Every dispatch order of the burst reached the on-site team once, none twice; and
+        # every incident's run was started (by the trigger, or by a watcher).
+        inbox = home / "inbox" / "messages.log"
+
+        def dispatched() -> dict[str, int]:
+            text = inbox.read_text(encoding="utf-8") if inbox.exists() else ""
+            return {n: len(re.findall(rf"http -> /330106/onsite\n【出动指令】{n} ", text)) for n in burst}
+
+        wait_until(lambda: all(dispatched().values()), timeout=180, what="every dispatch order delivered")
+        assert set(dispatched().values()) == {1}, dispatched()
+        shown = [json.loads(regflow("incident", "show", n, "--json").stdout) for n in burst]
+        wait_until(
+            lambda: all(json.loads(regflow("incident", "show", n, "--json").stdout)["flow_run"] for n in burst),
+            timeout=180,
+            what="every incident's run started",
+        )
+        assert all(s["number"] in burst for s in shown)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            up.kill()
+    wait_until(
+        lambda: processes_with_env(f"REGFLOW_HOME={home}") == [],
+        timeout=30,
+        what="every process of the topology to end",
+    )
