@@ -85,6 +85,12 @@ def deploy_all(env: dict[str, str], log: Path | None) -> None:
             subprocess.run(
                 cmd, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT if out else None, check=True
             )
+    from tasks.automations import ensure
+
+    names = ensure()  # the operators' automations, by name, created or updated
+    if log:
+        with log.open("a") as out:
+            out.write(f"automations: {', '.join(names)}\n")
 
 
 def pool_template() -> dict:
@@ -144,6 +150,8 @@ def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:
     # Each person's own channel: a duty desk's message reaches the officer on duty too.
     for person in load_people(get_settings().people_file).people:
         lines += [f"  - json://127.0.0.1:{http_port}/person/{person.login}:", f"    - tag: person.{person.login}"]
+    # The platform's operators (the automations' alerts).
+    lines += [f"  - json://127.0.0.1:{http_port}/operators:", "    - tag: operators"]
     # Partner departments' referrals (data/partners.yaml), each by its own tag.
     for partner in load_partners(get_settings().partners_file).partners:
         lines += [f"  - json://127.0.0.1:{http_port}/partner/{partner.key}:", f"    - tag: {partner.channel}"]

@@ -32,6 +32,10 @@ def emit_all(batch: list[tuple[str, dict[str, Any]]]) -> None:
             },
             {"prefect.resource.id": f"regflow.authority.{payload['authority']}", "prefect.resource.role": "authority"},
         ]
+        if payload.get("to"):  # where an escalation went (the national-level automation matches it)
+            related.append(
+                {"prefect.resource.id": f"regflow.authority.{payload['to']}", "prefect.resource.role": "escalated-to"}
+            )
         if payload.get("flow_run_id"):
             related.append(
                 {

@@ -2,7 +2,9 @@
 replicas (`--no-services`) and one services process sharing events through Redis,
 HAProxy in front of them, two workers and two watchers, all under supervisord.
 
-Shown: an event emitted through one replica is read through the other; one replica
+Shown: an event emitted through one replica is read through the other; the operators'
+automations exist once each and one fires (an escalation at the national level tells
+the operators); one replica
 killed with SIGKILL during a burst of incidents loses none (HAProxy routes around it,
 supervisord brings it back); a worker and a watcher killed are restarted; every
 dispatch order of the burst is delivered once, none twice."""
@@ -200,6 +202,49 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             what="the event read through the other replica",
         )
 
+        # The operators' automations, created by the deploy (by name, once each: a second
+        # deploy changes nothing), on the UI's Automations page; one made to fire.
+        lb_client = httpx.Client(base_url=lb, auth=auth, timeout=10)
+
+        def automations() -> dict[str, str]:
+            found = lb_client.post("/automations/filter", json={}).json()
+            return {a["name"]: a["id"] for a in found if a["name"].startswith("regflow: ")}
+
+        first = automations()
+        assert set(first) == {
+            "regflow: run crashed or failed",
+            "regflow: escalation at the national level",
+            "regflow: run pending too long",
+        }
+        again = subprocess.run(
+            [sys.executable, "-c", "from tasks.automations import ensure; ensure()"],
+            env=cli_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 0, again.stderr
+        assert automations() == first
+        national = (
+            "from prefect.events import emit_event; from prefect.events.worker import EventsWorker; "
+            "emit_event(event='regflow.escalation.raised', resource={'prefect.resource.id': 'regflow.deadline.0', "
+            "'prefect.resource.name': 'INC-TEST 到场'}, related=[{'prefect.resource.id': 'regflow.authority.100000', "
+            "'prefect.resource.role': 'escalated-to'}]); EventsWorker.drain_all()"
+        )
+        fired = subprocess.run(
+            [sys.executable, "-c", national], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert fired.returncode == 0, fired.stderr
+        inbox = home / "inbox" / "messages.log"
+        wait_until(
+            lambda: (
+                inbox.exists() and "http -> /operators\n【运维】升级已到达国家级" in inbox.read_text(encoding="utf-8")
+            ),
+            timeout=120,
+            what="the operators told by the national-level automation",
+        )
+
         # A burst through the load balancer, one replica killed with SIGKILL in its midst.
         killed = pid("api-1")
         burst = []
@@ -224,7 +269,6 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
 
         # Every dispatch order of the burst reached the on-site team once, none twice; and
         # every incident's run was started (by the trigger, or by a watcher).
-        inbox = home / "inbox" / "messages.log"
 
         def dispatched() -> dict[str, int]:
             text = inbox.read_text(encoding="utf-8") if inbox.exists() else ""
