@@ -1,4 +1,5 @@
-"""Prefect automations regflow keeps (created or updated by `regflow deploy`, by name):
+"""What `regflow deploy` keeps in Prefect beside the deployments: the work queues' order
+(emergency runs first) and the automations (created or updated by name):
 what the platform's operators must hear of at once, told through the `operators`
 apprise tag by the `operator-alert` deployment:
 
@@ -29,6 +30,7 @@ ALERTS = {
     "pending": ("流程运行长时间未被执行", "A flow run has waited too long for a worker"),
 }
 PREFIX = "regflow: "
+POOL = "regflow"
 
 
 def specs(deployment_id, *, national: list[str], pending_minutes: int) -> list:
@@ -90,6 +92,24 @@ def specs(deployment_id, *, national: list[str], pending_minutes: int) -> list:
     ]
 
 
+QUEUES = {"emergency": 1, "default": 2}  # by priority: a worker takes the first queue's runs first
+
+
+def ensure_queues(client) -> None:
+    """The pool's queues in their order: `emergency` (emergency-response and the
+    incident actions) before `default` (everything else)."""
+    from prefect.exceptions import ObjectNotFound
+
+    for name, priority in QUEUES.items():
+        try:
+            queue = client.read_work_queue_by_name(name, work_pool_name=POOL)
+        except ObjectNotFound:
+            client.create_work_queue(name=name, work_pool_name=POOL, priority=priority)
+            continue
+        if queue.priority != priority:
+            client.update_work_queue(queue.id, priority=priority)
+
+
 def ensure() -> list[str]:
     """Create each automation missing, update each that differs (by name); returns the
     names. Idempotent: `regflow deploy` runs it each time."""
@@ -101,7 +121,8 @@ def ensure() -> list[str]:
     tree = load_authorities(get_settings().authorities_file)
     national = [a.code for a in tree.authorities if a.tier.value == "national"]
     minutes = int(os.environ.get("REGFLOW_PENDING_ALERT_MINUTES", "5"))
-    with prefect_api("keep the automations"), get_client(sync_client=True) as client:
+    with prefect_api("keep the work queues and automations"), get_client(sync_client=True) as client:
+        ensure_queues(client)
         deployment = client.read_deployment_by_name("operator-alert/operator-alert")
         wanted = specs(deployment.id, national=national, pending_minutes=minutes)
         for spec in wanted:
