@@ -177,12 +177,6 @@ class Partners(BaseModel):
         (`chain`: the authority's code, then its superiors')."""
         return [p for p in self.partners if event in p.takes and p.region in chain]
 
-    def get(self, key: str) -> Partner:
-        for partner in self.partners:
-            if partner.key == key:
-                return partner
-        raise InvalidInput(f"unknown partner {key!r}; known: {', '.join(p.key for p in self.partners)}")
-
 
 def load_partners(path: Path) -> Partners:
     partners = _load(Partners, path)

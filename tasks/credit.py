@@ -31,7 +31,7 @@ from kernel.identity import person_digest
 from kernel.settings import get_settings
 from rules import cases as machine
 from rules import credit as rules
-from rules.durations import Due
+from rules.durations import Due, Period
 from rules.files import csv_feed, current
 from rules.registers import valid_uscc
 from rules.statutes import LoadedRules
@@ -162,7 +162,7 @@ def _published(ctx: PublicationContext, given: Given) -> None:
     period = _period(ctx, now, rule)
     row.period = ctx.rules.rules.limit(rule).period
     longer = row.restriction_months or 0
-    if longer > rules.Period.parse(row.period).amount and set(row.measures) & {"restrict", "ban"}:
+    if longer > Period.parse(row.period).amount and set(row.measures) & {"restrict", "ban"}:
         # Art. 13 para. 3: a restriction longer than three years is published while it lasts.
         row.period = f"{longer}mo"
         period = rules.period_end(

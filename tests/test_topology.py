@@ -133,8 +133,9 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
         return subprocess.run([str(BIN / "regflow"), *args], env=cli_env, capture_output=True, text=True, timeout=120)
 
     def supervised(*args: str) -> str:
-        conf = home / "topology" / "supervisord.conf"
-        return subprocess.run(["supervisorctl", "-c", str(conf), *args], capture_output=True, text=True).stdout
+        from regflow.topology import supervisorctl
+
+        return supervisorctl(home, *args)
 
     def healthy(api: str) -> bool:
         try:
