@@ -57,6 +57,7 @@ class State:
     name: str  # as its heartbeat and its managers' health rows are keyed: watcher:host:pid
     touched: set[str] = field(default_factory=set)  # subjects reminded or escalated about, status not yet refreshed
     board: Published = field(default_factory=_published)  # what publish-board last published
+    credit: tuple | None = None  # the publications' and listings' states the public page last showed
 
 
 @dataclass
@@ -178,10 +179,13 @@ def end_credit_periods(turn: Turn) -> int:
 
 
 def publish_credit(turn: Turn) -> int:
-    """The public page of penalties and listings, from what is committed."""
-    from tasks.credit import refresh_public
+    """The public page of penalties and listings, from what is committed, once at start
+    and then whenever what it shows has changed (an end the watcher itself made, a change
+    whose own render failed)."""
+    from tasks.credit import refresh_public_if_changed
 
-    return len(refresh_public(turn.now))
+    turn.state.credit, rendered = refresh_public_if_changed(turn.now, turn.state.credit)
+    return int(rendered)
 
 
 def climb_escalations(turn: Turn) -> int:

@@ -785,11 +785,32 @@ def public_listing(session: Session, row: Listing) -> dict[str, Any]:
 
 
 def refresh_public(now: dt.datetime) -> list[Path]:
-    """The public page and feeds from what is committed (after a change commits, and by
-    the watcher each minute, so a page rendered in a transaction that rolled back does
-    not stay)."""
+    """The public page and feeds from what is committed (after a change commits; the
+    watcher checks each minute and renders when what the page shows has changed)."""
     with session_scope() as session:
         return publish_credit(session, now=now)
+
+
+def refresh_public_if_changed(now: dt.datetime, last: tuple | None) -> tuple[tuple, bool]:
+    """The watcher's render: only when the publications or listings changed since `last`
+    (the states they are in, and the newest of each), which is all the page shows."""
+    import sqlalchemy as sa
+
+    with session_scope() as session:
+        seen = tuple(
+            tuple(
+                session.execute(
+                    sa.select(table.state, sa.func.count(), sa.func.max(table.id))
+                    .group_by(table.state)
+                    .order_by(table.state)
+                ).all()
+            )
+            for table in (Publication, Listing)
+        )
+        if seen == last:
+            return seen, False
+        publish_credit(session, now=now)
+        return seen, True
 
 
 def ended_with(number: str) -> list[str]:
