@@ -338,7 +338,7 @@ def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     steps = [["regflow", "db", "upgrade"], ["regflow", "authorities", "load"], ["regflow", "duty", "load"]]
     if env.get("PREFECT_MESSAGING_BROKER"):  # several server processes: Prefect's schema first, once
-        steps.insert(0, ["prefect", "server", "database", "upgrade", "--yes"])
+        steps[:0] = [["prefect", "server", "database", "upgrade", "--yes"], ["regflow", "db", "prefect-blocks"]]
     for step in steps:
         with (logs / "migrate.log").open("a") as out:
             command = [str(BIN / step[0]), *step[1:]]

@@ -43,9 +43,28 @@ def redis_env(env: dict[str, str]) -> dict[str, str]:
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_REDIS_MESSAGING_URL": url,
         "PREFECT_SERVER_DOCKET_URL": url,
-        # The schema is migrated once, before any of them starts (regflow/devstack.py).
+        # The schema is migrated and the block types registered once, before any of them
+        # starts (regflow/devstack.py): two replicas registering at once collided, and
+        # one exited to be restarted.
         "PREFECT_API_DATABASE_MIGRATE_ON_START": "false",
+        "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
     }
+
+
+def register_blocks() -> None:
+    """Register Prefect's block types in its database (PREFECT_API_DATABASE_CONNECTION_URL),
+    as a server does at start, for servers that do not."""
+    import asyncio
+
+    from prefect.server.database import provide_database_interface
+    from prefect.server.models.block_registration import run_block_auto_registration
+
+    async def register() -> None:
+        session = await provide_database_interface().session()
+        async with session:  # run_block_auto_registration opens its own transactions
+            await run_block_auto_registration(session=session)
+
+    asyncio.run(register())
 
 
 def replica_ports(port: int, replicas: int) -> list[int]:

@@ -1,7 +1,7 @@
 """What `regflow deploy` keeps in Prefect beside the deployments: the work queues' order
-(emergency runs first) and the automations (created or updated by name):
-what the platform's operators must hear of at once, told through the `operators`
-apprise tag by the `operator-alert` deployment:
+and limits (emergency runs first, enforcement work never in every slot) and the
+automations (created or updated by name): what the platform's operators must hear of
+at once, told through the `operators` apprise tag by the `operator-alert` deployment:
 
 - a regflow flow run crashed or failed (the runs of regflow's deployments carry the
   `regflow` tag; `operator-alert`'s own do not, so a failing alert cannot loop);
@@ -95,19 +95,29 @@ def specs(deployment_id, *, national: list[str], pending_minutes: int) -> list:
 QUEUES = {"emergency": 1, "default": 2}  # by priority: a worker takes the first queue's runs first
 
 
+def queue_limits() -> dict[str, int | None]:
+    """Runs each queue may have executing at once (Pending or Running: a run suspended
+    on a human step holds no slot). Enforcement work gets `REGFLOW_ENFORCEMENT_RUN_SLOTS`
+    of the workers' slots, so however much of it is queued, an incident's run finds a
+    free slot; emergencies are not limited. One limit for the whole queue: a limit per
+    deployment would let a dozen enforcement deployments fill every slot together."""
+    return {"emergency": None, "default": get_settings().enforcement_run_slots}
+
+
 def ensure_queues(client) -> None:
     """The pool's queues in their order: `emergency` (emergency-response and the
-    incident actions) before `default` (everything else)."""
+    incident actions) before `default` (everything else), with their limits."""
     from prefect.exceptions import ObjectNotFound
 
+    limits = queue_limits()
     for name, priority in QUEUES.items():
         try:
             queue = client.read_work_queue_by_name(name, work_pool_name=POOL)
         except ObjectNotFound:
-            client.create_work_queue(name=name, work_pool_name=POOL, priority=priority)
+            client.create_work_queue(name=name, work_pool_name=POOL, priority=priority, concurrency_limit=limits[name])
             continue
-        if queue.priority != priority:
-            client.update_work_queue(queue.id, priority=priority)
+        if (queue.priority, queue.concurrency_limit) != (priority, limits[name]):
+            client.update_work_queue(queue.id, priority=priority, concurrency_limit=limits[name])
 
 
 def ensure() -> list[str]:

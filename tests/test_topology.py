@@ -92,6 +92,31 @@ def test_the_units_and_files_shipped_in_deploy_agree_with_the_code(tmp_path):
             assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+# Leads received and their runs created, as `regflow lead receive` does, in one process.
+QUEUE_CASES = """
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from rules.cases import validate_lead
+from storage.db import utcnow
+from tasks.cases import receive
+from tasks.runs import start_case_run
+
+
+def one(i):
+    now = utcnow()
+    lead = dict(kind="case", title=f"排队 {{i}}", party="某商贸有限公司", source="report", authority="330106",
+                detail="", received_at=None, reporter=None, reporter_contact=None, real_name=False)
+    start_case_run(receive(validate_lead(lead, now=now), now=now))
+
+
+began = time.monotonic()
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(one, range({count})))
+print(f"{{time.monotonic() - began:.1f}} s")
+"""
+
+
 @pytest.fixture
 def databases():
     with scratch_pg_database("regflow_topo") as app, prefect_pg_database("prefect_topo") as prefect:
@@ -115,6 +140,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
         REGFLOW_REDIS_URL=REDIS,
         PREFECT_API_DATABASE_CONNECTION_URL=prefect_db,
         PREFECT_SERVER_API_AUTH_STRING=secret,
+        REGFLOW_CALENDAR_OVERRIDE=os.environ["REGFLOW_CALENDAR_OVERRIDE"],  # case limits run into 2027
     )
     out = tmp_path / "up.log"
     up = subprocess.Popen(
@@ -131,6 +157,13 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
 
     def regflow(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "regflow"), *args], env=cli_env, capture_output=True, text=True, timeout=120)
+
+    def python(code: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+        """A snippet of Python as a client of the topology (through the load balancer)."""
+        done = subprocess.run([sys.executable, "-c", code], env={**cli_env, **env}, cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
 
     def supervised(*args: str) -> str:
         from regflow.topology import supervisorctl
@@ -181,6 +214,9 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             assert re.search(rf"^{name}\s+RUNNING", status, re.M), status
         migrated = (home / "logs" / "migrate.log").read_text()
         assert "database at revision" in migrated  # regflow's schema, and Prefect's, before any server
+        assert "block types registered" in migrated
+        # No replica died starting (both registering Prefect's block types at once did).
+        assert "exited: api-" not in (home / "logs" / "supervisord.log").read_text()
 
         # An event emitted through one replica, read through the other (Redis carries it
         # to the services process, which stores it).
@@ -190,14 +226,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             f"emit_event(event='regflow.topology.ping', resource={{'prefect.resource.id': '{resource}'}}); "
             "EventsWorker.drain_all()"
         )
-        sent = subprocess.run(
-            [sys.executable, "-c", emit],
-            env=dict(cli_env, PREFECT_API_URL=replicas[0]),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert sent.returncode == 0, sent.stderr
+        python(emit, PREFECT_API_URL=replicas[0])
         other = httpx.Client(base_url=replicas[1], auth=auth, timeout=10)
         query = {"filter": {"resource": {"id": [resource]}, "occurred": {"since": "2020-01-01T00:00:00Z"}}}
         wait_until(
@@ -220,15 +249,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             "regflow: escalation at the national level",
             "regflow: run pending too long",
         }
-        again = subprocess.run(
-            [sys.executable, "-c", "from tasks.automations import ensure; ensure()"],
-            env=cli_env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert again.returncode == 0, again.stderr
+        python("from tasks.automations import ensure; ensure()")
         assert automations() == first
         national = (
             "from prefect.events import emit_event; from prefect.events.worker import EventsWorker; "
@@ -236,10 +257,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             "'prefect.resource.name': 'INC-TEST 到场'}, related=[{'prefect.resource.id': 'regflow.authority.100000', "
             "'prefect.resource.role': 'escalated-to'}]); EventsWorker.drain_all()"
         )
-        fired = subprocess.run(
-            [sys.executable, "-c", national], env=cli_env, capture_output=True, text=True, timeout=60
-        )
-        assert fired.returncode == 0, fired.stderr
+        python(national)
         inbox = home / "inbox" / "messages.log"
         wait_until(
             lambda: (
@@ -248,6 +266,35 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             timeout=120,
             what="the operators told by the national-level automation",
         )
+
+        # Emergencies first: 200 case runs queued (no worker polling), then an incident
+        # triggered; once the workers start, the incident's run reaches its first human
+        # wait before more than a few case runs have even started.
+        supervised("stop", "worker-1", "worker-2")
+        print("200 case runs queued in", python(QUEUE_CASES.format(count=200), timeout=300).stdout.strip())
+        first = trigger("排在 200 个案件之后")["number"]
+        run_of_first = wait_until(
+            lambda: json.loads(regflow("incident", "show", first, "--json").stdout)["flow_run"],
+            timeout=60,
+            what="the incident's run created",
+        ).rsplit("/", 1)[1]
+        supervised("start", "worker-1", "worker-2")
+
+        def case_runs_started() -> int:
+            started = ["PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CRASHED"]
+            query = {
+                "flow_runs": {"state": {"type": {"any_": started}}},
+                "deployments": {"name": {"any_": ["enforcement-case"]}},
+            }
+            return lb_client.post("/flow_runs/count", json=query).json()
+
+        wait_until(
+            lambda: lb_client.get(f"/flow_runs/{run_of_first}").json()["state"]["type"] == "PAUSED",
+            timeout=120,
+            what="the incident's run at its first human wait",
+        )
+        overtaken = 200 - case_runs_started()
+        assert overtaken >= 150, f"only {overtaken} of 200 queued case runs were overtaken"
 
         # A burst through the load balancer, one replica killed with SIGKILL in its midst.
         killed = pid("api-1")

@@ -33,6 +33,19 @@ def upgrade() -> None:
     console().print(f"database at revision {current_revision()}")
 
 
+@db_app.command("prefect-blocks")
+def prefect_blocks() -> None:
+    """Register Prefect's block types in Prefect's database, once per release, for API
+    replicas that do not (PREFECT_SERVER_REGISTER_BLOCKS_ON_START=false).
+
+    Example: regflow db prefect-blocks
+    """
+    from regflow.topology import register_blocks
+
+    register_blocks()
+    console().print("Prefect's block types registered")
+
+
 @authorities_app.command("load")
 def authorities_load(
     file: Optional[Path] = typer.Argument(None, help="YAML file (default: data/authorities.yaml)."),
