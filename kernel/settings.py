@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     # and its dispatch order are safe already and the watcher starts a missing run
     # (with the same idempotency key: never twice): give up after one retry.
     run_start_retries: int = 1
+    # How long a command that records a subject waits for Prefect to create its run
+    # before saying "the run follows": the record is the commitment, and the watcher
+    # creates a run still missing within a second or two (same idempotency key).
+    # Idle, a run is created in ~20 ms; in a burst, Prefect's server answers in seconds.
+    run_start_wait_seconds: float = 0.3
+    # How long after a trigger the watcher creates a run still missing (the trigger's
+    # own try first; were both to try, the idempotency key still makes one run).
+    run_start_grace_seconds: float = 2.0
+    # Flow runs of enforcement work (the `default` work queue) executing at once, across
+    # workers; the rest of the workers' slots stay free for incidents (tasks/automations.py).
+    enforcement_run_slots: int = 2
     # Dead-run detection (tasks/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0
     run_start_seconds: float = 90.0

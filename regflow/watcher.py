@@ -102,34 +102,57 @@ def hand_over_answers(turn: Turn) -> int:
     return resumed
 
 
+def start_incident_runs(turn: Turn) -> int:
+    """Create the flow run of an incident recorded without one: the trigger gives
+    Prefect a fraction of a second (`run_start_wait_seconds`) and leaves the rest here,
+    so a burst of triggers is not held up by Prefect's server. Several watchers share
+    the work: each incident is claimed for the time its run is created."""
+    from storage import incidents
+    from storage.db import claimed
+    from tasks.events import prefect_configured
+    from tasks.runs import start_incident_run
+
+    if not prefect_configured():
+        return 0
+    grace = dt.timedelta(seconds=get_settings().run_start_grace_seconds)
+    with session_scope() as session:
+        numbers = [i.number for i in incidents.without_run(session, older_than=turn.now - grace, limit=200)]
+    done = 0
+    for number in numbers:
+        if done and turn.spent():
+            break  # what is left is still without a run next cycle
+        with claimed(f"start-run:{number}") as mine:
+            if not mine:
+                continue  # another watcher is creating it
+            with session_scope() as session:
+                incident = incidents.get_incident(session, number=number)
+            if incident.flow_run_id is not None:
+                continue  # created since the query, by the trigger or another watcher
+            log.info("%s: started its flow run %s", number, start_incident_run(incident))
+        done += 1
+    return done
+
+
 def start_missing_runs(turn: Turn) -> int:
-    """Start the flow run of an incident or case recorded while Prefect was
-    unreachable, a drawn campaign's run likewise, and schedule look-back reviews and
-    the ends of publication and listing periods that could not be scheduled."""
-    from storage import campaigns, cases, incidents
+    """Start the flow run of a case recorded while Prefect was unreachable, a drawn
+    campaign's run likewise, and schedule look-back reviews and the ends of publication
+    and listing periods that could not be scheduled."""
+    from storage import campaigns, cases
     from tasks.credit import ends_unscheduled
     from tasks.events import prefect_configured
-    from tasks.runs import (
-        schedule_end_run,
-        schedule_lookback_run,
-        start_campaign_run,
-        start_case_run,
-        start_incident_run,
-    )
+    from tasks.runs import schedule_end_run, schedule_lookback_run, start_campaign_run, start_case_run
 
     if not prefect_configured():
         return 0
     older = turn.now - dt.timedelta(seconds=15)
     with session_scope() as session:
-        orphans = incidents.without_run(session, older_than=older)
         matters = cases.without_run(session, older_than=older)
         lookbacks = [c.number for c in cases.lookbacks_unscheduled(session, closed_before=older)]
         drawn = [(c.key, c.name, c.authority_code) for c in campaigns.without_run(session, older_than=older)]
         ends = ends_unscheduled(session)
     # What is not started within the budget is still without a run next cycle.
     work = (
-        [(i.number, "started its flow run", start_incident_run, i) for i in orphans]
-        + [(c.number, "started its flow run", start_case_run, c) for c in matters]
+        [(c.number, "started its flow run", start_case_run, c) for c in matters]
         + [(n, "scheduled its look-back review", schedule_lookback_run, n) for n in lookbacks]
         + [(f"campaign {c[0]}", "started its flow run", lambda c: start_campaign_run(*c), c) for c in drawn]
         + [(n, "scheduled the end of its period", lambda e: schedule_end_run(*e), (n, at)) for n, at in ends]
@@ -263,12 +286,15 @@ def heartbeat(turn: Turn) -> int:
     return 1
 
 
-# Reminders, escalations and messages are checked every cycle: they are the clock.
-# Orphans and answers are acted on only once 15 s and 5 s old, and sealing the audit
-# chain has no deadline, so checking them every cycle only cost CPU. The sender gets
-# the longest budget: it is the one that waits on the network, row after row.
+# Reminders, escalations and messages are checked every cycle: they are the clock, and
+# so are incidents waiting for their run, whose creation gets a short budget so that a
+# busy Prefect cannot hold the reminders back. Other orphans and answers are acted on
+# only once 15 s and 5 s old, and sealing the audit chain has no deadline, so checking
+# them every cycle only cost CPU. The sender gets the longest budget: it is the one
+# that waits on the network, row after row.
 MANAGERS = (
     Manager("heartbeat", heartbeat, every=5),
+    Manager("start-incident-runs", start_incident_runs, budget=2),
     Manager("start-missing-runs", start_missing_runs, every=5),
     Manager("recover-crashed-runs", recover_crashed_runs, every=5),
     Manager("hand-over-answers", hand_over_answers, every=2),

@@ -98,5 +98,20 @@ def upsert_insert(session: Session, table):
     return insert(table)
 
 
+@contextmanager
+def claimed(key: str) -> Iterator[bool]:
+    """Whether this process may act on `key` alone for the block: a PostgreSQL advisory
+    lock on a connection of its own, so that two watchers do not both do the same slow
+    work; the block's own sessions are free to write. SQLite serves one machine, whose
+    writers take turns anyway (and a held transaction would lock them out): always True."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    query = sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))")
+    with engine.connect() as connection, connection.begin():  # the lock ends with the transaction
+        yield bool(connection.execute(query, {"key": key}).scalar())
+
+
 def json_column() -> sa.Column:
     return sa.Column(sa.JSON, nullable=False, default=dict)

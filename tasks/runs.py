@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 import uuid
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 from sqlmodel import select
@@ -41,6 +43,25 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
     )
     link_flow_run(incident.number, run_id)
     return run_id
+
+
+def start_within(start: Callable[[], uuid.UUID], seconds: float) -> uuid.UUID | None:
+    """`start()` given `seconds` to create a run: its id, or None if it is still on its way
+    (it goes on in a daemon thread; the watcher creates whatever it leaves undone). Its
+    errors within the wait are raised here."""
+    done: Future[uuid.UUID] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(start())
+        except BaseException as exc:  # handed to the caller, if it still waits
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="start-run", daemon=True).start()
+    try:
+        return done.result(timeout=seconds)
+    except TimeoutError:  # concurrent.futures' own, since 3.11
+        return None
 
 
 def incident_params(incident: Incident) -> dict[str, Any]:

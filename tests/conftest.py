@@ -55,6 +55,9 @@ def environment(home):
         REGFLOW_OUTBOX_BACKOFF_BASE="0.5",
         REGFLOW_OUTBOX_POLL_SECONDS="0.3",
         REGFLOW_RESUME_WAIT_SECONDS="90",
+        # A run id from every start (one test gives none), and the watcher not racing it.
+        REGFLOW_RUN_START_WAIT_SECONDS="60",
+        REGFLOW_RUN_START_GRACE_SECONDS="15",
         REGFLOW_TEST_TOKEN=TOKEN,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         REGFLOW_USER="测试员",

@@ -413,6 +413,32 @@ def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(p
 
 
 @on_sqlite
+def test_a_trigger_returns_at_once_and_the_watcher_creates_a_run_prefect_was_slow_to_make(platform, use_database):
+    """Given no time to create the run (`REGFLOW_RUN_START_WAIT_SECONDS=0`, as a busy
+    Prefect gives none), the trigger returns with the incident recorded and says the run
+    is on its way; the watcher creates exactly one run, which reaches the first human step."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    token = uuid.uuid4().hex[:8]
+    result = shell("incident", "trigger", "--plan", "product-quality", "--level", "IV", "--title", f"稍后建 {token}",
+                   "--location", "l", "--authority", "330108", REGFLOW_DATABASE_URL=use_database,
+                   REGFLOW_RUN_START_WAIT_SECONDS="0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "flow run: on its way" in result.stdout and "regflow incident show" in result.stdout
+    number = result.stdout.split()[0]
+
+    def run_id():
+        with session_scope() as session:
+            return get_incident(session, number=number).flow_run_id
+
+    started = wait_until(run_id, timeout=60, what="the watcher to create the run")
+    wait_for_pause(started, "arrival")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=number)))
+    assert [r.id for r in runs] == [started]
+
+
+@on_sqlite
 def test_a_busy_prefect_holds_a_trigger_for_seconds_not_minutes(use_database):
     """Prefect answering 503 to everything (its SQLite locked in a burst): the trigger
     records the incident, retries once (run_start_retries) instead of Prefect's five

@@ -53,6 +53,7 @@ def _start(request: dict[str, Any], json_out: bool) -> None:
         lambda: start_case_run(case),
         json_out=json_out,
         headline=f"{case.number} received: {case.title} ({case.party})",
+        show="regflow case show",
     )
 
 
@@ -151,6 +152,7 @@ def complaint_escalate(
         lambda: start_incident_run(incident),
         json_out=json_out,
         headline=f"{incident.number} triggered from {incident.origin}: {incident.title} (level {incident.level})",
+        show="regflow incident show",
     )
 
 

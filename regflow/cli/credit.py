@@ -214,6 +214,7 @@ def propose(
         subject.number,
         lambda: start_case_run(subject),
         headline=f"listing {subject.number} proposed",
+        show="regflow serious-list show",
         json_out=json_out,
     )
 

@@ -50,6 +50,7 @@ def drill(
             json_out=False,
             headline=f"{DRILL_MARK}{incident.number} {incident.title}: plan {plan} level {incident.level}, "
             f"×{speed}, scenario {loaded.scenario.name}",
+            show="regflow incident show",
         )
     else:
         start_incident_run(incident)

@@ -65,6 +65,7 @@ def trigger(
         lambda: start_incident_run(incident),
         json_out=json_out,
         headline=f"{incident.number} triggered: {incident.title} (level {incident.level})",
+        show="regflow incident show",
     )
 
 

@@ -93,26 +93,33 @@ def print_records(out: Console, data: dict[str, Any]) -> None:
     out.print(table)
 
 
-def start_run(number: str, start, *, headline: str, json_out: bool) -> None:
+def start_run(number: str, start, *, headline: str, json_out: bool, show: str) -> None:
     """Start the flow run of what was just recorded and say where to watch it. The
-    record stands if Prefect is away: the watcher starts the run later."""
+    record is the commitment: a run Prefect has not created within the wait
+    (`REGFLOW_RUN_START_WAIT_SECONDS`), or cannot create, the watcher creates; `show`
+    is the command that gives its link then."""
     from kernel.errors import PlatformUnavailable
     from kernel.settings import get_settings
     from regflow.cli.output import console, emit_json
+    from tasks.runs import start_within
 
+    settings = get_settings()
     try:
-        run_id = start()
+        run_id = start_within(start, settings.run_start_wait_seconds)
     except PlatformUnavailable as exc:
         raise PlatformUnavailable(
             f"{number} is recorded and its notices are queued, but its flow run could not be started "
             f"({exc}); the watcher starts it once Prefect is reachable"
         ) from exc
-    url = get_settings().flow_run_url(run_id)
+    url = settings.flow_run_url(run_id) if run_id else None
     if json_out:
-        emit_json({"number": number, "flow_run_id": str(run_id), "url": url})
-    else:
-        console().print(headline)
+        emit_json({"number": number, "flow_run_id": str(run_id) if run_id else None, "url": url})
+        return
+    console().print(headline)
+    if url:
         console().print(f"flow run: {url}")
+    else:
+        console().print(f"flow run: on its way (Prefect is busy; the watcher creates it); its link: {show} {number}")
 
 
 def answer_step(record, number: str, step: str, answer: dict, *, json_out: bool, wait: bool) -> None:
