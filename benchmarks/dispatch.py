@@ -15,7 +15,9 @@ the trigger began.
 - single: N triggers one at a time, each on an idle platform (the previous run has
   reached its first human wait, or for the baseline, finished).
 - burst: N triggers spread evenly over a window (10 s), each from its own thread as
-  N duty officers would (open loop: none waits for another's); how long each trigger
+  N duty officers would (open loop: none waits for another's), the threads spread
+  over `--desks` processes (4) that end when their officers have, as officers' own
+  commands would; how long each trigger
   call took, when each dispatch order arrived, when all had, and when every regflow
   run reached its first human wait.
 - waiting: N incidents waiting on their arrival step (recorded by the trigger path,
@@ -24,12 +26,22 @@ the trigger began.
   their processes, measured with a few and scaled, as labelled. Seeded from 8 threads.
 
 `--prod` runs the platform as `regflow up --prod` does (PostgreSQL for regflow and
-Prefect, API auth, two workers and two watchers) on scratch databases dropped after.
+Prefect, API auth, two workers and two watchers) on scratch databases dropped after;
+with `--replicas N`, as `regflow up --prod --replicas N` does: N API replicas behind
+HAProxy, Prefect's services, Redis for its messaging (a Redis database of the
+benchmark's own, emptied first), everything under supervisord, every call through
+the load balancer.
+
+The 10x load: `--prod --replicas 2 --single 0 --cli 0 --burst 1000 --burst-window 60
+--baseline-burst 100 --waiting 0`. Plain Prefect's part of the burst can be smaller
+(`--baseline-burst`): each of its runs is a process of its own (~90 MB while it runs),
+and 1,000 at once do not fit in the machine's memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import os
 import re
@@ -44,6 +56,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The topology's Prefect messaging, in a Redis database no test uses.
+BENCH_REDIS = "redis://127.0.0.1:6379/7"
 # What every benchmark incident has in common; each adds its own title and location.
 INCIDENT = dict(plan="product-quality", level="IV", authority="330106")
 
@@ -55,6 +69,49 @@ def incident_request(title: str, location: str):
 
     fields = dict(INCIDENT, title=title, location=location, occurred_at=None, reporter=None)
     return validate_trigger(fields, now=utcnow())
+
+
+def trigger_incident(i: int) -> tuple[str, float, object]:
+    """Exactly what `regflow incident trigger` does after parsing its options: the
+    incident recorded and its dispatch order sent, then Prefect given
+    `REGFLOW_RUN_START_WAIT_SECONDS` to create its run (a run not created by then is
+    created by a watcher, or by this process later if it lives on)."""
+    from kernel.errors import PlatformUnavailable
+    from kernel.settings import get_settings
+    from storage.db import utcnow
+    from tasks.incidents import trigger_and_send
+    from tasks.runs import start_incident_run, start_within
+
+    began = time.time()
+    incident = trigger_and_send(incident_request(f"压测 {i}", "压测地点"), now=utcnow())
+    try:
+        run_id = start_within(lambda: start_incident_run(incident), get_settings().run_start_wait_seconds)
+    except PlatformUnavailable:  # as the CLI says: recorded, and the watcher starts the run
+        run_id = None
+    return incident.number, began, run_id
+
+
+def desk(indices: list[int], start: float, n: int, window: float) -> list[tuple]:
+    """Duty officers at one desk: a process of their own (forked), each officer a
+    thread triggering at its moment. The process ends once they all have, as each
+    officer's `regflow incident trigger` would, leaving any run still being created
+    to the watchers. One process for all would measure its own lock (the GIL) instead:
+    a trigger costs ~75 ms of CPU."""
+    from storage.db import get_engine
+
+    get_engine().dispose(close=False)  # the parent's connections are not this process's
+
+    def officer(i: int) -> tuple:
+        time.sleep(max(0.0, start + i * window / n - time.time()))
+        began = time.time()
+        try:
+            number, began, run = trigger_incident(i)
+        except Exception as exc:  # what the officer would be told; nothing recorded
+            return None, began, f"{type(exc).__name__}: {exc}", time.time() - began
+        return number, began, run, time.time() - began
+
+    with ThreadPoolExecutor(len(indices)) as pool:
+        return list(pool.map(officer, indices))
 
 
 def tree_pids(root: int) -> list[int]:
@@ -89,7 +146,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self, home: Path, api_port: int, prod: bool = False):
+    def __init__(self, home: Path, api_port: int, prod: bool = False, replicas: int = 0):
         from regflow.devstack import write_demo_channels
         from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
 
@@ -111,13 +168,20 @@ class Bench:
                 PREFECT_SERVER_API_AUTH_STRING=token,
                 PREFECT_API_AUTH_STRING=token,
             )
+        if replicas:
+            import redis
+
+            os.environ["REGFLOW_REDIS_URL"] = BENCH_REDIS
+            redis.Redis.from_url(BENCH_REDIS).flushdb()
         self.env = dict(os.environ)
         from kernel.settings import get_settings
 
         get_settings.cache_clear()
+        mode = ["--prod"] if prod else []
+        if replicas:
+            mode += ["--replicas", str(replicas)]
         self.platform = self.spawn(
-            [str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port), *(["--prod"] if prod else [])],
-            stdout=subprocess.PIPE,
+            [str(BIN / "regflow"), "up", "--no-demo", "--port", str(api_port), *mode], stdout=subprocess.PIPE
         )
         for line in self.platform.stdout:
             if "regflow is running" in line:
@@ -126,7 +190,7 @@ class Bench:
             self.stop()
             raise SystemExit("the platform did not start; see " + str(home / "logs"))
         threading.Thread(target=self.platform.stdout.read, daemon=True).start()
-        self.deferred = 0  # triggers whose run Prefect refused to create (the watcher made it)
+        self.deferred = 0  # triggers that returned before their run was created
 
     def spawn(self, args: list[str], stdout) -> subprocess.Popen:
         """A child with its output and errors together, in a session of its own so that
@@ -157,19 +221,10 @@ class Bench:
     # --- regflow ------------------------------------------------------------------
 
     def trigger(self, i: int) -> tuple[str, float, object]:
-        """Exactly what `regflow incident trigger` does after parsing its options."""
-        from kernel.errors import PlatformUnavailable
-        from storage.db import utcnow
-        from tasks.incidents import trigger_and_send
-        from tasks.runs import start_incident_run
-
-        began = time.time()
-        incident = trigger_and_send(incident_request(f"压测 {i}", "压测地点"), now=utcnow())
-        try:
-            return incident.number, began, start_incident_run(incident)
-        except PlatformUnavailable:  # as the CLI says: recorded, and the watcher starts the run
+        number, began, run_id = trigger_incident(i)
+        if run_id is None:
             self.deferred += 1
-            return incident.number, began, None
+        return number, began, run_id
 
     def linked_runs(self, numbers: list[str], timeout: float) -> list:
         """The flow runs of these incidents, once each has one (the watcher starts any
@@ -297,18 +352,34 @@ def single(bench: Bench, n: int) -> dict[str, list[float]]:
     return {"regflow": ours, "baseline": base}
 
 
-def burst(bench: Bench, n: int, window: float, timeout: float) -> dict[str, dict]:
+def burst(bench: Bench, count: int, span: float, timeout: float, baseline: tuple[int, float], desks: int) -> dict:
+    """`count` triggers over `span` seconds from `desks` processes; the baseline's own
+    `(count, span)` after, from threads (its trigger is one API call)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     results = {}
-    for label, fire in (("regflow", bench.trigger), ("baseline", lambda i: bench.baseline_trigger(f"BASE-B{i:04d}"))):
-        start = time.time() + 1
+    for label, n, window in (("regflow", count, span), ("baseline", *baseline)):
+        start = time.time() + 3
+        if label == "regflow":
+            with ProcessPoolExecutor(desks, mp_context=multiprocessing.get_context("fork")) as pool:
+                shares = [list(range(k, n, desks)) for k in range(desks)]
+                fired = [f for share in pool.map(desk, shares, [start] * desks, [n] * desks, [window] * desks)
+                         for f in share]  # fmt: skip
+            refused = [f for f in fired if f[0] is None]
+            fired = [f for f in fired if f[0] is not None]
+            bench.deferred = sum(1 for f in fired if f[2] is None)
+            for error, times in collections.Counter(f[2].split(":")[0] for f in refused).items():
+                print(f"  triggers refused ({error}, the officer told so, nothing recorded): {times}", flush=True)
+        else:
 
-        def officer(i: int, fire=fire, start=start):
-            time.sleep(max(0.0, start + i * window / n - time.time()))
-            number, began, run = fire(i)
-            return number, began, run, time.time() - began
+            def officer(i: int, start=start, n=n, window=window):
+                time.sleep(max(0.0, start + i * window / n - time.time()))
+                number, began, run = bench.baseline_trigger(f"BASE-B{i:04d}")
+                return number, began, run, time.time() - began
 
-        with ThreadPoolExecutor(n) as pool:
-            fired = list(pool.map(officer, range(n)))
+            with ThreadPoolExecutor(n) as pool:
+                fired = list(pool.map(officer, range(n)))
         calls = [f[3] for f in fired]
         fired = [f[:3] for f in fired]
         first, last = min(f[1] for f in fired), max(f[1] for f in fired)
@@ -325,12 +396,15 @@ def burst(bench: Bench, n: int, window: float, timeout: float) -> dict[str, dict
         if label == "regflow":
             runs = bench.linked_runs(numbers, timeout)
             done = bench.wait_state(runs, "PAUSED", timeout) if len(runs) == len(numbers) else None
-            waited = done - first if done else None
+            waited = (done - first, done - last) if done else None
+            if not done:  # what the timeout left: how far the runs had come
+                print(f"  after the timeout: {len(runs)} runs created, {bench.states(runs)}", flush=True)
             children = len(tree_pids(bench.platform.pid))
         else:
             bench.wait_state([f[2] for f in fired if f[2]], "COMPLETED", timeout)
             children = None
         results[label] = {
+            "count": n,
             "window": last - first,
             "calls": calls,
             "latencies": [a[0] for a in arrivals.values()],
@@ -453,6 +527,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--burst-window", type=float, default=10.0, help="seconds the burst's triggers spread over")
     parser.add_argument("--prod", action="store_true", help="production mode: PostgreSQL, 2 workers, 2 watchers")
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="with --prod: API replicas behind HAProxy (0: one server)"
+    )
+    parser.add_argument("--desks", type=int, default=4, help="processes the burst's officers trigger from")
+    parser.add_argument("--baseline-burst", type=int, default=None, help="plain Prefect's burst (default: --burst)")
+    parser.add_argument("--baseline-window", type=float, default=None, help="its window (default: --burst-window)")
     parser.add_argument("--waiting", type=int, default=10000)
     parser.add_argument("--baseline-waiting", type=int, default=20, help="baseline runs held waiting (scaled up)")
     parser.add_argument("--cli", type=int, default=5, help="triggers through the CLI's own process")
@@ -464,11 +544,17 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="regflow-bench-") as tmp:
-        bench = Bench(Path(tmp), args.port, prod=args.prod)
+        if args.replicas and not args.prod:
+            parser.error("--replicas needs --prod")
+        bench = Bench(Path(tmp), args.port, prod=args.prod, replicas=args.replicas)
         try:
             bench.start_baseline()
             mode = (
-                "production (PostgreSQL, API auth); Prefect server, 2 workers (limit 2 each) and 2 watchers"
+                f"production topology (PostgreSQL, API auth, Redis); {args.replicas} Prefect API replicas behind"
+                " HAProxy, Prefect's services, 2 workers (limit 2 each) and 2 watchers under supervisord, from"
+                f" `regflow up --prod --replicas {args.replicas}`"
+                if args.replicas
+                else "production (PostgreSQL, API auth); Prefect server, 2 workers (limit 2 each) and 2 watchers"
                 " from `regflow up --prod`"
                 if args.prod
                 else "embedded default (SQLite); Prefect server, worker (limit 4) and watcher from `regflow up`"
@@ -485,7 +571,8 @@ def main() -> None:
                 cli = [bench.cli_trigger(i) for i in range(args.cli)]
                 report_single(args, s, cli)
             if args.burst:
-                b = burst(bench, args.burst, args.burst_window, args.timeout)
+                baseline = (args.baseline_burst or args.burst, args.baseline_window or args.burst_window)
+                b = burst(bench, args.burst, args.burst_window, args.timeout, baseline, args.desks)
                 b["regflow"]["run_cpu"] = run_cpu(bench.home / "logs")
                 report_burst(args, b)
             if args.single and args.burst and args.plot and str(args.plot) not in ("", "."):
@@ -516,8 +603,8 @@ def report_single(args, s, cli) -> None:
 def report_burst(args, b) -> None:
     ours, base = b["regflow"], b["baseline"]
     print(
-        f"burst of {args.burst}: triggered within {ours['window']:.1f}s (regflow), {base['window']:.1f}s (baseline),"
-        f" one officer (thread) each"
+        f"burst: regflow {ours['count']} triggered within {ours['window']:.1f}s, baseline {base['count']} within"
+        f" {base['window']:.1f}s, one officer (thread) each"
     )
     row("  trigger call returned after, p50", pct(ours["calls"], 50), pct(base["calls"], 50))
     row("  trigger call returned after, p95", pct(ours["calls"], 95), pct(base["calls"], 95))
@@ -525,20 +612,20 @@ def report_burst(args, b) -> None:
     row("  per-incident latency p50", pct(ours["latencies"], 50), pct(base["latencies"], 50))
     row("  per-incident latency p95", pct(ours["latencies"], 95), pct(base["latencies"], 95))
     print(
-        f"{'  delivered / lost / twice':<44} {ours['delivered']:>4}/{ours['lost']}/{ours['twice']:<3}"
+        f"{'  delivered / lost / twice':<44} {ours['delivered']:>4}/{ours['lost']}/{ours['twice']:<5}"
         f" {base['delivered']:>6}/{base['lost']}/{base['twice']}",
         flush=True,
     )
     if ours["deferred"]:
         print(
-            f"  runs Prefect refused at the trigger (HTTP 503 from its SQLite), started by the watcher: "
-            f"{ours['deferred']}",
+            f"  runs not created within the trigger's wait (created after it returned): {ours['deferred']}",
             flush=True,
         )
     if ours["first_wait_by"] is not None:
         print(
-            f"{'  every regflow run at its first human wait':<44} {ours['first_wait_by']:>10.1f} s after the first"
-            f" trigger; platform processes afterwards: {ours['processes_after']}",
+            f"{'  every regflow run at its first human wait':<44} {ours['first_wait_by'][0]:>10.1f} s after the first"
+            f" trigger, {ours['first_wait_by'][1]:.1f} s after the last; platform processes afterwards:"
+            f" {ours['processes_after']}",
             flush=True,
         )
     if ours.get("run_cpu"):
