@@ -295,6 +295,9 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
         )
         overtaken = 200 - case_runs_started()
         assert overtaken >= 150, f"only {overtaken} of 200 queued case runs were overtaken"
+        # The backlog has made its point: paused, so its runs do not load what follows.
+        default = lb_client.get("/work_pools/regflow/queues/default").json()
+        assert lb_client.patch(f"/work_queues/{default['id']}", json={"is_paused": True}).status_code == 204
 
         # A burst through the load balancer, one replica killed with SIGKILL in its midst.
         killed = pid("api-1")
