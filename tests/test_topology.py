@@ -2,12 +2,13 @@
 replicas (`--no-services`) and one services process sharing events through Redis,
 HAProxy in front of them, two workers and two watchers, all under supervisord.
 
-Shown: an event emitted through one replica is read through the other; the operators'
-automations exist once each and one fires (an escalation at the national level tells
-the operators); one replica
-killed with SIGKILL during a burst of incidents loses none (HAProxy routes around it,
-supervisord brings it back); a worker and a watcher killed are restarted; every
-dispatch order of the burst is delivered once, none twice."""
+Shown: no replica dies starting; an event emitted through one replica is read through
+the other; the operators' automations exist once each, and two fire (an escalation at
+the national level, a regflow run failing: each tells the operators); an incident's run
+overtakes 200 queued case runs; one replica killed with SIGKILL during a burst of
+incidents loses none (HAProxy routes around it, supervisord brings it back); a worker
+and a watcher killed are restarted; every dispatch order of the burst is delivered
+once, none twice."""
 
 from __future__ import annotations
 
@@ -265,6 +266,21 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             ),
             timeout=120,
             what="the operators told by the national-level automation",
+        )
+        # A regflow run failing, as Prefect emits it (the run's tags as related
+        # resources): the crashed-or-failed automation tells the operators too.
+        failed = (
+            "from prefect.events import emit_event; from prefect.events.worker import EventsWorker; "
+            f"emit_event(event='prefect.flow-run.Failed', resource={{'prefect.resource.id': "
+            f"'prefect.flow-run.{uuid.uuid4()}', 'prefect.resource.name': 'INC-TEST 失败'}}, related=["
+            "{'prefect.resource.id': 'prefect.tag.regflow', 'prefect.resource.role': 'tag'}]); "
+            "EventsWorker.drain_all()"
+        )
+        python(failed)
+        wait_until(
+            lambda: "http -> /operators\n【运维】regflow 流程运行崩溃或失败" in inbox.read_text(encoding="utf-8"),
+            timeout=120,
+            what="the operators told by the crashed-or-failed automation",
         )
 
         # Emergencies first: 200 case runs queued (no worker polling), then an incident
