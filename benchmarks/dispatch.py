@@ -91,15 +91,21 @@ def trigger_incident(i: int) -> tuple[str, float, object]:
     return incident.number, began, run_id
 
 
-def desk(indices: list[int], start: float, n: int, window: float) -> list[tuple]:
-    """Duty officers at one desk: a process of their own (forked), each officer a
-    thread triggering at its moment. The process ends once they all have, as each
-    officer's `regflow incident trigger` would, leaving any run still being created
-    to the watchers. One process for all would measure its own lock (the GIL) instead:
-    a trigger costs ~75 ms of CPU."""
-    from storage.db import get_engine
+def desk_ready(_: int) -> None:
+    """A desk's process started and its imports done, before the burst's clock starts."""
+    import tasks.incidents  # noqa: F401
+    import tasks.runs  # noqa: F401
 
-    get_engine().dispose(close=False)  # the parent's connections are not this process's
+    time.sleep(0.5)  # held, so the next checks go to the other desks
+
+
+def desk(indices: list[int], start: float, n: int, window: float) -> list[tuple]:
+    """Duty officers at one desk: a process of their own (spawned, not forked: a fork
+    of this process inherited locks its threads held, and a desk's sends hung), each
+    officer a thread triggering at its moment. The process ends once they all have, as
+    each officer's `regflow incident trigger` would, leaving any run still being
+    created to the watchers. One process for all would measure its own lock (the GIL)
+    instead: a trigger costs ~75 ms of CPU."""
 
     def officer(i: int) -> tuple:
         time.sleep(max(0.0, start + i * window / n - time.time()))
@@ -360,9 +366,10 @@ def burst(bench: Bench, count: int, span: float, timeout: float, baseline: tuple
 
     results = {}
     for label, n, window in (("regflow", count, span), ("baseline", *baseline)):
-        start = time.time() + 3
         if label == "regflow":
-            with ProcessPoolExecutor(desks, mp_context=multiprocessing.get_context("fork")) as pool:
+            with ProcessPoolExecutor(desks, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(desk_ready, range(desks * 4)))  # every desk up (a few each, to reach them all)
+                start = time.time() + 3
                 shares = [list(range(k, n, desks)) for k in range(desks)]
                 fired = [f for share in pool.map(desk, shares, [start] * desks, [n] * desks, [window] * desks)
                          for f in share]  # fmt: skip
@@ -372,6 +379,7 @@ def burst(bench: Bench, count: int, span: float, timeout: float, baseline: tuple
             for error, times in collections.Counter(f[2].split(":")[0] for f in refused).items():
                 print(f"  triggers refused ({error}, the officer told so, nothing recorded): {times}", flush=True)
         else:
+            start = time.time() + 3
 
             def officer(i: int, start=start, n=n, window=window):
                 time.sleep(max(0.0, start + i * window / n - time.time()))
