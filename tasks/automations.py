@@ -47,33 +47,30 @@ def specs(deployment_id, *, national: list[str], pending_minutes: int) -> list:
         }
         return [RunDeployment(source="selected", deployment_id=deployment_id, parameters=parameters)]
 
+    def on_each(expect: set[str], match_related: dict, what: str, name: str, description: str):
+        """An automation that alerts on every single event of a kind."""
+        trigger = EventTrigger(expect=expect, match_related=match_related, posture=Posture.Reactive, threshold=1,
+                               within=dt.timedelta(0))  # fmt: skip
+        return AutomationCore(name=f"{PREFIX}{name}", description=description, trigger=trigger,
+                              actions=run_alert(what))  # fmt: skip
+
     return [
-        AutomationCore(
-            name=f"{PREFIX}run crashed or failed",
-            description="A flow run of a regflow deployment crashed or failed: tell the operators.",
-            trigger=EventTrigger(
-                expect={"prefect.flow-run.Crashed", "prefect.flow-run.Failed"},
-                match_related={"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.regflow"},
-                posture=Posture.Reactive,
-                threshold=1,
-                within=dt.timedelta(0),
-            ),
-            actions=run_alert("crashed"),
+        on_each(
+            {"prefect.flow-run.Crashed", "prefect.flow-run.Failed"},
+            {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.regflow"},
+            "crashed",
+            "run crashed or failed",
+            "A flow run of a regflow deployment crashed or failed: tell the operators.",
         ),
-        AutomationCore(
-            name=f"{PREFIX}escalation at the national level",
-            description="A missed deadline escalated to a national authority: tell the operators.",
-            trigger=EventTrigger(
-                expect={"regflow.escalation.raised"},
-                match_related={
-                    "prefect.resource.role": "escalated-to",
-                    "prefect.resource.id": [f"regflow.authority.{code}" for code in national],
-                },
-                posture=Posture.Reactive,
-                threshold=1,
-                within=dt.timedelta(0),
-            ),
-            actions=run_alert("national"),
+        on_each(
+            {"regflow.escalation.raised"},
+            {
+                "prefect.resource.role": "escalated-to",
+                "prefect.resource.id": [f"regflow.authority.{code}" for code in national],
+            },
+            "national",
+            "escalation at the national level",
+            "A missed deadline escalated to a national authority: tell the operators.",
         ),
         AutomationCore(
             name=f"{PREFIX}run pending too long",
