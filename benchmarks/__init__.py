@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
+
+
+def stop_cleanly_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit, so a benchmark that is killed (a
+    timeout, a closed terminal) still runs its `finally:` and stops the platform and
+    processes it started in sessions of their own, which no signal to its group reaches."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def use_sqlite_home(workdir: Path) -> None:

@@ -54,6 +54,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks import stop_cleanly_on_signals
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # The topology's Prefect messaging, in a Redis database no test uses.
@@ -550,6 +552,7 @@ def main() -> None:
         "--plot", type=Path, default=ROOT / "docs" / "dispatch-latency.png", help="PNG to write ('': none)"
     )
     args = parser.parse_args()
+    stop_cleanly_on_signals()
 
     with tempfile.TemporaryDirectory(prefix="regflow-bench-") as tmp:
         if args.replicas and not args.prod:

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks import use_sqlite_home
+from benchmarks import stop_cleanly_on_signals, use_sqlite_home
 
 if TYPE_CHECKING:
     from regflow.watcher import Turn
@@ -350,6 +350,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database, watcher processes")
     parser.add_argument("--watchers", type=int, default=2, help="with --postgres: `regflow watch` processes")
     args = parser.parse_args()
+    stop_cleanly_on_signals()
 
     from regflow.inbox import HttpReceiver, Inbox, SmtpReceiver
 
