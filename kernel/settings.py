@@ -1,4 +1,5 @@
-"""One settings object, read from REGFLOW_* environment variables.
+"""One settings object, read from REGFLOW_* environment variables and, below them, a
+`.env` file in the working directory.
 
 Built by a cached function, never at import time, so tests can point it elsewhere
 and call `get_settings.cache_clear()`.
@@ -9,16 +10,26 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kernel.errors import InvalidInput
 
 # The repository root: plans, authorities and templates ship beside the code.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = PROJECT_ROOT / ".regflow"
+# Where `make run` serves Prefect's API: the address used when neither the environment
+# nor Prefect's own configuration (.env, prefect.toml, pyproject.toml, profile) names one.
+DEFAULT_PREFECT_API = "http://127.0.0.1:4200/api"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REGFLOW_", extra="ignore")
+    # The environment wins over .env; keys of other tools there (PREFECT_*) are left alone.
+    model_config = SettingsConfigDict(
+        env_prefix="REGFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
 
     home: Path = DEFAULT_HOME
     database_url: str | None = None
@@ -34,7 +45,7 @@ class Settings(BaseSettings):
     # login, the one identity the machine has checked.
     people_file: Path = PROJECT_ROOT / "data" / "people.yaml"
     rosters_dir: Path = PROJECT_ROOT / "data" / "rosters"  # duty rosters loaded at start-up (*.csv)
-    identity: str = "declared"
+    identity: Literal["declared", "login"] = "declared"
     timezone: str = "Asia/Shanghai"
     deployment: str = "emergency-response/emergency-response"
     case_deployment: str = "enforcement-case/enforcement-case"
@@ -97,7 +108,8 @@ class Settings(BaseSettings):
         explicit = os.environ.get("PREFECT_UI_URL")
         if explicit:
             return explicit.rstrip("/")
-        api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+        api = os.environ.get("PREFECT_API_URL") or DEFAULT_PREFECT_API
+        api = api.rstrip("/")
         return api[: -len("/api")] if api.endswith("/api") else api
 
     def flow_run_url(self, flow_run_id: object) -> str:
@@ -113,6 +125,28 @@ def prefect_auth_headers() -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
 
+def use_prefect_api_url() -> str:
+    """Prefect's API address as Prefect's own settings resolve it (environment, .env,
+    prefect.toml, pyproject.toml, the active profile), or `make run`'s where none names
+    one, never a throwaway server of the client's own. Put in the environment, so our
+    own calls and the processes we start agree with Prefect's client."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url is None:
+        import prefect.context
+
+        url = prefect.context.get_settings_context().settings.api.url
+        os.environ["PREFECT_API_URL"] = url or DEFAULT_PREFECT_API
+        if not url:
+            prefect.context.refresh_global_settings_context()
+    return os.environ["PREFECT_API_URL"]
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # a setting with fixed choices given another value: refused at start
+        first = exc.errors()[0]
+        name = "REGFLOW_" + "_".join(str(part) for part in first["loc"]).upper()
+        given = "" if "URL" in name else f" (given {first.get('input')!r})"  # a URL may carry a password
+        raise InvalidInput(f"{name}: {first['msg']}{given}") from None

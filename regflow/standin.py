@@ -23,10 +23,30 @@ import sys
 SOCKET_ENV = "REGFLOW_LAUNCHER_SOCKET"
 # The default REGFLOW_HOME, as kernel/settings.py has it (a script started with -I -S
 # cannot import the project; tests/test_layers.py checks the two agree).
+DEFAULT_API = "http://127.0.0.1:4200/api"  # kernel.settings.DEFAULT_PREFECT_API
 DEFAULT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".regflow")
 # Top-level commands a launcher runs for `regflow` (none that starts a service).
 HANDED_OVER = frozenset({"incident", "case", "lead", "complaint", "sample", "signal", "risk", "recall", "publication",
                          "serious-list", "credit", "referral"})  # fmt: skip
+
+
+def prefect_configured(cwd: str) -> bool:
+    """Whether a file Prefect reads its settings from is there: a .env, prefect.toml or
+    pyproject.toml of the working directory that mentions Prefect, or a profiles file.
+    Reading them is Prefect's job (kernel.settings.use_prefect_api_url); this only spares
+    the ~0.9 s of importing Prefect's settings where nothing could say otherwise."""
+    home = os.environ.get("PREFECT_HOME") or os.path.join(os.path.expanduser("~"), ".prefect")
+    profiles = os.environ.get("PREFECT_PROFILES_PATH") or os.path.join(home, "profiles.toml")
+    if os.path.exists(os.path.expanduser(profiles)) or os.path.exists(os.path.join(cwd, "prefect.toml")):
+        return True
+    for name, mark in ((".env", "PREFECT_"), ("pyproject.toml", "tool.prefect")):
+        try:
+            with open(os.path.join(cwd, name), encoding="utf-8", errors="replace") as file:
+                if mark in file.read():
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 def launcher_socket(pid: int | str) -> str:
@@ -77,8 +97,10 @@ def flow_run() -> int:
 def command_line() -> None:
     """The `regflow` console script."""
     # Without an API address Prefect's client would start a throwaway server of its
-    # own, which knows none of our runs: default to where `make run` serves it.
-    os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    # own, which knows none of our runs: default to where `make run` serves it, unless
+    # Prefect's own configuration may name one (regflow.cli then asks Prefect).
+    if "PREFECT_API_URL" not in os.environ and not prefect_configured(os.getcwd()):
+        os.environ["PREFECT_API_URL"] = DEFAULT_API
     argv = sys.argv[1:]
     if argv and argv[0] in HANDED_OVER:
         for path in sorted(

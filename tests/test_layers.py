@@ -127,8 +127,10 @@ def test_the_kernel_imports_nothing_of_the_project():
     assert found == []
 
 
-def test_the_stand_in_and_the_settings_agree_on_the_home():
-    from kernel.settings import DEFAULT_HOME
+def test_the_stand_in_and_the_settings_agree_on_the_home_and_the_api():
+    from kernel.settings import DEFAULT_HOME, DEFAULT_PREFECT_API
+    from regflow.standin import DEFAULT_API
     from regflow.standin import DEFAULT_HOME as standin_home
 
     assert Path(standin_home) == DEFAULT_HOME
+    assert DEFAULT_API == DEFAULT_PREFECT_API

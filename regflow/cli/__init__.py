@@ -1,8 +1,6 @@
 """The `regflow` command line.
 
-Exit codes: 0 ok; 1 unexpected; 2 invalid input; 3 not found; 4 step conflict
-(answered twice or out of order); 5 no holiday calendar; 6 platform unavailable;
-7 audit log tampered.
+Exit codes: kernel/errors.py, and the table in the README.
 Errors are one line on stderr; no traceback for a user's own mistake.
 """
 
@@ -13,6 +11,7 @@ import sys
 import typer
 
 from kernel.errors import RegflowError
+from kernel.settings import use_prefect_api_url
 from regflow.cli.output import err
 
 # typer ships its own copy of click: take the exception classes from typer itself.
@@ -84,6 +83,8 @@ def build(argv: list[str] | None = None) -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv and argv[0] not in ("up", "--help"):  # `up` serves its own API
+            use_prefect_api_url()
         result = build(argv)(args=argv, prog_name="regflow", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except RegflowError as exc:
