@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     # Flow runs of enforcement work (the `default` work queue) executing at once, across
     # workers; the rest of the workers' slots stay free for incidents (tasks/automations.py).
     enforcement_run_slots: int = 2
+    # Backups (`regflow backup`, the daily `regflow-backup` deployment): where they go,
+    # how many are kept; the audit chain's anchor file lives beside them.
+    backup_dir: Path | None = None
+    backup_keep: int = 14
+    audit_anchor: Path | None = None
     # Dead-run detection (tasks/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0
     run_start_seconds: float = 90.0
@@ -97,6 +102,15 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'regflow.db'}"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.home / "backups"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """Append-only, beside the backups and outside the database it vouches for."""
+        return self.audit_anchor or self.backup_path / "audit-anchor.log"
 
     @property
     def apprise_config_path(self) -> Path:

@@ -229,21 +229,6 @@ def production_env(env: dict[str, str], home: Path) -> dict[str, str]:
     return env
 
 
-def ensure_postgres_database(url: str) -> None:
-    """Create the database of `url` if the server lacks it (a DBA may have made it)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{target.database}"')
-    except psycopg.Error as exc:
-        raise PlatformUnavailable(f"PostgreSQL at {target.host}:{target.port}: {str(exc).splitlines()[0]}") from exc
-
-
 def run_platform(*, demo: bool = True, port: int = 4200, prod: bool = False, replicas: int = 1) -> None:
     """Start every part as a child of this process. `prod`: PostgreSQL for both
     databases, API auth, migrations as their own step, two workers, two watchers;
@@ -332,6 +317,8 @@ def _prepare_databases(env: dict[str, str], logs: Path, *, prod: bool) -> None:
         print("regflow: preparing the database ...", flush=True)
         prepare_database()
         return
+    from storage.db import ensure_postgres_database
+
     print("regflow: migrating the databases (their own step) ...", flush=True)
     for url in (env["REGFLOW_DATABASE_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]):
         ensure_postgres_database(url)

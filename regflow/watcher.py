@@ -256,16 +256,10 @@ def send_notifications(turn: Turn) -> int:
 
 
 def seal_audit(turn: Turn) -> int:
-    """Chain the audit rows written since the last cycle (storage/audit.py)."""
-    from storage.audit import seal
-    from tasks.events import emit_audit_head
+    """Chain the audit rows written since the last cycle and anchor the head (tasks/audit.py)."""
+    from tasks.audit import seal_and_anchor
 
-    with session_scope() as session:
-        count, head = seal(session)
-        seq, digest = head.seq, head.hash
-    if count:
-        emit_audit_head(seq, digest)
-    return count
+    return seal_and_anchor(turn.now)[0]
 
 
 def warn_of_roster_gaps(turn: Turn) -> int:

@@ -7,8 +7,13 @@ watcher's sealer takes unsealed rows in id order, gives each the next chain numb
 row's canonical content), and moves the chain head (`audit_chain`, one row, locked
 while sealing, so two watchers cannot fork it). `verify` walks the chain and reports
 the first row altered, missing or out of place. A row is only covered once sealed
-(within a watcher cycle or two of its commit); anchor the head hash elsewhere (it is
-emitted as a Prefect event when it moves) to detect a rewrite of the whole chain.
+(within a watcher cycle or two of its commit).
+
+A chain can be rewritten whole: alter a row, recompute every hash after it, move the
+head. So each head the sealer reaches is also appended to an anchor file outside the
+database (beside the backups, and copied into each), and `verify` checks the chain
+against it: a row altered, deleted or re-chained after it was anchored is found. The
+head is also emitted as a Prefect event.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +56,8 @@ class AuditChain(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(default=GENESIS, max_length=64)
+    # Names this chain in the anchor file, which may hold other databases' heads too.
+    chain_id: str | None = Field(default=None, max_length=32)
 
 
 def record(session: Session, *, at: dt.datetime, actor: str, action: str, subject: str, **detail: Any) -> AuditEvent:
@@ -107,8 +117,67 @@ def seal(session: Session, *, limit: int = 1000) -> tuple[int, AuditChain]:
         row.seq, row.prev_hash, row.hash = seq, head.hash, digest(head.hash, row, seq)
         head.seq, head.hash = seq, row.hash
         session.add(row)
+    if head.chain_id is None:
+        head.chain_id = uuid.uuid4().hex
     session.add(head)
     return len(rows), head
+
+
+def anchor(path: Path, *, chain: str, seq: int, digest: str, at: dt.datetime) -> None:
+    """Append the chain head to the anchor file: one JSON line, on disk when this returns.
+    Opened for appending only: nothing here rewrites what the file says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"chain": chain, "seq": seq, "hash": digest, "at": at.isoformat()}
+    line = json.dumps(entry, separators=(",", ":")) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Anchors:
+    """What an anchor file says of one chain: row number -> (hash, when anchored)."""
+
+    path: Path
+    chain: str | None
+    heads: dict[int, tuple[str, str]]
+    others: int = 0  # lines of other chains (another database's) in the same file
+    problem: str | None = None  # the file itself is not as the sealers wrote it
+
+    @classmethod
+    def read(cls, path: Path, chain: str | None, *, up_to: int | None = None) -> Anchors:
+        found = cls(path, chain, {})
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return found
+        # A last line without its newline is a write a crash cut short: not a claim.
+        for number, line in enumerate(text.split("\n")[:-1], start=1):
+            try:
+                entry = json.loads(line)
+                owner, seq, digest, at = str(entry["chain"]), int(entry["seq"]), str(entry["hash"]), str(entry["at"])
+            except (ValueError, KeyError, TypeError):
+                found.problem = f"line {number} of the anchor file {path} is not an anchor: it was edited"
+                return found
+            if owner != chain:
+                found.others += 1
+                continue
+            if up_to is not None and seq > up_to:
+                continue
+            if found.heads.get(seq, (digest,))[0] != digest:
+                found.problem = f"the anchor file {path} gives chain row #{seq} two hashes: it was edited"
+                return found
+            found.heads[seq] = (digest, at)
+        return found
+
+    def lines(self) -> str:
+        return "".join(
+            json.dumps({"chain": self.chain, "seq": seq, "hash": digest, "at": at}, separators=(",", ":")) + "\n"
+            for seq, (digest, at) in sorted(self.heads.items())
+        )
 
 
 @dataclass
@@ -119,15 +188,25 @@ class Verdict:
     head_hash: str
     unsealed: int
     problem: str | None = None
+    anchor_file: str | None = None
+    anchored_seq: int = 0  # the newest anchored row the chain was checked against
 
 
-def verify(session: Session, *, batch: int = 5000) -> Verdict:
-    """Walk the chain in order and report the first row altered, deleted or reordered."""
+def current_head(session: Session) -> AuditChain:
+    """The chain head as it stands (read-only)."""
+    return _head(session, lock=False)
+
+
+def verify(session: Session, *, anchors: Anchors | None = None, batch: int = 5000) -> Verdict:
+    """Walk the chain in order and report the first row altered, deleted or reordered,
+    or, with `anchors` (read for this chain's id), a chain that no longer holds a head
+    it once had."""
+    anchored = anchors.heads if anchors is not None else {}
     head = _head(session, lock=False)
     unsealed = session.execute(
         select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None))
     ).scalar_one()
-    prev, expected, problem = GENESIS, 1, None
+    prev, expected, problem, last_match = GENESIS, 1, None, 0
     while problem is None:
         rows = list(
             session.exec(
@@ -135,15 +214,51 @@ def verify(session: Session, *, batch: int = 5000) -> Verdict:
             ).all()
         )
         for row in rows:
-            problem = _fault(row, expected=expected, prev=prev)
+            problem = _fault(row, expected=expected, prev=prev) or _unanchored(row, anchored, last_match)
             if problem is not None:
                 break
+            if row.seq in anchored:
+                last_match = row.seq
             prev, expected = row.hash, expected + 1
         if len(rows) < batch:
             break
     if problem is None and (head.seq != expected - 1 or head.hash != prev):
         problem = f"the chain ends at #{expected - 1} but its head says #{head.seq}: the last rows were deleted"
-    return Verdict(problem is None, expected - 1, head.seq, head.hash, unsealed, problem)
+    newest = max(anchored, default=0)
+    if problem is None and newest > expected - 1:
+        problem = (
+            f"the anchor file records chain row #{newest} (anchored {anchored[newest][1]}), but the chain ends at"
+            f" #{expected - 1}: rows were deleted, or the database was restored from an older backup"
+        )
+    if problem is None and anchors is not None:
+        problem = anchors.problem
+    if problem is None and anchors is not None and anchors.others and not anchored and head.seq:
+        problem = (
+            f"the anchor file {anchors.path} holds no head of this chain ({head.chain_id}), only other chains':"
+            " the chain was replaced, or the file belongs to another database"
+        )
+    return Verdict(
+        problem is None,
+        expected - 1,
+        head.seq,
+        head.hash,
+        unsealed,
+        problem,
+        str(anchors.path) if anchors is not None else None,
+        min(newest, expected - 1),
+    )
+
+
+def _unanchored(row: AuditEvent, anchored: dict[int, tuple[str, str]], last_match: int) -> str | None:
+    """A row consistent with the chain before it, yet not the row that was anchored: the
+    chain was re-hashed from some row after the last anchor that still matches."""
+    if row.seq not in anchored or anchored[row.seq][0] == row.hash:
+        return None
+    since = f"after chain row #{last_match}, which still matches" if last_match else "from its start"
+    return (
+        f"chain row #{row.seq} (id {row.id}, {row.action} {row.subject}) is not the row anchored"
+        f" {anchored[row.seq][1]}: the chain was rewritten {since}"
+    )
 
 
 def _fault(row: AuditEvent, *, expected: int, prev: str) -> str | None:

@@ -115,3 +115,18 @@ def claimed(key: str) -> Iterator[bool]:
 
 def json_column() -> sa.Column:
     return sa.Column(sa.JSON, nullable=False, default=dict)
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the database of `url` if the server lacks it (a DBA may have made it)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{target.database}"')
+    except psycopg.Error as exc:
+        raise PlatformUnavailable(f"PostgreSQL at {target.host}:{target.port}: {str(exc).splitlines()[0]}") from exc

@@ -64,6 +64,9 @@ def environment(home):
         REGFLOW_CALENDAR_OVERRIDE=str(Path(__file__).parent / "fixtures" / "calendar-2027.yaml"),
     )
     os.environ.pop("REGFLOW_DATABASE_URL", None)
+    # No Prefect API until a test asks for the server (prefect_api): "" says so, as
+    # `regflow` itself would otherwise take the `make run` address.
+    os.environ.setdefault("PREFECT_API_URL", "")
     os.environ["REGFLOW_PEOPLE_FILE"] = str(write_people(home / "people.yaml"))
     from regflow.prewarmed import share_tls_contexts
 
@@ -138,8 +141,7 @@ def new_database(backend: str, home: Path) -> tuple[str, callable]:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    os.environ["REGFLOW_DATABASE_URL"] = url
-    _reset_settings()
+    point_at(url)
     upgrade(url)
     with session_scope() as session:
         upsert_authorities(session, tree=load_authorities(ROOT / "data" / "authorities.yaml"))
@@ -161,19 +163,27 @@ database = pytest.fixture(scope="session", params=BACKENDS, name="database")(_fr
 module_database = pytest.fixture(scope="module", params=BACKENDS, name="module_database")(_fresh_database)
 
 
+def anchor_for(url: str) -> str:
+    """The audit chain's anchor file of one database: one file per chain, as in production
+    (a database's heads checked against another's would read as a rewrite)."""
+    return str(Path(os.environ["REGFLOW_HOME"]) / "anchors" / f"{url.rsplit('/', 1)[-1]}.log")
+
+
+def point_at(url: str) -> str:
+    os.environ.update(REGFLOW_DATABASE_URL=url, REGFLOW_AUDIT_ANCHOR=anchor_for(url))
+    _reset_settings()
+    return url
+
+
 @pytest.fixture
 def use_database(database):
     """Point this process's settings at the session's database of the current backend."""
-    os.environ["REGFLOW_DATABASE_URL"] = database
-    _reset_settings()
-    return database
+    return point_at(database)
 
 
 @pytest.fixture
 def own_database(module_database):
-    os.environ["REGFLOW_DATABASE_URL"] = module_database
-    _reset_settings()
-    return module_database
+    return point_at(module_database)
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +295,11 @@ def platform(database, receivers, prefect_api, deployed, home):
 
     backend = "pg" if database.startswith("postgresql") else "sqlite"
     env = platform_env(home, prefect_api)
-    env.update(REGFLOW_DATABASE_URL=database, PREFECT_HOME=str(home / f"prefect-{backend}"))
+    env.update(
+        REGFLOW_DATABASE_URL=database,
+        REGFLOW_AUDIT_ANCHOR=anchor_for(database),
+        PREFECT_HOME=str(home / f"prefect-{backend}"),
+    )
     logs = home / f"logs-{backend}"
     logs.mkdir(exist_ok=True)
     worker = start_worker(env, logs / "worker.log")

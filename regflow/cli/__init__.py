@@ -23,6 +23,8 @@ _click = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ ==
 COMMANDS = {
     "incident": "incident",
     "audit": "audit",
+    "backup": "backup",
+    "restore": "backup",
     "lead": "case",
     "complaint": "case",
     "case": "case",

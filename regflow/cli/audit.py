@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from regflow.cli.output import JSON, console, emit_json
@@ -15,8 +17,15 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command()
-def verify(json_out: bool = JSON) -> None:
-    """Walk the audit log's hash chain; report the first row altered, deleted or reordered.
+def verify(
+    anchor: Path | None = typer.Option(
+        None, "--anchor", help="the anchor file to check against (default: $REGFLOW_HOME/backups/audit-anchor.log)"
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """Walk the audit log's hash chain; report the first row altered, deleted or reordered,
+    and check it against the anchor file, where every head the chain reached is kept
+    outside the database: a chain rewritten or cut after a head was anchored is found.
 
     Exits 7 naming that row when the chain is broken. Rows written in the last few
     seconds are not yet sealed (the watcher seals them) and are counted apart.
@@ -24,16 +33,25 @@ def verify(json_out: bool = JSON) -> None:
     Example: regflow audit verify
     """
     from kernel.errors import AuditTampered
+    from kernel.settings import get_settings
+    from storage.audit import Anchors, current_head
     from storage.audit import verify as walk
 
     with session_scope() as session:
-        verdict = walk(session)
+        anchors = Anchors.read(anchor or get_settings().audit_anchor_path, current_head(session).chain_id)
+        verdict = walk(session, anchors=anchors)
     if json_out:
         emit_json(verdict.__dict__)
     else:
         console().print(
             f"audit chain: {verdict.checked} rows verified, head #{verdict.head_seq} "
             f"{verdict.head_hash[:16]}…, {verdict.unsealed} not yet sealed"
+        )
+        console().print(
+            f"anchor: checked against {len(anchors.heads)} anchored heads up to #{verdict.anchored_seq}"
+            f" ({anchors.path})"
+            if anchors.heads
+            else f"anchor: none yet at {anchors.path} (the watcher appends one each time it seals)"
         )
     if not verdict.ok:
         raise AuditTampered(f"audit log tampered: {verdict.problem}")
@@ -45,9 +63,8 @@ def seal() -> None:
 
     Example: regflow audit seal
     """
-    from storage.audit import seal as chain
+    from storage.db import utcnow
+    from tasks.audit import seal_and_anchor
 
-    with session_scope() as session:
-        count, head = chain(session)
-        seq = head.seq
+    count, seq = seal_and_anchor(utcnow())
     console().print(f"{count} rows sealed; chain head #{seq}")
