@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     backup_dir: Path | None = None
     backup_keep: int = 14
     audit_anchor: Path | None = None
+    # Log files of `regflow up` (regflow/logs.py): their format, and rotation by size.
+    log_format: Literal["text", "json"] = "text"
+    log_max_bytes: int = 50 * 1024 * 1024
+    log_backups: int = 5
     # Dead-run detection (tasks/runs.py): a flow-run process beats every 5 s.
     run_silent_seconds: float = 30.0
     run_start_seconds: float = 90.0

@@ -116,17 +116,23 @@ def start_watcher(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out = log.open("a")
-    return subprocess.Popen(
+    """A child in a session of its own, its output and errors in `log`, rotated (regflow/logs.py)."""
+    from regflow.logs import capture
+
+    proc = subprocess.Popen(
         cmd,
         env=env,
         cwd=PROJECT_ROOT,
-        stdout=out,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
         start_new_session=True,
         preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
+    capture(proc, log, log.stem)
+    return proc
 
 
 def write_demo_channels(path: Path, *, http_port: int, smtp_port: int) -> None:

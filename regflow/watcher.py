@@ -365,7 +365,9 @@ class Watcher:
         log.info("%s recovered after %d failed run(s)", manager, self.failures.pop(manager))
 
     def run(self, *, once: bool = False) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s watcher %(levelname)s %(message)s")
+        from regflow.logs import configure
+
+        configure("watcher")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per Prefect request drowned the log
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         interval = get_settings().outbox_poll_seconds

@@ -397,12 +397,15 @@ def test_an_incident_recorded_while_prefect_was_down_is_started_by_the_watcher(p
         "l",
         "--authority",
         "330108",
+        "--json",
         REGFLOW_DATABASE_URL=use_database,
         PREFECT_API_URL="http://127.0.0.1:9/api",
     )
     assert result.returncode == 6 and "is recorded and its notices are queued" in result.stderr
     assert result.stderr.count("\n") == 1
     number = result.stderr.split("error: ")[1].split()[0]
+    printed = json.loads(result.stdout)  # with --json, the record's number also when the run could not start
+    assert printed["number"] == number and printed["flow_run_id"] is None and printed["error"].startswith(number)
 
     def run_id():
         with session_scope() as session:

@@ -73,7 +73,7 @@ def build(argv: list[str] | None = None) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
-        add_completion=False,
+        add_completion=True,
     )
     app.callback()(_root)  # a group even when one command is loaded, so its name is still required
     name = next((arg for arg in argv if not arg.startswith("-")), None) if argv else None

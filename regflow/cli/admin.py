@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from kernel.settings import get_settings
-from regflow.cli.output import JSON, console, emit_json, mount, progress
+from regflow.cli.output import JSON, console, emit_json, mount, one_of, progress
 
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
 authorities_app = typer.Typer(help="Authorities and their hierarchy.", no_args_is_help=True)
@@ -128,12 +128,35 @@ def plans_check(file: Path = typer.Argument(..., help="A plan file to validate."
     console().print(f"{file}: plan {loaded.plan.key} is valid (version {loaded.content_hash[:12]})")
 
 
-def watch(once: bool = typer.Option(False, help="Run one cycle and exit.")) -> None:
+LOG_FORMAT = one_of(
+    None,
+    "text",
+    "json",
+    flag="--log-format",
+    help="Log lines as text or JSON objects (default: REGFLOW_LOG_FORMAT, text).",
+)
+
+
+def _log_format(value: str | None) -> None:
+    """For this process and every one it starts."""
+    import os
+
+    if value is not None:
+        os.environ["REGFLOW_LOG_FORMAT"] = value
+        get_settings.cache_clear()
+    get_settings()  # a value outside the choices is refused here, in one line
+
+
+def watch(
+    once: bool = typer.Option(False, help="Run one cycle and exit."), log_format: str | None = LOG_FORMAT
+) -> None:
     """Run the watcher: delivers and retries notifications, hands late answers to runs.
 
-    Example: regflow watch
+    Example: regflow watch --log-format json
     """
     from regflow.watcher import Watcher
+
+    _log_format(log_format)
 
     Watcher().run(once=once)
 
@@ -229,6 +252,7 @@ def up(
         help="With --prod: this many Prefect API replicas behind HAProxy, Redis messaging, one services "
         "process, all under supervisord (apt-get install haproxy supervisor; Redis at $REGFLOW_REDIS_URL).",
     ),
+    log_format: str | None = LOG_FORMAT,
 ) -> None:
     """Start the platform: Prefect server, worker(s), watcher(s) and demo inbox (`make run`, `make run-prod`).
 
@@ -237,4 +261,5 @@ def up(
     """
     from regflow.devstack import run_platform
 
+    _log_format(log_format)
     run_platform(demo=(not prod) if demo is None else demo, port=port, prod=prod, replicas=replicas)

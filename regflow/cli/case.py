@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kernel.errors import InvalidInput
 from kernel.settings import get_settings
-from regflow.cli.output import BY, JSON, console, emit_json, who
+from regflow.cli.output import BY, JSON, LEVEL, console, emit_json, one_of, who
 from regflow.cli.records import overview as subject_overview
 from regflow.cli.records import start_run
 from rules import cases as machine
@@ -61,7 +61,7 @@ def _start(request: dict[str, Any], json_out: bool) -> None:
 def lead_receive(
     title: str = typer.Option(..., help="The suspected violation (案由)."),
     party: str = typer.Option(..., help="The business or person concerned (当事人)."),
-    source: str = typer.Option(..., help="complaint, report, spot_check, referral or risk_alert."),
+    source: str = one_of(..., "complaint", "report", "spot_check", "referral", "risk_alert", help="Its source."),
     authority: str = typer.Option(..., help="Code of the handling authority, e.g. 330106."),
     detail: Optional[str] = typer.Option(None, help="What the lead says."),
     file: Optional[Path] = typer.Option(None, help="Read the detail from a UTF-8 text file."),
@@ -131,7 +131,7 @@ def complaint_receive(
 def complaint_escalate(
     number: str = typer.Argument(..., help="Complaint number (CMP-…)."),
     plan: str = typer.Option(..., help="Plan key, e.g. product-quality (see `regflow plans list`)."),
-    level: str = typer.Option(..., help="Response level: I, II, III or IV."),
+    level: str = LEVEL,
     location: Optional[str] = typer.Option(None, help="Where it happened (default: the business complained about)."),
     by: Optional[str] = BY,
     json_out: bool = JSON,
@@ -310,7 +310,7 @@ def extend(
 @app.command()
 def measure(
     number: str = NUMBER,
-    kind: str = typer.Option(..., help="preservation or seizure."),
+    kind: str = one_of(..., "preservation", "seizure", help="The measure."),
     end: bool = typer.Option(False, "--end", help="Record that the measure was decided on / lifted."),
     note: str = typer.Option("", help="What was preserved or seized, or how it ended."),
     by: Optional[str] = BY,
@@ -488,7 +488,7 @@ def show(number: str = NUMBER, json_out: bool = JSON) -> None:
 @app.command("list")
 def list_(
     stage: Optional[str] = typer.Option(None, help="Only cases at this stage (a step name, or closed)."),
-    kind: Optional[str] = typer.Option(None, help="case or complaint."),
+    kind: Optional[str] = one_of(None, "case", "complaint", help="Only this kind."),
     open_only: bool = typer.Option(False, "--open", help="Only open ones."),
     json_out: bool = JSON,
 ) -> None:

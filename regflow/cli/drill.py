@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from kernel.settings import PROJECT_ROOT
-from regflow.cli.output import JSON, console, emit_json
+from regflow.cli.output import JSON, LEVEL, console, emit_json
 from storage.db import session_scope, utcnow
 
 STANDARD = PROJECT_ROOT / "data" / "drills" / "standard.yaml"
@@ -19,7 +19,7 @@ STANDARD = PROJECT_ROOT / "data" / "drills" / "standard.yaml"
 
 def drill(
     plan: str = typer.Argument(..., help="Plan key, e.g. product-quality (see `regflow plans list`)."),
-    level: str = typer.Option(..., "--level", help="Response level to exercise: I, II, III or IV."),
+    level: str = LEVEL,
     speed: int = typer.Option(60, "--speed", help="Time compression: 60 runs an hour of the exercise in a minute."),
     scenario: Path = typer.Option(STANDARD, "--scenario", help="Scenario file (see data/drills/)."),
     max_minutes: float = typer.Option(60.0, "--max-minutes", help="Give up (and score) after this many real minutes."),

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from kernel.errors import InvalidInput
 from kernel.settings import get_settings
-from regflow.cli.output import BY, JSON, console, emit_json, only_open, who
+from regflow.cli.output import BY, JSON, LEVEL, console, emit_json, one_of, only_open, who
 from regflow.cli.records import overview as subject_overview
 from regflow.cli.records import start_run
 from rules.drills import DRILL_MARK
@@ -28,7 +28,7 @@ app = typer.Typer(help="Trigger incidents, record arrival and reports, close and
 @app.command()
 def trigger(
     plan: str = typer.Option(..., help="Plan key, e.g. product-quality (see `regflow plans list`)."),
-    level: str = typer.Option(..., help="Response level: I, II, III or IV."),
+    level: str = LEVEL,
     title: str = typer.Option(..., help="Short title of the incident."),
     location: str = typer.Option(..., help="Where it happened."),
     authority: str = typer.Option(..., help="Code of the handling authority, e.g. 330106."),
@@ -109,7 +109,7 @@ def _read_text(text: str | None, file: Path | None) -> str:
 @app.command()
 def report(
     number: str = typer.Argument(..., help="Incident number."),
-    kind: str = typer.Option(..., help="initial, progress or final."),
+    kind: str = one_of(..., "initial", "progress", "final", help="Which report."),
     text: Optional[str] = typer.Option(None, help="The report text."),
     file: Optional[Path] = typer.Option(None, help="Read the report from a UTF-8 text file."),
     by: Optional[str] = BY,
@@ -200,7 +200,7 @@ def release(
 @app.command()
 def relevel(
     number: str = typer.Argument(..., help="Incident number."),
-    level: str = typer.Option(..., help="The new response level: I, II, III or IV."),
+    level: str = one_of(..., "I", "II", "III", "IV", help="The new response level."),
     reason: str = typer.Option(..., help="Why the level changes (on the record and in the notice)."),
     by: Optional[str] = BY,
     json_out: bool = JSON,

@@ -7,15 +7,28 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import sys
 from typing import Any, Callable, Iterator
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.table import Table
 
 # Options every command spells the same way.
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 BY = typer.Option(None, "--by", help="Who acts (default: $REGFLOW_USER or your login name).")
+
+
+def one_of(default: Any, *values: str, help: str, flag: str | None = None) -> Any:
+    """An option with fixed choices: shown in help as a|b|c and offered by shell
+    completion. The rules check the value (one message, whatever the caller)."""
+    names = (flag,) if flag else ()
+    return typer.Option(default, *names, metavar="|".join(values), help=help, autocompletion=lambda: list(values))
+
+
+LEVEL = one_of(..., "I", "II", "III", "IV", flag="--level", help="Response level (响应级别).")
 
 
 def only_open(what: str) -> Any:
@@ -31,9 +44,38 @@ def mount(root: typer.Typer, groups: dict[str, typer.Typer], commands: tuple[Cal
         root.command()(command)
 
 
+# Columns whose values are identifiers a user copies into the next command.
+ID_HEADERS = frozenset(
+    {"number", "id", "incident", "case", "sample", "subject", "item", "code", "key", "login", "credit code"}
+)
+# A cell that reads as a record number (INC-2027-000123, CASE-…), whatever its header.
+_NUMBER = re.compile(r"^[A-Z]{2,}(-[A-Z0-9]+)+$")
+
+
+class _Console(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for item in objects:
+            if isinstance(item, Table):
+                keep_identifiers_whole(item)
+        super().print(*objects, **kwargs)
+
+
+def keep_identifiers_whole(table: Table) -> Table:
+    """However narrow the terminal (80 columns, or a pipe, which rich takes as 80), an
+    identifier is never cut or wrapped: its column keeps its widest value, and the
+    other columns fold their text onto more lines instead of ending in an ellipsis."""
+    for column in table.columns:
+        column.overflow = "fold"
+        cells = [str(cell) for cell in column.cells]
+        if str(column.header) in ID_HEADERS or (cells and all(_NUMBER.match(c) for c in cells if c)):
+            column.no_wrap = True
+            column.min_width = max([cell_len(str(column.header)), *(cell_len(c) for c in cells)])
+    return table
+
+
 def console() -> Console:
     # Built per call so the current sys.stdout is used (tests redirect it).
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
+    return _Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
 
 
 def err(message: str) -> None:
@@ -68,11 +110,8 @@ def chosen(value: bool | None, flags: str) -> bool:
 
 
 def id_table(*columns: str | tuple[str, int], title: str | None = None) -> Any:
-    """A table whose identifiers are never cut, in an 80-column terminal or piped: a
-    (name, width) column keeps at least that width, and every cell folds rather than
-    ends in an ellipsis."""
-    from rich.table import Table
-
+    """A table with a (name, width) column kept at least that wide (console() also keeps
+    every identifier whole)."""
     table = Table(title=title)
     for column in columns:
         name, width = column if isinstance(column, tuple) else (column, None)

@@ -107,10 +107,13 @@ def start_run(number: str, start, *, headline: str, json_out: bool, show: str) -
     try:
         run_id = start_within(start, settings.run_start_wait_seconds)
     except PlatformUnavailable as exc:
-        raise PlatformUnavailable(
+        failure = PlatformUnavailable(
             f"{number} is recorded and its notices are queued, but its flow run could not be started "
             f"({exc}); the watcher starts it once Prefect is reachable"
-        ) from exc
+        )
+        if json_out:  # the record exists: a program gets its number whatever the exit code
+            emit_json({"number": number, "flow_run_id": None, "url": None, "error": str(failure)})
+        raise failure from exc
     url = settings.flow_run_url(run_id) if run_id else None
     if json_out:
         emit_json({"number": number, "flow_run_id": str(run_id) if run_id else None, "url": url})
@@ -147,10 +150,13 @@ def hand_over(result, title: str, *, json_out: bool, wait: bool = True) -> None:
         try:
             outcome = give(result)
         except PlatformUnavailable as exc:
-            raise PlatformUnavailable(
+            failure = PlatformUnavailable(
                 f"{title} of {result.number} is recorded, but its flow run could not be "
                 f"resumed ({exc}); the watcher hands it over once Prefect is reachable"
-            ) from exc
+            )
+            if json_out:
+                emit_json({"number": result.number, "step": result.step, "run": "unreachable", "error": str(failure)})
+            raise failure from exc
     if json_out:
         emit_json({"number": result.number, "step": result.step, "run": outcome})
         return

@@ -28,7 +28,7 @@ def _kind(kind: str) -> str:
 
 @app.command("import")
 def import_(
-    kind: str = typer.Argument(..., help="targets or inspectors."),
+    kind: str = typer.Argument(..., metavar="targets|inspectors", help="Which register."),
     file: Path = typer.Argument(..., help="The register CSV (see data/registers/README.md)."),
     by: Optional[str] = BY,
     json_out: bool = JSON,
@@ -49,7 +49,7 @@ def import_(
 
 @app.command("list")
 def list_(
-    kind: str = typer.Argument(..., help="targets or inspectors."),
+    kind: str = typer.Argument(..., metavar="targets|inspectors", help="Which register."),
     authority: Optional[str] = typer.Option(None, help="Only this authority's."),
     json_out: bool = JSON,
 ) -> None:

@@ -21,6 +21,7 @@ from regflow.cli.output import (
     emit_json,
     id_table,
     mount,
+    one_of,
     who,
 )
 from storage.db import utcnow
@@ -250,7 +251,7 @@ def assess(
     item: str = ITEM,
     hazard: str = typer.Option(..., help="The harm, its nature and gravity."),
     exposure: str = typer.Option(..., help="Who and how many are exposed."),
-    grade: str = typer.Option(..., help="一级 | 二级 | 三级 (confirmed or changed)."),
+    grade: str = one_of(..., "一级", "二级", "三级", help="The grade, confirmed or changed."),
     draft_warning: str = typer.Option("", help="A consumer warning drafted for the head's decision."),
     text: str = TEXT,
     by: Optional[str] = BY,
