@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REGFLOW = str(Path(sys.executable).parent / "regflow")
 LONG = "某某区某某街道某某商场发生大规模食品安全事件，疑似中毒人数众多，需要紧急处理并上报"
 
+
 @pytest.fixture(scope="module")
 def records(module_database):
     """Incidents and cases with long titles and parties, recorded through the real task

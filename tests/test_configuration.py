@@ -50,7 +50,8 @@ def run(cwd: Path, prefect_home: Path, *args: str, **extra: str) -> subprocess.C
     """`regflow ARGS` from `cwd` (a home of its own: no launcher takes it), with no
     PREFECT_API_URL or profile choice in its environment and Prefect's home at
     `prefect_home`, and `extra` variables."""
-    unset = ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "REGFLOW_IDENTITY")
+    unset = ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "REGFLOW_IDENTITY", "REGFLOW_DATABASE_URL",
+             "REGFLOW_AUDIT_ANCHOR")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PREFECT_HOME=str(prefect_home), REGFLOW_HOME=str(cwd / "home"), **extra)
     return subprocess.run([REGFLOW, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)

@@ -264,7 +264,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
             lambda: (
                 inbox.exists() and "http -> /operators\n【运维】升级已到达国家级" in inbox.read_text(encoding="utf-8")
             ),
-            timeout=120,
+            timeout=240,  # a flow run to start on a loaded machine (the whole suite beside it)
             what="the operators told by the national-level automation",
         )
         # A regflow run failing, as Prefect emits it (the run's tags as related
@@ -279,7 +279,7 @@ def test_replicas_behind_haproxy_under_supervisord_lose_nothing(databases, tmp_p
         python(failed)
         wait_until(
             lambda: "http -> /operators\n【运维】regflow 流程运行崩溃或失败" in inbox.read_text(encoding="utf-8"),
-            timeout=120,
+            timeout=240,  # a flow run to start on a loaded machine (the whole suite beside it)
             what="the operators told by the crashed-or-failed automation",
         )
 
