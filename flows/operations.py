@@ -4,9 +4,11 @@ deployment is not tagged `regflow`, so its own failure cannot set off an alert."
 
 from __future__ import annotations
 
+import datetime as dt
+
 from prefect import flow, task
 
-from flows.params import Param
+from flows.params import AUTHORITY_HELP, AuthorityCode, Param
 from storage.db import utcnow
 from tasks.prefect_tasks import RETRY, deliver_notifications
 
@@ -51,3 +53,43 @@ def regflow_backup(
     path = back_up_now(keep)
     print(f"backup: {path}")
     return path
+
+
+@task(name="make-supervision-report")
+def make_supervision_report(authority: str, month: str) -> str:
+    import pendulum
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from kernel.settings import get_settings
+    from rules.calendar import load_calendar
+    from rules.stats import windows
+    from tasks.reports import monthly, subject
+
+    settings = get_settings()
+    today = pendulum.now(settings.timezone).date()
+    window = None
+    if month:
+        day = dt.date.fromisoformat(f"{month}-01")
+        window = windows(day, day, "month", settings.timezone)[0]
+    elif today != (first := load_calendar(settings.calendar_override).next_workday_on_or_after(today.replace(day=1))):
+        print(f"{today} is not the month's first working day ({first}): no report today")
+        return ""
+    made = monthly(authority, today=today, now=utcnow(), month=window)
+    links = "\n".join(f"- {name}: `{path}`" for name, path in {"report": made.html, **made.plots}.items())
+    create_markdown_artifact(f"{made.summary}\n### 文件 Files\n{links}\n", key=f"supervision-report-{authority}",
+                             description="监管月报 / supervision report")  # fmt: skip
+    by_name = made.data["periods"][-1]["deadlines"]["by_name"]
+    rows = [{"deadline": name, **line} for name, line in by_name.items()]
+    create_table_artifact(rows, key=f"supervision-deadlines-{authority}", description="各类时限按时率 / on-time shares")
+    deliver_notifications.fn(subject(authority, made.folder.name))
+    return str(made.html)
+
+
+@flow(name="supervision-report", log_prints=True)
+def supervision_report(
+    authority: AuthorityCode = Param(title="省局 Province", description=AUTHORITY_HELP),
+    month: str = Param("", title="月份 Month", description="YYYY-MM；留空为上月 / blank: last month"),
+) -> str:
+    """The monthly supervision report of a province and all it supervises, on the first
+    working day of each month (scheduled daily on days 1-10; other days do nothing)."""
+    return make_supervision_report(authority, month)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Credit supervision's conditions and the partner departments (rules/credit.py).
     credit_rules: Path = PROJECT_ROOT / "data" / "rules" / "credit.yaml"
     partners_file: Path = PROJECT_ROOT / "data" / "partners.yaml"
+    # The flags of the monthly supervision report (rules/stats.py).
+    supervision_rules: Path = PROJECT_ROOT / "data" / "rules" / "supervision.yaml"
     # How signals are grouped and graded, and each grade's limits (rules/risk.py).
     risk_thresholds: Path = PROJECT_ROOT / "data" / "risk" / "thresholds.yaml"
     # How long a human-step command waits for the flow run to reach its suspension.

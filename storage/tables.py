@@ -22,6 +22,7 @@ from storage import (  # noqa: F401
     rosters,
     samples,
     steps,
+    supervision,
 )
 
 metadata = SQLModel.metadata

@@ -84,11 +84,17 @@ def render_message(name: str, **context: object) -> tuple[str, str]:
 
 def public_page(template: str, **context: object) -> str:
     """A page for the public (templates/public/): every value HTML-escaped."""
+    return html_page(f"public/{template}", **context)
+
+
+def html_page(template: str, **context: object) -> str:
+    """An HTML page from templates/ (a public page, a supervision report): every value
+    HTML-escaped."""
     from jinja2 import Environment
 
     settings = get_settings()
     env = Environment(loader=FileSystemLoader(str(settings.templates_dir)), autoescape=True, undefined=StrictUndefined)
-    return env.get_template(f"public/{template}").render(**context)
+    return env.get_template(template).render(**context)
 
 
 def write_public(folder: str, stem: str, files: dict[str, str]) -> list[Path]:

@@ -56,6 +56,9 @@ COMMANDS = {
     "serious-list": "credit",
     "credit": "credit",
     "referral": "credit",
+    "stats": "stats",
+    "report": "stats",
+    "flag": "stats",
 }
 MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order help lists them
 

@@ -46,7 +46,7 @@ def mount(root: typer.Typer, groups: dict[str, typer.Typer], commands: tuple[Cal
 
 # Columns whose values are identifiers a user copies into the next command.
 ID_HEADERS = frozenset(
-    {"number", "id", "incident", "case", "sample", "subject", "item", "code", "key", "login", "credit code"}
+    {"number", "id", "incident", "case", "sample", "subject", "item", "code", "key", "login", "credit code", "period"}
 )
 # A cell that reads as a record number (INC-2027-000123, CASE-…), whatever its header.
 _NUMBER = re.compile(r"^[A-Z]{2,}(-[A-Z0-9]+)+$")
