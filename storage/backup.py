@@ -57,7 +57,13 @@ def make(to: Path, *, now: dt.datetime) -> Backup:
     """A complete backup in a new directory under `to`."""
     settings = get_settings()
     url = make_url(settings.db_url)
-    to.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        to.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = to / f".{PREFIX}probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidInput(f"cannot write backups to {to}: {exc.strerror or type(exc).__name__}") from None
     name = PREFIX + now.strftime("%Y%m%dT%H%M%SZ")
     final = to / name
     n = 1

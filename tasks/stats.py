@@ -378,6 +378,7 @@ def viewable(session: Session, who: str, authority: str | None, *, now: dt.datet
         if len(theirs) != 1:
             raise InvalidInput(f"give --authority: {who!r} is of {', '.join(theirs) or 'no authority'}")
         return theirs[0]
+    under(session, authority)  # an unknown code is refused as such (exit 2), not as a forbidden one
     if any(authority in under(session, code) for code in theirs):
         return authority
     audit.record(session, at=now, actor=who[:100], action="stats.forbidden", subject=authority)

@@ -212,6 +212,10 @@ def test_a_damaged_or_foreign_backup_and_an_occupied_target_are_refused_in_one_l
 
     refused = cli("restore", str(tmp_path))
     assert refused.code == 2 and refused.err == f"error: {tmp_path} is not a regflow backup (no manifest.json)\n"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    refused = cli("backup", "--to", str(a_file))
+    assert refused.code == 2 and refused.err == f"error: cannot write backups to {a_file}: File exists\n"
 
     # Into the database it came from, which holds records: refused, nothing changed.
     count = len(_numbers())

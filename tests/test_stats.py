@@ -151,6 +151,10 @@ def test_figures_equal_the_figures_worked_by_hand(history):
 
 @ON_SQLITE
 def test_an_authority_sees_itself_and_those_it_supervises_only(history, monkeypatch, tmp_path):
+    unknown = cli("stats", "--authority", "999999")
+    assert unknown.code == 2 and unknown.err == "error: unknown authority '999999'\n"
+    bad = cli("report", "monthly", "--authority", "330000", "--month", "26-1")
+    assert bad.code == 2 and bad.err == "error: --month '26-1': give a month as YYYY-MM\n"
     west = stats("--authority", "330106", "--from", "2026-09-01", "--to", "2026-09-30")
     assert west["scope"] == ["330106"] and west["periods"][0]["emergencies"]["incidents"] == 1
     assert west["periods"][0]["cases"]["received"] == 1 and west["periods"][0]["escalations"]["raised"] == 0

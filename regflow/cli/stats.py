@@ -129,6 +129,7 @@ def monthly(
 
     Example: regflow report monthly --authority 330000 --month 2027-01
     """
+    from kernel.errors import InvalidInput
     from kernel.settings import get_settings
     from rules.stats import windows
     from storage.db import session_scope, utcnow
@@ -138,6 +139,8 @@ def monthly(
     now = utcnow()
     window = None
     if month is not None:
+        if len(month) != 7:
+            raise InvalidInput(f"--month {month!r}: give a month as YYYY-MM")
         day = _day(f"{month}-01", "--month")
         window = windows(day, day, "month", get_settings().timezone)[0]
     with session_scope() as session:
