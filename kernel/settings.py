@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kernel.errors import InvalidInput
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # Backups (`regflow backup`, the daily `regflow-backup` deployment): where they go,
     # how many are kept; the audit chain's anchor file lives beside them.
     backup_dir: Path | None = None
-    backup_keep: int = 14
+    backup_keep: int = Field(default=14, ge=1)
     audit_anchor: Path | None = None
     # Log files of `regflow up` (regflow/logs.py): their format, and rotation by size.
     log_format: Literal["text", "json"] = "text"

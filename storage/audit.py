@@ -126,12 +126,22 @@ def seal(session: Session, *, limit: int = 1000) -> tuple[int, AuditChain]:
 def anchor(path: Path, *, chain: str, seq: int, digest: str, at: dt.datetime) -> None:
     """Append the chain head to the anchor file: one JSON line, on disk when this returns.
     Opened for appending only: nothing here rewrites what the file says."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"chain": chain, "seq": seq, "hash": digest, "at": at.isoformat()}
-    line = json.dumps(entry, separators=(",", ":")) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    _append(path, json.dumps(entry, separators=(",", ":")) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    """Whole lines at the end of the file, on disk when this returns. A line a crash or a
+    full disk cut short is ended first, so it stays one unreadable line of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line.encode("ascii"))
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
+        data = text.encode("ascii")
+        while data:
+            data = data[os.write(fd, data) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -145,7 +155,8 @@ class Anchors:
     chain: str | None
     heads: dict[int, tuple[str, str]]
     others: int = 0  # lines of other chains (another database's) in the same file
-    problem: str | None = None  # the file itself is not as the sealers wrote it
+    unreadable: int = 0  # lines a crash or a full disk cut short (or someone garbled): no claim
+    problem: str | None = None  # the file contradicts itself
 
     @classmethod
     def read(cls, path: Path, chain: str | None, *, up_to: int | None = None) -> Anchors:
@@ -154,14 +165,18 @@ class Anchors:
             text = path.read_text(encoding="ascii", errors="replace")
         except FileNotFoundError:
             return found
-        # A last line without its newline is a write a crash cut short: not a claim.
-        for number, line in enumerate(text.split("\n")[:-1], start=1):
+        # A line that does not read is no claim about the chain (a write cut short);
+        # it is counted and shown. Deleting lines could hide heads as well, which is why
+        # the anchor is kept append-only and copied into every backup.
+        for line in text.split("\n"):
+            if not line:
+                continue
             try:
                 entry = json.loads(line)
                 owner, seq, digest, at = str(entry["chain"]), int(entry["seq"]), str(entry["hash"]), str(entry["at"])
             except (ValueError, KeyError, TypeError):
-                found.problem = f"line {number} of the anchor file {path} is not an anchor: it was edited"
-                return found
+                found.unreadable += 1
+                continue
             if owner != chain:
                 found.others += 1
                 continue
@@ -172,6 +187,10 @@ class Anchors:
                 return found
             found.heads[seq] = (digest, at)
         return found
+
+    def append_to(self, path: Path) -> None:
+        if self.heads:
+            _append(path, self.lines())
 
     def lines(self) -> str:
         return "".join(
@@ -190,6 +209,7 @@ class Verdict:
     problem: str | None = None
     anchor_file: str | None = None
     anchored_seq: int = 0  # the newest anchored row the chain was checked against
+    anchor_unreadable: int = 0  # lines of the anchor file that do not read (cut short)
 
 
 def current_head(session: Session) -> AuditChain:
@@ -246,6 +266,7 @@ def verify(session: Session, *, anchors: Anchors | None = None, batch: int = 500
         problem,
         str(anchors.path) if anchors is not None else None,
         min(newest, expected - 1),
+        anchors.unreadable if anchors is not None else 0,
     )
 
 

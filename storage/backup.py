@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def make(to: Path, *, now: dt.datetime) -> Backup:
     url = make_url(settings.db_url)
     try:
         to.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(to, 0o700)  # an existing directory too: backups hold the identity key and personal data
         probe = to / f".{PREFIX}probe-{os.getpid()}"
         probe.touch()
         probe.unlink()
@@ -105,6 +107,7 @@ def make(to: Path, *, now: dt.datetime) -> Backup:
         }
         (part / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
         for path in [*part.iterdir(), part]:
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
             _fsync(path)
         os.rename(part, final)
         _fsync(to)
@@ -124,8 +127,13 @@ def read(source: Path) -> Backup:
         raise InvalidInput(f"{source} is not a regflow backup (no {MANIFEST})") from None
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{source / MANIFEST} cannot be read: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise InvalidInput(f"{source} is a backup of format {manifest.get('format')!r}; this regflow reads {FORMAT}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise InvalidInput(f"{source} is a backup of format {found!r}; this regflow reads {FORMAT}")
+    missing = [k for k in ("created", "database", "revision", "audit_head", "rows", "files") if k not in manifest]
+    if missing or manifest["database"] not in ("sqlite", "postgresql"):
+        what = ", ".join(missing) or "database"
+        raise InvalidInput(f"{source / MANIFEST} is incomplete ({what}): not a whole backup")
     for name, digest in manifest["files"].items():
         path = source / name
         if not path.exists() or _sha256(path) != digest:
@@ -133,65 +141,136 @@ def read(source: Path) -> Backup:
     return Backup(source, manifest)
 
 
-def restore(backup: Backup, *, force: bool = False) -> dict[str, int]:
-    """Put `backup` where the settings point (database, identity key, anchor file);
-    returns the restored tables' row counts, checked against the manifest. Refuses a
-    target holding records, or another identity key, unless `force`."""
+def restore(backup: Backup, *, now: dt.datetime, force: bool = False) -> dict[str, int]:
+    """Put `backup` where the settings point (database, identity key, anchor); returns
+    the restored tables' row counts. Everything is checked before the target is touched
+    (the schema known here, the identity key, a target empty or --force, no platform
+    running on it), and the copy is restored, counted and migrated aside (a staging
+    file or database) before it takes the target's place.
+
+    The restored chain gets a chain id of its own, under which the backup's anchored
+    heads are appended to the anchor file: heads the old chain reached after the backup
+    stay there under the old id, and do not read as rows deleted from the new one."""
     from storage.db import engine_for, ensure_postgres_database
-    from storage.migrate import upgrade
 
     settings = get_settings()
     url = make_url(settings.db_url)
     kind = backup.manifest["database"]
     if url.get_backend_name() != kind:
-        raise InvalidInput(
-            f"this backup is of a {kind} database; the target ({url.get_backend_name()}) must be one too"
-        )
+        there = url.get_backend_name()
+        raise InvalidInput(f"this backup is of a {kind} database; the target ({there}) must be one too")
+    _known_revision(backup.manifest["revision"])
     key, saved_key = settings.home / KEY_FILE, backup.path / KEY_FILE
     if saved_key.exists() and key.exists() and key.read_bytes() != saved_key.read_bytes() and not force:
         raise InvalidInput(f"{key} is another identity key than the backup's: restore into a fresh home, or --force")
-    if kind == "postgresql":
-        ensure_postgres_database(settings.db_url)
-    exists = kind == "postgresql" or Path(url.database).exists()
-    present = _counts(engine_for(settings.db_url)) if exists else {}
+    try:
+        if kind == "postgresql":
+            ensure_postgres_database(settings.db_url)
+        exists = kind == "postgresql" or Path(url.database).exists()
+        present = _counts(engine_for(settings.db_url)) if exists else {}
+        alive = _live_watchers(engine_for(settings.db_url), now) if "heartbeat" in present else 0
+    except sa.exc.OperationalError as exc:
+        raise PlatformUnavailable(f"database unavailable: {str(exc.orig).splitlines()[0]}") from None
+    if alive:
+        raise InvalidInput(f"{alive} watcher(s) beat on the target database this last minute: stop the platform first")
     held = sum(n for t, n in present.items() if t not in BOOKKEEPING)
     if held and not force:
         raise InvalidInput(
             f"the target database holds {held} records: restore into a fresh home or database, or --force to replace"
             " them (stop the platform first)"
         )
+    chain = uuid.uuid4().hex
     if kind == "sqlite":
         target = Path(url.database)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(target.name + ".restoring")
         _sqlite_copy(backup.path / SQLITE_FILE, staging)
+        counts = _prepare(backup, f"sqlite:///{staging}", chain)
+        _install_key(saved_key, key, force)
         for suffix in ("-wal", "-shm"):  # the old database's journal must not meet the new file
             target.with_name(target.name + suffix).unlink(missing_ok=True)
+        engine_for(settings.db_url).dispose()
         os.replace(staging, target)
-    else:
-        _pg_restore(url, backup.path / PG_FILE, replace=bool(present))
+    elif present:  # replaced: restored aside, then swapped in by renaming
+        staging = url.set(database=f"{url.database}_restoring")
+        aside = staging.database
+        _pg_admin(url, f'DROP DATABASE IF EXISTS "{aside}" WITH (FORCE)', f'CREATE DATABASE "{aside}"')
+        _pg_restore(staging, backup.path / PG_FILE)
+        counts = _prepare(backup, staging.render_as_string(hide_password=False), chain)
+        _install_key(saved_key, key, force)
+        engine_for(settings.db_url).dispose()
+        _pg_admin(url, f'DROP DATABASE "{url.database}" WITH (FORCE)',
+                  f'ALTER DATABASE "{staging.database}" RENAME TO "{url.database}"')  # fmt: skip
+    else:  # an empty database: restored in place, in one transaction
+        _pg_restore(url, backup.path / PG_FILE)
+        counts = _prepare(backup, settings.db_url, chain)
+        _install_key(saved_key, key, force)
     engine_for(settings.db_url).dispose()
-    counts = _counts(engine_for(settings.db_url))
-    wrong = {t: (n, counts.get(t)) for t, n in backup.manifest["rows"].items() if counts.get(t) != n}
-    if wrong:
-        table, (want, got) = next(iter(wrong.items()))
-        raise PlatformUnavailable(f"restore incomplete: table {table} has {got} rows, the backup {want}")
-    upgrade()  # a backup taken by an older regflow: its schema brought up to this one's
-    if saved_key.exists() and (force or not key.exists()):
-        key.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(saved_key, key)
-        os.chmod(key, 0o600)
-    live = settings.audit_anchor_path
-    if not live.exists():  # an anchor already there knows at least as much: append-only, kept
-        live.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shutil.copy2(backup.path / ANCHOR_FILE, live)
+    saved = Anchors.read(backup.path / ANCHOR_FILE, backup.manifest["audit_head"].get("chain"))
+    Anchors(saved.path, chain, saved.heads).append_to(settings.audit_anchor_path)
     return counts
 
 
-def prune(to: Path, *, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` backups under `to` (and leftovers of a backup
-    that died half-way); returns what was deleted."""
-    backups = sorted((p for p in to.glob(PREFIX + "*") if (p / MANIFEST).exists()), key=lambda p: p.name)
+def _known_revision(revision: str | None) -> None:
+    """A backup's schema must be one this release can migrate from."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    from storage.migrate import alembic_config
+
+    try:
+        if revision is not None:
+            ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision)
+    except (CommandError, KeyError):
+        raise InvalidInput(f"this backup's schema ({revision}) is unknown here: restore it with its regflow") from None
+
+
+def _prepare(backup: Backup, url: str, chain: str) -> dict[str, int]:
+    """The restored copy at `url`: every table's rows as the manifest says, migrated to
+    this release's schema, and its chain renamed `chain`."""
+    from storage.db import engine_for
+    from storage.migrate import upgrade
+
+    engine = engine_for(url)
+    counts = _counts(engine)
+    wrong = {t: (n, counts.get(t)) for t, n in backup.manifest["rows"].items() if counts.get(t) != n}
+    if wrong:
+        table, (want, got) = next(iter(wrong.items()))
+        raise PlatformUnavailable(f"restore stopped: table {table} has {got} rows, the backup {want}; nothing replaced")
+    upgrade(url)  # a backup taken by an older regflow: its schema brought up to this one's
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_chain SET chain_id = :c WHERE id = 1"), {"c": chain})
+    engine.dispose()
+    return counts
+
+
+def _install_key(saved: Path, key: Path, force: bool) -> None:
+    if saved.exists() and (force or not key.exists()):
+        key.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(saved, key)
+        os.chmod(key, 0o600)
+
+
+def _live_watchers(engine: sa.Engine, now: dt.datetime) -> int:
+    with engine.connect() as conn:
+        since = now - dt.timedelta(minutes=1)
+        return conn.execute(sa.text("SELECT count(*) FROM heartbeat WHERE seen_at >= :t"), {"t": since}).scalar_one()
+
+
+def prune(to: Path, *, keep: int, chain: str | None) -> list[Path]:
+    """Delete all but the newest `keep` backups of this database (its audit chain's id)
+    under `to`, and leftovers of a backup that died half-way; returns what was deleted.
+    Another database's backups in the same directory are left alone."""
+    if keep < 1:
+        raise InvalidInput(f"keep {keep}: at least the newest backup is kept (give 1 or more)")
+
+    def ours(path: Path) -> bool:
+        try:
+            return json.loads((path / MANIFEST).read_text("utf-8"))["audit_head"].get("chain") == chain
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+
+    backups = sorted((p for p in to.glob(PREFIX + "*") if ours(p)), key=lambda p: p.name)
     gone = backups[: max(0, len(backups) - keep)]
     gone += [p for p in to.glob(f".{PREFIX}*.part") if p.stat().st_mtime < time.time() - 86400]
     for path in gone:
@@ -209,7 +288,7 @@ def _sqlite_copy(source: Path, target: Path) -> None:
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(target)
     try:
-        src.backup(dst, pages=4096)
+        src.backup(dst, pages=-1)  # one step, in one read transaction: a step-wise copy restarts on every write
         dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
     finally:
         dst.close()
@@ -259,7 +338,7 @@ def _pg_dump(url: sa.URL, target: Path) -> tuple[dict[str, int], tuple[int, str,
 
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        conn = psycopg.connect(plain, connect_timeout=10)
+        conn = psycopg.connect(plain, connect_timeout=10, autocommit=True)  # the BEGIN below is ours, not psycopg's
     except psycopg.Error as exc:
         raise PlatformUnavailable(f"PostgreSQL at {url.host}:{url.port}: {str(exc).splitlines()[0]}") from None
     with conn:
@@ -273,20 +352,30 @@ def _pg_dump(url: sa.URL, target: Path) -> tuple[dict[str, int], tuple[int, str,
             capture_output=True,
             text=True,
         )
-        conn.rollback()
+        conn.execute("ROLLBACK")
     if done.returncode != 0:
         raise PlatformUnavailable(f"pg_dump failed: {_last_line(done.stderr)}")
     return counts, head, revision
 
 
-def _pg_restore(url: sa.URL, source: Path, *, replace: bool) -> None:
-    """In one transaction: either all of the backup is in, or none of it."""
+def _pg_restore(url: sa.URL, source: Path) -> None:
+    """Into an empty database, in one transaction: either all of the backup is in, or none of it."""
     args = [_tool("pg_restore"), "--no-owner", "--exit-on-error", "--single-transaction", f"--dbname={url.database}"]
-    if replace:
-        args += ["--clean", "--if-exists"]
     done = subprocess.run([*args, str(source)], env=_libpq_env(url), capture_output=True, text=True)
     if done.returncode != 0:
         raise PlatformUnavailable(f"pg_restore failed: {_last_line(done.stderr)}")
+
+
+def _pg_admin(url: sa.URL, *statements: str) -> None:
+    import psycopg
+
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    except psycopg.Error as exc:
+        raise PlatformUnavailable(f"PostgreSQL at {url.host}:{url.port}: {str(exc).splitlines()[0]}") from None
 
 
 # --- both -------------------------------------------------------------------------------

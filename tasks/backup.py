@@ -16,7 +16,8 @@ def back_up(now: dt.datetime, *, to: Path | None = None, keep: int | None = None
     settings = get_settings()
     where = to or settings.backup_path
     made = store.make(where, now=now)
-    return made, store.prune(where, keep=settings.backup_keep if keep is None else keep)
+    chain = made.manifest["audit_head"].get("chain")
+    return made, store.prune(where, keep=settings.backup_keep if keep is None else keep, chain=chain)
 
 
 def summary(made: store.Backup, pruned: list[Path]) -> str:

@@ -196,14 +196,19 @@ def test_the_anchor_finds_a_chain_rewritten_or_cut_behind_regflows_back(own_data
     assert code == 7 and f"the anchor file records chain row #{heads[3]}" in err
     assert f"but the chain ends at #{heads[0]}: rows were deleted" in err
 
-    # The anchor file itself edited.
+    # A line of the anchor file cut short (a crash mid-write), and a seal after it: the
+    # line is counted as unreadable, no claim either way; the next head still anchors.
     from kernel.settings import get_settings
+    from storage.audit import Anchors, current_head
 
     path = get_settings().audit_anchor_path
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join([lines[0].replace('"seq":', '"seq" :').replace("}", ""), *lines[1:]]) + "\n")
-    code, verdict, err = _verify()
-    assert code == 7 and "line 1 of the anchor file" in err and "it was edited" in err
+    with path.open("a") as file:
+        file.write('{"chain":"x","seq":')
+    _trigger(510)
+    newest = _seal()
+    with session_scope() as session:
+        anchors = Anchors.read(path, current_head(session).chain_id)
+    assert anchors.unreadable == 1 and newest in anchors.heads
 
 
 def test_a_damaged_or_foreign_backup_and_an_occupied_target_are_refused_in_one_line(own_database, tmp_path):
@@ -230,6 +235,40 @@ def test_a_damaged_or_foreign_backup_and_an_occupied_target_are_refused_in_one_l
         file.write(b"\x00garbage")
     refused = cli("restore", made["path"])
     assert refused.code == 2 and "is missing or damaged" in refused.err and refused.err.count("\n") == 1
+
+
+def test_an_older_backup_restored_in_place_verifies_under_a_chain_of_its_own(own_database, tmp_path):
+    from storage.heartbeats import Heartbeat, beat
+
+    kept = _trigger(700)
+    _seal()
+    made = json.loads(cli("backup", "--to", str(tmp_path), "--json").out)
+    lost = _trigger(701)
+    _seal()  # the live chain goes on past the backup, anchored
+
+    with session_scope() as session:  # a watcher still beating on the database
+        beat(session, name="watcher:test:1", now=utcnow())
+    refused = cli("restore", made["path"], "--force")
+    assert refused.code == 2 and "stop the platform first" in refused.err and refused.err.count("\n") == 1
+    with session_scope() as session:
+        session.execute(sa.delete(Heartbeat))
+
+    restored = cli("restore", made["path"], "--force")
+    assert restored.code == 0, restored.err
+    numbers = _numbers()
+    assert kept in numbers and lost not in numbers
+    code, verdict, err = _verify()  # the old chain's later heads stay in the file, under its old id
+    assert code == 0, err
+    assert verdict["anchored_seq"] == made["audit_head"]["seq"] == verdict["checked"]
+    _seal()
+    assert _verify()[0] == 0
+
+    broken = Path(made["path"]) / "manifest.json"
+    manifest = json.loads(broken.read_text())
+    del manifest["rows"]
+    broken.write_text(json.dumps(manifest))
+    refused = cli("restore", made["path"], "--force")
+    assert refused.code == 2 and refused.err == f"error: {broken} is incomplete (rows): not a whole backup\n"
 
 
 @pytest.mark.parametrize("module_database", ["sqlite"], indirect=True)

@@ -53,6 +53,8 @@ def verify(
             if anchors.heads
             else f"anchor: none yet at {anchors.path} (the watcher appends one each time it seals)"
         )
+        if anchors.unreadable:
+            console().print(f"anchor: {anchors.unreadable} line(s) do not read (a write cut short?): no claim made")
     if not verdict.ok:
         raise AuditTampered(f"audit log tampered: {verdict.problem}")
 

@@ -63,12 +63,13 @@ def restore(
     from storage.audit import record
     from storage.db import session_scope, utcnow
 
-    actor = who(by)
+    actor, now = who(by), utcnow()
     saved = store.read(source)
-    counts = store.restore(saved, force=force)
+    counts = store.restore(saved, now=now, force=force)
     with session_scope() as session:
-        record(session, at=utcnow(), actor=actor, action="backup.restored", subject="regflow",
-               backup=saved.path.name, head=saved.head)  # fmt: skip
+        was = saved.manifest["audit_head"].get("chain")
+        record(session, at=now, actor=actor, action="backup.restored", subject="regflow",
+               backup=saved.path.name, head=saved.head, chain_was=was)  # fmt: skip
     if json_out:
         emit_json({"restored": str(saved.path), "rows": counts, "audit_head": saved.manifest["audit_head"]})
         return
