@@ -145,6 +145,17 @@ def prefect_auth_headers() -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
 
+def export_dotenv(path: str = ".env") -> None:
+    """REGFLOW_* values of a .env file in the working directory, put into the environment
+    where it does not set them already, so the processes a command starts (the platform's
+    workers and watchers) see what this one sees."""
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if key.startswith("REGFLOW_") and value is not None:
+            os.environ.setdefault(key, value)
+
+
 def use_prefect_api_url() -> str:
     """Prefect's API address as Prefect's own settings resolve it (environment, .env,
     prefect.toml, pyproject.toml, the active profile), or `make run`'s where none names

@@ -120,7 +120,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> sub
     from regflow.logs import capture
 
     proc = subprocess.Popen(
-        cmd,
+        ["nice", "-n", str(nice), *cmd] if nice else cmd,  # not preexec_fn: the log threads are running
         env=env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
@@ -129,7 +129,6 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> sub
         encoding="utf-8",
         errors="replace",
         start_new_session=True,
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
     capture(proc, log, log.stem)
     return proc

@@ -137,11 +137,14 @@ def flags(
     rules: SupervisionRules,
     *,
     period: str,
+    year: int,
     on_time: dict[str, tuple[int, int]],
     failures: dict[str, list[tuple[int, int]]],
 ) -> list[Flag]:
-    """`on_time`: authority -> (on time, due) in the period; `failures`: region ->
-    (failed, tested) for each of the last `years` years, oldest first."""
+    """`on_time`: authority -> (on time, due) in the month `period`; `failures`: region
+    -> (failed, tested) for each whole year up to `year`, oldest first. A spot-check flag
+    is the year's (its period is the year), raised once however many months' reports
+    see it."""
     found = []
     rule = rules.on_time
     for code, (met, due) in sorted(on_time.items()):
@@ -155,7 +158,7 @@ def flags(
                     rule.below,
                     rule.measure,
                     f"按时办结率 {met}/{due} = {met / due:.1%}，低于 {rule.below:.0%}",
-                )  # fmt: skip
+                )
             )
     spot = rules.spot_check_failures
     for code, years in sorted(failures.items()):
@@ -166,11 +169,11 @@ def flags(
                 Flag(
                     code,
                     "spot_check_failures",
-                    period,
+                    str(year),
                     round(recent[-1][0] / recent[-1][1], 4),
                     spot.above,
                     spot.measure,
                     f"抽查不合格率连续 {spot.years} 年高于 {spot.above:.0%}：{rates}",
-                )  # fmt: skip
+                )
             )
     return found

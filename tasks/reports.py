@@ -114,12 +114,17 @@ def monthly(province: str, *, today: dt.date, now: dt.datetime, month: Window | 
     with session_scope() as session:
         data = figures(session, province, day, day, by="month", now=now)
         records = Records.read(session, data["scope"], window.start, window.end, now=now)
-        years = yearly_failures(session, data["scope"], day.year, rules.spot_check_failures.years)
+        # Whole calendar years only, the last one ended before the report's month.
+        years = yearly_failures(session, data["scope"], day.year - 1, rules.spot_check_failures.years)
+        tier = load_tree(session).get(province).tier
     month_figures = data["periods"][-1]
     on_time = {
         code: (line["on_time"], line["due"]) for code, line in month_figures["deadlines"]["by_authority"].items()
     }
-    found = flags(rules, period=window.label, on_time=on_time, failures=years)
+    # Flags are the province's to raise, for its head to decide: a city's or county's
+    # report shows its figures and raises none.
+    found = flags(rules, period=window.label, year=day.year - 1, on_time=on_time, failures=years)
+    found = found if tier == "province" else []
     folder = settings.home / "reports" / province / window.label
     plots = plot(data, records, window, folder)
     summary = _summary(province, window.label, month_figures, found, rules)
@@ -180,7 +185,7 @@ def _summary(province: str, month: str, f: dict[str, Any], found: list[Flag], ru
         f"- 时限 Deadlines due: {d['due']}，按时 {d['on_time']}（{share}），提醒 reminders {d['reminders_sent']}",
         f"- 升级 Escalations: {f['escalations']['raised']}，已确认 acknowledged {f['escalations']['acknowledged']}",
         f"- 案件 Cases: 受理 {c['received']}，立案 {c['filed']}，结案 {c['closed']}，超期在办 {c['open_past_limit']}",
-        f"- 投诉 Complaints: {q['received']}，按时受理 {q['accepted_within_limit']}/{q['decided_on_acceptance']}",
+        f"- 投诉 Complaints: {q['received']}，按时受理 {q['accepted_within_limit']}/{q['acceptance_due']}",
         f"- 提示 Flags: {len(found)}"
         + ("" if rules.confirmed else "（阈值为本地政策，未经法规核实 / thresholds unconfirmed local policy）"),
     ]

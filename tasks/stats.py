@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from kernel.settings import get_settings
 from rules.stats import Period, Window, previous, share, summary, windows
+from storage.authorities import load_tree
 from storage.cases import Case
 from storage.deadlines import Deadline
 from storage.escalations import Escalation
@@ -45,6 +46,18 @@ def age_buckets() -> tuple[tuple[int, int | None, str], ...]:
     limit = Length.parse(load_rules(get_settings().rules_file).rules.limit("case.decision").period).amount
     a, b = limit // 3, 2 * limit // 3
     return (0, a, f"<{a}d"), (a, b, f"{a}-{b}d"), (b, limit, f"{b}-{limit}d"), (limit, None, f">{limit}d")
+
+
+def judged(d, now: dt.datetime) -> str | None:
+    """A deadline that fell due: "on_time" if met by its due time, "late" if met after it
+    or still open past it; None while it cannot be judged (not yet due, or paused: the
+    clock is stopped and the due time moves on resume). An extension granted after the
+    due time had passed does not undo the miss."""
+    if d.status == "paused" or (d.status != "met" and d.due_at > now):
+        return None
+    if any(dt.datetime.fromisoformat(e["at"]) > dt.datetime.fromisoformat(e["from"]) for e in d.extensions or ()):
+        return "late"
+    return "on_time" if d.status == "met" and d.closed_at <= d.due_at else "late"
 
 
 def kind_of(number: str) -> str:
@@ -95,6 +108,7 @@ class Records:
         self.cases: list[tuple] = []
         self.samples: list[tuple] = []
         self.risks: list[tuple] = []
+        self.clocks: list[tuple] = []
 
     @classmethod
     def read(cls, session: Session, scope: list[str], start: dt.datetime, end: dt.datetime, *, now: dt.datetime):
@@ -147,6 +161,18 @@ class Records:
                 )
             )  # fmt: skip
         ).all()
+        # The clocks some figures follow from start to end, wherever their due time falls:
+        # time to each incident step and to a risk assessment, a case's decision limit.
+        r.clocks = conn.execute(
+            sa.select(d.subject, d.name, d.status, d.created_at, d.closed_at, d.extensions).where(
+                where(
+                    d.authority.in_(scope),
+                    d.name.in_((*TIME_TO, "risk-assessment", "decision")),
+                    d.created_at < end,
+                    sa.or_(d.status.in_(("open", "paused")), d.closed_at >= start),
+                )
+            )  # fmt: skip
+        ).all()
         c = Case
         r.cases = conn.execute(
             sa.select(c.number, c.kind, c.status, c.outcome, c.received_at, c.filed_at, c.closed_at, c.facts).where(
@@ -179,9 +205,9 @@ class Records:
         self.incidents = sorted(self.incidents, key=lambda i: i.triggered_at)
         self.trigger_times = [i.triggered_at for i in self.incidents]
         self.met: dict[tuple[str, str], Any] = {
-            (d.subject, d.name): d for d in self.deadlines if d.status == "met" and d.closed_at is not None
+            (d.subject, d.name): d for d in self.clocks if d.status == "met" and d.closed_at is not None
         }
-        self.extended = {d.subject for d in self.deadlines if d.name == "decision" and d.extensions}
+        self.extended = {d.subject for d in self.clocks if d.name == "decision" and d.extensions}
         self.buckets = age_buckets()
         # Cases and complaints as plain tuples, the fields each window reads.
         self.case_rows = [
@@ -207,7 +233,7 @@ class Records:
             "deadlines": self._deadlines(window, now),
             "escalations": self._escalations(window),
             "cases": self._cases(window, now),
-            "complaints": self._complaints(window),
+            "complaints": self._complaints(window, now),
             "spot_checks": self._spot_checks(window),
             "risk": self._risk(window),
         }
@@ -230,9 +256,9 @@ class Records:
         by_authority: dict[str, Counter] = defaultdict(Counter)
         reminders = 0
         for d in self._due_in(w):
-            if d.status != "met" and d.due_at > now:
-                continue  # open and not yet due: no verdict
-            verdict = "on_time" if d.status == "met" and d.closed_at <= d.due_at else "late"
+            verdict = judged(d, now)
+            if verdict is None:
+                continue
             per[(kind_of(d.subject), d.name)][verdict] += 1
             by_authority[d.authority][verdict] += 1
             reminders += d.reminders_sent
@@ -294,17 +320,19 @@ class Records:
             "extended": extended,
         }
 
-    def _complaints(self, w: Window) -> dict[str, Any]:
+    def _complaints(self, w: Window, now: dt.datetime) -> dict[str, Any]:
         complaints = [c for c in self.cases if c.kind == "complaint"]
         received = [c for c in complaints if w.start <= c.received_at < w.end]
         closed = [c for c in complaints if c.closed_at is not None and w.start <= c.closed_at < w.end]
-        acceptance = [d for d in self._due_in(w) if d.name == "acceptance" and kind_of(d.subject) == "complaint"
-                      and w.start <= d.due_at < w.end and d.status == "met"]  # fmt: skip
-        on_time = sum(1 for d in acceptance if d.closed_at <= d.due_at)
+        verdicts = [
+            judged(d, now) for d in self._due_in(w) if d.name == "acceptance" and kind_of(d.subject) == "complaint"
+        ]
+        acceptance = [v for v in verdicts if v is not None]  # decided, or left past the limit
+        on_time = acceptance.count("on_time")
         outcomes = Counter(c.outcome for c in closed)
         return {
             "received": len(received),
-            "decided_on_acceptance": len(acceptance),
+            "acceptance_due": len(acceptance),
             "accepted_within_limit": on_time,
             "within_limit_share": share(on_time, len(acceptance)),
             "mediated": outcomes["mediated"],
@@ -365,10 +393,12 @@ def yearly_failures(session: Session, scope: list[str], last_year: int, years: i
     return {region: [tuple(pair) for pair in counts] for region, counts in out.items()}
 
 
-def viewable(session: Session, who: str, authority: str | None, *, now: dt.datetime) -> str:
+def viewable(session: Session, who: str, authority: str | None, *, now: dt.datetime, making: bool = False) -> str:
     """The authority whose figures `who` asks for (their own where they name none), if
     it is theirs or one they supervise; otherwise the refusal is on the audit log and
-    Forbidden raised. Figures of other regions are not theirs to see."""
+    Forbidden raised. Figures of other regions are not theirs to see. `making` a report
+    (which raises flags and writes to the head) takes a head or duty officer there or
+    above."""
     from kernel.errors import Forbidden, InvalidInput
     from rules.people import load_people
     from storage import audit
@@ -379,6 +409,13 @@ def viewable(session: Session, who: str, authority: str | None, *, now: dt.datet
             raise InvalidInput(f"give --authority: {who!r} is of {', '.join(theirs) or 'no authority'}")
         return theirs[0]
     under(session, authority)  # an unknown code is refused as such (exit 2), not as a forbidden one
+    if making:
+        from tasks.access import require
+
+        above = tuple(a.code for a in load_tree(session).chain_up(authority))
+        require(session, who, roles=("head", "duty"), authorities=(authority, *above), subject=authority,
+                action="make the supervision report", now=now)  # fmt: skip
+        return authority
     if any(authority in under(session, code) for code in theirs):
         return authority
     audit.record(session, at=now, actor=who[:100], action="stats.forbidden", subject=authority)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 REGFLOW = str(Path(sys.executable).parent / "regflow")
+PEOPLE = Path(__file__).resolve().parents[1] / "data" / "people.yaml"  # the shipped directory: zj-head is 330000's
 
 
 @pytest.fixture
@@ -89,10 +90,20 @@ def test_without_any_prefect_configuration_the_make_run_address_is_used(tmp_path
 
 def test_regflow_settings_are_read_from_a_dot_env_file(tmp_path):
     database = tmp_path / "from-dotenv.db"
-    (tmp_path / ".env").write_text(f"REGFLOW_DATABASE_URL=sqlite:///{database}\n", encoding="utf-8")
+    (tmp_path / ".env").write_text(
+        f"REGFLOW_DATABASE_URL=sqlite:///{database}\nREGFLOW_USER=zj-head\n", encoding="utf-8"
+    )
     result = run(tmp_path, tmp_path / "no-prefect-home", "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert database.exists()
+    # Into the environment too, for what regflow starts and reads from it: the person
+    # acting ($REGFLOW_USER), here the province's head, whose own figures are the default.
+    assert run(tmp_path, tmp_path / "no-prefect-home", "authorities", "load").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("REGFLOW_USER", "REGFLOW_DATABASE_URL")}
+    env.update(REGFLOW_HOME=str(tmp_path / "home"), PREFECT_API_URL="", REGFLOW_PEOPLE_FILE=str(PEOPLE))
+    result = subprocess.run([REGFLOW, "stats", "--json"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["authority"] == "330000"
 
 
 @pytest.mark.parametrize("where", ["environment", ".env"])

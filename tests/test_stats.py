@@ -142,7 +142,7 @@ def test_figures_equal_the_figures_worked_by_hand(history):
     assert (cases["received"], cases["filed"], cases["not_filed"], cases["closed"]) == (2, 1, 1, 1)
     assert cases["open_filed"] == 1 and cases["open_by_age"] == {"<30d": 1, "30-60d": 0, "60-90d": 0, ">90d": 0}
     assert oct["cases"]["open_by_age"] == {"<30d": 0, "30-60d": 1, "60-90d": 0, ">90d": 0}  # X: 57.6 days on 11-01
-    assert (complaints["received"], complaints["accepted_within_limit"], complaints["decided_on_acceptance"]) == (
+    assert (complaints["received"], complaints["accepted_within_limit"], complaints["acceptance_due"]) == (
         1,
         1,
         1,
@@ -181,7 +181,19 @@ def test_an_authority_sees_itself_and_those_it_supervises_only(history, monkeypa
 
 
 @ON_SQLITE
-def test_the_monthly_report_renders_with_its_plots_flags_and_the_heads_decision(history, tmp_path):
+def test_the_monthly_report_renders_with_its_plots_flags_and_the_heads_decision(history, tmp_path, monkeypatch):
+    # The shipped rule wants 10 deadlines due before it speaks; this history has 8 at
+    # 西湖区 (6 on time: 75 %) and 6 at 滨江区 (3 on time: 50 %), so ask for 5.
+    import yaml
+
+    from kernel.settings import PROJECT_ROOT, get_settings
+
+    rules = yaml.safe_load((PROJECT_ROOT / "data" / "rules" / "supervision.yaml").read_text(encoding="utf-8"))
+    rules["on_time"]["at_least"] = 5
+    (tmp_path / "supervision.yaml").write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("REGFLOW_SUPERVISION_RULES", str(tmp_path / "supervision.yaml"))
+    get_settings.cache_clear()
+
     made = cli("report", "monthly", "--authority", "330000", "--month", "2026-09", "--json")
     assert made.code == 0, made.err
     out = json.loads(made.out)
@@ -190,26 +202,41 @@ def test_the_monthly_report_renders_with_its_plots_flags_and_the_heads_decision(
     for name, path in out["plots"].items():
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f'src="{Path(path).name}"' in html
-    # Fewer than 10 deadlines fell due at each authority in January: too few for the rule.
-    assert out["flags"] == []
+    assert [(f["authority"], f["rule"], f["figure"], f["measure"]) for f in out["flags"]] == [
+        ("330106", "on_time", 0.75, "notice"),
+        ("330108", "on_time", 0.5, "notice"),
+    ]
+    assert "按时办结率 3/6 = 50.0%，低于 80%" in html and "建议措施 proposed: <b>通报</b>" in html
     assert "未经法规文本核实" in html  # the thresholds are local policy, and the page says so
     assert "built-in method" not in html and "风险项 risk items: 0" in html
 
-    # Enough deadlines due, most late: a flag, proposed for the head; the decision on record.
+    # Made again (a retried run): no flag twice, no second message to the head.
+    assert cli("report", "monthly", "--authority", "330000", "--month", "2026-09").code == 0
+    from sqlmodel import select
+
     from storage.db import session_scope
-    from storage.supervision import raise_flag
+    from storage.notifications import Notification
 
     with session_scope() as session:
-        raise_flag(session, province="330000", now=at("2026-10-08 09:00"), authority="330108", rule="on_time",
-                   period="2026-09", figure=0.5, threshold=0.8, measure="notice", why="按时率 5/10")  # fmt: skip
+        sent = session.exec(select(Notification.tag).where(Notification.subject == "RPT-330000-2026-09")).all()
+    assert sent == ["330000.head"]
     listed = json.loads(cli("flag", "list", "--authority", "330000", "--open", "--json").out)
-    assert [(f["authority"], f["measure"], f["status"]) for f in listed] == [("330108", "notice", "open")]
-    flag_id = listed[0]["id"]
+    assert [(f["authority"], f["period"], f["status"]) for f in listed] == [
+        ("330106", "2026-09", "open"), ("330108", "2026-09", "open")]  # fmt: skip
+
+    # A county's own report shows its figures and raises no flag: flags are the province's.
+    county = json.loads(cli("report", "monthly", "--authority", "330108", "--month", "2026-09", "--json").out)
+    assert county["flags"] == []
+
+    # The province head decides, once; the decision is on the record.
+    flag_id = listed[1]["id"]
     decided = cli("flag", "decide", str(flag_id), "--decision", "interview", "--reason", "连续逾期", "--by", "局长")
     assert decided.code == 0, decided.err
     again = cli("flag", "decide", str(flag_id), "--decision", "none", "--reason", "x", "--by", "局长")
     assert again.code == 4 and "decided already" in again.err
-    assert json.loads(cli("flag", "list", "--authority", "330000", "--open", "--json").out) == []
+    assert [
+        f["authority"] for f in json.loads(cli("flag", "list", "--authority", "330000", "--open", "--json").out)
+    ] == ["330106"]
 
     # Looked at in Chromium: the page with its Chinese text and plots, as a PNG.
     from playwright.sync_api import sync_playwright
@@ -234,12 +261,13 @@ def test_the_flag_rules_propose_the_measures_their_thresholds_name():
     found = flags(
         rules,
         period="2026-09",
+        year=2025,
         on_time={"330106": (7, 10), "330108": (8, 10), "330100": (1, 9)},  # 70 % flagged; 80 % not; 9 too few
         failures={"330106": [(3, 20), (3, 25)], "330108": [(1, 20), (5, 20)], "330100": [(9, 19), (9, 20)]},
     )
-    assert [(f.authority, f.rule, f.measure) for f in found] == [
-        ("330106", "on_time", "notice"),
-        ("330106", "spot_check_failures", "interview"),  # 15 % and 12 %: over 10 % two years running
+    assert [(f.authority, f.rule, f.period, f.measure) for f in found] == [
+        ("330106", "on_time", "2026-09", "notice"),
+        ("330106", "spot_check_failures", "2025", "interview"),  # 15 % and 12 %: over 10 % two years running
     ]  # 330108: one year only; 330100: 19 samples, too few
 
 
@@ -273,3 +301,25 @@ def test_the_monthly_report_runs_as_a_scheduled_deployment_per_province(platform
     with session_scope() as session:
         sent = session.exec(select(Notification).where(Notification.subject == "RPT-330000-2026-09")).all()
     assert [(n.tag, n.status) for n in sent] == [("330000.head", "sent")]
+
+
+def test_a_deadline_is_judged_when_it_falls_due_and_an_extension_after_the_miss_undoes_nothing():
+    from types import SimpleNamespace
+
+    from tasks.stats import judged
+
+    due, now = at("2026-09-10 17:00"), at("2026-09-20 09:00")
+
+    def d(status, closed=None, extensions=(), due_at=due):
+        return SimpleNamespace(status=status, closed_at=closed, due_at=due_at, extensions=list(extensions))
+
+    assert judged(d("met", due - dt.timedelta(hours=1)), now) == "on_time"
+    assert judged(d("met", due + dt.timedelta(minutes=1)), now) == "late"
+    assert judged(d("open"), now) == "late"  # past due, still open
+    assert judged(d("open", due_at=now + dt.timedelta(days=1)), now) is None  # not yet due
+    assert judged(d("paused"), now) is None  # the clock is stopped; its due time moves on resume
+    before = {"at": (due - dt.timedelta(days=1)).isoformat(), "from": due.isoformat()}
+    after = {"at": (due + dt.timedelta(days=1)).isoformat(), "from": due.isoformat()}
+    later = due + dt.timedelta(days=5)
+    assert judged(d("met", later - dt.timedelta(hours=1), [before], due_at=later), now) == "on_time"
+    assert judged(d("met", later - dt.timedelta(hours=1), [after], due_at=later), now) == "late"

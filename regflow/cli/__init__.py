@@ -11,7 +11,7 @@ import sys
 import typer
 
 from kernel.errors import RegflowError
-from kernel.settings import use_prefect_api_url
+from kernel.settings import export_dotenv, use_prefect_api_url
 from regflow.cli.output import err
 
 # typer ships its own copy of click: take the exception classes from typer itself.
@@ -88,6 +88,7 @@ def build(argv: list[str] | None = None) -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        export_dotenv()
         if argv and argv[0] not in ("up", "--help"):  # `up` serves its own API
             use_prefect_api_url()
         result = build(argv)(args=argv, prog_name="regflow", standalone_mode=False)

@@ -62,9 +62,11 @@ def stats(
     now = utcnow()
     today = pendulum.now(get_settings().timezone).date()
     last = _day(until, "--to") or today
-    first = _day(since, "--from") or last.replace(year=last.year - 1)
+    first = _day(since, "--from") or pendulum.date(last.year, last.month, last.day).subtract(years=1)
     if first > last:
         raise InvalidInput(f"--from {first} is after --to {last}")
+    if first.year < 2000 or last.year > 2999:
+        raise InvalidInput("give dates from 2000 on")
     with session_scope() as session:
         code = viewable(session, who(None), authority, now=now)
         data = figures(session, code, first, last, by=by, now=now)  # type: ignore[arg-type]
@@ -72,7 +74,11 @@ def stats(
             span = Window("", dt.datetime.fromisoformat(data["from"]), dt.datetime.fromisoformat(data["to"]))
             records = Records.read(session, data["scope"], span.start, span.end, now=now)
     if plots is not None:
-        data["plots"] = {name: str(path) for name, path in plot(data, records, span, plots).items()}
+        try:
+            drawn = plot(data, records, span, plots)
+        except OSError as exc:
+            raise InvalidInput(f"--plots {plots}: {exc.strerror or type(exc).__name__}") from None
+        data["plots"] = {name: str(path) for name, path in drawn.items()}
     if json_out:
         emit_json(data)
         return
@@ -98,7 +104,7 @@ def _print(data: dict[str, Any]) -> None:
             f"{row['escalations']['raised']} ({p['escalations']['raised']})",
             f"{c['received']}/{c['filed']}/{c['closed']}",
             str(c["open_past_limit"]),
-            f"{q['accepted_within_limit']}/{q['decided_on_acceptance']}",
+            f"{q['accepted_within_limit']}/{q['acceptance_due']}",
         )
     out.print(table)
     names = Table("deadline", "due", "on time", "late", "share", title=f"Deadlines, {data['total']['period']}")
@@ -129,6 +135,8 @@ def monthly(
 
     Example: regflow report monthly --authority 330000 --month 2027-01
     """
+    import pendulum
+
     from kernel.errors import InvalidInput
     from kernel.settings import get_settings
     from rules.stats import windows
@@ -144,8 +152,8 @@ def monthly(
         day = _day(f"{month}-01", "--month")
         window = windows(day, day, "month", get_settings().timezone)[0]
     with session_scope() as session:
-        code = viewable(session, who(None), authority, now=now)
-    made = make(code, today=now.date(), now=now, month=window)
+        code = viewable(session, who(None), authority, now=now, making=True)
+    made = make(code, today=pendulum.now(get_settings().timezone).date(), now=now, month=window)
     if json_out:
         plots = {k: str(v) for k, v in made.plots.items()}
         emit_json({"report": str(made.html), "figures": str(made.figures), "plots": plots,
