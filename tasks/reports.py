@@ -195,6 +195,8 @@ def _summary(province: str, month: str, f: dict[str, Any], found: list[Flag], ru
 
 def decide(flag_id: int, *, decision: str, by: str, reason: str, now: dt.datetime) -> Any:
     """The province head's decision on a flag, on the record and the audit log."""
+    from sqlmodel import select
+
     from kernel.errors import InvalidInput, NotFound, StepConflict
     from storage.supervision import SupervisionFlag
     from tasks.access import require
@@ -203,7 +205,9 @@ def decide(flag_id: int, *, decision: str, by: str, reason: str, now: dt.datetim
     if decision != "none" and decision not in rules.measures:
         raise InvalidInput(f"decision {decision!r}: give one of {', '.join([*rules.measures, 'none'])}")
     with session_scope() as session:
-        flag = session.get(SupervisionFlag, flag_id)
+        # Locked (PostgreSQL) so two heads deciding at once decide once; SQLite's writer
+        # lock does the same there.
+        flag = session.exec(select(SupervisionFlag).where(SupervisionFlag.id == flag_id).with_for_update()).first()
         if flag is None:
             raise NotFound(f"no flag {flag_id} (see `regflow flag list`)")
         require(session, by, roles=("head",), authorities=(flag.province,), subject=f"FLAG-{flag_id}",
