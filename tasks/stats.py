@@ -175,7 +175,7 @@ class Records:
         ).all()
         c = Case
         r.cases = conn.execute(
-            sa.select(c.number, c.kind, c.status, c.outcome, c.received_at, c.filed_at, c.closed_at, c.facts).where(
+            sa.select(c.number, c.kind, c.source, c.outcome, c.received_at, c.filed_at, c.closed_at, c.facts).where(
                 where(
                     c.authority_code.in_(scope),
                     c.kind.in_(("case", "complaint")),
@@ -211,7 +211,15 @@ class Records:
         self.buckets = age_buckets()
         # Cases and complaints as plain tuples, the fields each window reads.
         self.case_rows = [
-            (c.number, c.received_at, c.filed_at, c.closed_at, c.outcome, bool((c.facts or {}).get("decided")))
+            (
+                c.number,
+                c.received_at,
+                c.filed_at,
+                c.closed_at,
+                c.outcome,
+                bool((c.facts or {}).get("decided")),
+                c.source,
+            )
             for c in self.cases
             if c.kind == "case"
         ]
@@ -288,13 +296,15 @@ class Records:
     def _cases(self, w: Window, now: dt.datetime) -> dict[str, Any]:
         start, end = w.start, w.end
         at = min(end, now)  # open at the end of the window (or now, for the current one)
-        received = filed = decided = 0
+        received = filed = decided = reopened = 0
         outcomes: Counter = Counter()
         ages: Counter = Counter()
         extended = 0
         buckets = self.buckets
-        for number, received_at, filed_at, closed_at, outcome, was_decided in self.case_rows:
-            received += start <= received_at < end
+        for number, received_at, filed_at, closed_at, outcome, was_decided, source in self.case_rows:
+            if start <= received_at < end:
+                received += 1
+                reopened += source == "lookback"
             if filed_at is not None:
                 filed += start <= filed_at < end
                 if filed_at < at and (closed_at is None or closed_at >= at):
@@ -318,6 +328,8 @@ class Records:
             "open_by_age": {label: ages[label] for _, _, label in buckets},
             "open_past_limit": ages[buckets[-1][2]],
             "extended": extended,
+            # A failed look-back review reopens the matter as a new lead of source lookback.
+            "lookback_failed": reopened,
         }
 
     def _complaints(self, w: Window, now: dt.datetime) -> dict[str, Any]:

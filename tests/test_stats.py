@@ -86,7 +86,7 @@ def history(module_database):
         return cases.receive(validate_lead(data, now=at(received)), now=at(received)).number
 
     def step(number: str, name: str, when: str, **fields) -> None:
-        cases.answer(number, answer={"by": "张三", **fields}, source="cli", step=name, now=at(when))
+        cases.answer(number, answer={"by": "张三"} | fields, source="cli", step=name, now=at(when))
 
     x = lead("case", "330106", "2026-09-02 09:00")
     step(x, "filing", "2026-09-04 09:00", decision="file")
@@ -94,7 +94,27 @@ def history(module_database):
     step(y, "filing", "2026-09-18 09:00", decision="not_file")
     p = lead("complaint", "330106", "2026-09-07 09:30")
     step(p, "acceptance", "2026-09-08 10:00", accept=True)
-    return dict(a=a, b=b, c=c, x=x, y=y, p=p)
+
+    # Z: decided in June without a penalty but with an order to rectify, so a look-back
+    # review falls due 90 days after closing; on 09-15 it finds the order not obeyed,
+    # and the matter is reopened as a lead (source lookback).
+    from tasks import lifecycle
+
+    z = lead("case", "330106", "2026-05-04 09:00")
+    for name, when, fields in [
+        ("filing", "2026-05-05 09:00", dict(decision="file")),
+        ("investigation", "2026-05-20 09:00", dict(finding="penalty")),
+        ("legal-review", "2026-05-25 09:00", dict(opinion="agree", by="王五")),
+        ("pre-penalty", "2026-05-26 10:00", dict(fine="5000", served_on="2026-05-26")),
+        ("party-response", "2026-05-29 10:00", dict(response="statement", text="陈述")),
+        ("decision", "2026-06-08 10:00", dict(outcome="no_penalty", party_present=True, rectification=True, by="赵六")),
+        ("closure", "2026-06-15 10:00", dict(text="结案", by="赵六")),
+    ]:
+        step(z, name, when, **fields)
+    cases.start_lookback(z, now=at("2026-09-14 09:00"))
+    lifecycle.open_step(cases.CASES, z, "lookback", now=at("2026-09-14 09:00"))
+    step(z, "lookback", "2026-09-15 10:00", rectified=False)
+    return dict(a=a, b=b, c=c, x=x, y=y, p=p, z=z)
 
 
 def stats(*args: str) -> dict:
@@ -131,15 +151,19 @@ def test_figures_equal_the_figures_worked_by_hand(history):
     # after the National Day holidays, in October) on 09-18; P accepted the day after it
     # came, due 7 WD later (in September).
     assert d["case.filing"] == {"due": 1, "on_time": 1, "late": 0, "on_time_share": 1.0}
-    assert oct["deadlines"]["by_name"]["case.filing"] == {"due": 1, "on_time": 1, "late": 0, "on_time_share": 1.0}
+    # Y's (on time) and Z''s, never made, late.
+    assert oct["deadlines"]["by_name"]["case.filing"] == {"due": 2, "on_time": 1, "late": 1, "on_time_share": 0.5}
+    # Z's look-back, due 15 WD after it began (in October), done on 09-15.
+    assert oct["deadlines"]["by_name"]["case.lookback"] == {"due": 1, "on_time": 1, "late": 0, "on_time_share": 1.0}
     assert d["complaint.acceptance"] == {"due": 1, "on_time": 1, "late": 0, "on_time_share": 1.0}
 
-    esc = sep["escalations"]
-    assert esc == {"raised": 1, "acknowledged": 1, "minutes_to_acknowledge": {"n": 1, "median": 10.0, "p90": 10.0},
+    esc = sep["escalations"]  # B's initial report, and Z's failed look-back (escalated, not acknowledged)
+    assert esc == {"raised": 2, "acknowledged": 1, "minutes_to_acknowledge": {"n": 1, "median": 10.0, "p90": 10.0},
                    "acknowledged_by": {"李四": 1}}  # fmt: skip
 
     cases, complaints = sep["cases"], sep["complaints"]
-    assert (cases["received"], cases["filed"], cases["not_filed"], cases["closed"]) == (2, 1, 1, 1)
+    assert (cases["received"], cases["filed"], cases["not_filed"], cases["closed"]) == (3, 1, 1, 1)  # X, Y, Z'
+    assert cases["lookback_failed"] == 1 and oct["cases"]["lookback_failed"] == 0
     assert cases["open_filed"] == 1 and cases["open_by_age"] == {"<30d": 1, "30-60d": 0, "60-90d": 0, ">90d": 0}
     assert oct["cases"]["open_by_age"] == {"<30d": 0, "30-60d": 1, "60-90d": 0, ">90d": 0}  # X: 57.6 days on 11-01
     assert (complaints["received"], complaints["accepted_within_limit"], complaints["acceptance_due"]) == (
@@ -157,7 +181,7 @@ def test_an_authority_sees_itself_and_those_it_supervises_only(history, monkeypa
     assert bad.code == 2 and bad.err == "error: --month '26-1': give a month as YYYY-MM\n"
     west = stats("--authority", "330106", "--from", "2026-09-01", "--to", "2026-09-30")
     assert west["scope"] == ["330106"] and west["periods"][0]["emergencies"]["incidents"] == 1
-    assert west["periods"][0]["cases"]["received"] == 1 and west["periods"][0]["escalations"]["raised"] == 0
+    assert west["periods"][0]["cases"]["received"] == 2 and west["periods"][0]["escalations"]["raised"] == 1
 
     # Someone of 滨江区 (330108) asks for 西湖区 (330106): refused in one line, on the audit log.
     people = tmp_path / "people.yaml"
