@@ -117,7 +117,7 @@ def measure() -> tuple[float, float, dict]:
     with session_scope() as session:
         scope = under(session, PROVINCE)
         t0 = time.perf_counter()
-        data = figures(session, PROVINCE, dt.date(2025, 12, 1), dt.date(2026, 11, 30), by="month", now=now)
+        data, _ = figures(session, PROVINCE, dt.date(2025, 12, 1), dt.date(2026, 11, 30), by="month", now=now)
         ours = time.perf_counter() - t0
         months = windows(dt.date(2024, 12, 1), dt.date(2026, 11, 30), "month", "Asia/Shanghai")
         t0 = time.perf_counter()

@@ -104,21 +104,22 @@ def write_public(folder: str, stem: str, files: dict[str, str]) -> list[Path]:
     root = get_settings().home / "public"
     where = root / folder
     where.mkdir(parents=True, exist_ok=True)
-    out = [_replace(where / f"{stem}.{suffix}", text) for suffix, text in files.items()]
+    out = [write_whole(where / f"{stem}.{suffix}", text) for suffix, text in files.items()]
     pages = []
     for page in sorted(root.glob("*/*.html")):
         found = _TITLE.search(page.read_text(encoding="utf-8"))
         pages.append(
             {"href": f"{page.parent.name}/{page.name}", "title": html.unescape(found[1]) if found else page.stem}
         )
-    _replace(root / "index.html", public_page("index.html.j2", pages=pages))
+    write_whole(root / "index.html", public_page("index.html.j2", pages=pages))
     return out
 
 
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
-def _replace(path: Path, text: str) -> Path:
+def write_whole(path: Path, text: str) -> Path:
+    """Written beside, then moved into place: a reader never sees half a file."""
     part = path.with_suffix(path.suffix + ".part")
     part.write_text(text, encoding="utf-8")
     part.replace(path)

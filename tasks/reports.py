@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,18 +104,18 @@ def monthly(province: str, *, today: dt.date, now: dt.datetime, month: Window | 
     """The supervision report of `province` (and all it supervises) for the month before
     `today` (or `month`): figures, plots, flags, the HTML page, all under
     $REGFLOW_HOME/reports/<province>/<month>/, and the flags recorded."""
-    from tasks.render import html_page
+    from tasks.render import html_page, write_whole
 
     settings = get_settings()
     window = month or month_before(today, settings.timezone)
     day = _local_day(window)
     rules = load_supervision_rules(settings.supervision_rules)
     with session_scope() as session:
-        data = figures(session, province, day, day, by="month", now=now)
-        records = Records.read(session, data["scope"], window.start, window.end, now=now)
+        data, records = figures(session, province, day, day, by="month", now=now)
         # Whole calendar years only, the last one ended before the report's month.
         years = yearly_failures(session, data["scope"], day.year - 1, rules.spot_check_failures.years)
-        tier = load_tree(session).get(province).tier
+        authority = load_tree(session).get(province)
+        decided = [f for f in flags_of(session, provinces=[province]) if f.status == "decided"]
     month_figures = data["periods"][-1]
     on_time = {
         code: (line["on_time"], line["due"]) for code, line in month_figures["deadlines"]["by_authority"].items()
@@ -124,17 +123,14 @@ def monthly(province: str, *, today: dt.date, now: dt.datetime, month: Window | 
     # Flags are the province's to raise, for its head to decide: a city's or county's
     # report shows its figures and raises none.
     found = flags(rules, period=window.label, year=day.year - 1, on_time=on_time, failures=years)
-    found = found if tier == "province" else []
+    found = found if authority.tier == "province" else []
     folder = settings.home / "reports" / province / window.label
     plots = plot(data, records, window, folder)
     summary = _summary(province, window.label, month_figures, found, rules)
-    with session_scope() as session:
-        decided = [f for f in flags_of(session, provinces=[province]) if f.status == "decided"]
-        name = load_tree(session).get(province).name
     page = html_page(
         "reports/monthly.html.j2",
         province=province,
-        name=name,
+        name=authority.name,
         month=window.label,
         data=data,
         month_figures=month_figures,
@@ -144,14 +140,14 @@ def monthly(province: str, *, today: dt.date, now: dt.datetime, month: Window | 
         plots={name: path.name for name, path in plots.items()},
         made_at=now,
     )
-    html = _write(folder / "report.html", page)
-    figures_file = _write(folder / "figures.json", json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    html = write_whole(folder / "report.html", page)
+    figures_file = write_whole(folder / "figures.json", json.dumps(data, ensure_ascii=False, indent=2, default=str))
     # The flags and the message to the head in one transaction: a report made again
     # (a retried run) raises no flag twice and sends nothing twice (the outbox key).
     with session_scope() as session:
         new = sum(raise_flag(session, province=province, now=now, **vars(f)) for f in found)
         queue(session, number=subject(province, window.label), key="monthly-report", tags=[f"{province}.head"],
-              template="supervision_report", now=now, authority=load_tree(session).get(province),
+              template="supervision_report", now=now, authority=authority,
               month=window.label, summary=summary, report=str(html), flags=found)  # fmt: skip
     return Report(folder, html, figures_file, plots, found, new, summary, data)
 
@@ -165,14 +161,6 @@ def _local_day(window: Window) -> dt.date:
     import pendulum
 
     return pendulum.instance(window.start).in_timezone(get_settings().timezone).date()
-
-
-def _write(path: Path, text: str) -> Path:
-    """Whole or not at all: written beside, then moved into place."""
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-    return path
 
 
 def _summary(province: str, month: str, f: dict[str, Any], found: list[Flag], rules) -> str:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from kernel.settings import get_settings
+from rules.cases import NUMBER_PREFIX
 from rules.stats import Period, Window, previous, share, summary, windows
 from storage.authorities import load_tree
 from storage.cases import Case
@@ -29,9 +30,8 @@ from storage.risk import RiskItem
 from storage.samples import SpotSample
 from tasks.board import under
 
-# Subject kinds by number prefix (rules/cases.NUMBER_PREFIX, and INC- for incidents).
-KINDS = {"INC": "emergency", "CASE": "case", "CMP": "complaint", "SMP": "sample", "RSK": "risk", "RCL": "recall",
-         "PUB": "publication", "SVL": "listing", "REF": "referral"}  # fmt: skip
+# Subject kinds by number prefix (INC- for incidents, the rest as rules/cases numbers them).
+KINDS = {"INC": "emergency", **{prefix: kind for kind, prefix in NUMBER_PREFIX.items()}}
 # The incident deadlines whose time-to figures the supervisors watch, in lifecycle order.
 TIME_TO = ("dispatch", "arrival", "initial_report", "upward_report")
 PARTS = ("emergencies", "deadlines", "escalations", "cases", "complaints", "spot_checks", "risk")
@@ -66,9 +66,10 @@ def kind_of(number: str) -> str:
 
 def figures(
     session: Session, authority: str, first: dt.date, last: dt.date, *, by: Period = "month", now: dt.datetime
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Records]:
     """The figures of `authority` and those it supervises for each period from the one
-    holding `first` to the one holding `last`, the whole span, and the span before it."""
+    holding `first` to the one holding `last`, the whole span, and the span before it;
+    and the rows they were made of, for the plots of any window within."""
     tz = get_settings().timezone
     scope = under(session, authority)
     periods = windows(first, last, by, tz)
@@ -95,7 +96,7 @@ def figures(
         "periods": rows,
         "total": {"period": span.label, **records.figures(span, now)},
         "previous_total": {"period": prior.label, **records.figures(prior, now)},
-    }
+    }, records
 
 
 class Records:
@@ -123,7 +124,7 @@ class Records:
                     Incident.triggered_at >= start,
                     Incident.triggered_at < end,
                 )
-            )  # fmt: skip
+            )
         ).all()
         # A deadline counts in the period it fell due in; one still open, once it is due.
         d = Deadline
@@ -147,7 +148,7 @@ class Records:
                     d.due_at < end,
                     d.subject.not_in(drills),
                 )
-            )  # fmt: skip
+            )
         ).all()
         r.escalations = conn.execute(
             sa.select(Escalation.raised_at, Escalation.acked_at, Escalation.acked_by, d.subject)
@@ -159,7 +160,7 @@ class Records:
                     Escalation.raised_at < end,
                     d.subject.not_in(drills),
                 )
-            )  # fmt: skip
+            )
         ).all()
         # The clocks some figures follow from start to end, wherever their due time falls:
         # time to each incident step and to a risk assessment, a case's decision limit.
@@ -171,7 +172,7 @@ class Records:
                     d.created_at < end,
                     sa.or_(d.status.in_(("open", "paused")), d.closed_at >= start),
                 )
-            )  # fmt: skip
+            )
         ).all()
         c = Case
         r.cases = conn.execute(
@@ -182,7 +183,7 @@ class Records:
                     c.received_at < end,
                     sa.or_(c.closed_at.is_(None), c.closed_at >= start),
                 )
-            )  # fmt: skip
+            )
         ).all()
         r.samples = conn.execute(
             sa.select(SpotSample.category, c.authority_code, SpotSample.result, SpotSample.final_at)
@@ -192,7 +193,7 @@ class Records:
         r.risks = conn.execute(
             sa.select(RiskItem.number, RiskItem.grade, RiskItem.first_at).where(
                 where(RiskItem.region.in_(scope), RiskItem.first_at >= start, RiskItem.first_at < end)
-            )  # fmt: skip
+            )
         ).all()
         r._index()
         return r
@@ -395,7 +396,7 @@ def yearly_failures(session: Session, scope: list[str], last_year: int, years: i
             Case.authority_code.in_(scope),
             SpotSample.final_at >= spans[0][0].start,
             SpotSample.final_at < spans[-1][-1].end,
-        )  # fmt: skip
+        )
     ).all()
     out: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in spans])
     for region, result, at in rows:

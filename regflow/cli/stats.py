@@ -55,7 +55,7 @@ def stats(
     from rules.stats import Window
     from storage.db import session_scope, utcnow
     from tasks.reports import plot
-    from tasks.stats import Records, figures, viewable
+    from tasks.stats import figures, viewable
 
     if by not in ("month", "quarter"):
         raise InvalidInput(f"--by {by!r}: give month or quarter")
@@ -69,11 +69,9 @@ def stats(
         raise InvalidInput("give dates from 2000 on")
     with session_scope() as session:
         code = viewable(session, who(None), authority, now=now)
-        data = figures(session, code, first, last, by=by, now=now)  # type: ignore[arg-type]
-        if plots is not None:
-            span = Window("", dt.datetime.fromisoformat(data["from"]), dt.datetime.fromisoformat(data["to"]))
-            records = Records.read(session, data["scope"], span.start, span.end, now=now)
+        data, records = figures(session, code, first, last, by=by, now=now)  # type: ignore[arg-type]
     if plots is not None:
+        span = Window("", dt.datetime.fromisoformat(data["from"]), dt.datetime.fromisoformat(data["to"]))
         try:
             drawn = plot(data, records, span, plots)
         except OSError as exc:
