@@ -126,8 +126,12 @@ def seal(session: Session, *, limit: int = 1000) -> tuple[int, AuditChain]:
 def anchor(path: Path, *, chain: str, seq: int, digest: str, at: dt.datetime) -> None:
     """Append the chain head to the anchor file: one JSON line, on disk when this returns.
     Opened for appending only: nothing here rewrites what the file says."""
-    entry = {"chain": chain, "seq": seq, "hash": digest, "at": at.isoformat()}
-    _append(path, json.dumps(entry, separators=(",", ":")) + "\n")
+    _append(path, _line(chain, seq, digest, at.isoformat()))
+
+
+def _line(chain: str | None, seq: int, digest: str, at: str) -> str:
+    """One head as the anchor file holds it: a JSON line (Anchors.read reads it back)."""
+    return json.dumps({"chain": chain, "seq": seq, "hash": digest, "at": at}, separators=(",", ":")) + "\n"
 
 
 def _append(path: Path, text: str) -> None:
@@ -193,10 +197,7 @@ class Anchors:
             _append(path, self.lines())
 
     def lines(self) -> str:
-        return "".join(
-            json.dumps({"chain": self.chain, "seq": seq, "hash": digest, "at": at}, separators=(",", ":")) + "\n"
-            for seq, (digest, at) in sorted(self.heads.items())
-        )
+        return "".join(_line(self.chain, seq, digest, at) for seq, (digest, at) in sorted(self.heads.items()))
 
 
 @dataclass

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from kernel.errors import InvalidInput, PlatformUnavailable
 from kernel.settings import get_settings
-from storage.audit import Anchors, anchor
+from storage.audit import GENESIS, Anchors, anchor
 
 # What a fresh database holds before anyone records anything (`regflow up` loads the
 # authorities and rosters, the watchers beat): a restore may replace it without --force.
@@ -305,7 +305,7 @@ def _describe(conn, tables: list[str]) -> tuple[dict[str, int], tuple[int, str, 
     counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in _ours(tables)}
     head = one("SELECT seq, hash, chain_id FROM audit_chain WHERE id = 1", "audit_chain")
     revision = one("SELECT version_num FROM alembic_version", "alembic_version")
-    return counts, tuple(head) if head else (0, "0" * 64, None), revision[0] if revision else None
+    return counts, tuple(head) if head else (0, GENESIS, None), revision[0] if revision else None
 
 
 # --- PostgreSQL -------------------------------------------------------------------------

@@ -54,8 +54,10 @@ def restore(
     json_out: bool = JSON,
 ) -> None:
     """Restore a backup where the settings point (REGFLOW_HOME, REGFLOW_DATABASE_URL):
-    the database, the identity key and, where none is there, the anchor file. Every
-    file is checked against the backup's manifest first, and every table's rows after.
+    the database and the identity key, and the backup's anchored heads appended to the
+    anchor file under the restored chain's new id. Every file is checked against the
+    backup's manifest first, and every table's rows before the copy takes the target's
+    place.
 
     Example: REGFLOW_HOME=/srv/regflow-new regflow restore /srv/backups/regflow/regflow-backup-20270105T183000Z
     """
