@@ -220,7 +220,7 @@ def deliver_now(subject: str, *, wait: float) -> bool:
     order), waiting at most `wait` seconds; False if that was not enough. What is
     left, or was claimed when this process exits, the watcher sends once the claim
     expires: the outbox stays the only way out."""
-    import threading
+    from kernel.waiting import at_most
 
     def send() -> None:
         try:
@@ -228,10 +228,7 @@ def deliver_now(subject: str, *, wait: float) -> bool:
         except Exception as exc:  # the watcher retries; the trigger itself stands
             log.warning("%s: immediate delivery failed (%s); the watcher retries", subject, type(exc).__name__)
 
-    sender = threading.Thread(target=send, name="regflow-deliver-now", daemon=True)
-    sender.start()
-    sender.join(wait)
-    return not sender.is_alive()
+    return at_most(send, wait)[0]
 
 
 # An escalation whose channel has failed this many times also goes out by the

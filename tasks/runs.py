@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 import time
 import uuid
-from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -23,6 +21,7 @@ from sqlmodel import select
 
 from kernel.errors import PlatformUnavailable, RegflowError, StepConflict
 from kernel.settings import get_settings
+from kernel.waiting import at_most
 from storage import audit
 from storage.cases import Case, get_case
 from storage.db import session_scope, utcnow
@@ -47,21 +46,8 @@ def start_incident_run(incident: Incident) -> uuid.UUID:
 
 def start_within(start: Callable[[], uuid.UUID], seconds: float) -> uuid.UUID | None:
     """`start()` given `seconds` to create a run: its id, or None if it is still on its way
-    (it goes on in a daemon thread; the watcher creates whatever it leaves undone). Its
-    errors within the wait are raised here."""
-    done: Future[uuid.UUID] = Future()
-
-    def run() -> None:
-        try:
-            done.set_result(start())
-        except BaseException as exc:  # handed to the caller, if it still waits
-            done.set_exception(exc)
-
-    threading.Thread(target=run, name="start-run", daemon=True).start()
-    try:
-        return done.result(timeout=seconds)
-    except TimeoutError:  # concurrent.futures' own, since 3.11
-        return None
+    (the watcher creates whatever it leaves undone). Its errors within the wait are raised."""
+    return at_most(start, seconds)[1]
 
 
 def incident_params(incident: Incident) -> dict[str, Any]:
