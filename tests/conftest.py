@@ -372,6 +372,20 @@ def cli(*args: str) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def incident_on_site(title: str, authority: str = "330108") -> str:
+    """An incident triggered and its team arrived, through the task functions (no Prefect
+    needed): real state changes, each with its audit row. Its number."""
+    from rules.incidents import validate_trigger
+    from storage.db import utcnow
+    from tasks.incidents import answer, trigger
+
+    now = utcnow()
+    data = dict(plan="product-quality", level="IV", title=title, location="l", authority=authority)
+    incident = trigger(validate_trigger(data, now=now), now=now)
+    answer(incident.number, answer={"officer": "张三"}, source="cli", verb="arrive", now=utcnow())
+    return incident.number
+
+
 def wait_until(predicate, timeout: float = 90.0, interval: float = 0.3, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

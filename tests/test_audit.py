@@ -11,23 +11,12 @@ import threading
 
 import sqlalchemy as sa
 
-from storage.db import session_scope, utcnow
-from tests.conftest import cli
+from storage.db import session_scope
+from tests.conftest import cli, incident_on_site
 
 
 def _trigger(i: int) -> str:
-    from rules.incidents import validate_trigger
-    from tasks.incidents import answer, trigger
-
-    now = utcnow()
-    incident = trigger(
-        validate_trigger(
-            dict(plan="product-quality", level="IV", title=f"审计 {i}", location="l", authority="330108"), now=now
-        ),
-        now=now,
-    )
-    answer(incident.number, answer={"officer": "张三"}, source="cli", verb="arrive", now=utcnow())
-    return incident.number
+    return incident_on_site(f"审计 {i}")
 
 
 def _seal_until_done() -> None:

@@ -18,22 +18,11 @@ import pytest
 import sqlalchemy as sa
 
 from storage.db import session_scope, utcnow
-from tests.conftest import cli, on_sqlite, pg_url, scratch_pg_database
+from tests.conftest import cli, incident_on_site, on_sqlite, pg_url, scratch_pg_database
 
 
 def _trigger(i: int) -> str:
-    from rules.incidents import validate_trigger
-    from tasks.incidents import answer, trigger
-
-    now = utcnow()
-    incident = trigger(
-        validate_trigger(
-            dict(plan="product-quality", level="IV", title=f"备份 {i}", location="l", authority="330108"), now=now
-        ),
-        now=now,
-    )
-    answer(incident.number, answer={"officer": "张三"}, source="cli", verb="arrive", now=utcnow())
-    return incident.number
+    return incident_on_site(f"备份 {i}")
 
 
 def _numbers() -> set[str]:
